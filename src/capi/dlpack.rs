@@ -1,0 +1,386 @@
+//! DLPack tensor descriptors: the `#[repr(C)]` mirror of `era/dlpack.h` and
+//! the checks that turn a borrowed `DLTensor` into an ndarray view.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, CowArray, IxDyn, ShapeBuilder};
+
+use crate::error::{bail, Result};
+
+/// DLPack device (mirrors `DLDevice` of `era/dlpack.h`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DLDevice {
+    /// `DLDeviceType` (1 = CPU, 2 = CUDA, 3 = CUDA host, ...).
+    pub device_type: i32,
+    /// Device ordinal.
+    pub device_id: i32,
+}
+
+/// DLPack element type (mirrors `DLDataType`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DLDataType {
+    /// `DLDataTypeCode` (0 int, 1 uint, 2 float, 4 bfloat).
+    pub code: u8,
+    /// Bits per lane.
+    pub bits: u8,
+    /// Lanes (1 for scalars).
+    pub lanes: u16,
+}
+
+/// DLPack tensor descriptor (mirrors `DLTensor`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLTensor {
+    /// Base pointer.
+    pub data: *mut c_void,
+    /// Where the data lives.
+    pub device: DLDevice,
+    /// Rank.
+    pub ndim: i32,
+    /// Element type.
+    pub dtype: DLDataType,
+    /// `ndim` extents.
+    pub shape: *mut i64,
+    /// `ndim` strides in elements, or null for row-major.
+    pub strides: *mut i64,
+    /// Offset in bytes from `data` to the first element.
+    pub byte_offset: u64,
+}
+
+pub(crate) const KDL_CPU: i32 = 1;
+pub(crate) const KDL_CUDA: i32 = 2;
+pub(crate) const KDL_CUDA_HOST: i32 = 3;
+pub(crate) const KDL_CUDA_MANAGED: i32 = 13;
+
+/// Largest rank accepted (DLPack has no limit; this guards allocations).
+pub(crate) const MAX_NDIM: i32 = 32;
+
+/// An element type this library computes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DType {
+    F32,
+    F64,
+    BF16,
+    F16,
+    I32,
+    I64,
+}
+
+impl DType {
+    fn from_dl(t: DLDataType) -> Option<DType> {
+        if t.lanes != 1 {
+            return None;
+        }
+        Some(match (t.code, t.bits) {
+            (2, 32) => DType::F32,
+            (2, 64) => DType::F64,
+            (2, 16) => DType::F16,
+            (4, 16) => DType::BF16,
+            (0, 32) => DType::I32,
+            (0, 64) => DType::I64,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::BF16 | DType::F16 => 2,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+        }
+    }
+}
+
+fn dl_name(t: DLDataType) -> String {
+    let code = match t.code {
+        0 => "int".to_string(),
+        1 => "uint".to_string(),
+        2 => "float".to_string(),
+        3 => "opaque".to_string(),
+        4 => "bfloat".to_string(),
+        5 => "complex".to_string(),
+        6 => "bool".to_string(),
+        c => format!("code{c}"),
+    };
+    if t.lanes == 1 {
+        format!("{code}{}", t.bits)
+    } else {
+        format!("{code}{}x{}", t.bits, t.lanes)
+    }
+}
+
+/// A checked tensor descriptor: what a `DLTensor` says, validated.
+#[derive(Debug)]
+pub(crate) struct Desc<'a> {
+    pub name: &'static str,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Strides in elements (signed).
+    strides: Vec<isize>,
+    /// Address of element (0, ..., 0); dangling when empty.
+    first: *mut u8,
+    /// Byte range `[lo, hi)` the tensor touches (empty when it has no elements).
+    lo: usize,
+    hi: usize,
+    _life: PhantomData<&'a DLTensor>,
+}
+
+impl<'a> Desc<'a> {
+    /// Checks a descriptor: pointer, rank, shape, dtype, device, strides,
+    /// alignment and address-range overflow.
+    ///
+    /// # Safety
+    /// `t` is null or points to a readable `DLTensor` whose `shape` (and
+    /// `strides`, when non-null) point to `ndim` readable `int64_t`s.
+    pub unsafe fn new(t: *const DLTensor, name: &'static str) -> Result<Desc<'a>> {
+        let Some(t) = t.as_ref() else {
+            bail!(NullPointer, "{name} must not be NULL");
+        };
+        match t.device.device_type {
+            KDL_CPU | KDL_CUDA_HOST => {}
+            KDL_CUDA | KDL_CUDA_MANAGED => bail!(
+                UnsupportedDevice,
+                "{name} is a CUDA buffer (device_type {}), but this build of era has no CUDA support",
+                t.device.device_type
+            ),
+            d => bail!(UnsupportedDevice, "{name} has device_type {d}, which this build of era cannot compute on (CPU only)"),
+        }
+        if t.ndim < 0 || t.ndim > MAX_NDIM {
+            bail!(InvalidShape, "{name} has rank {}, expected 0..={MAX_NDIM}", t.ndim);
+        }
+        let ndim = t.ndim as usize;
+        if ndim > 0 && t.shape.is_null() {
+            bail!(InvalidShape, "{name} has rank {ndim} but a NULL shape pointer");
+        }
+        let dtype = match DType::from_dl(t.dtype) {
+            Some(d) => d,
+            None => bail!(UnsupportedDtype, "{name} has dtype {}, which era does not support", dl_name(t.dtype)),
+        };
+        let raw_shape: &[i64] = if ndim == 0 { &[] } else { std::slice::from_raw_parts(t.shape, ndim) };
+        let mut shape = Vec::with_capacity(ndim);
+        let mut numel: usize = 1;
+        for (i, &s) in raw_shape.iter().enumerate() {
+            if s < 0 {
+                bail!(InvalidShape, "{name} has a negative extent {s} on axis {i}");
+            }
+            let s = s as usize;
+            numel = match numel.checked_mul(s) {
+                Some(n) if n <= isize::MAX as usize / dtype.size() => n,
+                _ => bail!(InvalidShape, "{name}'s shape {raw_shape:?} has more elements than memory can hold"),
+            };
+            shape.push(s);
+        }
+        let strides: Vec<isize> = if t.strides.is_null() {
+            let mut st = vec![0isize; ndim];
+            let mut acc: isize = 1;
+            for i in (0..ndim).rev() {
+                st[i] = acc;
+                acc = acc.saturating_mul(shape[i].max(1) as isize);
+            }
+            st
+        } else {
+            let raw = std::slice::from_raw_parts(t.strides, ndim);
+            let mut st = Vec::with_capacity(ndim);
+            for (i, &s) in raw.iter().enumerate() {
+                // the stride of an axis of extent <= 1 is never used
+                let s = if shape[i] <= 1 { 0 } else { s };
+                match isize::try_from(s) {
+                    Ok(v) if v.checked_mul(dtype.size() as isize).is_some() => st.push(v),
+                    _ => bail!(InvalidLayout, "{name} has stride {s} on axis {i}, which overflows"),
+                }
+            }
+            st
+        };
+        if numel == 0 {
+            return Ok(Desc {
+                name,
+                dtype,
+                shape,
+                strides,
+                first: std::ptr::null_mut(),
+                lo: 0,
+                hi: 0,
+                _life: PhantomData,
+            });
+        }
+        if t.data.is_null() {
+            bail!(InvalidLayout, "{name} has {numel} elements but a NULL data pointer");
+        }
+        // element offsets of the lowest and highest elements
+        let (mut min_off, mut max_off) = (0i128, 0i128);
+        for (&n, &s) in shape.iter().zip(&strides) {
+            let span = (n as i128 - 1) * s as i128;
+            if span < 0 {
+                min_off += span;
+            } else {
+                max_off += span;
+            }
+        }
+        let size = dtype.size() as i128;
+        let base = t.data as usize as i128 + t.byte_offset as i128;
+        let lo = base + min_off * size;
+        let hi = base + (max_off + 1) * size;
+        if lo < 0 || hi > isize::MAX as i128 {
+            bail!(InvalidLayout, "{name}'s strides and byte_offset reach outside the address space");
+        }
+        if base % size != 0 {
+            bail!(
+                InvalidLayout,
+                "{name}'s first element (data + byte_offset) is not aligned to {} bytes for {}",
+                dtype.size(),
+                dtype.name()
+            );
+        }
+        Ok(Desc {
+            name,
+            dtype,
+            shape,
+            strides,
+            first: base as usize as *mut u8,
+            lo: lo as usize,
+            hi: hi as usize,
+            _life: PhantomData,
+        })
+    }
+
+    /// Like [`Desc::new`] but a null pointer means "absent".
+    pub unsafe fn optional(t: *const DLTensor, name: &'static str) -> Result<Option<Desc<'a>>> {
+        if t.is_null() {
+            Ok(None)
+        } else {
+            Desc::new(t, name).map(Some)
+        }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether two tensors' byte ranges intersect.
+    pub fn overlaps(&self, other: &Desc<'_>) -> bool {
+        self.lo < self.hi && other.lo < other.hi && self.lo < other.hi && other.lo < self.hi
+    }
+
+    /// Fails unless no two indices of this (output) tensor address the same element.
+    pub fn check_writable(&self) -> Result<()> {
+        let mut axes: Vec<(usize, usize)> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .filter(|(&n, _)| n > 1)
+            .map(|(&n, &s)| (s.unsigned_abs(), n))
+            .collect();
+        axes.sort_unstable();
+        let mut reach: usize = 0; // largest offset reachable by the axes so far
+        for (s, n) in axes {
+            if s == 0 || s <= reach {
+                bail!(
+                    InvalidLayout,
+                    "{} is an output, but its strides {:?} address some elements more than once",
+                    self.name,
+                    self.strides
+                );
+            }
+            reach = reach.saturating_add(s.saturating_mul(n - 1));
+        }
+        Ok(())
+    }
+
+    /// Fails unless the dtype is `want`.
+    pub fn expect_dtype(&self, want: DType) -> Result<()> {
+        if self.dtype != want {
+            bail!(UnsupportedDtype, "{} has dtype {}, expected {}", self.name, self.dtype.name(), want.name());
+        }
+        Ok(())
+    }
+
+    unsafe fn parts<T>(&self) -> (*mut T, Vec<usize>, Vec<usize>, Vec<usize>) {
+        debug_assert_eq!(std::mem::size_of::<T>(), self.dtype.size());
+        if self.numel() == 0 {
+            let z = vec![0usize; self.shape.len()];
+            return (std::ptr::NonNull::<T>::dangling().as_ptr(), self.shape.clone(), z, vec![]);
+        }
+        // move to the lowest address, use absolute strides, invert the negative axes
+        let mut p = self.first as *mut T;
+        let mut neg = vec![];
+        let mut abs = Vec::with_capacity(self.strides.len());
+        for (i, (&n, &s)) in self.shape.iter().zip(&self.strides).enumerate() {
+            if s < 0 {
+                p = p.offset(s * (n as isize - 1));
+                neg.push(i);
+            }
+            abs.push(s.unsigned_abs());
+        }
+        (p, self.shape.clone(), abs, neg)
+    }
+
+    /// A read-only view.
+    ///
+    /// # Safety
+    /// The descriptor came from [`Desc::new`] on a live tensor of element type `T`,
+    /// and nothing writes the memory while the view lives.
+    pub unsafe fn view<T>(&self) -> ArrayViewD<'a, T> {
+        let (p, shape, strides, neg) = self.parts::<T>();
+        let mut v = ArrayViewD::from_shape_ptr(IxDyn(&shape).strides(IxDyn(&strides)), p as *const T);
+        for i in neg {
+            v.invert_axis(Axis(i));
+        }
+        v
+    }
+
+    /// A read-only view, copied when it overlaps one of `outputs` (so that
+    /// in-place calls such as `out == z` are correct).
+    ///
+    /// # Safety
+    /// As for [`Desc::view`].
+    pub unsafe fn input<T: Clone>(&self, outputs: &[&Desc<'_>]) -> CowArray<'a, T, IxDyn> {
+        let v = self.view::<T>();
+        if outputs.iter().any(|o| self.overlaps(o)) {
+            CowArray::from(v.to_owned())
+        } else {
+            CowArray::from(v)
+        }
+    }
+
+    /// A mutable view.
+    ///
+    /// # Safety
+    /// As for [`Desc::view`]; in addition [`Desc::check_writable`] passed and no
+    /// other live view overlaps this tensor.
+    pub unsafe fn view_mut<T>(&self) -> ArrayViewMutD<'a, T> {
+        let (p, shape, strides, neg) = self.parts::<T>();
+        let mut v = ArrayViewMutD::from_shape_ptr(IxDyn(&shape).strides(IxDyn(&strides)), p);
+        for i in neg {
+            v.invert_axis(Axis(i));
+        }
+        v
+    }
+}
+
+/// Checks that the outputs of one call are writable and pairwise disjoint.
+pub(crate) fn check_outputs(outputs: &[&Desc<'_>]) -> Result<()> {
+    for (i, a) in outputs.iter().enumerate() {
+        a.check_writable()?;
+        for b in &outputs[i + 1..] {
+            if a.overlaps(b) {
+                bail!(InvalidLayout, "outputs {} and {} overlap in memory", a.name, b.name);
+            }
+        }
+    }
+    Ok(())
+}

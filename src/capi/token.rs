@@ -1,0 +1,169 @@
+//! The token head's C functions.
+
+use std::ffi::c_void;
+
+use crate::capi::dlpack::{check_outputs, DLTensor, DType, Desc};
+use crate::capi::head::{head_ref, with_float, with_logits, EraHead};
+use crate::capi::{boundary, EraStatus};
+use crate::error::{bail, Result};
+use crate::heads::token::{IndexView, TokenOutputs};
+
+/// Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
+pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
+
+/// An integer input (labels, response ids) as an [`IndexView`].
+unsafe fn index_view<'a>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<IndexCow<'a>> {
+    Ok(match d.dtype {
+        DType::I32 => IndexCow::I32(d.input::<i32>(outputs)),
+        DType::I64 => IndexCow::I64(d.input::<i64>(outputs)),
+        other => bail!(UnsupportedDtype, "{} has dtype {}; expected int32 or int64", d.name, other.name()),
+    })
+}
+
+enum IndexCow<'a> {
+    I32(ndarray::CowArray<'a, i32, ndarray::IxDyn>),
+    I64(ndarray::CowArray<'a, i64, ndarray::IxDyn>),
+}
+
+impl IndexCow<'_> {
+    fn view(&self) -> IndexView<'_> {
+        match self {
+            IndexCow::I32(a) => IndexView::I32(a.view()),
+            IndexCow::I64(a) => IndexView::I64(a.view()),
+        }
+    }
+}
+
+/// Token-head forward (ERA_MATH.md section 3) over `N` tokens laid out as
+/// any batch shape `[...]`:
+///
+/// - `logits` `[..., V]`: float32, float64, bfloat16 or float16 (accumulated in f64);
+/// - `labels` `[...]`: sampled token ids (int32/int64), in `[0, V)` for unmasked tokens;
+/// - `response_ids` `[...]`: int32/int64, the response each token belongs to
+///   (`>= 0`, any order, need not be contiguous), or -1 for masked tokens;
+/// - `advantages` `[...]`: float32/float64.
+///
+/// Outputs, all `[...]` with the dtype of `advantages`: `logprobs_out`
+/// (`c*z[y] - logsumexp(c*z)` with `z = logits/T`; -1e4 for a label outside
+/// the vocabulary top-K), `entropy_out` (`H(softmax(z))` over the full
+/// vocabulary), `scale_out` (`c` in {k, 1, 1/k}), `advantages_out`
+/// (`A/c` with advantage scaling), and `response_entropy_out` (may be NULL):
+/// the mean entropy of the response's top-`rho` tokens. Masked tokens get
+/// logprob 0, scale 1, their advantage unchanged and response entropy 0;
+/// their labels are not read.
+///
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+/// `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_VALUE` (label outside
+/// `[0, V)` on an unmasked token, response id < -1).
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_forward(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    response_ids: *const DLTensor,
+    advantages: *const DLTensor,
+    logprobs_out: *mut DLTensor,
+    entropy_out: *mut DLTensor,
+    scale_out: *mut DLTensor,
+    advantages_out: *mut DLTensor,
+    response_entropy_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    let _ = stream;
+    boundary(|| {
+        let t = head_ref(head)?.as_token("era_token_forward")?;
+        let ld = Desc::new(logits, "logits")?;
+        let yd = Desc::new(labels, "labels")?;
+        let rd = Desc::new(response_ids, "response_ids")?;
+        let ad = Desc::new(advantages, "advantages")?;
+        let lp = Desc::new(logprobs_out, "logprobs_out")?;
+        let en = Desc::new(entropy_out, "entropy_out")?;
+        let sc = Desc::new(scale_out, "scale_out")?;
+        let ao = Desc::new(advantages_out, "advantages_out")?;
+        let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
+        let mut outs = vec![&lp, &en, &sc, &ao];
+        if let Some(r) = &re {
+            outs.push(r);
+        }
+        check_outputs(&outs)?;
+        let y = index_view(&yd, &outs)?;
+        let r = index_view(&rd, &outs)?;
+        with_float!(ad.dtype, "advantages", F => {
+            for o in &outs {
+                o.expect_dtype(ad.dtype)?;
+            }
+            with_logits!(ld.dtype, "logits", L => {
+                let x = ld.input::<L>(&outs);
+                let a = ad.input::<F>(&outs);
+                let o = TokenOutputs {
+                    logprobs: lp.view_mut::<F>(),
+                    entropy: en.view_mut::<F>(),
+                    scale: sc.view_mut::<F>(),
+                    advantages: ao.view_mut::<F>(),
+                    response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
+                };
+                t.forward(x.view(), y.view(), r.view(), a.view(), o)
+            })
+        })
+    })
+}
+
+/// Token-head backward: `grad_logits_out[t] = (c_t/T) * (onehot(y_t) -
+/// softmax(c_t*z_t)) * grad_logprobs[t]` (over the top-K only with
+/// `vocab_topk`; zero for masked tokens and labels outside the top-K). The
+/// scale decision is not differentiated: pass the forward's `scale_out`.
+/// `scale` and `grad_logprobs` `[...]` are float32/float64 (the same);
+/// `grad_logits_out` has the shape and dtype of `logits`.
+///
+/// Errors: as `era_token_forward`; `INVALID_VALUE` also for a scale that is
+/// not finite and positive.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_backward(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    response_ids: *const DLTensor,
+    scale: *const DLTensor,
+    grad_logprobs: *const DLTensor,
+    grad_logits_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    let _ = stream;
+    boundary(|| {
+        let t = head_ref(head)?.as_token("era_token_backward")?;
+        let ld = Desc::new(logits, "logits")?;
+        let yd = Desc::new(labels, "labels")?;
+        let rd = Desc::new(response_ids, "response_ids")?;
+        let sd = Desc::new(scale, "scale")?;
+        let gd = Desc::new(grad_logprobs, "grad_logprobs")?;
+        let od = Desc::new(grad_logits_out, "grad_logits_out")?;
+        let outs = [&od];
+        check_outputs(&outs)?;
+        let y = index_view(&yd, &outs)?;
+        let r = index_view(&rd, &outs)?;
+        with_float!(sd.dtype, "scale", F => {
+            gd.expect_dtype(sd.dtype)?;
+            with_logits!(ld.dtype, "logits", L => {
+                od.expect_dtype(ld.dtype)?;
+                let x = ld.input::<L>(&outs);
+                let s = sd.input::<F>(&outs);
+                let g = gd.input::<F>(&outs);
+                t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_constant_matches_the_head() {
+        assert_eq!(super::ERA_OUTSIDE_TOPK_LOGPROB, crate::heads::token::OUTSIDE_TOPK_LOGPROB);
+    }
+}

@@ -1,0 +1,368 @@
+//! The Gaussian head (ERA_MATH.md section 1), its entropy, the truncated-normal
+//! entropy of section 1.1 and the `delta` learner of section 1.3.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Zip};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeltaOptimizer, GaussianConfig, L2PE};
+use crate::error::{bail, Result};
+use crate::heads::check_same_shape;
+use crate::kernels::{load, reduce_rows, softmax_into, store, Element};
+
+/// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
+#[inline]
+pub fn gaussian_k(cfg: &GaussianConfig, delta: f64) -> f64 {
+    let d = cfg.dim as f64;
+    let s = cfg.target_entropy + delta - 0.5 * d * L2PE;
+    s - d * cfg.log_std_max
+}
+
+/// Forward of one row: `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)`.
+/// `s` is scratch of the row's length (it receives `softmax(z)`).
+#[inline]
+pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, s: &mut [f64], out: &mut [f64]) {
+    softmax_into(z, s);
+    for (o, &si) in out.iter_mut().zip(s.iter()) {
+        let y = hi + k * si;
+        // NaN-preserving clip
+        *o = if y < lo { lo } else if y > hi { hi } else { y };
+    }
+}
+
+/// Backward of one row. Writes `dz` and returns `ddelta = sum_i g_i m_i s_i`,
+/// where `m_i = 1` iff `lo < y_i < hi` strictly.
+#[inline]
+pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, s: &mut [f64], dz: &mut [f64]) -> f64 {
+    softmax_into(z, s);
+    let mut dot = 0.0;
+    for ((gm, &gi), &si) in dz.iter_mut().zip(g).zip(s.iter()) {
+        let y = hi + k * si;
+        *gm = if lo < y && y < hi { gi } else { 0.0 };
+        dot += *gm * si;
+    }
+    for (d, &si) in dz.iter_mut().zip(s.iter()) {
+        *d = k * si * (*d - dot);
+    }
+    dot
+}
+
+/// Entropy of `N(mu, diag(exp(log_std))^2)`: `sum(log_std) + 0.5*D*L2PE`.
+#[inline]
+pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
+    log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
+}
+
+/// Standard normal density.
+#[inline]
+fn phi(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+/// `Phi(beta) - Phi(alpha)` for `alpha < beta`, computed from the tail that
+/// avoids cancellation.
+#[inline]
+fn normal_mass(alpha: f64, beta: f64) -> f64 {
+    let r = std::f64::consts::FRAC_1_SQRT_2;
+    if alpha > 0.0 {
+        0.5 * (libm::erfc(alpha * r) - libm::erfc(beta * r))
+    } else if beta < 0.0 {
+        0.5 * (libm::erfc(-beta * r) - libm::erfc(-alpha * r))
+    } else {
+        1.0 - 0.5 * libm::erfc(-alpha * r) - 0.5 * libm::erfc(beta * r)
+    }
+}
+
+/// Entropy of a one-dimensional truncated normal `TN(m, exp(log_std), [low, high])`
+/// (ERA_MATH.md 1.1). Infinite bounds are allowed.
+pub fn truncated_normal_entropy_1d(m: f64, log_std: f64, low: f64, high: f64) -> f64 {
+    let sigma = log_std.exp();
+    let alpha = (low - m) / sigma;
+    let beta = (high - m) / sigma;
+    let z = normal_mass(alpha, beta);
+    let t = |x: f64| if x.is_finite() { x * phi(x) } else { 0.0 };
+    (0.5 * L2PE).exp().ln() + log_std + z.ln() + (t(alpha) - t(beta)) / (2.0 * z)
+}
+
+/// Row-wise truncated-normal entropy summed over the last axis: `mean` and
+/// `log_std` have shape `[..., D]`, `entropy` shape `[...]`.
+pub fn truncated_normal_entropy<T: Element>(
+    mean: ArrayViewD<'_, T>,
+    log_std: ArrayViewD<'_, T>,
+    low: f64,
+    high: f64,
+    mut entropy: ArrayViewMutD<'_, T>,
+) -> Result<()> {
+    if low.is_nan() || high.is_nan() || low >= high {
+        bail!(InvalidArgument, "truncation interval must satisfy low < high, got [{low}, {high}]");
+    }
+    if mean.ndim() == 0 {
+        bail!(InvalidShape, "mean must have rank >= 1 (shape [..., D])");
+    }
+    check_same_shape("mean", mean.shape(), "log_std", log_std.shape())?;
+    check_same_shape("entropy", entropy.shape(), "mean without its last axis", &mean.shape()[..mean.ndim() - 1])?;
+    let last = Axis(mean.ndim() - 1);
+    Zip::from(mean.lanes(last)).and(log_std.lanes(last)).and(entropy.view_mut()).for_each(|m, l, e| {
+        let h: f64 = m
+            .iter()
+            .zip(l.iter())
+            .map(|(&mi, &li)| truncated_normal_entropy_1d(mi.to_f64(), li.to_f64(), low, high))
+            .sum();
+        *e = T::from_f64(h);
+    });
+    Ok(())
+}
+
+/// The learner's state: `delta` and Adam's moments.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaState {
+    /// Current compensation.
+    pub delta: f64,
+    /// Adam first moment.
+    #[serde(default)]
+    pub adam_m: f64,
+    /// Adam second moment.
+    #[serde(default)]
+    pub adam_v: f64,
+    /// Number of Adam steps taken.
+    #[serde(default)]
+    pub adam_t: u64,
+}
+
+/// One learner step (ERA_MATH.md 1.3) from `state` with gradient
+/// `mean_entropy - H0`, clamped to `delta <= max_delta`. Pure: used by the
+/// head and mirrored by the bindings' functional learners.
+pub fn delta_step(cfg: &GaussianConfig, state: &DeltaState, mean_entropy: f64) -> DeltaState {
+    let l = &cfg.delta_learning;
+    let grad = mean_entropy - cfg.target_entropy;
+    let mut s = *state;
+    match l.optimizer {
+        DeltaOptimizer::Fixed => return s,
+        DeltaOptimizer::Sgd => s.delta -= l.lr * grad,
+        DeltaOptimizer::Adam => {
+            s.adam_t += 1;
+            s.adam_m = l.beta1 * s.adam_m + (1.0 - l.beta1) * grad;
+            s.adam_v = l.beta2 * s.adam_v + (1.0 - l.beta2) * grad * grad;
+            let t = s.adam_t.min(i32::MAX as u64) as i32;
+            let mhat = s.adam_m / (1.0 - l.beta1.powi(t));
+            let vhat = s.adam_v / (1.0 - l.beta2.powi(t));
+            s.delta -= l.lr * mhat / (vhat.sqrt() + l.eps);
+        }
+    }
+    s.delta = s.delta.min(cfg.max_delta());
+    s
+}
+
+/// The Gaussian head: immutable except for its synchronised `delta` learner.
+#[derive(Debug)]
+pub struct GaussianHead {
+    cfg: GaussianConfig,
+    state: Mutex<DeltaState>,
+    /// Lock-free mirror of `state.delta` (f64 bits) for forward/backward.
+    delta_bits: AtomicU64,
+}
+
+impl GaussianHead {
+    /// Validates `cfg` and builds the head with `delta = cfg.delta`.
+    pub fn new(cfg: GaussianConfig) -> Result<Self> {
+        cfg.validate()?;
+        let state = DeltaState { delta: cfg.delta, ..Default::default() };
+        Ok(GaussianHead { cfg, state: Mutex::new(state), delta_bits: AtomicU64::new(cfg.delta.to_bits()) })
+    }
+
+    /// Rebuilds a head with a saved learner state (validated).
+    pub fn with_state(cfg: GaussianConfig, state: DeltaState) -> Result<Self> {
+        let head = Self::new(cfg)?;
+        if !state.delta.is_finite() || !state.adam_m.is_finite() || !(state.adam_v.is_finite() && state.adam_v >= 0.0) {
+            bail!(InvalidConfig, "saved delta state must be finite (adam_v >= 0), got {state:?}");
+        }
+        cfg.check_delta(state.delta)?;
+        head.delta_bits.store(state.delta.to_bits(), Ordering::SeqCst);
+        *head.lock() = state;
+        Ok(head)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeltaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration the head was built with.
+    pub fn config(&self) -> &GaussianConfig {
+        &self.cfg
+    }
+
+    /// The current compensation `delta`.
+    pub fn delta(&self) -> f64 {
+        f64::from_bits(self.delta_bits.load(Ordering::SeqCst))
+    }
+
+    /// A copy of the learner state.
+    pub fn state(&self) -> DeltaState {
+        *self.lock()
+    }
+
+    /// Sets `delta`, clamped to the feasible maximum; returns the value set.
+    /// NaN is rejected; the Adam moments are kept.
+    pub fn set_delta(&self, delta: f64) -> Result<f64> {
+        if delta.is_nan() {
+            bail!(InvalidArgument, "delta must not be NaN");
+        }
+        let mut st = self.lock();
+        st.delta = delta.min(self.cfg.max_delta());
+        self.delta_bits.store(st.delta.to_bits(), Ordering::SeqCst);
+        Ok(st.delta)
+    }
+
+    /// One learner step from the batch-mean entropy of the bounded policy;
+    /// returns the new `delta`. Concurrent calls are serialised.
+    pub fn update_delta(&self, mean_entropy: f64) -> Result<f64> {
+        if !mean_entropy.is_finite() {
+            bail!(InvalidArgument, "mean_entropy must be finite, got {mean_entropy}");
+        }
+        let mut st = self.lock();
+        *st = delta_step(&self.cfg, &st, mean_entropy);
+        self.delta_bits.store(st.delta.to_bits(), Ordering::SeqCst);
+        Ok(st.delta)
+    }
+
+    fn check_last(&self, name: &str, shape: &[usize]) -> Result<()> {
+        match shape.last() {
+            None => bail!(InvalidShape, "{name} must have rank >= 1 (shape [..., D]), got a scalar"),
+            Some(&d) if d != self.cfg.dim => {
+                bail!(InvalidShape, "{name} has last dimension {d}, but the head has dim D = {}", self.cfg.dim)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forward with the head's current `delta`: `z`, `out` of shape `[..., D]`.
+    pub fn forward<T: Element>(&self, z: ArrayViewD<'_, T>, out: ArrayViewMutD<'_, T>) -> Result<()> {
+        self.forward_with_delta(z, DeltaArg::Scalar(self.delta()), out)
+    }
+
+    /// Forward with `delta` given per call (a scalar or one value per row).
+    pub fn forward_with_delta<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        delta: DeltaArg<'_, T>,
+        mut out: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.check_last("z", z.shape())?;
+        check_same_shape("out", out.shape(), "z", z.shape())?;
+        let ks = self.ks(&z, &delta)?;
+        let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
+        let n = self.cfg.dim;
+        let (mut a, mut s, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let last = Axis(z.ndim() - 1);
+        Zip::from(z.lanes(last)).and(&ks).and(out.lanes_mut(last)).for_each(|zr, &k, mut or| {
+            load(&mut a, zr.iter());
+            forward_row(&a, k, lo, hi, &mut s, &mut c);
+            store(or.iter_mut(), &c);
+        });
+        Ok(())
+    }
+
+    /// Backward (VJP) with the head's current `delta`.
+    pub fn backward<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        grad_z: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.backward_with_delta(z, DeltaArg::Scalar(self.delta()), grad_out, grad_z, None)
+    }
+
+    /// Backward with `delta` given per call; `grad_delta` (optional) receives
+    /// d/d`delta`, in the shape of `delta` (summed over rows for a scalar,
+    /// which then needs a one-element `grad_delta`).
+    pub fn backward_with_delta<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        delta: DeltaArg<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        mut grad_z: ArrayViewMutD<'_, T>,
+        grad_delta: Option<ArrayViewMutD<'_, T>>,
+    ) -> Result<()> {
+        self.check_last("z", z.shape())?;
+        check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
+        check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
+        let ks = self.ks(&z, &delta)?;
+        if let Some(g) = &grad_delta {
+            match &delta {
+                DeltaArg::PerRow(d) => check_same_shape("grad_delta", g.shape(), "delta", d.shape())?,
+                DeltaArg::Scalar(_) if g.len() != 1 => {
+                    bail!(InvalidShape, "grad_delta must hold one element for a scalar delta, got shape {:?}", g.shape())
+                }
+                DeltaArg::Scalar(_) => {}
+            }
+        }
+        let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
+        let n = self.cfg.dim;
+        let (mut a, mut b, mut s, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let mut dd = ArrayD::<f64>::zeros(ks.raw_dim());
+        let last = Axis(z.ndim() - 1);
+        Zip::from(z.lanes(last))
+            .and(grad_out.lanes(last))
+            .and(&ks)
+            .and(&mut dd)
+            .and(grad_z.lanes_mut(last))
+            .for_each(|zr, gr, &k, ddr, mut dr| {
+                load(&mut a, zr.iter());
+                load(&mut b, gr.iter());
+                *ddr = backward_row(&a, &b, k, lo, hi, &mut s, &mut c);
+                store(dr.iter_mut(), &c);
+            });
+        if let Some(mut g) = grad_delta {
+            match delta {
+                DeltaArg::PerRow(_) => Zip::from(&mut g).and(&dd).for_each(|o, &v| *o = T::from_f64(v)),
+                DeltaArg::Scalar(_) => g.fill(T::from_f64(dd.sum())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-row Gaussian entropy of head outputs: `out` `[..., D]` -> `entropy` `[...]`.
+    pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
+        self.check_last("out", out.shape())?;
+        check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
+        reduce_rows(&out, &mut entropy, gaussian_entropy_row);
+        Ok(())
+    }
+
+    /// Per-row `k` (shape of `z` without its last axis), validating the
+    /// feasibility of every `delta`.
+    fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<ArrayD<f64>> {
+        let batch = &z.shape()[..z.ndim() - 1];
+        match delta {
+            DeltaArg::Scalar(d) => {
+                self.cfg.check_delta(*d)?;
+                Ok(ArrayD::from_elem(IxDyn(batch), gaussian_k(&self.cfg, *d)))
+            }
+            DeltaArg::PerRow(d) => {
+                check_same_shape("delta", d.shape(), "z without its last axis", batch)?;
+                let mut err = Ok(());
+                let ks = d.mapv(|x| {
+                    let x = x.to_f64();
+                    if err.is_ok() {
+                        err = self.cfg.check_delta(x);
+                    }
+                    gaussian_k(&self.cfg, x)
+                });
+                err.map(|_| ks)
+            }
+        }
+    }
+}
+
+/// `delta` for one call: one value for all rows, or one per row (shape of
+/// the input without its last axis, iterated in logical row-major order).
+pub enum DeltaArg<'a, T> {
+    /// The same `delta` for every row.
+    Scalar(f64),
+    /// One `delta` per row.
+    PerRow(ArrayViewD<'a, T>),
+}
+

@@ -1,0 +1,240 @@
+//! CPU kernels: element types and the row primitives every head is built from.
+//!
+//! Every head works row by row over the last axis of its input. A row is
+//! loaded into an `f64` scratch buffer (so f32, bf16 and f16 inputs accumulate
+//! in f64, which is "f32 or wider"), computed, and stored back in the output
+//! element type. Rows of any stride pattern are supported through ndarray
+//! lanes.
+
+use half::{bf16, f16};
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
+
+/// A floating-point element type the heads accept.
+pub trait Element: Copy + Send + Sync + 'static {
+    /// Short name for messages ("f32", "bf16", ...).
+    const NAME: &'static str;
+    /// Widens to f64 (exact for every supported type).
+    fn to_f64(self) -> f64;
+    /// Rounds from f64 to nearest.
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Element for f64 {
+    const NAME: &'static str = "f64";
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+impl Element for f32 {
+    const NAME: &'static str = "f32";
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Element for bf16 {
+    const NAME: &'static str = "bf16";
+    #[inline]
+    fn to_f64(self) -> f64 {
+        bf16::to_f64(self)
+    }
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        bf16::from_f64(v)
+    }
+}
+
+impl Element for f16 {
+    const NAME: &'static str = "f16";
+    #[inline]
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        f16::from_f64(v)
+    }
+}
+
+/// Maximum of a row (NaN-propagating; -inf for an empty row).
+#[inline]
+pub fn row_max(x: &[f64]) -> f64 {
+    let mut m = f64::NEG_INFINITY;
+    for &v in x {
+        if v > m || v.is_nan() {
+            m = v;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    m
+}
+
+/// `ln(sum(exp(x)))`, stable (subtracts the row max). An all -inf row gives -inf;
+/// a row with NaN or +inf gives a non-finite result.
+#[inline]
+pub fn logsumexp(x: &[f64]) -> f64 {
+    let m = row_max(x);
+    if m == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let s: f64 = x.iter().map(|&v| (v - m).exp()).sum();
+    m + s.ln()
+}
+
+/// Writes `softmax(x)` into `out` (same length); stable.
+#[inline]
+pub fn softmax_into(x: &[f64], out: &mut [f64]) {
+    let m = row_max(x);
+    let mut s = 0.0;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - m).exp();
+        s += *o;
+    }
+    let inv = 1.0 / s;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// Entropy of `softmax(x)` in nats: `lse(x) - sum(p*x)`. Entries with `p = 0`
+/// (including -inf logits) contribute nothing.
+#[inline]
+pub fn softmax_entropy(x: &[f64]) -> f64 {
+    let m = row_max(x);
+    if !m.is_finite() {
+        return f64::NAN;
+    }
+    let mut s = 0.0;
+    let mut sz = 0.0;
+    for &v in x {
+        let e = (v - m).exp();
+        s += e;
+        if e > 0.0 {
+            sz += e * (v - m);
+        }
+    }
+    // H = lse - E[x] = ln(s) - E[x - m]
+    s.ln() - sz / s
+}
+
+/// Loads a row of any element type into an f64 scratch buffer.
+#[inline]
+pub fn load<'a, T: Element + 'a>(dst: &mut [f64], src: impl Iterator<Item = &'a T>) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f64();
+    }
+}
+
+/// Stores an f64 scratch buffer into a row of any element type (rounding).
+#[inline]
+pub fn store<'a, T: Element + 'a>(dst: impl Iterator<Item = &'a mut T>, src: &[f64]) {
+    for (d, s) in dst.zip(src) {
+        *d = T::from_f64(*s);
+    }
+}
+
+/// Applies `f(input_row, output_row)` to every row (lane along the last
+/// axis) of `input`/`output`, which must have the same shape. Rows are
+/// converted to and from f64 scratch buffers.
+pub fn map_rows<T: Element, U: Element>(
+    input: &ArrayViewD<'_, T>,
+    output: &mut ArrayViewMutD<'_, U>,
+    mut f: impl FnMut(&[f64], &mut [f64]),
+) {
+    debug_assert_eq!(input.shape(), output.shape());
+    let last = Axis(input.ndim() - 1);
+    let n = input.len_of(last);
+    let mut a = vec![0.0; n];
+    let mut b = vec![0.0; n];
+    Zip::from(input.lanes(last)).and(output.lanes_mut(last)).for_each(|zi, mut oi| {
+        load(&mut a, zi.iter());
+        f(&a, &mut b);
+        store(oi.iter_mut(), &b);
+    });
+}
+
+/// Like [`map_rows`] with two same-shaped inputs (e.g. `z` and `grad_out`).
+pub fn map_rows2<T: Element>(
+    x: &ArrayViewD<'_, T>,
+    y: &ArrayViewD<'_, T>,
+    output: &mut ArrayViewMutD<'_, T>,
+    mut f: impl FnMut(&[f64], &[f64], &mut [f64]),
+) {
+    let last = Axis(x.ndim() - 1);
+    let n = x.len_of(last);
+    let mut a = vec![0.0; n];
+    let mut b = vec![0.0; n];
+    let mut c = vec![0.0; n];
+    Zip::from(x.lanes(last)).and(y.lanes(last)).and(output.lanes_mut(last)).for_each(|xi, yi, mut oi| {
+        load(&mut a, xi.iter());
+        load(&mut b, yi.iter());
+        f(&a, &b, &mut c);
+        store(oi.iter_mut(), &c);
+    });
+}
+
+/// Reduces every row of `input` to one value written into `output`, whose
+/// shape is `input`'s without the last axis.
+pub fn reduce_rows<T: Element, U: Element>(
+    input: &ArrayViewD<'_, T>,
+    output: &mut ArrayViewMutD<'_, U>,
+    mut f: impl FnMut(&[f64]) -> f64,
+) {
+    let last = Axis(input.ndim() - 1);
+    let n = input.len_of(last);
+    let mut a = vec![0.0; n];
+    Zip::from(input.lanes(last)).and(output.view_mut()).for_each(|zi, o| {
+        load(&mut a, zi.iter());
+        *o = U::from_f64(f(&a));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lse_and_softmax_are_stable() {
+        let x = [1000.0, 1000.0];
+        assert!((logsumexp(&x) - (1000.0 + 2f64.ln())).abs() < 1e-12);
+        let mut p = [0.0; 2];
+        softmax_into(&x, &mut p);
+        assert_eq!(p, [0.5, 0.5]);
+        assert!((softmax_entropy(&x) - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(logsumexp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn entropy_of_one_hot_limit_is_zero() {
+        assert!(softmax_entropy(&[0.0, -1e30, f64::NEG_INFINITY]).abs() < 1e-12);
+        assert!(softmax_entropy(&[f64::NAN, 0.0]).is_nan());
+        assert!(softmax_entropy(&[f64::INFINITY, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn element_roundtrips() {
+        assert_eq!(f32::from_f64(1.5).to_f64(), 1.5);
+        assert_eq!(bf16::from_f64(1.5).to_f64(), 1.5);
+        assert_eq!(<f16 as Element>::from_f64(-2.25).to_f64(), -2.25);
+        assert_eq!(<bf16 as Element>::NAME, "bf16");
+    }
+
+    #[test]
+    fn row_max_propagates_nan() {
+        assert!(row_max(&[1.0, f64::NAN, 3.0]).is_nan());
+        assert_eq!(row_max(&[]), f64::NEG_INFINITY);
+    }
+}
