@@ -1,0 +1,234 @@
+//! The C ABI driven from Rust as a C caller would: descriptors, layouts,
+//! statuses and messages.
+
+use std::ffi::{c_void, CStr};
+use std::ptr::{null, null_mut};
+
+use era::capi::config::*;
+use era::capi::dlpack::{DLDataType, DLDevice, DLTensor};
+use era::capi::head::*;
+use era::capi::token::*;
+use era::capi::*;
+
+const F64: DLDataType = DLDataType { code: 2, bits: 64, lanes: 1 };
+const F32: DLDataType = DLDataType { code: 2, bits: 32, lanes: 1 };
+const I64: DLDataType = DLDataType { code: 0, bits: 64, lanes: 1 };
+const CPU: DLDevice = DLDevice { device_type: 1, device_id: 0 };
+
+/// Owns shape/strides so the descriptor stays valid.
+struct T {
+    shape: Vec<i64>,
+    strides: Option<Vec<i64>>,
+    t: DLTensor,
+}
+
+impl T {
+    fn new(data: *mut c_void, dtype: DLDataType, shape: &[i64], strides: Option<&[i64]>) -> Box<T> {
+        let mut b = Box::new(T {
+            shape: shape.to_vec(),
+            strides: strides.map(|s| s.to_vec()),
+            t: DLTensor { data, device: CPU, ndim: shape.len() as i32, dtype, shape: null_mut(), strides: null_mut(), byte_offset: 0 },
+        });
+        b.t.shape = b.shape.as_mut_ptr();
+        b.t.strides = b.strides.as_mut().map_or(null_mut(), |s| s.as_mut_ptr());
+        b
+    }
+    fn f64(data: &mut [f64], shape: &[i64]) -> Box<T> {
+        T::new(data.as_mut_ptr() as *mut c_void, F64, shape, None)
+    }
+    fn p(&mut self) -> *mut DLTensor {
+        &mut self.t
+    }
+}
+
+fn last_error() -> String {
+    let mut buf = vec![0i8; 1024];
+    unsafe { era_last_error(buf.as_mut_ptr() as *mut _, buf.len()) };
+    unsafe { CStr::from_ptr(buf.as_ptr() as *const _) }.to_string_lossy().into_owned()
+}
+
+fn gaussian(dim: u64, h0: f64) -> *mut EraHead {
+    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
+    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_GAUSSIAN, &mut c) }, EraStatus::Ok);
+    c.dim = dim;
+    c.target_entropy = h0;
+    c.log_std_min = -5.0;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    h
+}
+
+fn forward(h: *const EraHead, z: &mut T, o: &mut T) -> EraStatus {
+    unsafe { era_head_forward(h, z.p(), o.p(), null_mut()) }
+}
+
+#[test]
+fn strided_negative_and_in_place_layouts_agree() {
+    let h = gaussian(3, -1.5);
+    let want = [-1.009114, -0.225164, -4.522537];
+    // contiguous
+    let mut z = [0.5, -1.0, 2.0];
+    let mut o = [0.0; 3];
+    assert_eq!(forward(h, &mut T::f64(&mut z, &[1, 3]), &mut T::f64(&mut o, &[1, 3])), EraStatus::Ok);
+    for (a, b) in o.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    // column-major [3 rows of the same z] with strides (1, 3)
+    let mut zc = [0.5, 0.5, 0.5, -1.0, -1.0, -1.0, 2.0, 2.0, 2.0];
+    let mut oc = [0.0; 9];
+    let mut zt = T::new(zc.as_mut_ptr() as _, F64, &[3, 3], Some(&[1, 3]));
+    let mut ot = T::new(oc.as_mut_ptr() as _, F64, &[3, 3], Some(&[1, 3]));
+    assert_eq!(forward(h, &mut zt, &mut ot), EraStatus::Ok);
+    for r in 0..3 {
+        for j in 0..3 {
+            assert!((oc[r + 3 * j] - want[j]).abs() < 1e-6);
+        }
+    }
+    // negative stride: z reversed in memory
+    let mut zr = [2.0, -1.0, 0.5];
+    let mut zt = T::new(unsafe { zr.as_mut_ptr().add(2) } as _, F64, &[3], Some(&[-1]));
+    let mut o1 = [0.0; 3];
+    assert_eq!(forward(h, &mut zt, &mut T::f64(&mut o1, &[3])), EraStatus::Ok);
+    for (a, b) in o1.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    // byte_offset + every other element
+    let mut zs = [9.0, 0.5, 9.0, -1.0, 9.0, 2.0];
+    let mut zt = T::new(zs.as_mut_ptr() as _, F64, &[3], Some(&[2]));
+    zt.t.byte_offset = 8;
+    let mut o2 = [0.0; 3];
+    assert_eq!(forward(h, &mut zt, &mut T::f64(&mut o2, &[3])), EraStatus::Ok);
+    assert_eq!(o1, o2);
+    // in place: out aliases z
+    let mut zi = [0.5, -1.0, 2.0];
+    let p = zi.as_mut_ptr();
+    let mut a = T::new(p as _, F64, &[3], None);
+    let mut b = T::new(p as _, F64, &[3], None);
+    assert_eq!(forward(h, &mut a, &mut b), EraStatus::Ok);
+    assert_eq!(zi, o1);
+    // zero rows
+    let mut e = T::new(null_mut(), F64, &[0, 3], None);
+    let mut e2 = T::new(null_mut(), F64, &[0, 3], None);
+    assert_eq!(forward(h, &mut e, &mut e2), EraStatus::Ok);
+    unsafe { era_head_free(h) };
+}
+
+#[test]
+fn descriptor_errors_have_statuses_and_messages() {
+    let h = gaussian(3, -1.5);
+    let mut z = [0.5f64, -1.0, 2.0, 0.0];
+    let mut o = [0.0f64; 4];
+    let zp = z.as_mut_ptr();
+    let op = o.as_mut_ptr();
+    let mut good_z = T::f64(&mut z[..3], &[3]);
+    let mut good_o = T::f64(&mut o[..3], &[3]);
+    let cases: Vec<(Box<T>, EraStatus, &str)> = vec![
+        (T::new(zp as _, F64, &[4], None), EraStatus::InvalidShape, "last dimension"),
+        (T::new(zp as _, F32, &[3], None), EraStatus::UnsupportedDtype, "float32"),
+        (T::new(zp as _, I64, &[3], None), EraStatus::UnsupportedDtype, "int64"),
+        (T::new(zp as _, DLDataType { code: 2, bits: 64, lanes: 2 }, &[3], None), EraStatus::UnsupportedDtype, "float64x2"),
+        (T::new(zp as _, DLDataType { code: 2, bits: 16, lanes: 1 }, &[3], None), EraStatus::UnsupportedDtype, "float16"),
+        (T::new(zp as _, F64, &[], None), EraStatus::InvalidShape, "rank"),
+        (T::new(zp as _, F64, &[-3], None), EraStatus::InvalidShape, "negative"),
+        (T::new(null_mut(), F64, &[3], None), EraStatus::InvalidLayout, "NULL data"),
+        (T::new((zp as usize + 1) as _, F64, &[3], None), EraStatus::InvalidLayout, "aligned"),
+        (T::new(zp as _, F64, &[i64::MAX, 3], None), EraStatus::InvalidShape, "more elements"),
+        (T::new(zp as _, F64, &[2, 3], Some(&[i64::MAX / 2, 1])), EraStatus::InvalidLayout, "overflow"),
+    ];
+    for (mut zt, want, msg) in cases {
+        assert_eq!(forward(h, &mut zt, &mut good_o), want, "{msg}");
+        assert!(last_error().contains(msg), "{msg}: {}", last_error());
+    }
+    // devices
+    let mut cuda = T::f64(&mut z[..3], &[3]);
+    cuda.t.device = DLDevice { device_type: 2, device_id: 0 };
+    assert_eq!(forward(h, &mut cuda, &mut good_o), EraStatus::UnsupportedDevice);
+    assert!(last_error().contains("no CUDA support"));
+    cuda.t.device = DLDevice { device_type: 999, device_id: 0 };
+    assert_eq!(forward(h, &mut cuda, &mut good_o), EraStatus::UnsupportedDevice);
+    // outputs: wrong shape, broadcast, mixed dtype, NULL shape
+    assert_eq!(forward(h, &mut good_z, &mut T::new(op as _, F64, &[1, 3], None)), EraStatus::InvalidShape);
+    assert_eq!(forward(h, &mut T::new(zp as _, F64, &[2, 3], Some(&[0, 1])), &mut T::new(op as _, F64, &[2, 3], Some(&[0, 1]))), EraStatus::InvalidLayout);
+    assert!(last_error().contains("more than once"));
+    let mut o32 = [0f32; 3];
+    assert_eq!(forward(h, &mut good_z, &mut T::new(o32.as_mut_ptr() as _, F32, &[3], None)), EraStatus::UnsupportedDtype);
+    let mut ns = T::f64(&mut o[..3], &[3]);
+    ns.t.shape = null_mut();
+    assert_eq!(forward(h, &mut good_z, &mut ns), EraStatus::InvalidShape);
+    // nulls
+    assert_eq!(unsafe { era_head_forward(null(), good_z.p(), good_o.p(), null_mut()) }, EraStatus::NullPointer);
+    assert_eq!(unsafe { era_head_forward(h, null(), good_o.p(), null_mut()) }, EraStatus::NullPointer);
+    assert_eq!(unsafe { era_head_forward(h, good_z.p(), null_mut(), null_mut()) }, EraStatus::NullPointer);
+    assert!(last_error().contains("out"));
+    unsafe { era_head_free(h) };
+}
+
+#[test]
+fn token_functions_through_the_abi() {
+    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
+    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_TOKEN, &mut c) }, EraStatus::Ok);
+    c.omega_low = 10.0;
+    c.omega_high = 20.0;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    let mut logits = [0.0, 1.0, 2.0, 3.0, 0.5, 0.5, 0.0, -1.0, 1.0];
+    let mut labels = [2i64, 0, -100];
+    let mut ids = [0i64, 0, -1];
+    let mut adv = [1.0, 1.0, 1.0];
+    let mut bufs = [[0.0f64; 3]; 5];
+    let [lp, en, sc, ao, re] = &mut bufs;
+    let mut tl = T::f64(&mut logits, &[3, 3]);
+    let mut ty = T::new(labels.as_mut_ptr() as _, I64, &[3], None);
+    let mut tr = T::new(ids.as_mut_ptr() as _, I64, &[3], None);
+    let mut ta = T::f64(&mut adv, &[3]);
+    let (mut t1, mut t2, mut t3, mut t4, mut t5) = (T::f64(lp, &[3]), T::f64(en, &[3]), T::f64(sc, &[3]), T::f64(ao, &[3]), T::f64(re, &[3]));
+    let st = unsafe { era_token_forward(h, tl.p(), ty.p(), tr.p(), ta.p(), t1.p(), t2.p(), t3.p(), t4.p(), t5.p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok, "{}", last_error());
+    assert_eq!(*sc, [2.0, 2.0, 1.0]); // sharpened, masked token keeps 1
+    assert_eq!(*ao, [0.5, 0.5, 1.0]);
+    assert_eq!(lp[2], 0.0);
+    let want0 = 2.0 * 2.0 - (0.0f64.exp() + 2.0f64.exp() + 4.0f64.exp()).ln();
+    assert!((lp[0] - want0).abs() < 1e-12);
+    // outputs overlapping each other are rejected
+    let mut t4b = T::f64(lp, &[3]);
+    let st = unsafe { era_token_forward(h, tl.p(), ty.p(), tr.p(), ta.p(), t1.p(), t2.p(), t3.p(), t4b.p(), null_mut(), null_mut()) };
+    assert_eq!(st, EraStatus::InvalidLayout);
+    // backward on a gaussian head is the wrong kind; forward on the token head too
+    let g = gaussian(3, -1.5);
+    let mut grad = [0.0f64; 9];
+    let mut tg = T::f64(&mut grad, &[3, 3]);
+    let mut gl = T::f64(&mut adv, &[3]);
+    let st = unsafe { era_token_backward(g, tl.p(), ty.p(), tr.p(), t3.p(), gl.p(), tg.p(), null_mut()) };
+    assert_eq!(st, EraStatus::WrongHeadKind);
+    assert_eq!(unsafe { era_head_forward(h, tl.p(), tg.p(), null_mut()) }, EraStatus::WrongHeadKind);
+    let st = unsafe { era_token_backward(h, tl.p(), ty.p(), tr.p(), t3.p(), gl.p(), tg.p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok, "{}", last_error());
+    assert!(grad[6..].iter().all(|&v| v == 0.0), "masked token has zero gradient");
+    unsafe { era_head_free(h) };
+    unsafe { era_head_free(g) };
+}
+
+#[test]
+fn json_and_config_functions() {
+    let h = gaussian(3, -1.5);
+    let mut n = 0usize;
+    assert_eq!(unsafe { era_head_to_json(h, null_mut(), 0, &mut n) }, EraStatus::Ok);
+    let mut buf = vec![0u8; n + 1];
+    assert_eq!(unsafe { era_head_to_json(h, buf.as_mut_ptr() as _, n, &mut n) }, EraStatus::BufferTooSmall);
+    assert_eq!(unsafe { era_head_to_json(h, buf.as_mut_ptr() as _, n + 1, &mut n) }, EraStatus::Ok);
+    let mut back = null_mut();
+    assert_eq!(unsafe { era_head_from_json(buf.as_ptr() as _, &mut back) }, EraStatus::Ok);
+    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
+    c.struct_size = std::mem::size_of::<EraConfig>() as u32;
+    assert_eq!(unsafe { era_head_config(back, &mut c) }, EraStatus::Ok);
+    assert_eq!((c.kind, c.dim, c.target_entropy, c.log_std_min), (ERA_HEAD_KIND_GAUSSIAN, 3, -1.5, -5.0));
+    let bad = b"{\"kind\": \xff}\0";
+    let mut out = null_mut();
+    assert_eq!(unsafe { era_head_from_json(bad.as_ptr() as _, &mut out) }, EraStatus::Json);
+    assert!(out.is_null(), "output parameters are written only on success");
+    unsafe {
+        era_head_free(h);
+        era_head_free(back);
+        era_head_free(null_mut());
+    }
+}
