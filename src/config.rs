@@ -124,7 +124,7 @@ impl GaussianConfig {
         if delta.is_nan() {
             bail!(InvalidArgument, "delta must not be NaN");
         }
-        if !(self.target_entropy + delta <= self.max_entropy()) {
+        if self.target_entropy + delta > self.max_entropy() {
             bail!(
                 InfeasibleTarget,
                 "target_entropy + delta = {} exceeds the widest Gaussian the bounds allow, D*(log_std_max + 0.5*ln(2*pi*e)) = {} (D = {}, log_std_max = {})",

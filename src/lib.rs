@@ -22,7 +22,7 @@
 //! let mut cfg = GaussianConfig::new(3, -1.5);
 //! cfg.log_std_min = -5.0;
 //! let head = GaussianHead::new(cfg).unwrap();
-//! let z = array![[0.5, -1.0, 2.0]].into_dyn();
+//! let z = array![[0.5f64, -1.0, 2.0]].into_dyn();
 //! let mut out = z.clone();
 //! head.forward(z.view(), out.view_mut()).unwrap();
 //! assert!((out[[0, 0]] - -1.009114).abs() < 1e-6);

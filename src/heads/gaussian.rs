@@ -176,7 +176,7 @@ impl GaussianHead {
     /// Rebuilds a head with a saved learner state (validated).
     pub fn with_state(cfg: GaussianConfig, state: DeltaState) -> Result<Self> {
         let head = Self::new(cfg)?;
-        if !state.delta.is_finite() || !state.adam_m.is_finite() || !(state.adam_v.is_finite() && state.adam_v >= 0.0) {
+        if !(state.delta.is_finite() && state.adam_m.is_finite() && state.adam_v.is_finite() && state.adam_v >= 0.0) {
             bail!(InvalidConfig, "saved delta state must be finite (adam_v >= 0), got {state:?}");
         }
         cfg.check_delta(state.delta)?;

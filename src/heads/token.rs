@@ -145,7 +145,7 @@ fn scaled_lse(z: &[f64], c: f64, mask: Option<&[bool]>) -> f64 {
     if nan {
         return f64::NAN;
     }
-    if m == f64::NEG_INFINITY || m == f64::INFINITY {
+    if m.is_infinite() {
         return m;
     }
     let mut s = 0.0;
