@@ -1,7 +1,7 @@
 //! The C ABI. Only argument checking, handle casting and status conversion
 //! live here; all math is in [`crate::heads`] and [`crate::kernels`].
 //!
-//! Every exported function runs its body inside [`boundary`], which catches
+//! Every exported function runs its body inside `boundary`, which catches
 //! panics (reported as [`EraStatus::Internal`]) and records the message of a
 //! failure in a thread-local buffer readable with [`era_last_error`].
 
