@@ -232,3 +232,24 @@ fn json_and_config_functions() {
         era_head_free(null_mut());
     }
 }
+
+/// Found by fuzzing (target `sequence`): an empty tensor with another axis
+/// longer than one (shape [3, 0]) built a view with overlapping strides.
+#[test]
+fn empty_tensor_with_long_axis() {
+    let h = gaussian(3, -1.5);
+    for shape in [[3i64, 0], [0, 3]] {
+        let mut z = [0.0f64; 1];
+        let mut o = [0.0f64; 1];
+        let s = if shape[1] == 0 { vec![3, 0] } else { vec![0, 3] };
+        let mut zt = T::new(z.as_mut_ptr() as _, F64, &s, None);
+        let mut ot = T::new(o.as_mut_ptr() as _, F64, &s, None);
+        let st = forward(h, &mut zt, &mut ot);
+        // [3, 0] has the wrong last dimension; [0, 3] is an empty batch
+        assert_eq!(st, if shape[1] == 0 { EraStatus::InvalidShape } else { EraStatus::Ok });
+        let mut st2 = T::new(z.as_mut_ptr() as _, F64, &[3, 0, 3], None);
+        let mut ot2 = T::new(o.as_mut_ptr() as _, F64, &[3, 0, 3], None);
+        assert_eq!(forward(h, &mut st2, &mut ot2), EraStatus::Ok);
+    }
+    unsafe { era_head_free(h) };
+}

@@ -127,3 +127,20 @@ fn one_head_shared_across_threads() {
     }
     assert!((head.delta() - 800.0 * 0.001 * 0.5).abs() < 1e-9, "{}", head.delta());
 }
+
+/// Found by fuzzing (target `config`): without exact float parsing a saved
+/// head did not load back to the same values.
+#[test]
+fn json_floats_roundtrip_exactly() {
+    let mut c = GaussianConfig::new(3, 6.23e-322);
+    c.log_std_min = 8.245486516244437e136;
+    c.log_std_max = 8.245488526429966e136;
+    c.delta_learning.lr = 5.075883674631299e-116;
+    c.delta_learning.beta2 = 4.079765e-317;
+    c.delta_learning.eps = 8.245484915707265e136;
+    let h = Head::new(HeadConfig::Gaussian(c)).unwrap();
+    let json = h.to_json().unwrap();
+    let back = Head::from_json(&json).unwrap();
+    assert_eq!(back.config(), h.config());
+    assert_eq!(back.to_json().unwrap(), json);
+}

@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, CowArray, IxDyn, ShapeBuilder};
 
@@ -309,24 +310,27 @@ impl<'a> Desc<'a> {
         Ok(())
     }
 
-    unsafe fn parts<T>(&self) -> (*mut T, Vec<usize>, Vec<usize>, Vec<usize>) {
+    /// Lowest-address pointer, shape, absolute strides and the axes to invert.
+    /// `None` for an empty tensor.
+    unsafe fn parts<T>(&self) -> Option<(*mut T, Vec<usize>, Vec<usize>)> {
         debug_assert_eq!(std::mem::size_of::<T>(), self.dtype.size());
         if self.numel() == 0 {
-            let z = vec![0usize; self.shape.len()];
-            return (std::ptr::NonNull::<T>::dangling().as_ptr(), self.shape.clone(), z, vec![]);
+            return None;
         }
         // move to the lowest address, use absolute strides, invert the negative axes
         let mut p = self.first as *mut T;
-        let mut neg = vec![];
         let mut abs = Vec::with_capacity(self.strides.len());
-        for (i, (&n, &s)) in self.shape.iter().zip(&self.strides).enumerate() {
+        for (&n, &s) in self.shape.iter().zip(&self.strides) {
             if s < 0 {
                 p = p.offset(s * (n as isize - 1));
-                neg.push(i);
             }
             abs.push(s.unsigned_abs());
         }
-        (p, self.shape.clone(), abs, neg)
+        Some((p, self.shape.clone(), abs))
+    }
+
+    fn negative_axes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.strides.iter().enumerate().filter(|(_, &s)| s < 0).map(|(i, _)| i)
     }
 
     /// A read-only view.
@@ -335,9 +339,12 @@ impl<'a> Desc<'a> {
     /// The descriptor came from [`Desc::new`] on a live tensor of element type `T`,
     /// and nothing writes the memory while the view lives.
     pub unsafe fn view<T>(&self) -> ArrayViewD<'a, T> {
-        let (p, shape, strides, neg) = self.parts::<T>();
+        let Some((p, shape, strides)) = self.parts::<T>() else {
+            // an empty view with ndarray's own (valid) strides
+            return ArrayViewD::from_shape_ptr(IxDyn(&self.shape), NonNull::<T>::dangling().as_ptr());
+        };
         let mut v = ArrayViewD::from_shape_ptr(IxDyn(&shape).strides(IxDyn(&strides)), p as *const T);
-        for i in neg {
+        for i in self.negative_axes() {
             v.invert_axis(Axis(i));
         }
         v
@@ -363,9 +370,11 @@ impl<'a> Desc<'a> {
     /// As for [`Desc::view`]; in addition [`Desc::check_writable`] passed and no
     /// other live view overlaps this tensor.
     pub unsafe fn view_mut<T>(&self) -> ArrayViewMutD<'a, T> {
-        let (p, shape, strides, neg) = self.parts::<T>();
+        let Some((p, shape, strides)) = self.parts::<T>() else {
+            return ArrayViewMutD::from_shape_ptr(IxDyn(&self.shape), NonNull::<T>::dangling().as_ptr());
+        };
         let mut v = ArrayViewMutD::from_shape_ptr(IxDyn(&shape).strides(IxDyn(&strides)), p);
-        for i in neg {
+        for i in self.negative_axes() {
             v.invert_axis(Axis(i));
         }
         v
