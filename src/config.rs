@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn l2pe_is_ln_2_pi_e() {
-        assert!((L2PE - (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()).abs() < 1e-15);
+        assert!((L2PE - (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()).abs() < 1e-14); // ln is not correctly rounded
     }
 
     #[test]

@@ -131,7 +131,7 @@ fn descriptor_errors_have_statuses_and_messages() {
         (T::new(zp as _, F64, &[], None), EraStatus::InvalidShape, "rank"),
         (T::new(zp as _, F64, &[-3], None), EraStatus::InvalidShape, "negative"),
         (T::new(null_mut(), F64, &[3], None), EraStatus::InvalidLayout, "NULL data"),
-        (T::new((zp as usize + 1) as _, F64, &[3], None), EraStatus::InvalidLayout, "aligned"),
+        (T::new((zp as *mut u8).wrapping_add(1) as _, F64, &[3], None), EraStatus::InvalidLayout, "aligned"),
         (T::new(zp as _, F64, &[i64::MAX, 3], None), EraStatus::InvalidShape, "more elements"),
         (T::new(zp as _, F64, &[2, 3], Some(&[i64::MAX / 2, 1])), EraStatus::InvalidLayout, "overflow"),
     ];

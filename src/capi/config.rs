@@ -296,9 +296,12 @@ mod tests {
         }
         let mut n = Newer { c: full, extra: [0; 16] };
         n.c.struct_size = std::mem::size_of::<Newer>() as u32;
-        assert!(unsafe { EraConfig::read(&n.c) }.is_ok());
+        // the pointer must carry the provenance of the whole (longer) struct
+        let p = &n as *const Newer as *const EraConfig;
+        assert!(unsafe { EraConfig::read(p) }.is_ok());
         n.extra[3] = 1;
-        assert!(unsafe { EraConfig::read(&n.c) }.is_err());
+        let p = &n as *const Newer as *const EraConfig;
+        assert!(unsafe { EraConfig::read(p) }.is_err());
         let mut tiny = full;
         tiny.struct_size = 4;
         assert!(unsafe { EraConfig::read(&tiny) }.is_err());

@@ -251,7 +251,8 @@ impl<'a> Desc<'a> {
             dtype,
             shape,
             strides,
-            first: base as usize as *mut u8,
+            // keep the pointer's provenance: derive it from `data`, not from the integer
+            first: (t.data as *mut u8).wrapping_add(t.byte_offset as usize),
             lo: lo as usize,
             hi: hi as usize,
             _life: PhantomData,

@@ -25,7 +25,24 @@ int main() {
             }
         }
         era::Head copy = era::Head::from_json(head.to_json());
-        if (copy.kind() != ERA_HEAD_KIND_GAUSSIAN) return 1;
+        if (copy.kind() != ERA_HEAD_KIND_GAUSSIAN || copy.to_json() != head.to_json()) return 1;
+
+        // delta as an input tensor (0-d): delta = 0 gives the same output as forward.
+        double delta = 0.0, out2[3] = {0, 0, 0}, grad_out[3] = {1, 2, -1}, grad_z[3], grad_delta = 0;
+        era::Tensor tz = era::make_tensor(z, {3}), tdelta = era::make_tensor(&delta, {}),
+                    tout = era::make_tensor(out2, {3}), tg = era::make_tensor(grad_out, {3}),
+                    tgz = era::make_tensor(grad_z, {3}), tgd = era::make_tensor(&grad_delta, {});
+        head.gaussian_forward_delta(tz, tdelta, tout);
+        head.gaussian_backward_delta(tz, tdelta, tg, tgz, &tgd.dl);
+        const double want_dz[3] = {-1.546046, -0.570133, 2.116179};  // ERA_MATH.md 1
+        for (int i = 0; i < 3; i++) {
+            if (out2[i] != out[i] || std::fabs(grad_z[i] - want_dz[i]) > 1e-5) {
+                std::fprintf(stderr, "FAIL: gaussian_*_delta row %d\n", i);
+                return 1;
+            }
+        }
+        head.set_delta(0.5);
+        if (head.delta() != 0.5 || head.config().delta != 0.5) return 1;
         try {  // errors are exceptions with the status
             era::Head bad(era::softmax_config(1, 0.5));
             std::fprintf(stderr, "FAIL: num_classes = 1 accepted\n");
