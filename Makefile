@@ -3,8 +3,11 @@
 #   make build        cargo build --release through CMake (build/cmake)
 #   make install      install headers, libraries, CMake package and era.pc into $(PREFIX)
 #   make examples     install, then build and run examples/c and examples/cpp against $(PREFIX)
-#   make demo         = examples
-#   make test         test-rust + test-header + test-cmake
+#   make demo         bootstrap + examples (the README's first command)
+#   make test         bootstrap + test-rust + test-header + test-cmake (the README's second command)
+#   make header       regenerate include/era.h with cbindgen
+#   make test-hardening   Miri, ASan+UBSan and valgrind C tests, ThreadSanitizer stress, fuzz smoke
+#   make fuzz         every fuzz target for FUZZ_SECONDS (default 600) each
 #   make test-cmake   install into a fresh temporary prefix and build/run every consumer against it
 #   make clean        remove $(BUILD) (cargo's target/ stays; `make distclean` removes it too)
 
@@ -27,7 +30,8 @@ VERSION = $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml 2>/dev/n
 export CARGO
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all build install examples demo test test-rust test-header test-cmake test-cmake-in \
+.PHONY: all bootstrap build install examples demo test test-rust test-header test-cmake test-cmake-in \
+        header test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke \
         clean distclean
 
 all: build
@@ -52,12 +56,22 @@ examples: install
 	$(call build-example,c,$(PREFIX),$(BUILD))
 	$(call build-example,cpp,$(PREFIX),$(BUILD))
 
-demo: examples
+# Installs what is missing (system packages, a pinned cbindgen); quick when all is there.
+bootstrap:
+	bash scripts/bootstrap.sh
 
-test: test-rust test-header test-cmake
+demo: bootstrap
+	$(MAKE) --no-print-directory examples
 
+test: bootstrap
+	$(MAKE) --no-print-directory test-rust test-header test-cmake
+
+# Debug build: overflow checks and ndarray's debug assertions are on.
 test-rust:
-	$(CARGO) test --release
+	$(CARGO) test
+
+header:
+	$(CBINDGEN) --config cbindgen.toml --crate era --output include/era.h
 
 # The committed header must match what cbindgen generates from src/.
 test-header:
@@ -93,6 +107,56 @@ test-cmake-in: build
 	fi
 	$(call build-example,c,$(SCRATCH)/prefix,$(SCRATCH))
 	$(call build-example,cpp,$(SCRATCH)/prefix,$(SCRATCH))
+
+# ---------------------------------------------------------------- hardening
+# Miri: the core math and the ABI layer's pointer handling. Not under Miri (too
+# slow there, no unsafe code of their own): entropy_bounds (proptest),
+# finite_differences, token_head, delta_json.
+MIRI_TESTS = --lib --test capi --test worked_examples --test stress --test robustness
+NIGHTLY ?= +nightly
+
+test-hardening: test-miri test-sanitize test-valgrind test-tsan fuzz-smoke
+
+test-miri:
+	rustup component list --toolchain nightly --installed | grep -q '^miri' || \
+	    rustup component add --toolchain nightly miri rust-src
+	MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-deterministic-floats" $(CARGO) $(NIGHTLY) miri test $(MIRI_TESTS)
+
+# The C tests built with clang's AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: install
+	bash scripts/bootstrap.sh --hardening
+	$(CMAKE) -S tests/c -B "$(BUILD)/c-tests-asan" $(CMAKE_FLAGS) -DCMAKE_C_COMPILER=clang \
+	    -DERA_C_TESTS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$(PREFIX)"
+	$(CMAKE) --build "$(BUILD)/c-tests-asan" --parallel $(JOBS)
+	cd "$(BUILD)/c-tests-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST) --output-on-failure
+
+# The C tests under valgrind memcheck (errors and definite leaks fail the run).
+test-valgrind: install
+	command -v valgrind >/dev/null 2>&1 || bash scripts/bootstrap.sh --hardening
+	$(CMAKE) -S tests/c -B "$(BUILD)/c-tests" $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$(PREFIX)"
+	$(CMAKE) --build "$(BUILD)/c-tests" --parallel $(JOBS)
+	@set -e; for t in basics gaussian softmax token json errors; do \
+	    log="$(BUILD)/c-tests/valgrind-$$t.log"; \
+	    valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	        "$(BUILD)/c-tests/test_$$t" >"$$log" 2>&1 || { cat "$$log"; echo "valgrind: test_$$t FAILED"; exit 1; }; \
+	    echo "valgrind: test_$$t: $$(tail -n 1 "$$log")"; \
+	done
+
+# The concurrency stress test under ThreadSanitizer (std rebuilt instrumented).
+TSAN_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+test-tsan:
+	rustup component list --toolchain nightly --installed | grep -q '^rust-src' || \
+	    rustup component add --toolchain nightly rust-src
+	CARGO_TARGET_DIR=target/tsan RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS=halt_on_error=1 \
+	    $(CARGO) $(NIGHTLY) test -Zbuild-std --target $(TSAN_TARGET) --release --test stress
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	bash scripts/fuzz.sh 20
 
 clean:
 	rm -rf "$(BUILD)"

@@ -16,6 +16,13 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 
+# `--hardening`: also clang + its sanitizer runtimes and valgrind (make test-hardening)
+if [ "${1:-}" = "--hardening" ]; then
+    command -v clang >/dev/null 2>&1 || missing+=(clang)
+    dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || missing+=(libclang-rt-14-dev)
+    command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         sudo=""

@@ -119,6 +119,19 @@ impl GaussianConfig {
         self.max_entropy() - self.target_entropy
     }
 
+    /// The largest value `<= delta` that passes [`Self::check_delta`]:
+    /// `min(delta, max_delta())`, stepped down where rounding of
+    /// `target_entropy + delta` would still exceed `max_entropy()`.
+    pub fn clamp_delta(&self, delta: f64) -> f64 {
+        let mut d = delta.min(self.max_delta());
+        let mut step = f64::EPSILON * d.abs().max(f64::MIN_POSITIVE);
+        while self.target_entropy + d > self.max_entropy() && d.is_finite() {
+            d -= step;
+            step *= 2.0;
+        }
+        d
+    }
+
     /// Checks that `delta` keeps the target feasible.
     pub fn check_delta(&self, delta: f64) -> Result<()> {
         if delta.is_nan() {

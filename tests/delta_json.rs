@@ -144,3 +144,26 @@ fn json_floats_roundtrip_exactly() {
     assert_eq!(back.config(), h.config());
     assert_eq!(back.to_json().unwrap(), json);
 }
+
+/// Found by fuzzing (target `config`): with huge bounds, `H0 + max_delta`
+/// rounded above the widest Gaussian, so a clamped head saved a document
+/// that did not load.
+#[test]
+fn clamped_delta_stays_feasible_under_rounding() {
+    let mut c = GaussianConfig::new(16059518370055181567u64 as usize, -9.526498010148559e139);
+    c.log_std_min = -6.243497120880855e144;
+    c.log_std_max = -6.465202073327226e87;
+    c.delta = -9.848330713553471e148;
+    c.delta_learning = DeltaLearning { optimizer: DeltaOptimizer::Sgd, lr: 1.0, ..Default::default() };
+    // the precondition of the bug: the naive clamp is infeasible after rounding
+    assert!(c.target_entropy + c.max_delta() > c.max_entropy());
+    let h = Head::new(HeadConfig::Gaussian(c)).unwrap();
+    let Head::Gaussian(g) = &h else { unreachable!() };
+    for v in [9.526498010148559e139, 1e300, 3.0] {
+        let d = g.set_delta(v).unwrap();
+        assert!(c.check_delta(d).is_ok(), "set_delta({v}) -> {d}");
+        let d = g.update_delta(-v).unwrap();
+        assert!(c.check_delta(d).is_ok(), "update_delta(-{v}) -> {d}");
+        Head::from_json(&h.to_json().unwrap()).unwrap();
+    }
+}

@@ -152,7 +152,7 @@ pub fn delta_step(cfg: &GaussianConfig, state: &DeltaState, mean_entropy: f64) -
             s.delta -= l.lr * mhat / (vhat.sqrt() + l.eps);
         }
     }
-    s.delta = s.delta.min(cfg.max_delta());
+    s.delta = cfg.clamp_delta(s.delta);
     s
 }
 
@@ -211,7 +211,7 @@ impl GaussianHead {
             bail!(InvalidArgument, "delta must not be NaN");
         }
         let mut st = self.lock();
-        st.delta = delta.min(self.cfg.max_delta());
+        st.delta = self.cfg.clamp_delta(delta);
         self.delta_bits.store(st.delta.to_bits(), Ordering::SeqCst);
         Ok(st.delta)
     }
