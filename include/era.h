@@ -46,6 +46,14 @@
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 
 /**
+ * Largest accepted `|log_std_min|`, `|log_std_max|`. Standard deviations of
+ * `e^1000` are far outside f64 (which overflows at `e^709.8`); the bound also
+ * keeps the rounding error of `sum(out)` (about `D * eps * D*|log_std_max|`)
+ * negligible next to the entropy target.
+ */
+#define MAX_ABS_LOG_STD 1000.0
+
+/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus
@@ -163,11 +171,11 @@ typedef struct EraConfig {
    */
   uint64_t dim;
   /**
-   * Gaussian: lower log-std bound (default -8).
+   * Gaussian: lower log-std bound (default -8), in [-1000, 1000].
    */
   double log_std_min;
   /**
-   * Gaussian: upper log-std bound (default 0), > log_std_min.
+   * Gaussian: upper log-std bound (default 0), > log_std_min, in [-1000, 1000].
    */
   double log_std_max;
   /**

@@ -92,6 +92,12 @@ pub struct GaussianConfig {
     pub delta_learning: DeltaLearning,
 }
 
+/// Largest accepted `|log_std_min|`, `|log_std_max|`. Standard deviations of
+/// `e^1000` are far outside f64 (which overflows at `e^709.8`); the bound also
+/// keeps the rounding error of `sum(out)` (about `D * eps * D*|log_std_max|`)
+/// negligible next to the entropy target.
+pub const MAX_ABS_LOG_STD: f64 = 1000.0;
+
 fn default_log_std_min() -> f64 {
     -8.0
 }
@@ -162,6 +168,14 @@ impl GaussianConfig {
             bail!(
                 InvalidConfig,
                 "log_std_min and log_std_max must be finite, got {} and {}",
+                self.log_std_min,
+                self.log_std_max
+            );
+        }
+        if self.log_std_min.abs() > MAX_ABS_LOG_STD || self.log_std_max.abs() > MAX_ABS_LOG_STD {
+            bail!(
+                InvalidConfig,
+                "log_std_min and log_std_max must lie in [-{MAX_ABS_LOG_STD}, {MAX_ABS_LOG_STD}] (exp overflows long before), got {} and {}",
                 self.log_std_min,
                 self.log_std_max
             );
@@ -360,6 +374,8 @@ mod tests {
             GaussianConfig { target_entropy: f64::NAN, ..base },
             GaussianConfig { log_std_min: 0.0, ..base },
             GaussianConfig { log_std_min: f64::NEG_INFINITY, ..base },
+            GaussianConfig { log_std_max: 1.4550511270166113e135, ..base }, // found by fuzzing
+            GaussianConfig { log_std_min: -1000.5, ..base },
             GaussianConfig { delta: f64::INFINITY, ..base },
             GaussianConfig { delta_learning: DeltaLearning { lr: -1.0, ..Default::default() }, ..base },
             GaussianConfig { delta_learning: DeltaLearning { beta1: 1.0, ..Default::default() }, ..base },

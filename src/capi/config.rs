@@ -39,9 +39,9 @@ pub struct EraConfig {
     pub target_entropy: f64,
     /// Gaussian: action dimension D >= 1 (default 0: must be set).
     pub dim: u64,
-    /// Gaussian: lower log-std bound (default -8).
+    /// Gaussian: lower log-std bound (default -8), in [-1000, 1000].
     pub log_std_min: f64,
-    /// Gaussian: upper log-std bound (default 0), > log_std_min.
+    /// Gaussian: upper log-std bound (default 0), > log_std_min, in [-1000, 1000].
     pub log_std_max: f64,
     /// Gaussian: initial compensation delta (default 0); `era_head_config` reports the current one.
     pub delta: f64,
