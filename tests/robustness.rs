@@ -133,3 +133,31 @@ fn token_rows_with_extremes() {
         }
     }
 }
+
+/// At the lower end of the valid range `b = 0`, so a class whose softmax
+/// probability underflows to exactly 0 has `h = 0`; the output must stay
+/// finite (the class gets the smallest logit) and so must the gradient.
+#[test]
+fn softmax_lower_end_with_underflowing_probabilities() {
+    for n in [2usize, 3, 10, 1000] {
+        for tau in [std::f64::consts::E, 4.0, 9.0] {
+            let (lo, _) = SoftmaxConfig { num_classes: n, target_entropy: 0.0, tau }.target_range();
+            // force b == 0 exactly through the clamp, whatever exp's rounding does
+            for h0 in [lo, lo - 1e-13] {
+                let Ok(h) = SoftmaxHead::new(SoftmaxConfig { num_classes: n, target_entropy: h0, tau }) else { continue };
+                let mut z = ArrayD::<f64>::zeros(IxDyn(&[2, n]));
+                z[[0, 0]] = 1e30;
+                z[[1, n - 1]] = -1e30;
+                let mut out = ArrayD::zeros(z.raw_dim());
+                h.forward(z.view(), out.view_mut()).unwrap();
+                assert!(out.iter().all(|v| v.is_finite()), "n={n} tau={tau} H0={h0}: {out:?}");
+                let mut e = ArrayD::zeros(IxDyn(&[2]));
+                h.entropy(out.view(), e.view_mut()).unwrap();
+                assert!(e.iter().all(|&v| v >= h0 - 1e-9), "n={n} tau={tau}: {e:?} < {h0}");
+                let mut g = ArrayD::zeros(z.raw_dim());
+                h.backward(z.view(), ArrayD::from_elem(z.raw_dim(), 1.0).view(), g.view_mut()).unwrap();
+                assert!(g.iter().all(|v| v.is_finite()), "n={n} tau={tau}: gradient {g:?}");
+            }
+        }
+    }
+}

@@ -30,6 +30,19 @@ impl SoftmaxConstants {
     }
 }
 
+/// `h = slope*s + b`, kept >= the smallest normal f64: at the lower end of
+/// the target range `b = 0`, and a probability that underflows to 0 would
+/// give `ln(0)` and an infinite logit (the class still gets the smallest one).
+#[inline]
+fn h_of(k: SoftmaxConstants, s: f64) -> f64 {
+    let h = k.slope * s + k.b;
+    if h < f64::MIN_POSITIVE {
+        f64::MIN_POSITIVE
+    } else {
+        h
+    }
+}
+
 /// `u = -1 - ln(h)`, clamped at 0 (rounding can push `h` a hair past 1/e).
 #[inline]
 fn u_of(h: f64) -> f64 {
@@ -47,7 +60,7 @@ pub fn forward_row(z: &[f64], k: SoftmaxConstants, s: &mut [f64], out: &mut [f64
     softmax_into(z, s);
     let mut wmin = f64::INFINITY;
     for (o, &si) in out.iter_mut().zip(s.iter()) {
-        let h = k.slope * si + k.b;
+        let h = h_of(k, si);
         let u = u_of(h);
         let w = -1.0 - (2.0 * u).sqrt() - 0.75 * u;
         *o = w;
@@ -71,9 +84,13 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, s: &mut [f64], dz
     softmax_into(z, s);
     let mut dot = 0.0;
     for ((a, &gi), &si) in dz.iter_mut().zip(g).zip(s.iter()) {
-        let h = k.slope * si + k.b;
+        let h = h_of(k, si);
         let u = u_of(h);
-        *a = if gi == 0.0 { 0.0 } else { gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h };
+        // where s_i == 0 the term is multiplied by s_i below: skip it (its factor may overflow)
+        // at tau = e and h = 1/e (u = 0) the derivative is infinite (the branch point of
+        // Lambert W); keep it finite so that a one-hot row gets its exact zero gradient
+        let u = if u < f64::MIN_POSITIVE { f64::MIN_POSITIVE } else { u };
+        *a = if gi == 0.0 || si == 0.0 { 0.0 } else { gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h };
         dot += *a * si;
     }
     for (d, &si) in dz.iter_mut().zip(s.iter()) {
