@@ -187,7 +187,8 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     head.forward(logits3.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), out).unwrap();
     let lp: Vec<f64> = lp.iter().map(|&v| v as f64).collect();
     assert_close(&lp, &want.logp, 1e-6, "f32 logprobs");
-    // bf16 logits: the result equals the f64 computation on the bf16-rounded logits
+    // bf16 logits take the f32 kernels: within their documented tolerance of the
+    // f64 computation on the bf16-rounded logits
     let lb = b.logits.mapv(bf16::from_f64);
     let rounded = Batch { logits: lb.mapv(|v| v.to_f64()), labels: b.labels.clone(), ids: b.ids.clone(), adv: b.adv.clone() };
     let want_b = run(&head, &rounded);
@@ -196,8 +197,8 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let [lp, h, c, a] = &mut o[..] else { unreachable!() };
     let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: None };
     head.forward(lb.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), b.adv.view(), out).unwrap();
-    assert_close(&lp.iter().cloned().collect::<Vec<_>>(), &want_b.logp, 1e-12, "bf16 logprobs");
-    // and the bf16 gradient is the f64 gradient rounded
+    assert_close(&lp.iter().cloned().collect::<Vec<_>>(), &want_b.logp, 1e-5, "bf16 logprobs");
+    // and the bf16 gradient is the f64 gradient rounded, within one bf16 step
     let g = ArrayD::from_elem(IxDyn(&[n]), 1.0);
     let mut gl = ArrayD::<bf16>::from_elem(lb.raw_dim(), bf16::ZERO);
     head.backward(lb.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), c.view(), g.view(), gl.view_mut()).unwrap();
@@ -205,7 +206,7 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     head.backward(rounded.logits.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), c.view(), g.view(), g64.view_mut())
         .unwrap();
     for (x, y) in gl.iter().zip(g64.iter()) {
-        assert_eq!(*x, bf16::from_f64(*y));
+        assert!((x.to_f64() - y).abs() <= y.abs() / 128.0 + 1e-6, "{x} vs {y}");
     }
 }
 

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis};
+use ndarray::{ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
+use rayon::prelude::*;
 
 use crate::config::TokenConfig;
 use crate::error::{bail, Result};
 use crate::heads::check_same_shape;
-use crate::kernels::{load, row_max, softmax_entropy, Element};
+use crate::kernels::{load, parallel, row_max, simd, softmax_entropy, Element};
 
 /// Log-prob given to a label outside the vocabulary top-K.
 pub const OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
@@ -127,9 +128,10 @@ pub fn topk_mask(z: &[f64], k: usize, idx: &mut Vec<usize>, mask: &mut [bool]) {
     }
 }
 
-/// `logsumexp(c*z)` over the entries where `mask` is true (all when `None`).
-#[inline]
-fn scaled_lse(z: &[f64], c: f64, mask: Option<&[bool]>) -> f64 {
+/// `c*z[y] - logsumexp(c*z)` over the entries where `mask` is true (all
+/// when `None`), computed as `(c*z[y] - m) - ln(sum(exp(c*z - m)))` with the
+/// maximum `m` subtracted first, so that huge logits do not cancel.
+fn scaled_logprob(z: &[f64], y: usize, c: f64, mask: Option<&[bool]>) -> f64 {
     let sel = |i: usize| mask.map_or(true, |m| m[i]);
     let mut m = f64::NEG_INFINITY;
     let mut nan = false;
@@ -142,11 +144,11 @@ fn scaled_lse(z: &[f64], c: f64, mask: Option<&[bool]>) -> f64 {
             }
         }
     }
-    if nan {
+    if nan || m == f64::INFINITY {
         return f64::NAN;
     }
-    if m.is_infinite() {
-        return m;
+    if m == f64::NEG_INFINITY {
+        return f64::NAN; // every selected logit is -inf: no distribution
     }
     let mut s = 0.0;
     for (i, &v) in z.iter().enumerate() {
@@ -154,13 +156,14 @@ fn scaled_lse(z: &[f64], c: f64, mask: Option<&[bool]>) -> f64 {
             s += (c * v - m).exp();
         }
     }
-    m + s.ln()
+    (c * z[y] - m) - s.ln()
 }
 
 /// The token head. Immutable; share it across threads freely.
 #[derive(Debug, Clone)]
 pub struct TokenHead {
     cfg: TokenConfig,
+    threads: usize,
 }
 
 struct Checked {
@@ -174,7 +177,18 @@ impl TokenHead {
     /// Validates `cfg` and builds the head.
     pub fn new(cfg: TokenConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(TokenHead { cfg })
+        Ok(TokenHead { cfg, threads: 0 })
+    }
+
+    /// Sets the number of threads (0 = `ERA_NUM_THREADS` or all cores).
+    pub fn with_num_threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// The configured number of threads (0 = default).
+    pub fn num_threads(&self) -> usize {
+        self.threads
     }
 
     /// The configuration.
@@ -214,17 +228,7 @@ impl TokenHead {
         Ok(Checked { n: labels.len(), v, labels, ids })
     }
 
-    /// Forward: `logits` `[..., V]`, `labels`, `response_ids`, `advantages`
-    /// and every output of shape `[...]`. See ERA_MATH.md section 3.
-    pub fn forward<T: Element, F: Element>(
-        &self,
-        logits: ArrayViewD<'_, T>,
-        labels: IndexView<'_>,
-        response_ids: IndexView<'_>,
-        advantages: ArrayViewD<'_, F>,
-        out: TokenOutputs<'_, F>,
-    ) -> Result<()> {
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+    fn check_outputs<T, F>(&self, logits: &ArrayViewD<'_, T>, advantages: &ArrayViewD<'_, F>, out: &TokenOutputs<'_, F>) -> Result<()> {
         let batch = &logits.shape()[..logits.ndim() - 1];
         check_same_shape("advantages", advantages.shape(), "logits without its last axis", batch)?;
         check_same_shape("logprobs", out.logprobs.shape(), "logits without its last axis", batch)?;
@@ -234,6 +238,115 @@ impl TokenHead {
         if let Some(r) = &out.response_entropy {
             check_same_shape("response_entropy", r.shape(), "logits without its last axis", batch)?;
         }
+        Ok(())
+    }
+
+    fn write_outputs<F: Element>(&self, out: TokenOutputs<'_, F>, logp: &[f64], h: &[f64], scale: &[f64], adv: &[f64], hresp: &[f64]) {
+        let TokenOutputs { mut logprobs, mut entropy, scale: mut scale_out, advantages: mut adv_out, response_entropy } = out;
+        parallel::store_values(&mut logprobs, logp);
+        parallel::store_values(&mut entropy, h);
+        parallel::store_values(&mut scale_out, scale);
+        let a2: Vec<f64> = adv
+            .iter()
+            .zip(scale)
+            .map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a })
+            .collect();
+        parallel::store_values(&mut adv_out, &a2);
+        if let Some(mut r) = response_entropy {
+            parallel::store_values(&mut r, hresp);
+        }
+    }
+
+    /// Forward: `logits` `[..., V]`, `labels`, `response_ids`, `advantages`
+    /// and every output of shape `[...]`. See ERA_MATH.md section 3.
+    ///
+    /// f32, bf16 and f16 logits take the fused kernel (one read of each row,
+    /// f32 arithmetic, f64 sums across blocks, rows split across threads);
+    /// f64 logits take [`TokenHead::forward_reference`].
+    pub fn forward<T: Element, F: Element>(
+        &self,
+        logits: ArrayViewD<'_, T>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        advantages: ArrayViewD<'_, F>,
+        out: TokenOutputs<'_, F>,
+    ) -> Result<()> {
+        if T::IS_F64 {
+            return self.forward_reference(logits, labels, response_ids, advantages, out);
+        }
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        self.check_outputs(&logits, &advantages, &out)?;
+        let inv_t = 1.0 / self.cfg.temperature;
+        let topk = self.effective_topk(c.v);
+        let k = self.cfg.k;
+        let rows = parallel::rows(&logits);
+        let threads = parallel::resolve_threads(self.threads);
+        let per_row = |scratch: &mut (Vec<f32>, Vec<(f32, usize)>), t: usize| -> FastRow {
+            let (buf, heap) = scratch;
+            let x = row_f32(&rows[t], buf);
+            let st = simd::token_row_stats(x, inv_t as f32, k as f32);
+            let mut r = FastRow { stats: st, zy: 0.0, topk_ln: None };
+            if c.ids[t] >= 0 {
+                let y = c.labels[t] as usize;
+                r.zy = (x[y] * inv_t as f32) as f64;
+                if let Some(kk) = topk {
+                    let thr = simd::topk_threshold(x, kk, heap);
+                    let inside = x[y] > thr.0 || (x[y] == thr.0 && y <= thr.1);
+                    r.topk_ln = Some(if inside { topk_ln_sums(heap, inv_t, k) } else { None });
+                }
+            }
+            r
+        };
+        let fast: Vec<FastRow> = parallel::run(threads, c.n * c.v, |chunks| {
+            let init = || (Vec::new(), Vec::new());
+            if chunks > 1 {
+                (0..c.n).into_par_iter().map_init(init, per_row).collect()
+            } else {
+                let mut scratch = init();
+                (0..c.n).map(|t| per_row(&mut scratch, t)).collect()
+            }
+        });
+        let h: Vec<f64> = fast.iter().map(|r| r.stats.entropy()).collect();
+        let hresp = response_entropies(&h, &c.ids, self.cfg.top_fraction);
+        let adv: Vec<f64> = advantages.iter().map(|a| a.to_f64()).collect();
+        let scale: Vec<f64> = (0..c.n)
+            .map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 })
+            .collect();
+        let logp: Vec<f64> = (0..c.n)
+            .map(|t| {
+                if c.ids[t] < 0 {
+                    return 0.0;
+                }
+                let r = &fast[t];
+                let m = r.stats.max as f64;
+                if m.is_nan() {
+                    return f64::NAN; // a NaN or infinite logit in the row
+                }
+                let ct = scale[t];
+                match r.topk_ln {
+                    None => ct * (r.zy - m) - r.stats.ln_sum(ct, k),
+                    Some(None) => OUTSIDE_TOPK_LOGPROB,
+                    Some(Some((mk, lns))) => ct * (r.zy - mk) - lns[scale_index(ct, k)],
+                }
+            })
+            .collect();
+        self.write_outputs(out, &logp, &h, &scale, &adv, &hresp);
+        Ok(())
+    }
+
+    /// The straightforward forward (two reads of each row, f64 arithmetic,
+    /// one thread): the reference the fused kernel is tested and benchmarked
+    /// against.
+    pub fn forward_reference<T: Element, F: Element>(
+        &self,
+        logits: ArrayViewD<'_, T>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        advantages: ArrayViewD<'_, F>,
+        out: TokenOutputs<'_, F>,
+    ) -> Result<()> {
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        self.check_outputs(&logits, &advantages, &out)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let last = Axis(logits.ndim() - 1);
         let mut z = vec![0.0; c.v];
@@ -266,11 +379,11 @@ impl TokenHead {
             let y = c.labels[t] as usize;
             let ct = scale[t];
             let lp = match topk {
-                None => ct * z[y] - scaled_lse(&z, ct, None),
+                None => scaled_logprob(&z, y, ct, None),
                 Some(k) => {
                     topk_mask(&z, k, &mut idx, &mut mask);
                     if mask[y] {
-                        ct * z[y] - scaled_lse(&z, ct, Some(&mask))
+                        scaled_logprob(&z, y, ct, Some(&mask))
                     } else {
                         OUTSIDE_TOPK_LOGPROB
                     }
@@ -279,28 +392,18 @@ impl TokenHead {
             logp.push(lp);
         }
 
-        let TokenOutputs { mut logprobs, mut entropy, scale: mut scale_out, advantages: mut adv_out, response_entropy } = out;
-        let put = |dst: &mut ArrayViewMutD<'_, F>, src: &[f64]| {
-            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = F::from_f64(s));
-        };
-        put(&mut logprobs, &logp);
-        put(&mut entropy, &h);
-        put(&mut scale_out, &scale);
-        let a2: Vec<f64> = adv
-            .iter()
-            .zip(&scale)
-            .map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a })
-            .collect();
-        put(&mut adv_out, &a2);
-        if let Some(mut r) = response_entropy {
-            put(&mut r, &hresp);
-        }
+        self.write_outputs(out, &logp, &h, &scale, &adv, &hresp);
         Ok(())
     }
 
     /// Backward: `d logits_t = (c_t/T) * (onehot(y_t) - softmax(c_t*z_t)) * g_t`
     /// (restricted to the top-K with `vocab_topk`; zero for masked tokens and
     /// for labels outside the top-K). `scale` is the forward's `scale` output.
+    ///
+    /// f32, bf16 and f16 logits take the vectorised kernel (rows split across
+    /// threads; each row is read from memory once, its repeated passes hit the
+    /// cache, and the gradient is written once); f64 logits take
+    /// [`TokenHead::backward_reference`].
     pub fn backward<T: Element, F: Element>(
         &self,
         logits: ArrayViewD<'_, T>,
@@ -310,7 +413,62 @@ impl TokenHead {
         grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
+        if T::IS_F64 {
+            return self.backward_reference(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
+        }
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
+        let inv_t = (1.0 / self.cfg.temperature) as f32;
+        let topk = self.effective_topk(c.v);
+        let rows = parallel::rows(&logits);
+        let mut grows = parallel::rows_mut(&mut grad_logits);
+        let threads = parallel::resolve_threads(self.threads);
+        let per_row = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<(f32, usize)>), (t, grow): (usize, &mut ArrayViewMut1<'_, T>)| {
+            let (buf, gbuf, heap) = scratch;
+            if c.ids[t] < 0 || g[t] == 0.0 {
+                grow.fill(T::from_f32(0.0));
+                return;
+            }
+            let y = c.labels[t] as usize;
+            let x = row_f32(&rows[t], buf);
+            let thr = topk.map(|kk| simd::topk_threshold(x, kk, heap));
+            if let Some((tv, ti)) = thr {
+                if !(x[y] > tv || (x[y] == tv && y <= ti)) {
+                    grow.fill(T::from_f32(0.0));
+                    return;
+                }
+            }
+            let ct = sc[t] as f32;
+            let (m, sum) = simd::scaled_row_lse(x, inv_t, ct, thr);
+            let f = (sc[t] * inv_t as f64 * g[t]) as f32;
+            match grow.as_slice_mut().and_then(T::as_f32_slice_mut) {
+                Some(out) => simd::token_row_grad(x, inv_t, ct, m, sum, f, y, thr, out),
+                None => {
+                    gbuf.resize(c.v, 0.0);
+                    simd::token_row_grad(x, inv_t, ct, m, sum, f, y, thr, gbuf);
+                    grow.iter_mut().zip(gbuf.iter()).for_each(|(o, &v)| *o = T::from_f32(v));
+                }
+            }
+        };
+        parallel::run(threads, c.n * c.v, |chunks| {
+            let init = || (Vec::new(), Vec::new(), Vec::new());
+            if chunks > 1 {
+                grows.par_iter_mut().enumerate().for_each_init(init, per_row);
+            } else {
+                let mut scratch = init();
+                grows.iter_mut().enumerate().for_each(|tr| per_row(&mut scratch, tr));
+            }
+        });
+        Ok(())
+    }
+
+    fn check_backward<T, F: Element>(
+        &self,
+        logits: &ArrayViewD<'_, T>,
+        scale: &ArrayViewD<'_, F>,
+        grad_logprobs: &ArrayViewD<'_, F>,
+        grad_logits: &ArrayViewMutD<'_, T>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         let batch = &logits.shape()[..logits.ndim() - 1];
         check_same_shape("scale", scale.shape(), "logits without its last axis", batch)?;
         check_same_shape("grad_logprobs", grad_logprobs.shape(), "logits without its last axis", batch)?;
@@ -321,7 +479,22 @@ impl TokenHead {
                 bail!(InvalidValue, "scale[{t}] = {s}: scales must be finite and > 0 (pass the forward's scale output)");
             }
         }
-        let g: Vec<f64> = grad_logprobs.iter().map(|v| v.to_f64()).collect();
+        Ok((sc, grad_logprobs.iter().map(|v| v.to_f64()).collect()))
+    }
+
+    /// The straightforward backward (f64, one thread): the reference of the
+    /// vectorised kernel.
+    pub fn backward_reference<T: Element, F: Element>(
+        &self,
+        logits: ArrayViewD<'_, T>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        scale: ArrayViewD<'_, F>,
+        grad_logprobs: ArrayViewD<'_, F>,
+        mut grad_logits: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let last = Axis(logits.ndim() - 1);
@@ -377,4 +550,45 @@ impl TokenHead {
         });
         Ok(())
     }
+}
+
+/// Per-row results of the fused forward pass.
+struct FastRow {
+    stats: simd::RowStats,
+    /// `x[label] / T` (unmasked tokens).
+    zy: f64,
+    /// With a vocabulary top-K: `None` for a masked token, `Some(None)` when
+    /// the label is outside the top-K, else the top-K maximum and
+    /// `ln(sum(exp(c*(z - max))))` for `c` in `{1, k, 1/k}`.
+    topk_ln: Option<Option<(f64, [f64; 3])>>,
+}
+
+/// Index of a scale in `{1, k, 1/k}`.
+fn scale_index(c: f64, k: f64) -> usize {
+    if c == 1.0 {
+        0
+    } else if c == k {
+        1
+    } else {
+        2
+    }
+}
+
+/// The top-K maximum and log-sums from the K selected (value, index) pairs.
+fn topk_ln_sums(heap: &[(f32, usize)], inv_t: f64, k: f64) -> Option<(f64, [f64; 3])> {
+    let zs: Vec<f64> = heap.iter().map(|&(v, _)| (v * inv_t as f32) as f64).collect();
+    let m = zs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let ln = |c: f64| zs.iter().map(|&z| (c * (z - m)).exp()).sum::<f64>().ln();
+    Some((m, [ln(1.0), ln(k), ln(1.0 / k)]))
+}
+
+/// A row as contiguous f32: the row itself for contiguous f32 data, else
+/// converted into `buf`.
+fn row_f32<'a, T: Element>(row: &'a ndarray::ArrayView1<'_, T>, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if let Some(s) = row.as_slice().and_then(T::as_f32_slice) {
+        return s;
+    }
+    buf.clear();
+    buf.extend(row.iter().map(|v| v.to_f32()));
+    buf
 }

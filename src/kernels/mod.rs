@@ -6,6 +6,9 @@
 //! element type. Rows of any stride pattern are supported through ndarray
 //! lanes.
 
+pub mod parallel;
+pub mod simd;
+
 use half::{bf16, f16};
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 
@@ -17,10 +20,34 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
     /// Rounds from f64 to nearest.
     fn from_f64(v: f64) -> Self;
+    /// True for f64, whose heads keep the straightforward f64 kernels; the
+    /// other types take the vectorised f32 kernels where they exist.
+    const IS_F64: bool = false;
+    /// Converts to f32 (exact for f32, bf16 and f16).
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self.to_f64() as f32
+    }
+    /// Rounds from f32.
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        Self::from_f64(v as f64)
+    }
+    /// The slice itself when the type is f32 (no copy needed).
+    #[inline]
+    fn as_f32_slice(_s: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    /// The mutable slice itself when the type is f32.
+    #[inline]
+    fn as_f32_slice_mut(_s: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
 }
 
 impl Element for f64 {
     const NAME: &'static str = "f64";
+    const IS_F64: bool = true;
     #[inline]
     fn to_f64(self) -> f64 {
         self
@@ -41,6 +68,22 @@ impl Element for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[inline]
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    #[inline]
+    fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Element for bf16 {
@@ -53,6 +96,14 @@ impl Element for bf16 {
     fn from_f64(v: f64) -> Self {
         bf16::from_f64(v)
     }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
 }
 
 impl Element for f16 {
@@ -64,6 +115,14 @@ impl Element for f16 {
     #[inline]
     fn from_f64(v: f64) -> Self {
         f16::from_f64(v)
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
     }
 }
 

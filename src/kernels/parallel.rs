@@ -1,0 +1,152 @@
+//! Row-parallel execution on thread pools that are created once.
+//!
+//! The number of threads comes from the head's config (`num_threads`), else
+//! the `ERA_NUM_THREADS` environment variable (read once), else all cores.
+//! Pools are cached per thread count for the life of the process. Inputs
+//! smaller than [`PAR_MIN_ELEMENTS`] run on the calling thread: starting
+//! work on other threads costs more than it saves there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ndarray::{ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
+use rayon::prelude::*;
+
+use crate::kernels::{load, store, Element};
+
+/// Inputs with fewer elements than this run single-threaded.
+pub const PAR_MIN_ELEMENTS: usize = 1 << 15;
+
+/// The default thread count: `ERA_NUM_THREADS` if set to a positive
+/// integer, else the number of available cores.
+pub fn default_threads() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("ERA_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// Resolves a configured thread count (0 = default).
+pub fn resolve_threads(configured: usize) -> usize {
+    if configured == 0 {
+        default_threads()
+    } else {
+        configured
+    }
+}
+
+/// The pool for `n` threads, created on first use and then shared.
+/// `None` if the pool cannot be created (work then runs on the caller).
+fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = pools.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = map.get(&n) {
+        return Some(p.clone());
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("era-{i}"))
+        .build()
+        .ok()?;
+    let p = Arc::new(p);
+    map.insert(n, p.clone());
+    Some(p)
+}
+
+/// Runs `f` on the pool for `threads` threads when `work` (elements) is large
+/// enough to pay for it; `f` receives the number of parallel chunks to aim for.
+pub fn run<R: Send>(threads: usize, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+    if threads <= 1 || work < PAR_MIN_ELEMENTS || cfg!(miri) {
+        return f(1);
+    }
+    match pool(threads) {
+        Some(p) => p.install(|| f(threads)),
+        None => f(1),
+    }
+}
+
+/// Rows (lanes along the last axis) of an array, in logical row-major order.
+pub fn rows<'a, T>(a: &'a ArrayViewD<'_, T>) -> Vec<ArrayView1<'a, T>> {
+    a.lanes(Axis(a.ndim() - 1)).into_iter().collect()
+}
+
+/// Mutable rows of an array, in logical row-major order.
+pub fn rows_mut<'a, T>(a: &'a mut ArrayViewMutD<'_, T>) -> Vec<ArrayViewMut1<'a, T>> {
+    let last = Axis(a.ndim() - 1);
+    a.lanes_mut(last).into_iter().collect()
+}
+
+/// Calls `f(row_index, input_rows, output_row)` for every row of `inputs`
+/// (arrays of the same shape `[..., n]`) and `output` (same shape), with rows
+/// converted to f64 scratch buffers; `f` returns a per-row scalar, collected
+/// in row order. Rows are split across `threads` threads for large inputs.
+pub fn map_rows<T: Element, U: Element>(
+    threads: usize,
+    inputs: &[&ArrayViewD<'_, T>],
+    output: &mut ArrayViewMutD<'_, U>,
+    f: impl Fn(usize, &[&[f64]], &mut [f64]) -> f64 + Sync,
+) -> Vec<f64> {
+    let n = output.shape().last().copied().unwrap_or(0);
+    let ins: Vec<Vec<ArrayView1<'_, T>>> = inputs.iter().map(|a| rows(a)).collect();
+    let mut outs = rows_mut(output);
+    let mut extra = vec![0.0; outs.len()];
+    let work = outs.len() * n.max(1);
+    run(threads, work, |chunks| {
+        let per = outs.len().div_ceil(chunks * 4).max(1);
+        let body = |(c, (oc, ec)): (usize, (&mut [ArrayViewMut1<'_, U>], &mut [f64]))| {
+            let mut bufs: Vec<Vec<f64>> = (0..ins.len()).map(|_| vec![0.0; n]).collect();
+            let mut out = vec![0.0; n];
+            for (j, (orow, e)) in oc.iter_mut().zip(ec.iter_mut()).enumerate() {
+                let r = c * per + j;
+                for (b, rows) in bufs.iter_mut().zip(&ins) {
+                    load(b, rows[r].iter());
+                }
+                let refs: Vec<&[f64]> = bufs.iter().map(|b| b.as_slice()).collect();
+                *e = f(r, &refs, &mut out);
+                store(orow.iter_mut(), &out);
+            }
+        };
+        if chunks > 1 {
+            outs.par_chunks_mut(per).zip(extra.par_chunks_mut(per)).enumerate().for_each(body);
+        } else {
+            outs.chunks_mut(per).zip(extra.chunks_mut(per)).enumerate().for_each(body);
+        }
+    });
+    extra
+}
+
+/// Reduces every row of `input` (`[..., n]`) to `f(row)`, in row order.
+pub fn reduce_rows<T: Element>(threads: usize, input: &ArrayViewD<'_, T>, f: impl Fn(&[f64]) -> f64 + Sync) -> Vec<f64> {
+    let n = input.shape().last().copied().unwrap_or(0);
+    let rs = rows(input);
+    let work = rs.len() * n.max(1);
+    run(threads, work, |chunks| {
+        let per = rs.len().div_ceil(chunks * 4).max(1);
+        let body = |c: &[ArrayView1<'_, T>]| {
+            let mut b = vec![0.0; n];
+            c.iter()
+                .map(|r| {
+                    load(&mut b, r.iter());
+                    f(&b)
+                })
+                .collect::<Vec<f64>>()
+        };
+        if chunks > 1 {
+            rs.par_chunks(per).map(body).collect::<Vec<_>>().concat()
+        } else {
+            rs.chunks(per).map(body).collect::<Vec<_>>().concat()
+        }
+    })
+}
+
+/// Writes `values` (row order) into `out` (any layout, same number of elements).
+pub fn store_values<U: Element>(out: &mut ArrayViewMutD<'_, U>, values: &[f64]) {
+    for (o, &v) in out.iter_mut().zip(values) {
+        *o = U::from_f64(v);
+    }
+}

@@ -1,0 +1,193 @@
+//! The vectorised, multithreaded kernels against the straightforward ones
+//! on the same inputs: random rows, rows with inf/NaN, lengths one past a
+//! SIMD width and a block, strided logits, 1 and 2 threads.
+
+mod common;
+use common::Rng;
+use era::kernels::simd::{BLOCK, LANES};
+use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
+use half::{bf16, f16};
+use ndarray::{s, ArrayD, IxDyn};
+
+/// Documented tolerance of the f32 token kernels against f64: absolute on
+/// log-probs and entropies, relative to (1 + |value|).
+const TOL: f64 = 2e-5;
+
+struct Out {
+    lp: Vec<f64>,
+    h: Vec<f64>,
+    c: Vec<f64>,
+    a: Vec<f64>,
+    r: Vec<f64>,
+}
+
+fn forward<T: era::Element>(head: &TokenHead, x: ndarray::ArrayViewD<'_, T>, y: &ArrayD<i64>, ids: &ArrayD<i64>, adv: &ArrayD<f64>, reference: bool) -> Out {
+    let n = y.len();
+    let mut o: Vec<ArrayD<f64>> = (0..5).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
+    let [lp, h, c, a, r] = &mut o[..] else { unreachable!() };
+    let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: Some(r.view_mut()) };
+    let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));
+    if reference {
+        head.forward_reference(x, yv, iv, adv.view(), out).unwrap();
+    } else {
+        head.forward(x, yv, iv, adv.view(), out).unwrap();
+    }
+    let v = |a: &ArrayD<f64>| a.iter().cloned().collect();
+    Out { lp: v(lp), h: v(h), c: v(c), a: v(a), r: v(r) }
+}
+
+fn same(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * (1.0 + w.abs());
+        assert!(ok, "{what}[{i}]: fast {g} vs reference {w}");
+    }
+}
+
+fn batch(rng: &mut Rng, n: usize, v: usize, scale: f64) -> (ArrayD<f32>, ArrayD<i64>, ArrayD<i64>, ArrayD<f64>) {
+    let logits = ArrayD::from_shape_fn(IxDyn(&[n, v]), |i| (scale * (0.3 + (i[0] % 4) as f64) * rng.normal()) as f32);
+    let ids = ArrayD::from_shape_fn(IxDyn(&[n]), |i| if i[0] % 7 == 6 { -1 } else { (i[0] % 3) as i64 });
+    let labels = ArrayD::from_shape_fn(IxDyn(&[n]), |_| rng.below(v) as i64);
+    let adv = ArrayD::from_shape_fn(IxDyn(&[n]), |i| if i[0] % 2 == 0 { 1.0 } else { -1.0 });
+    (logits, labels, ids, adv)
+}
+
+fn configs() -> Vec<TokenConfig> {
+    vec![
+        TokenConfig { omega_low: 2.0, omega_high: 2.5, ..Default::default() },
+        TokenConfig { k: 3.0, temperature: 0.7, omega_low: 1.0, omega_high: 1.2, ..Default::default() },
+        TokenConfig { vocab_topk: 5, omega_low: 2.0, omega_high: 2.5, ..Default::default() },
+        TokenConfig { vocab_topk: 1, temperature: 1.3, ..Default::default() },
+    ]
+}
+
+#[test]
+fn forward_matches_reference_on_awkward_lengths() {
+    let mut rng = Rng(21);
+    for v in [1usize, LANES - 1, LANES, LANES + 1, 100, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 7] {
+        for cfg in configs() {
+            let head = TokenHead::new(cfg).unwrap();
+            let (x, y, ids, adv) = batch(&mut rng, 14, v, 2.0);
+            let want = forward(&head, x.view(), &y, &ids, &adv, true);
+            let got = forward(&head, x.view(), &y, &ids, &adv, false);
+            let what = format!("V={v} {cfg:?}");
+            same(&got.h, &want.h, TOL, &format!("entropy {what}"));
+            same(&got.r, &want.r, TOL, &format!("response entropy {what}"));
+            same(&got.lp, &want.lp, TOL, &format!("logprobs {what}"));
+            // the scale decision may only differ where a response entropy sits within
+            // the tolerance of a threshold
+            for t in 0..got.c.len() {
+                if got.c[t] != want.c[t] {
+                    let d = [cfg.omega_low, cfg.omega_high].iter().map(|o| (want.r[t] - o).abs()).fold(f64::INFINITY, f64::min);
+                    assert!(d < 1e-4, "{what}: scale differs at {t} far from a threshold");
+                } else {
+                    assert_eq!(got.a[t], want.a[t]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn non_finite_rows_and_huge_logits() {
+    let head = TokenHead::new(TokenConfig::default()).unwrap();
+    let topk = TokenHead::new(TokenConfig { vocab_topk: 3, ..Default::default() }).unwrap();
+    let v = LANES + 1;
+    let mut x = ArrayD::<f32>::zeros(IxDyn(&[6, v]));
+    x[[0, 3]] = f32::NAN;
+    x[[1, 5]] = f32::INFINITY;
+    x[[2, 0]] = f32::NEG_INFINITY;
+    x.slice_mut(s![3, ..]).fill(1e30);
+    x[[4, 2]] = 3e38;
+    for j in 0..v {
+        x[[5, j]] = -1e30 * j as f32;
+    }
+    let y = ArrayD::from_shape_vec(IxDyn(&[6]), vec![1i64, 1, 1, 1, 2, 0]).unwrap();
+    let ids = ArrayD::from_shape_vec(IxDyn(&[6]), vec![0i64, 1, 2, 3, 4, 5]).unwrap();
+    let adv = ArrayD::from_elem(IxDyn(&[6]), 1.0);
+    for h in [&head, &topk] {
+        let want = forward(h, x.view(), &y, &ids, &adv, true);
+        let got = forward(h, x.view(), &y, &ids, &adv, false);
+        assert!(got.lp[0].is_nan() && got.h[0].is_nan(), "NaN row");
+        assert!(got.lp[1].is_nan() && got.h[1].is_nan(), "inf row");
+        same(&got.lp[2..], &want.lp[2..], TOL, "finite rows");
+        same(&got.h[2..], &want.h[2..], TOL, "finite rows");
+        // backward: finite rows agree, non-finite rows stay in their row
+        let g = ArrayD::from_elem(IxDyn(&[6]), 1.0);
+        let sc = ArrayD::from_shape_vec(IxDyn(&[6]), want.c.clone()).unwrap();
+        let mut gf = ArrayD::<f32>::zeros(x.raw_dim());
+        let mut gr = ArrayD::<f32>::zeros(x.raw_dim());
+        let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));
+        h.backward(x.view(), yv.clone(), iv.clone(), sc.view(), g.view(), gf.view_mut()).unwrap();
+        h.backward_reference(x.view(), yv, iv, sc.view(), g.view(), gr.view_mut()).unwrap();
+        for r in 2..6 {
+            for j in 0..v {
+                let (a, b) = (gf[[r, j]] as f64, gr[[r, j]] as f64);
+                assert!((a - b).abs() <= 1e-5, "row {r} col {j}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn backward_matches_reference_for_every_dtype_and_layout() {
+    let mut rng = Rng(22);
+    for cfg in configs() {
+        for v in [LANES + 1, BLOCK + 1] {
+            let head = TokenHead::new(cfg).unwrap();
+            let (x, y, ids, adv) = batch(&mut rng, 9, v, 1.5);
+            let fwd = forward(&head, x.view(), &y, &ids, &adv, true);
+            let sc = ArrayD::from_shape_vec(IxDyn(&[9]), fwd.c.clone()).unwrap();
+            let g = ArrayD::from_shape_fn(IxDyn(&[9]), |_| rng.normal());
+            let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));
+            let mut want = ArrayD::<f32>::zeros(x.raw_dim());
+            head.backward_reference(x.view(), yv.clone(), iv.clone(), sc.view(), g.view(), want.view_mut()).unwrap();
+            // contiguous f32
+            let mut got = ArrayD::<f32>::zeros(x.raw_dim());
+            head.backward(x.view(), yv.clone(), iv.clone(), sc.view(), g.view(), got.view_mut()).unwrap();
+            for (a, b) in got.iter().zip(want.iter()) {
+                assert!((a - b).abs() <= 1e-6 + 1e-5 * b.abs(), "{a} vs {b}");
+            }
+            // a transposed (column-major) copy of the logits and of the gradient
+            let xt = x.t().as_standard_layout().into_owned();
+            let xv = xt.t();
+            let mut gt = ArrayD::<f32>::zeros(IxDyn(&[v, 9]));
+            head.backward(xv.view(), yv.clone(), iv.clone(), sc.view(), g.view(), gt.view_mut().reversed_axes()).unwrap();
+            for (a, b) in gt.t().iter().zip(got.iter()) {
+                assert_eq!(a, b, "layout changed the result");
+            }
+            // bf16 and f16 logits and gradients
+            let xb = x.mapv(bf16::from_f32);
+            let mut gb = ArrayD::from_elem(x.raw_dim(), bf16::ZERO);
+            head.backward(xb.view(), yv.clone(), iv.clone(), sc.view(), g.view(), gb.view_mut()).unwrap();
+            let xb64 = xb.mapv(|v| v.to_f32());
+            let mut wb = ArrayD::<f32>::zeros(x.raw_dim());
+            head.backward_reference(xb64.view(), yv.clone(), iv.clone(), sc.view(), g.view(), wb.view_mut()).unwrap();
+            for (a, b) in gb.iter().zip(wb.iter()) {
+                assert!((a.to_f32() - b).abs() <= b.abs() / 128.0 + 1e-6, "bf16 {a} vs {b}");
+            }
+            let xh = x.mapv(f16::from_f32);
+            let mut gh = ArrayD::from_elem(x.raw_dim(), f16::ZERO);
+            head.backward(xh.view(), yv, iv, sc.view(), g.view(), gh.view_mut()).unwrap();
+            assert!(gh.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn thread_counts_give_identical_results() {
+    let mut rng = Rng(23);
+    let (x, y, ids, adv) = batch(&mut rng, 300, 257, 1.0);
+    let cfg = TokenConfig { omega_low: 2.0, omega_high: 2.5, ..Default::default() };
+    let one = TokenHead::new(cfg).unwrap().with_num_threads(1);
+    let two = TokenHead::new(cfg).unwrap().with_num_threads(2);
+    let a = forward(&one, x.view(), &y, &ids, &adv, false);
+    let b = forward(&two, x.view(), &y, &ids, &adv, false);
+    assert_eq!(a.lp, b.lp);
+    assert_eq!(a.h, b.h);
+    let sc = ArrayD::from_shape_vec(IxDyn(&[300]), a.c.clone()).unwrap();
+    let g = ArrayD::from_elem(IxDyn(&[300]), 0.5);
+    let (mut g1, mut g2) = (ArrayD::<f32>::zeros(x.raw_dim()), ArrayD::<f32>::zeros(x.raw_dim()));
+    one.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g.view(), g1.view_mut()).unwrap();
+    two.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g.view(), g2.view_mut()).unwrap();
+    assert_eq!(g1, g2);
+}
