@@ -54,6 +54,21 @@
 #define MAX_ABS_LOG_STD 1000.0
 
 /**
+ * Inputs with fewer elements than this run single-threaded.
+ */
+#define PAR_MIN_ELEMENTS (1 << 15)
+
+/**
+ * Lanes per vector step (one AVX-512 register of f32; two AVX2 ones).
+ */
+#define LANES 16
+
+/**
+ * Elements per block: the lane sums are moved to f64 after each block.
+ */
+#define BLOCK 2048
+
+/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus
@@ -238,6 +253,12 @@ typedef struct EraConfig {
    * Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
    */
   uint64_t vocab_topk;
+  /**
+   * All kinds: threads of the head's kernels; 0 (default) = the `ERA_NUM_THREADS`
+   * environment variable if set, else all cores. Inputs below 32768 elements always
+   * run on the calling thread.
+   */
+  uint32_t num_threads;
 } EraConfig;
 
 /**

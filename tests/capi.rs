@@ -253,3 +253,29 @@ fn empty_tensor_with_long_axis() {
     }
     unsafe { era_head_free(h) };
 }
+
+#[test]
+fn num_threads_is_configured_reported_and_saved() {
+    let mut c = EraConfig::defaults(ERA_HEAD_KIND_SOFTMAX).unwrap();
+    c.num_classes = 4;
+    c.target_entropy = 0.6;
+    c.num_threads = 2;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    let mut back = EraConfig::defaults(ERA_HEAD_KIND_TOKEN).unwrap();
+    assert_eq!(unsafe { era_head_config(h, &mut back) }, EraStatus::Ok);
+    assert_eq!((back.kind, back.num_threads), (ERA_HEAD_KIND_SOFTMAX, 2));
+    let mut n = 0usize;
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(unsafe { era_head_to_json(h, buf.as_mut_ptr() as _, buf.len(), &mut n) }, EraStatus::Ok);
+    let json = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(json.contains("\"num_threads\": 2"), "{json}");
+    let mut h2 = null_mut();
+    assert_eq!(unsafe { era_head_from_json(buf.as_ptr() as _, &mut h2) }, EraStatus::Ok);
+    assert_eq!(unsafe { era_head_config(h2, &mut back) }, EraStatus::Ok);
+    assert_eq!(back.num_threads, 2);
+    unsafe {
+        era_head_free(h);
+        era_head_free(h2);
+    }
+}

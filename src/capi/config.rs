@@ -73,6 +73,10 @@ pub struct EraConfig {
     pub advantage_scaling: u32,
     /// Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
     pub vocab_topk: u64,
+    /// All kinds: threads of the head's kernels; 0 (default) = the `ERA_NUM_THREADS`
+    /// environment variable if set, else all cores. Inputs below 32768 elements always
+    /// run on the calling thread.
+    pub num_threads: u32,
 }
 
 /// Largest `struct_size` accepted (a guard against garbage).
@@ -113,6 +117,7 @@ impl EraConfig {
             temperature: t.temperature,
             advantage_scaling: t.advantage_scaling as u32,
             vocab_topk: t.vocab_topk as u64,
+            num_threads: 0,
         }
     }
 

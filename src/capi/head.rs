@@ -93,8 +93,8 @@ pub unsafe extern "C" fn era_head_new(config: *const EraConfig, out: *mut *mut E
     boundary(|| {
         in_ref(config, "config")?;
         let out = out_ref(out, "out")?;
-        let cfg = EraConfig::read(config)?.to_head_config()?;
-        let head = Head::new(cfg)?;
+        let raw = EraConfig::read(config)?;
+        let head = Head::new(raw.to_head_config()?)?.with_num_threads(raw.num_threads as usize);
         *out = Box::into_raw(Box::new(EraHead { inner: head }));
         Ok(())
     })
@@ -153,7 +153,8 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
         if size < 8 {
             bail!(InvalidArgument, "out->struct_size is {size}; set it to sizeof(EraConfig) before the call");
         }
-        let cfg = EraConfig::from_head_config(&h.config());
+        let mut cfg = EraConfig::from_head_config(&h.config());
+        cfg.num_threads = h.num_threads() as u32;
         let n = size.min(std::mem::size_of::<EraConfig>());
         std::ptr::copy_nonoverlapping(&cfg as *const EraConfig as *const u8, out as *mut u8, n);
         std::ptr::write_unaligned(out as *mut u32, n as u32);

@@ -4,13 +4,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, IxDyn, Zip};
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DeltaOptimizer, GaussianConfig, L2PE};
 use crate::error::{bail, Result};
 use crate::heads::check_same_shape;
-use crate::kernels::{load, reduce_rows, softmax_into, store, Element};
+use crate::kernels::{parallel, softmax_into, Element};
 
 /// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
 #[inline]
@@ -21,30 +21,33 @@ pub fn gaussian_k(cfg: &GaussianConfig, delta: f64) -> f64 {
 }
 
 /// Forward of one row: `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)`.
-/// `s` is scratch of the row's length (it receives `softmax(z)`).
 #[inline]
-pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, s: &mut [f64], out: &mut [f64]) {
-    softmax_into(z, s);
-    for (o, &si) in out.iter_mut().zip(s.iter()) {
-        let y = hi + k * si;
+pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, out: &mut [f64]) {
+    softmax_into(z, out);
+    for o in out.iter_mut() {
+        let y = hi + k * *o;
         // NaN-preserving clip
         *o = if y < lo { lo } else if y > hi { hi } else { y };
     }
 }
 
 /// Backward of one row. Writes `dz` and returns `ddelta = sum_i g_i m_i s_i`,
-/// where `m_i = 1` iff `lo < y_i < hi` strictly.
+/// where `m_i = 1` iff `lo < y_i < hi` strictly. (`dz` first holds `softmax(z)`.)
 #[inline]
-pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, s: &mut [f64], dz: &mut [f64]) -> f64 {
-    softmax_into(z, s);
-    let mut dot = 0.0;
-    for ((gm, &gi), &si) in dz.iter_mut().zip(g).zip(s.iter()) {
+pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, dz: &mut [f64]) -> f64 {
+    softmax_into(z, dz);
+    let gm = |gi: f64, si: f64| {
         let y = hi + k * si;
-        *gm = if lo < y && y < hi { gi } else { 0.0 };
-        dot += *gm * si;
-    }
-    for (d, &si) in dz.iter_mut().zip(s.iter()) {
-        *d = k * si * (*d - dot);
+        if lo < y && y < hi {
+            gi
+        } else {
+            0.0
+        }
+    };
+    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| gm(gi, si) * si).sum();
+    for (d, &gi) in dz.iter_mut().zip(g) {
+        let si = *d;
+        *d = k * si * (gm(gi, si) - dot);
     }
     dot
 }
@@ -160,6 +163,7 @@ pub fn delta_step(cfg: &GaussianConfig, state: &DeltaState, mean_entropy: f64) -
 #[derive(Debug)]
 pub struct GaussianHead {
     cfg: GaussianConfig,
+    threads: usize,
     state: Mutex<DeltaState>,
     /// Lock-free mirror of `state.delta` (f64 bits) for forward/backward.
     delta_bits: AtomicU64,
@@ -170,7 +174,18 @@ impl GaussianHead {
     pub fn new(cfg: GaussianConfig) -> Result<Self> {
         cfg.validate()?;
         let state = DeltaState { delta: cfg.delta, ..Default::default() };
-        Ok(GaussianHead { cfg, state: Mutex::new(state), delta_bits: AtomicU64::new(cfg.delta.to_bits()) })
+        Ok(GaussianHead { cfg, threads: 0, state: Mutex::new(state), delta_bits: AtomicU64::new(cfg.delta.to_bits()) })
+    }
+
+    /// Sets the number of threads (0 = `ERA_NUM_THREADS` or all cores).
+    pub fn with_num_threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// The configured number of threads (0 = default).
+    pub fn num_threads(&self) -> usize {
+        self.threads
     }
 
     /// Rebuilds a head with a saved learner state (validated).
@@ -254,13 +269,10 @@ impl GaussianHead {
         check_same_shape("out", out.shape(), "z", z.shape())?;
         let ks = self.ks(&z, &delta)?;
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
-        let n = self.cfg.dim;
-        let (mut a, mut s, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        let last = Axis(z.ndim() - 1);
-        Zip::from(z.lanes(last)).and(&ks).and(out.lanes_mut(last)).for_each(|zr, &k, mut or| {
-            load(&mut a, zr.iter());
-            forward_row(&a, k, lo, hi, &mut s, &mut c);
-            store(or.iter_mut(), &c);
+        let threads = parallel::resolve_threads(self.threads);
+        parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
+            forward_row(ins[0], ks[r], lo, hi, o);
+            0.0
         });
         Ok(())
     }
@@ -300,25 +312,13 @@ impl GaussianHead {
             }
         }
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
-        let n = self.cfg.dim;
-        let (mut a, mut b, mut s, mut c) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        let mut dd = ArrayD::<f64>::zeros(ks.raw_dim());
-        let last = Axis(z.ndim() - 1);
-        Zip::from(z.lanes(last))
-            .and(grad_out.lanes(last))
-            .and(&ks)
-            .and(&mut dd)
-            .and(grad_z.lanes_mut(last))
-            .for_each(|zr, gr, &k, ddr, mut dr| {
-                load(&mut a, zr.iter());
-                load(&mut b, gr.iter());
-                *ddr = backward_row(&a, &b, k, lo, hi, &mut s, &mut c);
-                store(dr.iter_mut(), &c);
-            });
+        let threads = parallel::resolve_threads(self.threads);
+        let (zv, gv) = (z.view(), grad_out.view());
+        let dd = parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o));
         if let Some(mut g) = grad_delta {
             match delta {
-                DeltaArg::PerRow(_) => Zip::from(&mut g).and(&dd).for_each(|o, &v| *o = T::from_f64(v)),
-                DeltaArg::Scalar(_) => g.fill(T::from_f64(dd.sum())),
+                DeltaArg::PerRow(_) => parallel::store_values(&mut g, &dd),
+                DeltaArg::Scalar(_) => g.fill(T::from_f64(dd.iter().sum())),
             }
         }
         Ok(())
@@ -328,30 +328,29 @@ impl GaussianHead {
     pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
         check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        reduce_rows(&out, &mut entropy, gaussian_entropy_row);
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, gaussian_entropy_row);
+        parallel::store_values(&mut entropy, &h);
         Ok(())
     }
 
-    /// Per-row `k` (shape of `z` without its last axis), validating the
-    /// feasibility of every `delta`.
-    fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<ArrayD<f64>> {
+    /// Per-row `k` in row order, validating the feasibility of every `delta`.
+    fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<Vec<f64>> {
         let batch = &z.shape()[..z.ndim() - 1];
+        let rows: usize = batch.iter().product();
         match delta {
             DeltaArg::Scalar(d) => {
                 self.cfg.check_delta(*d)?;
-                Ok(ArrayD::from_elem(IxDyn(batch), gaussian_k(&self.cfg, *d)))
+                Ok(vec![gaussian_k(&self.cfg, *d); rows])
             }
             DeltaArg::PerRow(d) => {
                 check_same_shape("delta", d.shape(), "z without its last axis", batch)?;
-                let mut err = Ok(());
-                let ks = d.mapv(|x| {
-                    let x = x.to_f64();
-                    if err.is_ok() {
-                        err = self.cfg.check_delta(x);
-                    }
-                    gaussian_k(&self.cfg, x)
-                });
-                err.map(|_| ks)
+                d.iter()
+                    .map(|x| {
+                        let x = x.to_f64();
+                        self.cfg.check_delta(x)?;
+                        Ok(gaussian_k(&self.cfg, x))
+                    })
+                    .collect()
             }
         }
     }

@@ -40,6 +40,13 @@ struct SavedHead {
     config: HeadConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delta_state: Option<DeltaState>,
+    /// Threads (0 = `ERA_NUM_THREADS` or all cores).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    num_threads: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 const FORMAT: &str = "era-head";
@@ -53,6 +60,25 @@ impl Head {
             HeadConfig::Softmax(c) => Head::Softmax(SoftmaxHead::new(c)?),
             HeadConfig::Token(c) => Head::Token(TokenHead::new(c)?),
         })
+    }
+
+    /// Sets the number of threads of the head's kernels (0 = the
+    /// `ERA_NUM_THREADS` environment variable, else all cores).
+    pub fn with_num_threads(self, n: usize) -> Self {
+        match self {
+            Head::Gaussian(h) => Head::Gaussian(h.with_num_threads(n)),
+            Head::Softmax(h) => Head::Softmax(h.with_num_threads(n)),
+            Head::Token(h) => Head::Token(h.with_num_threads(n)),
+        }
+    }
+
+    /// The configured number of threads (0 = default).
+    pub fn num_threads(&self) -> usize {
+        match self {
+            Head::Gaussian(h) => h.num_threads(),
+            Head::Softmax(h) => h.num_threads(),
+            Head::Token(h) => h.num_threads(),
+        }
     }
 
     /// The configuration the head was built with (the Gaussian `delta` field
@@ -99,7 +125,7 @@ impl Head {
             Head::Softmax(h) => (HeadConfig::Softmax(*h.config()), None),
             Head::Token(h) => (HeadConfig::Token(*h.config()), None),
         };
-        let saved = SavedHead { format: FORMAT.into(), version: FORMAT_VERSION, config, delta_state };
+        let saved = SavedHead { format: FORMAT.into(), version: FORMAT_VERSION, config, delta_state, num_threads: self.num_threads() };
         serde_json::to_string_pretty(&saved).map_err(|e| Error::new(ErrorKind::Json, format!("cannot serialise head: {e}")))
     }
 
@@ -122,11 +148,12 @@ impl Head {
         if saved.version != FORMAT_VERSION {
             bail!(Json, "unsupported era head format version {} (this library reads {FORMAT_VERSION})", saved.version);
         }
-        match (saved.config, saved.delta_state) {
-            (HeadConfig::Gaussian(c), Some(st)) => Ok(Head::Gaussian(GaussianHead::with_state(c, st)?)),
-            (HeadConfig::Gaussian(c), None) => Ok(Head::Gaussian(GaussianHead::new(c)?)),
-            (other, None) => Head::new(other),
+        let head = match (saved.config, saved.delta_state) {
+            (HeadConfig::Gaussian(c), Some(st)) => Head::Gaussian(GaussianHead::with_state(c, st)?),
+            (HeadConfig::Gaussian(c), None) => Head::Gaussian(GaussianHead::new(c)?),
+            (other, None) => Head::new(other)?,
             (_, Some(_)) => bail!(Json, "delta_state is only valid for a gaussian head"),
-        }
+        };
+        Ok(head.with_num_threads(saved.num_threads))
     }
 }

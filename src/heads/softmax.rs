@@ -5,7 +5,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::config::SoftmaxConfig;
 use crate::error::{bail, Result};
 use crate::heads::check_same_shape;
-use crate::kernels::{map_rows, map_rows2, reduce_rows, softmax_entropy, softmax_into, Element};
+use crate::kernels::{parallel, softmax_entropy, softmax_into, Element};
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,13 +54,13 @@ fn u_of(h: f64) -> f64 {
     }
 }
 
-/// Forward of one row; `s` and `w` are scratch of the row's length.
+/// Forward of one row (`out` first holds `softmax(z)`).
 #[inline]
-pub fn forward_row(z: &[f64], k: SoftmaxConstants, s: &mut [f64], out: &mut [f64]) {
-    softmax_into(z, s);
+pub fn forward_row(z: &[f64], k: SoftmaxConstants, out: &mut [f64]) {
+    softmax_into(z, out);
     let mut wmin = f64::INFINITY;
-    for (o, &si) in out.iter_mut().zip(s.iter()) {
-        let h = h_of(k, si);
+    for o in out.iter_mut() {
+        let h = h_of(k, *o);
         let u = u_of(h);
         let w = -1.0 - (2.0 * u).sqrt() - 0.75 * u;
         *o = w;
@@ -73,28 +73,36 @@ pub fn forward_row(z: &[f64], k: SoftmaxConstants, s: &mut [f64], out: &mut [f64
     }
 }
 
-/// Backward of one row (the min-shift is a stop-gradient constant).
+/// `a_i = g_i * dw/dh(h_i)`, 0 where `g_i` or `s_i` is 0.
 #[inline]
-pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, s: &mut [f64], dz: &mut [f64]) {
+fn a_of(k: SoftmaxConstants, gi: f64, si: f64) -> f64 {
+    let h = h_of(k, si);
+    let u = u_of(h);
+    // at tau = e and h = 1/e (u = 0) the derivative is infinite (the branch point of
+    // Lambert W); keep it finite so that a one-hot row gets its exact zero gradient
+    let u = if u < f64::MIN_POSITIVE { f64::MIN_POSITIVE } else { u };
+    // where s_i == 0 the term is multiplied by s_i: skip it (its factor may overflow)
+    if gi == 0.0 || si == 0.0 {
+        0.0
+    } else {
+        gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h
+    }
+}
+
+/// Backward of one row (the min-shift is a stop-gradient constant;
+/// `dz` first holds `softmax(z)`).
+#[inline]
+pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
     if k.slope == 0.0 {
         // degenerate head (C = n*ub): the output does not depend on z
         dz.fill(0.0);
         return;
     }
-    softmax_into(z, s);
-    let mut dot = 0.0;
-    for ((a, &gi), &si) in dz.iter_mut().zip(g).zip(s.iter()) {
-        let h = h_of(k, si);
-        let u = u_of(h);
-        // where s_i == 0 the term is multiplied by s_i below: skip it (its factor may overflow)
-        // at tau = e and h = 1/e (u = 0) the derivative is infinite (the branch point of
-        // Lambert W); keep it finite so that a one-hot row gets its exact zero gradient
-        let u = if u < f64::MIN_POSITIVE { f64::MIN_POSITIVE } else { u };
-        *a = if gi == 0.0 || si == 0.0 { 0.0 } else { gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h };
-        dot += *a * si;
-    }
-    for (d, &si) in dz.iter_mut().zip(s.iter()) {
-        *d = k.slope * si * (*d - dot);
+    softmax_into(z, dz);
+    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| a_of(k, gi, si) * si).sum();
+    for (d, &gi) in dz.iter_mut().zip(g) {
+        let si = *d;
+        *d = k.slope * si * (a_of(k, gi, si) - dot);
     }
 }
 
@@ -103,13 +111,25 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, s: &mut [f64], dz
 pub struct SoftmaxHead {
     cfg: SoftmaxConfig,
     k: SoftmaxConstants,
+    threads: usize,
 }
 
 impl SoftmaxHead {
     /// Validates `cfg` (including the target range) and builds the head.
     pub fn new(cfg: SoftmaxConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(SoftmaxHead { cfg, k: SoftmaxConstants::new(&cfg) })
+        Ok(SoftmaxHead { cfg, k: SoftmaxConstants::new(&cfg), threads: 0 })
+    }
+
+    /// Sets the number of threads (0 = `ERA_NUM_THREADS` or all cores).
+    pub fn with_num_threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// The configured number of threads (0 = default).
+    pub fn num_threads(&self) -> usize {
+        self.threads
     }
 
     /// The configuration.
@@ -138,8 +158,11 @@ impl SoftmaxHead {
     pub fn forward<T: Element>(&self, z: ArrayViewD<'_, T>, mut out: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("z", z.shape())?;
         check_same_shape("out", out.shape(), "z", z.shape())?;
-        let mut s = vec![0.0; self.cfg.num_classes];
-        map_rows(&z, &mut out, |zr, or| forward_row(zr, self.k, &mut s, or));
+        let k = self.k;
+        parallel::map_rows(parallel::resolve_threads(self.threads), &[&z], &mut out, |_, ins, o| {
+            forward_row(ins[0], k, o);
+            0.0
+        });
         Ok(())
     }
 
@@ -153,8 +176,12 @@ impl SoftmaxHead {
         self.check_last("z", z.shape())?;
         check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
         check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
-        let mut s = vec![0.0; self.cfg.num_classes];
-        map_rows2(&z, &grad_out, &mut grad_z, |zr, gr, dr| backward_row(zr, gr, self.k, &mut s, dr));
+        let k = self.k;
+        let (zv, gv) = (z.view(), grad_out.view());
+        parallel::map_rows(parallel::resolve_threads(self.threads), &[&zv, &gv], &mut grad_z, |_, ins, o| {
+            backward_row(ins[0], ins[1], k, o);
+            0.0
+        });
         Ok(())
     }
 
@@ -162,7 +189,8 @@ impl SoftmaxHead {
     pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
         check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        reduce_rows(&out, &mut entropy, softmax_entropy);
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, softmax_entropy);
+        parallel::store_values(&mut entropy, &h);
         Ok(())
     }
 }

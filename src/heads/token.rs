@@ -544,10 +544,11 @@ impl TokenHead {
         }
         check_same_shape("entropy", entropy.shape(), "logits without its last axis", &logits.shape()[..logits.ndim() - 1])?;
         let inv_t = 1.0 / self.cfg.temperature;
-        crate::kernels::reduce_rows(&logits, &mut entropy, |z| {
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &logits, |z| {
             let zs: Vec<f64> = z.iter().map(|x| x * inv_t).collect();
             softmax_entropy(&zs)
         });
+        parallel::store_values(&mut entropy, &h);
         Ok(())
     }
 }

@@ -10,7 +10,6 @@ pub mod parallel;
 pub mod simd;
 
 use half::{bf16, f16};
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 
 /// A floating-point element type the heads accept.
 pub trait Element: Copy + Send + Sync + 'static {
@@ -203,62 +202,6 @@ pub fn store<'a, T: Element + 'a>(dst: impl Iterator<Item = &'a mut T>, src: &[f
     for (d, s) in dst.zip(src) {
         *d = T::from_f64(*s);
     }
-}
-
-/// Applies `f(input_row, output_row)` to every row (lane along the last
-/// axis) of `input`/`output`, which must have the same shape. Rows are
-/// converted to and from f64 scratch buffers.
-pub fn map_rows<T: Element, U: Element>(
-    input: &ArrayViewD<'_, T>,
-    output: &mut ArrayViewMutD<'_, U>,
-    mut f: impl FnMut(&[f64], &mut [f64]),
-) {
-    debug_assert_eq!(input.shape(), output.shape());
-    let last = Axis(input.ndim() - 1);
-    let n = input.len_of(last);
-    let mut a = vec![0.0; n];
-    let mut b = vec![0.0; n];
-    Zip::from(input.lanes(last)).and(output.lanes_mut(last)).for_each(|zi, mut oi| {
-        load(&mut a, zi.iter());
-        f(&a, &mut b);
-        store(oi.iter_mut(), &b);
-    });
-}
-
-/// Like [`map_rows`] with two same-shaped inputs (e.g. `z` and `grad_out`).
-pub fn map_rows2<T: Element>(
-    x: &ArrayViewD<'_, T>,
-    y: &ArrayViewD<'_, T>,
-    output: &mut ArrayViewMutD<'_, T>,
-    mut f: impl FnMut(&[f64], &[f64], &mut [f64]),
-) {
-    let last = Axis(x.ndim() - 1);
-    let n = x.len_of(last);
-    let mut a = vec![0.0; n];
-    let mut b = vec![0.0; n];
-    let mut c = vec![0.0; n];
-    Zip::from(x.lanes(last)).and(y.lanes(last)).and(output.lanes_mut(last)).for_each(|xi, yi, mut oi| {
-        load(&mut a, xi.iter());
-        load(&mut b, yi.iter());
-        f(&a, &b, &mut c);
-        store(oi.iter_mut(), &c);
-    });
-}
-
-/// Reduces every row of `input` to one value written into `output`, whose
-/// shape is `input`'s without the last axis.
-pub fn reduce_rows<T: Element, U: Element>(
-    input: &ArrayViewD<'_, T>,
-    output: &mut ArrayViewMutD<'_, U>,
-    mut f: impl FnMut(&[f64]) -> f64,
-) {
-    let last = Axis(input.ndim() - 1);
-    let n = input.len_of(last);
-    let mut a = vec![0.0; n];
-    Zip::from(input.lanes(last)).and(output.view_mut()).for_each(|zi, o| {
-        load(&mut a, zi.iter());
-        *o = U::from_f64(f(&a));
-    });
 }
 
 #[cfg(test)]
