@@ -279,3 +279,17 @@ fn num_threads_is_configured_reported_and_saved() {
         era_head_free(h2);
     }
 }
+
+/// Found by fuzzing (target `tensor`): an empty tensor whose other extents
+/// multiply past the address space must be rejected, not handed to ndarray.
+#[test]
+fn empty_tensor_with_overflowing_extents() {
+    let h = gaussian(3, -1.5);
+    let mut z = [0.0f64; 3];
+    let mut o = [0.0f64; 3];
+    let mut zt = T::new(z.as_mut_ptr() as _, F64, &[1 << 62, 0, 3], None);
+    let mut ot = T::new(o.as_mut_ptr() as _, F64, &[1 << 62, 0, 3], None);
+    assert_eq!(forward(h, &mut zt, &mut ot), EraStatus::InvalidShape);
+    assert!(last_error().contains("more elements than memory"));
+    unsafe { era_head_free(h) };
+}

@@ -173,18 +173,21 @@ impl<'a> Desc<'a> {
         };
         let raw_shape: &[i64] = if ndim == 0 { &[] } else { std::slice::from_raw_parts(t.shape, ndim) };
         let mut shape = Vec::with_capacity(ndim);
-        let mut numel: usize = 1;
+        // the product of the non-zero extents must fit in memory even when another
+        // extent is 0 (ndarray, and any strided indexing, relies on it)
+        let mut nonzero: usize = 1;
         for (i, &s) in raw_shape.iter().enumerate() {
             if s < 0 {
                 bail!(InvalidShape, "{name} has a negative extent {s} on axis {i}");
             }
             let s = s as usize;
-            numel = match numel.checked_mul(s) {
+            nonzero = match nonzero.checked_mul(s.max(1)) {
                 Some(n) if n <= isize::MAX as usize / dtype.size() => n,
                 _ => bail!(InvalidShape, "{name}'s shape {raw_shape:?} has more elements than memory can hold"),
             };
             shape.push(s);
         }
+        let numel: usize = if shape.contains(&0) { 0 } else { nonzero };
         let strides: Vec<isize> = if t.strides.is_null() {
             let mut st = vec![0isize; ndim];
             let mut acc: isize = 1;

@@ -27,13 +27,14 @@ const ROUND: f32 = 12_582_912.0;
 
 /// `exp(x)` in f32 (Cephes-style: range reduction by ln 2, degree-6
 /// polynomial, exponent by bit manipulation). NaN propagates; below -87.33
-/// the result is 0, above 88.72 it is clamped to 2^127-ish (callers only
-/// pass `x <= 0`).
+/// the result is 0, above 88.37 it is clamped (callers only pass `x <= 0`).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let xc = if x > 88.37 { 88.37 } else { x };
     let xc = if xc < -87.33 { -87.33 } else { xc };
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // t = n + 1.5*2^23: its low mantissa bits hold the integer n
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -42,7 +43,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    // 2^n: move n (two's complement in the low bits of t) into the exponent field
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
     let v = y * scale;
     let v = if x < -87.33 { 0.0 } else { v };
     if x.is_nan() {
@@ -145,9 +147,12 @@ fn block_max(x: &[f32], inv_t: f32) -> (f32, f32) {
     (mm, b)
 }
 
-/// Adds the block's exponential sums (relative to `m`) to the lanes.
+/// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
+/// With `K2` (k = 2) the other scales come from `e = exp(d)` itself:
+/// `exp(2d) = e^2` and `exp(d/2) = sqrt(e)` (exact to rounding where `e` is
+/// normal; where it underflows the terms are below 1e-19 of the row maximum's 1).
 #[inline(always)]
-fn block_sums(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32, k_is_two: bool) -> [f64; 4] {
+fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32) -> [f64; 4] {
     let mut s1 = [0.0f32; LANES];
     let mut sk = [0.0f32; LANES];
     let mut si = [0.0f32; LANES];
@@ -159,8 +164,13 @@ fn block_sums(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32, k_is_two: bool)
             let e = exp_f32(d);
             s1[i] += e;
             w[i] += if e > 0.0 { e * d } else { 0.0 };
-            sk[i] += if k_is_two { e * e } else { exp_f32(k * d) };
-            si[i] += exp_f32(inv_k * d);
+            if K2 {
+                sk[i] += e * e;
+                si[i] += e.sqrt();
+            } else {
+                sk[i] += exp_f32(k * d);
+                si[i] += exp_f32(inv_k * d);
+            }
         }
     }
     let mut out = [
@@ -173,8 +183,8 @@ fn block_sums(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32, k_is_two: bool)
         let d = v * inv_t - m;
         let e = exp_f32(d);
         out[0] += e as f64;
-        out[1] += if k_is_two { (e * e) as f64 } else { exp_f32(k * d) as f64 };
-        out[2] += exp_f32(inv_k * d) as f64;
+        out[1] += if K2 { (e * e) as f64 } else { exp_f32(k * d) as f64 };
+        out[2] += if K2 { e.sqrt() as f64 } else { exp_f32(inv_k * d) as f64 };
         out[3] += if e > 0.0 { (e * d) as f64 } else { 0.0 };
     }
     out
@@ -210,7 +220,11 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
             }
             m = bm;
         }
-        let [a, b2, c, d] = block_sums(blk, inv_t, m, k, inv_k, k_is_two);
+        let [a, b2, c, d] = if k_is_two {
+            block_sums::<true>(blk, inv_t, m, k, inv_k)
+        } else {
+            block_sums::<false>(blk, inv_t, m, k, inv_k)
+        };
         s1 += a;
         sk += b2;
         si += c;

@@ -1,0 +1,80 @@
+//! Criterion benchmarks of the heads (`cargo bench --bench heads`). The
+//! table with bandwidth fractions and speed-ups is `cargo bench --bench table`.
+
+mod common;
+use common::*;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
+use ndarray::{ArrayD, IxDyn};
+
+fn gaussian_heads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gaussian_fwd_bwd");
+    for &(b, d) in &[(256usize, 6usize), (4096, 21), (65536, 61)] {
+        let z = array(&[b, d], 2.0, 1);
+        let gr = array(&[b, d], 1.0, 2);
+        let mut out = ArrayD::<f32>::zeros(z.raw_dim());
+        g.throughput(Throughput::Elements((b * d) as u64));
+        for threads in [1usize, 0] {
+            let head = gaussian(d, threads);
+            g.bench_with_input(BenchmarkId::new(format!("threads={threads}"), format!("{b}x{d}")), &(), |bch, _| {
+                bch.iter(|| {
+                    head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                    head.backward(z.view(), gr.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn softmax_heads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("softmax_fwd_bwd");
+    for &n in &[10usize, 1000, 32000] {
+        let z = array(&[256, n], 3.0, 3);
+        let gr = array(&[256, n], 1.0, 4);
+        let mut out = ArrayD::<f32>::zeros(z.raw_dim());
+        g.throughput(Throughput::Elements((256 * n) as u64));
+        for threads in [1usize, 0] {
+            let head = softmax(n, threads);
+            g.bench_with_input(BenchmarkId::new(format!("threads={threads}"), format!("256x{n}")), &(), |bch, _| {
+                bch.iter(|| {
+                    head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                    head.backward(z.view(), gr.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn token_head(c: &mut Criterion) {
+    let mut g = c.benchmark_group("token");
+    g.sample_size(10);
+    let (n, v) = (512usize, 32000usize);
+    let logits = array(&[n, v], 4.0, 5);
+    let labels = ArrayD::from_shape_fn(IxDyn(&[n]), |i| ((i[0] * 7919) % v) as i64);
+    let ids = ArrayD::from_shape_fn(IxDyn(&[n]), |i| (i[0] / 64) as i64);
+    let adv = ArrayD::from_shape_fn(IxDyn(&[n]), |i| if i[0] % 2 == 0 { 1.0f32 } else { -1.0 });
+    let head = TokenHead::new(TokenConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut outs: Vec<ArrayD<f32>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
+    let mut grad = ArrayD::<f32>::zeros(logits.raw_dim());
+    g.throughput(Throughput::Bytes((n * v * 4) as u64));
+    g.bench_function(format!("forward {n}x{v} f32"), |b| {
+        b.iter(|| {
+            let [lp, h, s, a] = &mut outs[..] else { unreachable!() };
+            let o = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: s.view_mut(), advantages: a.view_mut(), response_entropy: None };
+            head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap_or_else(|e| panic!("{e}"));
+        })
+    });
+    let scale = ArrayD::from_elem(IxDyn(&[n]), 1.0f32);
+    g.bench_function(format!("backward {n}x{v} f32"), |b| {
+        b.iter(|| {
+            head.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), scale.view(), adv.view(), grad.view_mut())
+                .unwrap_or_else(|e| panic!("{e}"));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gaussian_heads, softmax_heads, token_head);
+criterion_main!(benches);
