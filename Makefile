@@ -31,7 +31,7 @@ export CARGO
 MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo test test-rust test-header test-cmake test-cmake-in \
-        header test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke \
+        header bench test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke \
         clean distclean
 
 all: build
@@ -150,6 +150,9 @@ test-tsan:
 	    rustup component add --toolchain nightly rust-src
 	CARGO_TARGET_DIR=target/tsan RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS=halt_on_error=1 \
 	    $(CARGO) $(NIGHTLY) test -Zbuild-std --target $(TSAN_TARGET) --release --test stress
+
+bench:
+	$(CARGO) bench --bench table
 
 FUZZ_SECONDS ?= 600
 fuzz:

@@ -70,6 +70,7 @@ fn softmax_worked_example() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a 200k-point numerical integration")]
 fn truncated_normal_entropy_limits() {
     use era::heads::gaussian::truncated_normal_entropy_1d as tn;
     use era::L2PE;

@@ -366,6 +366,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a 200k-point sweep")]
     fn exp_error_is_within_two_ulp() {
         let mut worst: f64 = 0.0;
         let n = 200_000;
@@ -381,6 +382,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "a sweep over every binade")]
     fn ln_error_is_within_two_ulp() {
         let mut worst: f64 = 0.0;
         let mut x = f32::MIN_POSITIVE;
@@ -398,6 +400,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "rows of several thousand elements")]
     fn row_stats_match_f64() {
         for len in [1usize, 15, 16, 17, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5] {
             let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0 + (i as f32) * 1e-3).collect();
