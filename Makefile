@@ -4,7 +4,8 @@
 #   make install      install headers, libraries, CMake package and era.pc into $(PREFIX)
 #   make examples     install, then build and run examples/c and examples/cpp against $(PREFIX)
 #   make demo         bootstrap + examples (the README's first command)
-#   make test         bootstrap + test-rust + test-header + test-cmake (the README's second command)
+#   make test         bootstrap + test-rust + test-header + test-cmake + test-jax (the README's second command)
+#   make test-jax     pip install ./bindings/jax into .venv, then pytest bindings/jax/tests
 #   make header       regenerate include/era.h with cbindgen
 #   make test-hardening   Miri, ASan+UBSan and valgrind C tests, ThreadSanitizer stress, fuzz smoke
 #   make fuzz         every fuzz target for FUZZ_SECONDS (default 600) each
@@ -31,6 +32,7 @@ export CARGO
 MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo test test-rust test-header test-cmake test-cmake-in \
+        jax-install test-jax bench-jax \
         header bench test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke \
         clean distclean
 
@@ -64,7 +66,7 @@ demo: bootstrap
 	$(MAKE) --no-print-directory examples
 
 test: bootstrap
-	$(MAKE) --no-print-directory test-rust test-header test-cmake
+	$(MAKE) --no-print-directory test-rust test-header test-cmake test-jax
 
 # Debug build: overflow checks and ndarray's debug assertions are on.
 test-rust:
@@ -72,6 +74,29 @@ test-rust:
 
 header:
 	$(CBINDGEN) --config cbindgen.toml --crate era --output include/era.h
+
+# ---------------------------------------------------------------- JAX binding
+# A virtual environment in .venv with the era_jax package built from this checkout.
+VENV ?= $(CURDIR)/.venv
+PYTHON ?= python3
+JAX_PIP ?= $(VENV)/bin/pip
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv "$(VENV)"
+	$(JAX_PIP) install --quiet --upgrade pip
+
+# The build dependencies go into the venv first, so that repeated installs
+# reuse them (--no-build-isolation) instead of fetching jaxlib every time.
+jax-install: $(VENV)/bin/python
+	$(JAX_PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest
+	$(JAX_PIP) install --quiet --no-build-isolation ./bindings/jax
+
+test-jax: jax-install
+	cd / && "$(VENV)/bin/python" -c "import era_jax; print('era_jax', era_jax.__version__)"
+	"$(VENV)/bin/python" -m pytest bindings/jax/tests -q
+
+bench-jax: jax-install
+	"$(VENV)/bin/python" bindings/jax/bench.py
 
 # The committed header must match what cbindgen generates from src/.
 test-header:

@@ -46,29 +46,6 @@
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 
 /**
- * Largest accepted `|log_std_min|`, `|log_std_max|`. Standard deviations of
- * `e^1000` are far outside f64 (which overflows at `e^709.8`); the bound also
- * keeps the rounding error of `sum(out)` (about `D * eps * D*|log_std_max|`)
- * negligible next to the entropy target.
- */
-#define MAX_ABS_LOG_STD 1000.0
-
-/**
- * Inputs with fewer elements than this run single-threaded.
- */
-#define PAR_MIN_ELEMENTS (1 << 15)
-
-/**
- * Lanes per vector step (one AVX-512 register of f32; two AVX2 ones).
- */
-#define LANES 16
-
-/**
- * Elements per block: the lane sums are moved to f64 after each block.
- */
-#define BLOCK 2048
-
-/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus

@@ -1,0 +1,224 @@
+"""Benchmark: era_jax's native custom calls against the pure-JAX implementation
+(era_jax.reference), forward + backward under jit, measured in the same run.
+
+    python bindings/jax/bench.py            # every size of the table below
+    python bindings/jax/bench.py --quick    # small sizes only (about a minute)
+
+Cases (forward and the VJP of a weighted sum of the outputs):
+  gaussian   B in {256, 4096, 65536} x D in {6, 21, 61}            float32
+  softmax    B = 256 x n in {10, 1000, 32000}                      float32
+  token      N = 4096 x V in {32000, 152064}, logits float32 and bfloat16
+
+Each case is timed per Python call of the jitted function ("call": includes
+dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
+jitted function ("loop": no dispatch; each iteration feeds its gradient back
+into its input so that nothing is hoisted). Times are medians of repeated
+measurements; "jax/native" > 1 means the native call is faster. This prints
+numbers only: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import era_jax
+from era_jax import reference as ref
+
+LOOP_ELEMENTS = 1 << 20  # time the fori_loop variant for cases up to this many input elements
+
+
+def timeit(fn, *args, min_time=0.3, repeats=5, max_calls=10_000):
+    """Median seconds per call of ``fn(*args)`` (blocking on the result)."""
+    jax.block_until_ready(fn(*args))  # compile + warm up
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    once = max(time.perf_counter() - t0, 1e-7)
+    n = int(min(max_calls, max(1, min_time / repeats / once)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - t0) / n)
+    return statistics.median(samples)
+
+
+def fwd_bwd(loss, argnums=0):
+    """jit(value_and_grad(loss)): one forward and one backward per call."""
+    return jax.jit(jax.value_and_grad(loss, argnums=argnums))
+
+
+def looped(loss, iters):
+    """One jitted function running ``iters`` forward+backward steps in a fori_loop;
+    the input is nudged by its gradient each step so the loop body is not invariant."""
+    vg = jax.value_and_grad(loss)
+
+    @jax.jit
+    def run(x, *rest):
+        def body(_, carry):
+            x, acc = carry
+            v, g = vg(x, *rest)
+            return x - (1e-6 * g).astype(x.dtype), acc + v
+
+        return jax.lax.fori_loop(0, iters, body, (x, jnp.zeros((), jnp.float32)))
+
+    return run
+
+
+def measure(name, dtype, make, native_loss, ref_loss, elements, quick_loop_iters, rows):
+    """Times one case for both implementations; appends table rows."""
+    args = make()
+    modes = [("call", None)]
+    if elements <= LOOP_ELEMENTS:
+        modes.append(("loop", quick_loop_iters))
+    for mode, iters in modes:
+        times = []
+        for loss in (native_loss, ref_loss):
+            if mode == "call":
+                t = timeit(fwd_bwd(loss), *args)
+            else:
+                t = timeit(looped(loss, iters), *args) / iters
+            times.append(t)
+        rows.append((name, dtype, mode, times[0], times[1]))
+        print_row(rows[-1])
+
+
+def print_header():
+    print(f"{'case':<34} {'dtype':<9} {'mode':<5} {'native us':>12} {'jax us':>12} {'jax/native':>10}")
+    print("-" * 87)
+
+
+def print_row(r):
+    name, dtype, mode, tn, tr = r
+    print(f"{name:<34} {dtype:<9} {mode:<5} {tn * 1e6:>12.1f} {tr * 1e6:>12.1f} {tr / tn:>10.2f}", flush=True)
+
+
+def gaussian_cases(quick):
+    bs = [256, 4096] if quick else [256, 4096, 65536]
+    for b in bs:
+        for d in [6, 21, 61]:
+            if quick and b == 4096 and d != 6:
+                continue
+            yield b, d
+
+
+def run_gaussian(rng, quick, rows):
+    for b, d in gaussian_cases(quick):
+        h0 = -0.5 * d
+        w = jnp.asarray(rng.normal(size=(b, d)), jnp.float32)
+
+        def make(b=b, d=d):
+            return (jnp.asarray(rng.normal(size=(b, d)), jnp.float32), jnp.float32(-0.1))
+
+        def native(z, delta, w=w, h0=h0):
+            return jnp.sum(era_jax.gaussian_log_std(z, target_entropy=h0, delta=delta) * w)
+
+        def reference(z, delta, w=w, h0=h0):
+            return jnp.sum(ref.gaussian_log_std(z, target_entropy=h0, delta=delta) * w)
+
+        measure(f"gaussian B={b} D={d}", "float32", make, native, reference, b * d, 200, rows)
+
+
+def run_softmax(rng, quick, rows):
+    for n in ([10, 1000] if quick else [10, 1000, 32000]):
+        b = 256
+        h0 = 1.0
+        w = jnp.asarray(rng.normal(size=(b, n)), jnp.float32)
+
+        def make(b=b, n=n):
+            return (jnp.asarray(rng.normal(size=(b, n)), jnp.float32),)
+
+        def native(z, w=w, h0=h0):
+            return jnp.sum(era_jax.softmax_logits(z, target_entropy=h0) * w)
+
+        def reference(z, w=w, h0=h0):
+            return jnp.sum(ref.softmax_logits(z, target_entropy=h0) * w)
+
+        measure(f"softmax B={b} n={n}", "float32", make, native, reference, b * n, 50, rows)
+
+
+def token_batch(rng, n, v, dtype):
+    resp_len = 64  # responses of 64 tokens, shuffled, 5% masked
+    ids = rng.permutation(np.arange(n) // resp_len).astype(np.int32)
+    ids[rng.random(n) < 0.05] = -1
+    labels = rng.integers(0, v, size=n).astype(np.int32)
+    adv = np.repeat(rng.normal(size=n // resp_len + 1), resp_len)[:n].astype(np.float32)
+    logits = jnp.asarray(rng.normal(size=(n, v)).astype(np.float32) * 2).astype(dtype)
+    return logits, jnp.asarray(labels), jnp.asarray(ids), jnp.asarray(adv)
+
+
+def available_bytes():
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def run_token(rng, quick, rows):
+    sizes = [(256, 32000)] if quick else [(4096, 32000), (4096, 152064)]
+    for n, v in sizes:
+        for dtype in (jnp.float32, jnp.bfloat16):
+            dname = jnp.dtype(dtype).name
+
+            def make(n=n, v=v, dtype=dtype):
+                return token_batch(rng, n, v, dtype)
+
+            def native(logits, labels, ids, adv):
+                lp, _, _, a2 = era_jax.token_logprobs(logits, labels, ids, adv, omega_low=2.0, omega_high=9.0)
+                return jnp.sum(lp * a2)
+
+            def reference(logits, labels, ids, adv):
+                lp, _, _, a2 = ref.token_logprobs(logits, labels, ids, adv, omega_low=2.0, omega_high=9.0)
+                return jnp.sum(lp * a2)
+
+            # the pure-JAX backward holds several float32 [N, V] temporaries
+            need, avail = 8 * n * v * 4, available_bytes()
+            if avail is not None and need > avail:
+                print(f"token N={n} V={v} {dname}: skipped (needs about {need / 2**30:.1f} GiB, "
+                      f"{avail / 2**30:.1f} GiB available)")
+                continue
+            try:
+                measure(f"token N={n} V={v}", dname, make, native, reference, n * v, 5, rows)
+            except Exception as e:  # e.g. out of memory for the largest case
+                print(f"token N={n} V={v} {dname}: skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes only")
+    p.add_argument("--heads", default="gaussian,softmax,token", help="comma-separated subset to run")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    rng = np.random.default_rng(a.seed)
+    dev = jax.devices()[0]
+    print(f"era {era_jax.version()} | jax {jax.__version__} | {dev.platform} ({dev.device_kind}) | "
+          f"{os.cpu_count()} CPUs | Python {platform.python_version()} | {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print("forward + backward (value_and_grad of a weighted sum) under jit; median time per step\n")
+    print_header()
+    rows = []
+    heads = set(a.heads.split(","))
+    if "gaussian" in heads:
+        run_gaussian(rng, a.quick, rows)
+    if "softmax" in heads:
+        run_softmax(rng, a.quick, rows)
+    if "token" in heads:
+        run_token(rng, a.quick, rows)
+    if rows:
+        ratios = [tr / tn for _, _, _, tn, tr in rows]
+        print(f"\n{len(rows)} measurements; geometric mean jax/native = "
+              f"{float(np.exp(np.mean(np.log(ratios)))):.2f}")
+
+
+if __name__ == "__main__":
+    main()

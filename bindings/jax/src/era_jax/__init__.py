@@ -1,0 +1,53 @@
+"""era_jax: ERA (Entropy Regularizing Activation) heads for JAX.
+
+Every operation is an XLA FFI custom call into the era C library (one native
+shared object shipped with this package), differentiable through
+``jax.custom_vjp`` with the library's backward, batchable with ``jax.vmap``
+and usable inside ``jax.jit`` and ``shard_map``.
+
+    import era_jax
+    log_std = era_jax.gaussian_log_std(z, target_entropy=-6.0, delta=delta)
+    logits = era_jax.softmax_logits(z, target_entropy=1.0)
+    logp, ent, scale, adv = era_jax.token_logprobs(logits, labels, response_ids, advantages)
+
+``era_jax.reference`` holds an independent pure-JAX implementation (for
+comparison and benchmarks).
+"""
+
+from . import _native
+from ._native import EraError, abi_version, library_path, version
+from ._ops import (
+    gaussian_entropy,
+    gaussian_log_std,
+    softmax_entropy,
+    softmax_logits,
+    token_entropy,
+    token_logprobs,
+    truncated_normal_entropy,
+)
+from .delta import DeltaState, delta_init, delta_update, max_delta
+
+__version__ = "0.1.0"
+
+# Load the native library and register the XLA FFI targets now, so that a broken
+# installation fails at import (this does not initialise any JAX backend).
+_native.lib()
+_native.register_targets()
+
+__all__ = [
+    "DeltaState",
+    "EraError",
+    "abi_version",
+    "delta_init",
+    "delta_update",
+    "gaussian_entropy",
+    "gaussian_log_std",
+    "library_path",
+    "max_delta",
+    "softmax_entropy",
+    "softmax_logits",
+    "token_entropy",
+    "token_logprobs",
+    "truncated_normal_entropy",
+    "version",
+]

@@ -1,0 +1,540 @@
+"""The era operations as JAX functions: XLA FFI calls into the era C ABI.
+
+Layering, from the outside in, for every operation:
+
+1. the public function checks shapes and dtypes, validates the static
+   configuration through the C ABI (ctypes ``era_head_new``; an invalid one
+   raises :class:`era_jax.EraError`, a ``ValueError``, with era's message) and
+   aligns the operands' varying mesh axes (``shard_map``);
+2. a ``jax.custom_vjp`` whose forward and backward are native calls;
+3. each native call is a ``custom_vmap`` function: its batching rule folds the
+   vmapped axis into the leading batch axes that every era function accepts
+   (offsetting the token head's response ids per instance, and turning a
+   batched ``delta`` into a per-row ``delta``) and calls itself again, so
+   nested ``vmap`` works to any depth;
+4. ``ffi_call`` of the registered target, with the configuration as static
+   attributes.
+
+No ERA math lives here; see ERA_MATH.md and the era library.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _compat
+from . import _native as native
+from ._native import EraError
+
+__all__ = [
+    "gaussian_entropy",
+    "gaussian_log_std",
+    "softmax_entropy",
+    "softmax_logits",
+    "token_entropy",
+    "token_logprobs",
+    "truncated_normal_entropy",
+]
+
+_F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
+_LOGIT_DTYPES = _F32_F64 + (np.dtype(jnp.bfloat16), np.dtype(np.float16))
+_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _static_float(value, name: str) -> float:
+    """A configuration value: a Python (or NumPy) number, never a traced value."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"era_jax: {name} is a static configuration value and must be a Python number, not a traced array "
+            "(changing it recompiles; for the Gaussian head, pass a traced `delta` instead of changing the target)"
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"era_jax: {name} must be a number, got {value!r}") from e
+
+
+def _static_int(value, name: str) -> int:
+    if isinstance(value, jax.core.Tracer) or isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (numbers.Integral, np.integer)
+    ):
+        raise TypeError(f"era_jax: {name} must be a Python int, got {value!r}")
+    return int(value)
+
+
+def _float_array(x, name: str, allowed=_F32_F64, min_rank: int = 1):
+    x = jnp.asarray(x)
+    if x.dtype not in allowed:
+        names = ", ".join(str(d) for d in allowed)
+        raise TypeError(f"era_jax: {name} has dtype {x.dtype}; expected one of {names}")
+    if x.ndim < min_rank:
+        raise ValueError(f"era_jax: {name} must have rank >= {min_rank}, got shape {x.shape}")
+    return x
+
+
+def _index_array(x, name: str):
+    x = jnp.asarray(x)
+    if x.dtype in _INDEX_DTYPES:
+        return x
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return x.astype(jnp.int32)
+    raise TypeError(f"era_jax: {name} must hold integers (int32 or int64), got dtype {x.dtype}")
+
+
+def _expect_shape(x, shape, name: str, what: str):
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"era_jax: {name} has shape {tuple(x.shape)}, expected {tuple(shape)} ({what})")
+
+
+_like = _compat.like_sharding
+
+
+def _bcast(x, batched: bool, size: int):
+    """Gives an unbatched custom_vmap operand the leading batch axis."""
+    return x if batched else jnp.broadcast_to(x, (size,) + x.shape)
+
+
+def _out(shape, dtype, like=None):
+    """The type of an FFI result computed from operand ``like`` (its mesh axes are
+    handled by _compat.ffi_call)."""
+    del like
+    return jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+
+def _concrete(x):
+    """The value of ``x`` as a NumPy array if it is known at trace time, else None."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------- Gaussian head
+
+
+@functools.lru_cache(maxsize=None)
+def _gaussian_fn(h0: float, lo: float, hi: float):
+    attrs = dict(target_entropy=np.float64(h0), log_std_min=np.float64(lo), log_std_max=np.float64(hi))
+
+    @_compat.custom_vmap
+    def fwd_call(z, delta):
+        return _compat.ffi_call("era_gaussian_fwd", _out(z.shape, z.dtype, z), z, delta, **attrs)
+
+    @fwd_call.def_vmap
+    def _fwd_rule(axis_size, in_batched, z, delta):
+        zb, db = in_batched
+        z = _bcast(z, zb, axis_size)
+        rows = z.shape[:-1]
+        if db:  # one delta per instance (scalar or per row): make it per row
+            delta = jnp.reshape(delta, delta.shape + (1,) * (len(rows) - delta.ndim))
+            delta = jnp.broadcast_to(delta, rows)
+        elif delta.ndim:  # per-row delta shared by the instances
+            delta = jnp.broadcast_to(delta, rows)
+        return fwd_call(z, delta), True
+
+    @_compat.custom_vmap
+    def bwd_call(z, delta, g):
+        gz, gd = _compat.ffi_call(
+            "era_gaussian_bwd", (_out(z.shape, z.dtype, z), _out(delta.shape, delta.dtype, z)), z, delta, g, **attrs
+        )
+        return gz, gd
+
+    @bwd_call.def_vmap
+    def _bwd_rule(axis_size, in_batched, z, delta, g):
+        zb, db, gb = in_batched
+        z = _bcast(z, zb, axis_size)
+        g = _bcast(g, gb, axis_size)
+        rows = z.shape[:-1]
+        per_row = (delta.ndim - (1 if db else 0)) > 0
+        # every instance needs its own d/d delta: compute per row, then sum each instance's rows
+        d = jnp.reshape(delta, delta.shape + (1,) * (len(rows) - delta.ndim)) if db else delta
+        d = jnp.broadcast_to(d, rows)
+        gz, gd = bwd_call(z, d, g)
+        if not per_row:
+            gd = jnp.sum(jnp.reshape(gd, (axis_size, -1)), axis=1)
+        return (gz, gd), (True, True)
+
+    def primal(z, delta):
+        return _like(fwd_call(z, delta), z)
+
+    @jax.custom_vjp
+    def op(z, delta):
+        return primal(z, delta)
+
+    def op_fwd(z, delta):
+        return primal(z, delta), (z, delta)
+
+    def op_bwd(res, g):
+        z, delta = res
+        gz, gd = bwd_call(z, delta, g.astype(z.dtype))
+        return _like(gz, z), _like(gd, delta)
+
+    op.defvjp(op_fwd, op_bwd)
+    return op
+
+
+def gaussian_log_std(z, *, target_entropy, log_std_min=-8.0, log_std_max=0.0, delta=0.0):
+    """ERA Gaussian head (ERA_MATH.md section 1): log-stds ``[..., D]`` whose
+    Gaussian entropy is at least ``target_entropy + delta`` in every row.
+
+    Args:
+      z: raw log-std pre-activations, ``[..., D]``, float32 or float64.
+      target_entropy: ``H0``, total entropy in nats of the D-dimensional Gaussian (static).
+      log_std_min, log_std_max: the log-std bounds (static).
+      delta: the compensation, a traced operand (changing it does not recompile):
+        a scalar, or one value per row (shape ``z.shape[:-1]``). Differentiable.
+
+    Returns:
+      ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``, shape and dtype of ``z``.
+
+    Raises:
+      EraError (a ValueError) with era's message for an invalid configuration
+      (for a concrete ``delta`` including its feasibility; a traced infeasible
+      ``delta`` fails when the computation runs); TypeError/ValueError for
+      dtypes and shapes.
+    """
+    native.register_targets()
+    z = _float_array(z, "z")
+    h0 = _static_float(target_entropy, "target_entropy")
+    lo = _static_float(log_std_min, "log_std_min")
+    hi = _static_float(log_std_max, "log_std_max")
+    dim = int(z.shape[-1])
+    known = _concrete(delta)
+    if known is not None and known.size:
+        probe = float(np.max(known)) if not np.isnan(known).any() else float("nan")
+    else:
+        probe = native.gaussian_probe_delta(dim, h0, hi)
+    native.validate_config(
+        native.ERA_HEAD_KIND_GAUSSIAN,
+        (("dim", dim), ("target_entropy", h0), ("log_std_min", lo), ("log_std_max", hi), ("delta", probe)),
+    )
+    if not isinstance(delta, jax.core.Tracer) and not hasattr(delta, "dtype"):
+        delta = np.asarray(delta, dtype=np.float64)
+    delta = jnp.asarray(delta)
+    if not jnp.issubdtype(delta.dtype, jnp.floating) and not jnp.issubdtype(delta.dtype, jnp.integer):
+        raise TypeError(f"era_jax: delta must be a real number or array, got dtype {delta.dtype}")
+    delta = delta.astype(z.dtype)
+    if delta.ndim and tuple(delta.shape) != tuple(z.shape[:-1]):
+        raise ValueError(
+            f"era_jax: delta has shape {tuple(delta.shape)}; expected a scalar or one value per row, "
+            f"shape {tuple(z.shape[:-1])}"
+        )
+    z, delta = _compat.match_vma(z, delta)
+    return _gaussian_fn(h0, lo, hi)(z, delta)
+
+
+# ---------------------------------------------------------------- softmax head
+
+
+@functools.lru_cache(maxsize=None)
+def _softmax_fn(h0: float, tau: float):
+    attrs = dict(target_entropy=np.float64(h0), tau=np.float64(tau))
+
+    @_compat.custom_vmap
+    def fwd_call(z):
+        return _compat.ffi_call("era_softmax_fwd", _out(z.shape, z.dtype, z), z, **attrs)
+
+    @fwd_call.def_vmap
+    def _fwd_rule(axis_size, in_batched, z):
+        return fwd_call(z), True  # z is batched: the only operand
+
+    @_compat.custom_vmap
+    def bwd_call(z, g):
+        return _compat.ffi_call("era_softmax_bwd", _out(z.shape, z.dtype, z), z, g, **attrs)
+
+    @bwd_call.def_vmap
+    def _bwd_rule(axis_size, in_batched, z, g):
+        zb, gb = in_batched
+        return bwd_call(_bcast(z, zb, axis_size), _bcast(g, gb, axis_size)), True
+
+    def primal(z):
+        return _like(fwd_call(z), z)
+
+    @jax.custom_vjp
+    def op(z):
+        return primal(z)
+
+    def op_fwd(z):
+        return primal(z), z
+
+    def op_bwd(z, g):
+        return (_like(bwd_call(z, g.astype(z.dtype)), z),)
+
+    op.defvjp(op_fwd, op_bwd)
+    return op
+
+
+def softmax_logits(z, *, target_entropy, tau=4.0):
+    """ERA softmax head (ERA_MATH.md section 2): logits ``[..., n]`` whose
+    softmax has entropy at least ``target_entropy`` in every row.
+
+    Args:
+      z: raw logits ``[..., n]`` (n >= 2), float32 or float64.
+      target_entropy: ``H0`` in nats (static); valid range
+        ``[1 + ln(ln(tau)/tau), 1 + ln(n*ln(tau)/tau)]``.
+      tau: sharpness, ``>= e`` (static).
+
+    Returns:
+      the new logits, shape and dtype of ``z`` (their row minimum is 0).
+    """
+    native.register_targets()
+    z = _float_array(z, "z")
+    h0 = _static_float(target_entropy, "target_entropy")
+    t = _static_float(tau, "tau")
+    native.validate_config(
+        native.ERA_HEAD_KIND_SOFTMAX, (("num_classes", int(z.shape[-1])), ("target_entropy", h0), ("tau", t))
+    )
+    return _softmax_fn(h0, t)(z)
+
+
+# ------------------------------------------------------------------ token head
+
+
+def _offset_response_ids(ids, axis_size: int):
+    """Makes response ids unique per vmapped instance (axis 0): the C library
+    treats ids as global over the whole call. Masked tokens (-1) stay masked;
+    other negative ids are left for the library to reject."""
+    if ids.size == 0:
+        return ids
+    span = jnp.maximum(jnp.max(ids), -1) + 1
+    inst = jnp.arange(axis_size, dtype=ids.dtype).reshape((axis_size,) + (1,) * (ids.ndim - 1))
+    return jnp.where(ids >= 0, ids + inst * span, ids)
+
+
+@functools.lru_cache(maxsize=None)
+def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool, topk: int):
+    attrs = dict(
+        k=np.float64(k),
+        omega_low=np.float64(omega_low),
+        omega_high=np.float64(omega_high),
+        top_fraction=np.float64(top_fraction),
+        temperature=np.float64(temperature),
+        advantage_scaling=np.int64(1 if scaling else 0),
+        vocab_topk=np.int64(topk),
+    )
+
+    @_compat.custom_vmap
+    def fwd_call(logits, labels, ids, adv):
+        o = _out(logits.shape[:-1], adv.dtype, logits)
+        return tuple(_compat.ffi_call("era_token_fwd", (o, o, o, o, o), logits, labels, ids, adv, **attrs))
+
+    @fwd_call.def_vmap
+    def _fwd_rule(axis_size, in_batched, logits, labels, ids, adv):
+        logits, labels, ids, adv = (_bcast(x, b, axis_size) for x, b in zip((logits, labels, ids, adv), in_batched))
+        ids = _offset_response_ids(ids, axis_size)
+        return fwd_call(logits, labels, ids, adv), (True,) * 5
+
+    @_compat.custom_vmap
+    def bwd_call(logits, labels, ids, scale, g):
+        return _compat.ffi_call(
+            "era_token_bwd", _out(logits.shape, logits.dtype, logits), logits, labels, ids, scale, g, **attrs
+        )
+
+    @bwd_call.def_vmap
+    def _bwd_rule(axis_size, in_batched, *args):
+        # row-wise: only the sign of a response id matters here
+        return bwd_call(*(_bcast(x, b, axis_size) for x, b in zip(args, in_batched))), True
+
+    def run(logits, labels, ids, adv):
+        return tuple(_like(o, logits, drop_last=True) for o in fwd_call(logits, labels, ids, adv)[:4])
+
+    @jax.custom_vjp
+    def op(logits, labels, ids, adv):
+        return run(logits, labels, ids, adv)
+
+    def op_fwd(logits, labels, ids, adv):
+        outs = run(logits, labels, ids, adv)
+        return outs, (logits, labels, ids, adv, outs[2])
+
+    def op_bwd(res, cts):
+        logits, labels, ids, adv, scale = res
+        g_logp, _g_ent, _g_scale, g_adv = cts
+        g_logits = bwd_call(logits, labels, ids, scale, g_logp.astype(scale.dtype))
+        g_adv = g_adv / scale if scaling else g_adv  # advantages_out = A / c (c is a constant)
+        zeros = lambda x: np.zeros(x.shape, dtype=jax.dtypes.float0)  # noqa: E731
+        return _like(g_logits, logits), zeros(labels), zeros(ids), _like(g_adv.astype(adv.dtype), adv)
+
+    op.defvjp(op_fwd, op_bwd)
+    return op
+
+
+def token_logprobs(
+    logits,
+    labels,
+    response_ids,
+    advantages,
+    *,
+    k=2.0,
+    omega_low=0.45,
+    omega_high=3.0,
+    top_fraction=0.2,
+    temperature=1.0,
+    advantage_scaling=True,
+    vocab_topk=0,
+):
+    """ERA token head (ERA_MATH.md section 3) for LLM policy updates.
+
+    Args:
+      logits: ``[..., V]``, float32, float64, bfloat16 or float16.
+      labels: ``[...]`` sampled token ids (int32/int64), in ``[0, V)`` for unmasked tokens.
+      response_ids: ``[...]`` (int32/int64): the response of each token, or -1 for
+        masked/padding tokens. Ids are global over one call (the tokens of one
+        response may be anywhere in the batch); under ``vmap`` each mapped
+        instance has its own responses.
+      advantages: ``[...]`` float; cast to the output dtype.
+      k, omega_low, omega_high, top_fraction, temperature, advantage_scaling,
+        vocab_topk: the head's configuration (static).
+
+    Returns:
+      ``(logprobs, entropy, scale, advantages_out)``, each ``[...]``, float64 for
+      float64 logits and float32 otherwise. Gradients: ``logprobs`` with respect to
+      ``logits`` (native backward) and ``advantages_out`` with respect to
+      ``advantages`` (``1/scale``); ``entropy`` and ``scale`` are not
+      differentiated (the scale decision is a constant, ERA_MATH.md section 3).
+    """
+    native.register_targets()
+    logits = _float_array(logits, "logits", _LOGIT_DTYPES)
+    labels = _index_array(labels, "labels")
+    ids = _index_array(response_ids, "response_ids")
+    batch = tuple(logits.shape[:-1])
+    _expect_shape(labels, batch, "labels", "logits without its last axis")
+    _expect_shape(ids, batch, "response_ids", "logits without its last axis")
+    out_dtype = jnp.float64 if logits.dtype == np.float64 else jnp.float32
+    adv = jnp.asarray(advantages)
+    if not (jnp.issubdtype(adv.dtype, jnp.floating) or jnp.issubdtype(adv.dtype, jnp.integer)):
+        raise TypeError(f"era_jax: advantages must be real numbers, got dtype {adv.dtype}")
+    _expect_shape(adv, batch, "advantages", "logits without its last axis")
+    adv = adv.astype(out_dtype)
+    cfg = (
+        _static_float(k, "k"),
+        _static_float(omega_low, "omega_low"),
+        _static_float(omega_high, "omega_high"),
+        _static_float(top_fraction, "top_fraction"),
+        _static_float(temperature, "temperature"),
+        bool(advantage_scaling),
+        _static_int(vocab_topk, "vocab_topk"),
+    )
+    if cfg[6] < 0:
+        raise EraError(f"era_jax: vocab_topk must be >= 0 (0 = full vocabulary), got {cfg[6]}", "ERA_STATUS_INVALID_CONFIG")
+    native.validate_config(
+        native.ERA_HEAD_KIND_TOKEN,
+        (
+            ("k", cfg[0]),
+            ("omega_low", cfg[1]),
+            ("omega_high", cfg[2]),
+            ("top_fraction", cfg[3]),
+            ("temperature", cfg[4]),
+            ("advantage_scaling", 1 if cfg[5] else 0),
+            ("vocab_topk", cfg[6]),
+        ),
+    )
+    single = logits.ndim == 1
+    if single:  # one token: the C ABI wants [..., V] with at least one batch axis
+        logits, labels, ids, adv = logits[None], labels[None], ids[None], adv[None]
+    logits, labels, ids, adv = _compat.match_vma(logits, labels, ids, adv)
+    outs = _token_fn(*cfg)(logits, labels, ids, adv)
+    if single:
+        outs = tuple(o[0] for o in outs)
+    return tuple(outs)
+
+
+# ------------------------------------------------------- entropies (no gradient)
+
+
+@functools.lru_cache(maxsize=None)
+def _entropy_fn(kind: int, temperature: float, out_dtype):
+    attrs = dict(kind=np.int64(kind), temperature=np.float64(temperature))
+
+    @_compat.custom_vmap
+    def call(x):
+        return _compat.ffi_call("era_head_entropy", _out(x.shape[:-1], out_dtype or x.dtype, x), x, **attrs)
+
+    @call.def_vmap
+    def _rule(axis_size, in_batched, x):
+        return call(x), True
+
+    return call
+
+
+def gaussian_entropy(log_std):
+    """Entropy of ``N(mu, diag(exp(log_std))^2)`` per row: ``[..., D]`` -> ``[...]``
+    (era_head_entropy). Not differentiated (treated as a constant)."""
+    native.register_targets()
+    x = _float_array(log_std, "log_std")
+    return _like(_entropy_fn(native.ERA_HEAD_KIND_GAUSSIAN, 1.0, None)(jax.lax.stop_gradient(x)), x, drop_last=True)
+
+
+def softmax_entropy(logits):
+    """``H(softmax(logits))`` per row: ``[..., n]`` (n >= 2) -> ``[...]``
+    (era_head_entropy). Not differentiated (treated as a constant)."""
+    native.register_targets()
+    x = _float_array(logits, "logits")
+    native.validate_config(
+        native.ERA_HEAD_KIND_SOFTMAX, (("num_classes", int(x.shape[-1])), ("target_entropy", 0.0), ("tau", 4.0))
+    )
+    return _like(_entropy_fn(native.ERA_HEAD_KIND_SOFTMAX, 4.0, None)(jax.lax.stop_gradient(x)), x, drop_last=True)
+
+
+def token_entropy(logits, *, temperature=1.0):
+    """``H(softmax(logits / temperature))`` per token: ``[..., V]`` -> ``[...]``
+    (era_head_entropy of a token head; float64 for float64 logits, else
+    float32). Not differentiated (treated as a constant)."""
+    native.register_targets()
+    x = _float_array(logits, "logits", _LOGIT_DTYPES)
+    t = _static_float(temperature, "temperature")
+    native.validate_config(native.ERA_HEAD_KIND_TOKEN, (("temperature", t),))
+    out = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+    return _like(_entropy_fn(native.ERA_HEAD_KIND_TOKEN, t, out)(jax.lax.stop_gradient(x)), x, drop_last=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _truncnorm_fn(low: float, high: float):
+    attrs = dict(low=np.float64(low), high=np.float64(high))
+
+    @_compat.custom_vmap
+    def call(mean, log_std):
+        return _compat.ffi_call(
+            "era_truncated_normal_entropy", _out(mean.shape[:-1], mean.dtype, mean), mean, log_std, **attrs
+        )
+
+    @call.def_vmap
+    def _rule(axis_size, in_batched, mean, log_std):
+        mb, sb = in_batched
+        return call(_bcast(mean, mb, axis_size), _bcast(log_std, sb, axis_size)), True
+
+    return call
+
+
+def truncated_normal_entropy(mean, log_std, low=-1.0, high=1.0):
+    """Entropy of the truncated normal ``TN(mean, exp(log_std), [low, high])``
+    (ERA_MATH.md 1.1), summed over the last axis: ``[..., D]`` -> ``[...]``.
+
+    ``mean`` and ``log_std`` are broadcast against each other (float32 or
+    float64); ``low < high`` are static (infinite bounds allowed). The result
+    is the statistic the ``delta`` learner consumes, and is not differentiated
+    (treated as a constant: the C ABI has no derivative for it).
+    """
+    native.register_targets()
+    lo = _static_float(low, "low")
+    hi = _static_float(high, "high")
+    native.validate_truncation(lo, hi)
+    m = jnp.asarray(mean)
+    s = jnp.asarray(log_std)
+    dtype = jnp.result_type(m, s)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    m, s = jnp.broadcast_arrays(m.astype(dtype), s.astype(dtype))
+    m = _float_array(m, "mean")
+    s = _float_array(s, "log_std")
+    m, s = _compat.match_vma(jax.lax.stop_gradient(m), jax.lax.stop_gradient(s))
+    return _like(_truncnorm_fn(lo, hi)(m, s), m, drop_last=True)
