@@ -107,6 +107,11 @@ enum EraStatus
    */
   ERA_STATUS_INVALID_ARGUMENT = 12,
   /**
+   * The scratch memory the call needs (per-row buffers, a copy of an input that an
+   * output overlaps) could not be allocated, e.g. for a broadcast input of huge extent.
+   */
+  ERA_STATUS_OUT_OF_MEMORY = 13,
+  /**
    * A bug in era: a panic was caught at the ABI boundary. Please report it.
    */
   ERA_STATUS_INTERNAL = 99,

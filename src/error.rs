@@ -32,6 +32,8 @@ pub enum ErrorKind {
     BufferTooSmall,
     /// Any other invalid scalar argument.
     InvalidArgument,
+    /// Scratch memory the call needs could not be allocated.
+    OutOfMemory,
     /// A bug inside the library (a caught panic).
     Internal,
 }

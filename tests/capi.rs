@@ -293,3 +293,35 @@ fn empty_tensor_with_overflowing_extents() {
     assert!(last_error().contains("more elements than memory"));
     unsafe { era_head_free(h) };
 }
+
+/// Found by fuzzing (target `tensor`): a broadcast input (stride 0) of huge
+/// extent needs scratch proportional to its logical size; the call must
+/// answer `ERA_STATUS_OUT_OF_MEMORY` instead of aborting the process.
+#[test]
+fn huge_broadcast_inputs_are_out_of_memory_not_an_abort() {
+    let mut c = EraConfig::defaults(ERA_HEAD_KIND_TOKEN).unwrap();
+    c.temperature = 1.0;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    let mut x = [0.5f64];
+    let mut e = [0.0f64; 2];
+    let v: i64 = 1 << 50;
+    let mut xt = T::new(x.as_mut_ptr() as _, F64, &[2, v], Some(&[0, 0]));
+    let mut et = T::f64(&mut e, &[2]);
+    let st = unsafe { era_head_entropy(h, xt.p(), et.p(), null_mut()) };
+    assert_eq!(st, EraStatus::OutOfMemory, "{}", last_error());
+    assert!(last_error().contains("cannot allocate"));
+    // an in-place call that must copy a huge broadcast input
+    let g = gaussian(3, -1.5);
+    let mut z = [0.1f64, 0.2, 0.3];
+    let mut zt = T::new(z.as_mut_ptr() as _, F64, &[1 << 58, 3], Some(&[0, 1]));
+    let mut ot = T::new(z.as_mut_ptr() as _, F64, &[1, 3], None);
+    let mut dt = T::new(z.as_mut_ptr() as _, F64, &[1 << 58], Some(&[0]));
+    let st = unsafe { era_gaussian_forward_delta(g, ot.p(), dt.p(), zt.p(), null_mut()) };
+    assert_ne!(st, EraStatus::Ok);
+    assert_ne!(st, EraStatus::Internal);
+    unsafe {
+        era_head_free(h);
+        era_head_free(g);
+    }
+}

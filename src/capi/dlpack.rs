@@ -359,12 +359,14 @@ impl<'a> Desc<'a> {
     ///
     /// # Safety
     /// As for [`Desc::view`].
-    pub unsafe fn input<T: Clone>(&self, outputs: &[&Desc<'_>]) -> CowArray<'a, T, IxDyn> {
+    pub unsafe fn input<T: Clone>(&self, outputs: &[&Desc<'_>]) -> Result<CowArray<'a, T, IxDyn>> {
         let v = self.view::<T>();
         if outputs.iter().any(|o| self.overlaps(o)) {
-            CowArray::from(v.to_owned())
+            // the copy is as large as the logical tensor (a broadcast input may be huge)
+            crate::kernels::reserve(self.numel().saturating_mul(self.dtype.size()), "a copy of an input that an output overlaps")?;
+            Ok(CowArray::from(v.to_owned()))
         } else {
-            CowArray::from(v)
+            Ok(CowArray::from(v))
         }
     }
 

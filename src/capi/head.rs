@@ -191,7 +191,7 @@ pub unsafe extern "C" fn era_head_forward(
         check_outputs(&[&od])?;
         with_float!(zd.dtype, "z", T => {
             od.expect_dtype(zd.dtype)?;
-            let zi = zd.input::<T>(&[&od]);
+            let zi = zd.input::<T>(&[&od])?;
             let o = od.view_mut::<T>();
             match h {
                 Head::Gaussian(g) => g.forward(zi.view(), o),
@@ -231,8 +231,8 @@ pub unsafe extern "C" fn era_head_backward(
         with_float!(zd.dtype, "z", T => {
             gd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
-            let zi = zd.input::<T>(&[&od]);
-            let gi = gd.input::<T>(&[&od]);
+            let zi = zd.input::<T>(&[&od])?;
+            let gi = gd.input::<T>(&[&od])?;
             let o = od.view_mut::<T>();
             match h {
                 Head::Gaussian(g) => g.backward(zi.view(), gi.view(), o),
@@ -270,14 +270,14 @@ pub unsafe extern "C" fn era_head_entropy(
         if let Head::Token(t) = h {
             return with_float!(ed.dtype, "entropy", F => {
                 with_logits!(xd.dtype, "out", L => {
-                    let x = xd.input::<L>(&[&ed]);
+                    let x = xd.input::<L>(&[&ed])?;
                     t.entropy(x.view(), ed.view_mut::<F>())
                 })
             });
         }
         with_float!(xd.dtype, "out", T => {
             ed.expect_dtype(xd.dtype)?;
-            let x = xd.input::<T>(&[&ed]);
+            let x = xd.input::<T>(&[&ed])?;
             let e = ed.view_mut::<T>();
             match h {
                 Head::Gaussian(g) => g.entropy(x.view(), e),
@@ -290,13 +290,13 @@ pub unsafe extern "C" fn era_head_entropy(
 
 /// Reads a delta tensor: 0-d or one element = a scalar for all rows;
 /// otherwise one value per row.
-unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> DeltaArgOwned<'a, T> {
-    if d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1) {
+unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<DeltaArgOwned<'a, T>> {
+    Ok(if d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1) {
         let v = d.view::<T>();
         DeltaArgOwned::Scalar(v.iter().next().map(|x| x.to_f64()).unwrap_or(f64::NAN))
     } else {
-        DeltaArgOwned::PerRow(d.input::<T>(outputs))
-    }
+        DeltaArgOwned::PerRow(d.input::<T>(outputs)?)
+    })
 }
 
 enum DeltaArgOwned<'a, T> {
@@ -342,8 +342,8 @@ pub unsafe extern "C" fn era_gaussian_forward_delta(
         with_float!(zd.dtype, "z", T => {
             dd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
-            let zi = zd.input::<T>(&[&od]);
-            let da = delta_arg::<T>(&dd, &[&od]);
+            let zi = zd.input::<T>(&[&od])?;
+            let da = delta_arg::<T>(&dd, &[&od])?;
             g.forward_with_delta(zi.view(), da.arg(), od.view_mut::<T>())
         })
     })
@@ -388,9 +388,9 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
             if let Some(x) = &gdd {
                 x.expect_dtype(zd.dtype)?;
             }
-            let zi = zd.input::<T>(&outs);
-            let gi = gd.input::<T>(&outs);
-            let da = delta_arg::<T>(&dd, &outs);
+            let zi = zd.input::<T>(&outs)?;
+            let gi = gd.input::<T>(&outs)?;
+            let da = delta_arg::<T>(&dd, &outs)?;
             let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
             g.backward_with_delta(zi.view(), da.arg(), gi.view(), od.view_mut::<T>(), gdv)
         })
@@ -545,8 +545,8 @@ pub unsafe extern "C" fn era_truncated_normal_entropy(
         with_float!(md.dtype, "mean", T => {
             ld.expect_dtype(md.dtype)?;
             ed.expect_dtype(md.dtype)?;
-            let m = md.input::<T>(&[&ed]);
-            let l = ld.input::<T>(&[&ed]);
+            let m = md.input::<T>(&[&ed])?;
+            let l = ld.input::<T>(&[&ed])?;
             truncated_normal_entropy(m.view(), l.view(), low, high, ed.view_mut::<T>())
         })
     })

@@ -56,6 +56,9 @@ pub enum EraStatus {
     BufferTooSmall = 11,
     /// Another invalid scalar argument (NaN delta, non-finite mean entropy, low >= high).
     InvalidArgument = 12,
+    /// The scratch memory the call needs (per-row buffers, a copy of an input that an
+    /// output overlaps) could not be allocated, e.g. for a broadcast input of huge extent.
+    OutOfMemory = 13,
     /// A bug in era: a panic was caught at the ABI boundary. Please report it.
     Internal = 99,
 }
@@ -75,6 +78,7 @@ impl From<ErrorKind> for EraStatus {
             ErrorKind::Json => EraStatus::Json,
             ErrorKind::BufferTooSmall => EraStatus::BufferTooSmall,
             ErrorKind::InvalidArgument => EraStatus::InvalidArgument,
+            ErrorKind::OutOfMemory => EraStatus::OutOfMemory,
             ErrorKind::Internal => EraStatus::Internal,
         }
     }
@@ -151,6 +155,7 @@ pub extern "C" fn era_status_str(status: i32) -> *const c_char {
         10 => "ERA_STATUS_JSON\0",
         11 => "ERA_STATUS_BUFFER_TOO_SMALL\0",
         12 => "ERA_STATUS_INVALID_ARGUMENT\0",
+        13 => "ERA_STATUS_OUT_OF_MEMORY\0",
         99 => "ERA_STATUS_INTERNAL\0",
         _ => "ERA_STATUS_UNKNOWN\0",
     };
@@ -224,11 +229,11 @@ mod tests {
             let got = unsafe { std::ffi::CStr::from_ptr(era_status_str(s as i32)) };
             assert_eq!(got.to_str().unwrap(), name);
         }
-        for code in 0..=12 {
+        for code in 0..=13 {
             let got = unsafe { std::ffi::CStr::from_ptr(era_status_str(code)) };
             assert_ne!(got.to_str().unwrap(), "ERA_STATUS_UNKNOWN", "{code}");
         }
-        let got = unsafe { std::ffi::CStr::from_ptr(era_status_str(13)) };
+        let got = unsafe { std::ffi::CStr::from_ptr(era_status_str(14)) };
         assert_eq!(got.to_str().unwrap(), "ERA_STATUS_UNKNOWN");
     }
 }

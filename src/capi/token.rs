@@ -14,8 +14,8 @@ pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
 /// An integer input (labels, response ids) as an [`IndexView`].
 unsafe fn index_view<'a>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<IndexCow<'a>> {
     Ok(match d.dtype {
-        DType::I32 => IndexCow::I32(d.input::<i32>(outputs)),
-        DType::I64 => IndexCow::I64(d.input::<i64>(outputs)),
+        DType::I32 => IndexCow::I32(d.input::<i32>(outputs)?),
+        DType::I64 => IndexCow::I64(d.input::<i64>(outputs)?),
         other => bail!(UnsupportedDtype, "{} has dtype {}; expected int32 or int64", d.name, other.name()),
     })
 }
@@ -96,8 +96,8 @@ pub unsafe extern "C" fn era_token_forward(
                 o.expect_dtype(ad.dtype)?;
             }
             with_logits!(ld.dtype, "logits", L => {
-                let x = ld.input::<L>(&outs);
-                let a = ad.input::<F>(&outs);
+                let x = ld.input::<L>(&outs)?;
+                let a = ad.input::<F>(&outs)?;
                 let o = TokenOutputs {
                     logprobs: lp.view_mut::<F>(),
                     entropy: en.view_mut::<F>(),
@@ -151,9 +151,9 @@ pub unsafe extern "C" fn era_token_backward(
             gd.expect_dtype(sd.dtype)?;
             with_logits!(ld.dtype, "logits", L => {
                 od.expect_dtype(ld.dtype)?;
-                let x = ld.input::<L>(&outs);
-                let s = sd.input::<F>(&outs);
-                let g = gd.input::<F>(&outs);
+                let x = ld.input::<L>(&outs)?;
+                let s = sd.input::<F>(&outs)?;
+                let g = gd.input::<F>(&outs)?;
                 t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
             })
         })

@@ -273,7 +273,7 @@ impl GaussianHead {
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
             forward_row(ins[0], ks[r], lo, hi, o);
             0.0
-        });
+        })?;
         Ok(())
     }
 
@@ -314,7 +314,7 @@ impl GaussianHead {
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
         let (zv, gv) = (z.view(), grad_out.view());
-        let dd = parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o));
+        let dd = parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o))?;
         if let Some(mut g) = grad_delta {
             match delta {
                 DeltaArg::PerRow(_) => parallel::store_values(&mut g, &dd),
@@ -328,7 +328,7 @@ impl GaussianHead {
     pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
         check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, gaussian_entropy_row);
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, gaussian_entropy_row)?;
         parallel::store_values(&mut entropy, &h);
         Ok(())
     }
@@ -337,6 +337,7 @@ impl GaussianHead {
     fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<Vec<f64>> {
         let batch = &z.shape()[..z.ndim() - 1];
         let rows: usize = batch.iter().product();
+        crate::kernels::reserve(rows.saturating_mul(16), "per-row k")?;
         match delta {
             DeltaArg::Scalar(d) => {
                 self.cfg.check_delta(*d)?;

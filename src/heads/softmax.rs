@@ -162,7 +162,7 @@ impl SoftmaxHead {
         parallel::map_rows(parallel::resolve_threads(self.threads), &[&z], &mut out, |_, ins, o| {
             forward_row(ins[0], k, o);
             0.0
-        });
+        })?;
         Ok(())
     }
 
@@ -181,7 +181,7 @@ impl SoftmaxHead {
         parallel::map_rows(parallel::resolve_threads(self.threads), &[&zv, &gv], &mut grad_z, |_, ins, o| {
             backward_row(ins[0], ins[1], k, o);
             0.0
-        });
+        })?;
         Ok(())
     }
 
@@ -189,7 +189,7 @@ impl SoftmaxHead {
     pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
         check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, softmax_entropy);
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, softmax_entropy)?;
         parallel::store_values(&mut entropy, &h);
         Ok(())
     }

@@ -215,6 +215,13 @@ impl TokenHead {
         }
         check_same_shape("labels", labels.shape(), "logits without its last axis", batch)?;
         check_same_shape("response_ids", ids.shape(), "logits without its last axis", batch)?;
+        // per-token vectors (labels, ids, statistics, outputs) and per-thread row buffers
+        let n: usize = batch.iter().product();
+        let threads = parallel::resolve_threads(self.threads);
+        crate::kernels::reserve(
+            n.saturating_mul(256).saturating_add(crate::kernels::row_scratch_bytes(0, v, 3, threads)),
+            "token-head buffers",
+        )?;
         let labels = labels.to_vec();
         let ids = ids.to_vec();
         for (t, (&y, &r)) in labels.iter().zip(&ids).enumerate() {
@@ -547,7 +554,7 @@ impl TokenHead {
         let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &logits, |z| {
             let zs: Vec<f64> = z.iter().map(|x| x * inv_t).collect();
             softmax_entropy(&zs)
-        });
+        })?;
         parallel::store_values(&mut entropy, &h);
         Ok(())
     }

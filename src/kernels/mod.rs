@@ -125,6 +125,47 @@ impl Element for f16 {
     }
 }
 
+/// Fails with [`crate::ErrorKind::OutOfMemory`] unless `bytes` of scratch
+/// memory can be reserved now. Every head checks its scratch needs (per-row
+/// buffers, per-row results) this way before it allocates, so that absurd
+/// sizes (a broadcast input of huge extent) answer with a status instead of
+/// aborting the process.
+pub fn reserve(bytes: usize, what: &str) -> crate::Result<()> {
+    let fail = || crate::Error::new(crate::ErrorKind::OutOfMemory, format!("cannot allocate {bytes} bytes of scratch memory for {what}"));
+    if bytes > physical_memory() {
+        return Err(fail());
+    }
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(bytes).map_err(|_| fail())
+}
+
+/// The machine's physical memory in bytes (`MemTotal` of /proc/meminfo, read
+/// once); unbounded where it cannot be read.
+fn physical_memory() -> usize {
+    static MEM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MEM.get_or_init(|| {
+        if cfg!(miri) {
+            return usize::MAX;
+        }
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+                kb.checked_mul(1024)
+            })
+            .unwrap_or(usize::MAX)
+    })
+}
+
+/// Scratch estimate of a row-wise call: `rows` rows of `n` elements with
+/// `arrays` row views each, on up to `threads` threads (4 chunks each).
+pub fn row_scratch_bytes(rows: usize, n: usize, arrays: usize, threads: usize) -> usize {
+    let per_row = arrays.saturating_mul(64).saturating_add(16);
+    let per_chunk = arrays.saturating_add(1).saturating_mul(n).saturating_mul(8);
+    rows.saturating_mul(per_row).saturating_add(threads.saturating_mul(4).saturating_mul(per_chunk))
+}
+
 /// Maximum of a row (NaN-propagating; -inf for an empty row).
 #[inline]
 pub fn row_max(x: &[f64]) -> f64 {

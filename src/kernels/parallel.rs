@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ndarray::{ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::kernels::{load, store, Element};
 
 /// Inputs with fewer elements than this run single-threaded.
@@ -90,8 +91,10 @@ pub fn map_rows<T: Element, U: Element>(
     inputs: &[&ArrayViewD<'_, T>],
     output: &mut ArrayViewMutD<'_, U>,
     f: impl Fn(usize, &[&[f64]], &mut [f64]) -> f64 + Sync,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let n = output.shape().last().copied().unwrap_or(0);
+    let nrows = if n == 0 { 0 } else { output.len() / n };
+    crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, n, inputs.len() + 1, threads), "row buffers")?;
     let ins: Vec<Vec<ArrayView1<'_, T>>> = inputs.iter().map(|a| rows(a)).collect();
     let mut outs = rows_mut(output);
     let mut extra = vec![0.0; outs.len()];
@@ -117,15 +120,17 @@ pub fn map_rows<T: Element, U: Element>(
             outs.chunks_mut(per).zip(extra.chunks_mut(per)).enumerate().for_each(body);
         }
     });
-    extra
+    Ok(extra)
 }
 
 /// Reduces every row of `input` (`[..., n]`) to `f(row)`, in row order.
-pub fn reduce_rows<T: Element>(threads: usize, input: &ArrayViewD<'_, T>, f: impl Fn(&[f64]) -> f64 + Sync) -> Vec<f64> {
+pub fn reduce_rows<T: Element>(threads: usize, input: &ArrayViewD<'_, T>, f: impl Fn(&[f64]) -> f64 + Sync) -> Result<Vec<f64>> {
     let n = input.shape().last().copied().unwrap_or(0);
+    let nrows: usize = input.shape()[..input.ndim().saturating_sub(1)].iter().product();
+    crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, n, 1, threads), "row buffers")?;
     let rs = rows(input);
     let work = rs.len() * n.max(1);
-    run(threads, work, |chunks| {
+    Ok(run(threads, work, |chunks| {
         let per = rs.len().div_ceil(chunks * 4).max(1);
         let body = |c: &[ArrayView1<'_, T>]| {
             let mut b = vec![0.0; n];
@@ -141,7 +146,7 @@ pub fn reduce_rows<T: Element>(threads: usize, input: &ArrayViewD<'_, T>, f: imp
         } else {
             rs.chunks(per).map(body).collect::<Vec<_>>().concat()
         }
-    })
+    }))
 }
 
 /// Writes `values` (row order) into `out` (any layout, same number of elements).
