@@ -86,6 +86,16 @@ fn truncated_normal_entropy_limits() {
     // a location deep in the tail stays finite (no cancellation in Z)
     let far = tn(12.0, -1.0, -1.0, 1.0);
     assert!(far.is_finite(), "{far}");
+    // ... even where the mass underflows f64 (found by the JAX binding's tests):
+    // then the density on the interval is an exponential of rate |beta|/sigma
+    // at the near end, whose entropy is 1 - ln(rate)
+    for &(m, l, h) in &[(6.0f64, -3.0f64, 1.0f64), (-40.0, -2.0, 1.0)] {
+        let s = f64::exp(l);
+        let near = if m > 0.0 { h } else { -h };
+        let rate = (m - near).abs() / (s * s);
+        let got = tn(m, l, -1.0, 1.0);
+        assert!((got - (1.0 - rate.ln())).abs() < 1e-3, "m={m}: {got} vs {}", 1.0 - rate.ln());
+    }
     // numeric integration of -p ln p for one case
     let (m, s, a, b) = (0.4f64, 0.6f64, -1.0f64, 1.0f64);
     let n = 200_000;

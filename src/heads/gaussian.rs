@@ -58,35 +58,49 @@ pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
     log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
 }
 
-/// Standard normal density.
-#[inline]
-fn phi(x: f64) -> f64 {
-    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+/// `ln(erfc(x))` for `x >= 0`, without underflow: `erfc` directly up to 26,
+/// then the asymptotic series `-x^2 - ln(x*sqrt(pi)) + ln(1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6))`
+/// (relative error below 1e-9 there).
+fn ln_erfc(x: f64) -> f64 {
+    if x < 26.0 {
+        libm::erfc(x).ln()
+    } else {
+        let x2 = x * x;
+        let series = 1.0 - 0.5 / x2 + 0.75 / (x2 * x2) - 1.875 / (x2 * x2 * x2);
+        -x2 - (x * std::f64::consts::PI.sqrt()).ln() + series.ln()
+    }
 }
 
-/// `Phi(beta) - Phi(alpha)` for `alpha < beta`, computed from the tail that
-/// avoids cancellation.
-#[inline]
-fn normal_mass(alpha: f64, beta: f64) -> f64 {
+/// `ln(Phi(beta) - Phi(alpha))` for `alpha < beta`, from the tail that
+/// avoids cancellation and in log space, so that a mass far in a tail
+/// (e.g. a location 100 standard deviations outside the interval) stays finite.
+fn ln_normal_mass(alpha: f64, beta: f64) -> f64 {
     let r = std::f64::consts::FRAC_1_SQRT_2;
+    // both in one tail: 0.5*erfc(u) - 0.5*erfc(v) with 0 <= u < v
+    let tail = |u: f64, v: f64| {
+        let (lu, lv) = (ln_erfc(u * r), ln_erfc(v * r));
+        0.5f64.ln() + lu + (-(lv - lu).exp()).ln_1p()
+    };
     if alpha > 0.0 {
-        0.5 * (libm::erfc(alpha * r) - libm::erfc(beta * r))
+        tail(alpha, beta)
     } else if beta < 0.0 {
-        0.5 * (libm::erfc(-beta * r) - libm::erfc(-alpha * r))
+        tail(-beta, -alpha)
     } else {
-        1.0 - 0.5 * libm::erfc(-alpha * r) - 0.5 * libm::erfc(beta * r)
+        (1.0 - 0.5 * libm::erfc(-alpha * r) - 0.5 * libm::erfc(beta * r)).ln()
     }
 }
 
 /// Entropy of a one-dimensional truncated normal `TN(m, exp(log_std), [low, high])`
-/// (ERA_MATH.md 1.1). Infinite bounds are allowed.
+/// (ERA_MATH.md 1.1), computed in log space. Infinite bounds are allowed.
 pub fn truncated_normal_entropy_1d(m: f64, log_std: f64, low: f64, high: f64) -> f64 {
     let sigma = log_std.exp();
     let alpha = (low - m) / sigma;
     let beta = (high - m) / sigma;
-    let z = normal_mass(alpha, beta);
-    let t = |x: f64| if x.is_finite() { x * phi(x) } else { 0.0 };
-    (0.5 * L2PE).exp().ln() + log_std + z.ln() + (t(alpha) - t(beta)) / (2.0 * z)
+    let ln_z = ln_normal_mass(alpha, beta);
+    // x*phi(x)/Z = x*exp(-x^2/2 - ln(2*pi)/2 - ln Z)
+    let ln_2pi_half = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let t = |x: f64| if x.is_finite() { x * (-0.5 * x * x - ln_2pi_half - ln_z).exp() } else { 0.0 };
+    0.5 * L2PE + log_std + ln_z + 0.5 * (t(alpha) - t(beta))
 }
 
 /// Row-wise truncated-normal entropy summed over the last axis: `mean` and
