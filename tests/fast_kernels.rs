@@ -191,3 +191,42 @@ fn thread_counts_give_identical_results() {
     two.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g.view(), g2.view_mut()).unwrap();
     assert_eq!(g1, g2);
 }
+
+#[test]
+fn gaussian_f32_kernel_matches_the_f64_path() {
+    use era::{DeltaArg, GaussianConfig, GaussianHead};
+    let mut rng = Rng(24);
+    for d in [1usize, 6, 17, 61] {
+        let mut c = GaussianConfig::new(d, -(d as f64));
+        c.log_std_min = -5.0;
+        c.log_std_max = 2.0;
+        for threads in [1usize, 2] {
+            let head = GaussianHead::new(c).unwrap().with_num_threads(threads);
+            let rows = 3000; // above the threading threshold for d >= 17
+            let mut z64 = rng.array(&[rows, d], 3.0);
+            z64[[0, 0]] = f64::NAN;
+            z64[[1, d - 1]] = 1e30;
+            let g64 = rng.array(&[rows, d], 1.0);
+            let deltas = ArrayD::from_shape_fn(IxDyn(&[rows]), |i| 0.1 * (i[0] % 5) as f64);
+            let (z32, g32, d32) = (z64.mapv(|v| v as f32), g64.mapv(|v| v as f32), deltas.mapv(|v| v as f32));
+            // the f64 path on the f32-rounded inputs is the reference
+            let (zr, gr) = (z32.mapv(|v| v as f64), g32.mapv(|v| v as f64));
+            let mut want = ArrayD::<f64>::zeros(zr.raw_dim());
+            head.forward_with_delta(zr.view(), DeltaArg::PerRow(deltas.view()), want.view_mut()).unwrap();
+            let mut got = ArrayD::<f32>::zeros(zr.raw_dim());
+            head.forward_with_delta(z32.view(), DeltaArg::PerRow(d32.view()), got.view_mut()).unwrap();
+            for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                assert!((a.is_nan() && b.is_nan()) || (*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()), "D={d} [{i}]: {a} vs {b}");
+            }
+            let mut want_dz = ArrayD::<f64>::zeros(zr.raw_dim());
+            let mut want_dd = ArrayD::<f64>::zeros(IxDyn(&[rows]));
+            head.backward_with_delta(zr.view(), DeltaArg::PerRow(deltas.view()), gr.view(), want_dz.view_mut(), Some(want_dd.view_mut())).unwrap();
+            let mut dz = ArrayD::<f32>::zeros(zr.raw_dim());
+            let mut dd = ArrayD::<f32>::zeros(IxDyn(&[rows]));
+            head.backward_with_delta(z32.view(), DeltaArg::PerRow(d32.view()), g32.view(), dz.view_mut(), Some(dd.view_mut())).unwrap();
+            for (a, b) in dz.iter().zip(want_dz.iter()).chain(dd.iter().zip(want_dd.iter())) {
+                assert!((a.is_nan() && b.is_nan()) || (*a as f64 - b).abs() <= 2e-5 * (1.0 + b.abs()), "D={d}: {a} vs {b}");
+            }
+        }
+    }
+}

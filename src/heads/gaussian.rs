@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DeltaOptimizer, GaussianConfig, L2PE};
 use crate::error::{bail, Result};
 use crate::heads::check_same_shape;
-use crate::kernels::{parallel, softmax_into, Element};
+use crate::kernels::{parallel, simd, softmax_into, Element};
+use rayon::prelude::*;
 
 /// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
 #[inline]
@@ -284,6 +285,20 @@ impl GaussianHead {
         let ks = self.ks(&z, &delta)?;
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
+        // contiguous f32: the vectorised kernel, rows split across threads
+        if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
+            let d = self.cfg.dim;
+            parallel::run(threads, zs.len(), |chunks| {
+                let per = ks.len().div_ceil(chunks * 4).max(1);
+                let body = |((zc, oc), kc): ((&[f32], &mut [f32]), &[f64])| simd::gaussian_rows_f32(zc, d, kc, lo as f32, hi as f32, oc);
+                if chunks > 1 {
+                    zs.par_chunks(per * d).zip(os.par_chunks_mut(per * d)).zip(ks.par_chunks(per)).for_each(body);
+                } else {
+                    body(((zs, os), &ks[..]));
+                }
+            });
+            return Ok(());
+        }
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
             forward_row(ins[0], ks[r], lo, hi, o);
             0.0
@@ -327,8 +342,38 @@ impl GaussianHead {
         }
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
-        let (zv, gv) = (z.view(), grad_out.view());
-        let dd = parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o))?;
+        let dd = match (
+            z.as_slice().and_then(T::as_f32_slice),
+            grad_out.as_slice().and_then(T::as_f32_slice),
+            grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
+        ) {
+            (Some(zs), Some(gs), Some(ds)) => {
+                // contiguous f32: the vectorised kernel, rows split across threads
+                let d = self.cfg.dim;
+                let mut dd = vec![0.0f64; ks.len()];
+                parallel::run(threads, zs.len(), |chunks| {
+                    let per = ks.len().div_ceil(chunks * 4).max(1);
+                    let body = |((((zc, gc), dc), kc), ddc): ((((&[f32], &[f32]), &mut [f32]), &[f64]), &mut [f64])| {
+                        simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, ddc)
+                    };
+                    if chunks > 1 {
+                        zs.par_chunks(per * d)
+                            .zip(gs.par_chunks(per * d))
+                            .zip(ds.par_chunks_mut(per * d))
+                            .zip(ks.par_chunks(per))
+                            .zip(dd.par_chunks_mut(per))
+                            .for_each(body);
+                    } else {
+                        body(((((zs, gs), ds), &ks[..]), &mut dd[..]));
+                    }
+                });
+                dd
+            }
+            _ => {
+                let (zv, gv) = (z.view(), grad_out.view());
+                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o))?
+            }
+        };
         if let Some(mut g) = grad_delta {
             match delta {
                 DeltaArg::PerRow(_) => parallel::store_values(&mut g, &dd),

@@ -331,6 +331,67 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, m: f32, sum: f64, f: f32, l
     }
 }
 
+/// Gaussian-head forward over contiguous f32 rows of length `d`:
+/// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
+    for ((zr, or), &k) in z.chunks_exact(d).zip(out.chunks_exact_mut(d)).zip(ks) {
+        let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+        let mut s = 0.0f32;
+        for (o, &v) in or.iter_mut().zip(zr) {
+            let e = exp_f32(v - m);
+            *o = e;
+            s += e;
+        }
+        let f = k as f32 / s;
+        for o in or.iter_mut() {
+            let y = hi + f * *o;
+            *o = if y < lo { lo } else if y > hi { hi } else { y };
+        }
+    }
+}
+
+/// Gaussian-head backward over contiguous f32 rows: writes `dz` and the
+/// per-row `d/d delta` into `dd`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    for ((((zr, gr), dr), &k), ddr) in z.chunks_exact(d).zip(g.chunks_exact(d)).zip(dz.chunks_exact_mut(d)).zip(ks).zip(dd.iter_mut()) {
+        let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+        let mut s = 0.0f32;
+        for (o, &v) in dr.iter_mut().zip(zr) {
+            let e = exp_f32(v - m);
+            *o = e;
+            s += e;
+        }
+        let inv = 1.0 / s;
+        let k32 = k as f32;
+        let mut dot = 0.0f32;
+        for (o, &gi) in dr.iter_mut().zip(gr) {
+            let si = *o * inv;
+            *o = si;
+            let y = hi + k32 * si;
+            let gm = if lo < y && y < hi { gi } else { 0.0 };
+            dot += gm * si;
+        }
+        for (o, &gi) in dr.iter_mut().zip(gr) {
+            let si = *o;
+            let y = hi + k32 * si;
+            let gm = if lo < y && y < hi { gi } else { 0.0 };
+            *o = k32 * si * (gm - dot);
+        }
+        *ddr = dot as f64;
+    }
+}
+
 /// The `k` largest entries of a row (ties to the lower index), as the
 /// threshold pair `(value, index)` of the k-th: entry `i` is in the top-k
 /// iff `x_i > value || (x_i == value && i <= index)`. NaN entries are never
