@@ -63,7 +63,7 @@ fn bandwidth(pool: &rayon::ThreadPool, quick: bool) -> Bandwidth {
     let read1 = time(|| sink += sum(&src), 3, 1.0);
     let readp = time(|| sink += pool.install(|| src.par_chunks(1 << 20).map(sum).sum::<f32>()), 3, 1.0);
     std::hint::black_box(sink);
-    println!("## Memory bandwidth ({} MiB buffers)\n", n * 4 >> 20);
+    println!("## Memory bandwidth ({} MiB buffers)\n", (n * 4) >> 20);
     println!("| operation | 1 thread | {} threads |", pool.current_num_threads());
     println!("| --- | --- | --- |");
     // a copy moves 2x the buffer (read + write)

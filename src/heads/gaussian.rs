@@ -353,7 +353,8 @@ impl GaussianHead {
                 let mut dd = vec![0.0f64; ks.len()];
                 parallel::run(threads, zs.len(), |chunks| {
                     let per = ks.len().div_ceil(chunks * 4).max(1);
-                    let body = |((((zc, gc), dc), kc), ddc): ((((&[f32], &[f32]), &mut [f32]), &[f64]), &mut [f64])| {
+                    type Chunk<'c> = ((((&'c [f32], &'c [f32]), &'c mut [f32]), &'c [f64]), &'c mut [f64]);
+                    let body = |((((zc, gc), dc), kc), ddc): Chunk<'_>| {
                         simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, ddc)
                     };
                     if chunks > 1 {

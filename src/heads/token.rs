@@ -453,7 +453,10 @@ impl TokenHead {
                 None => {
                     gbuf.resize(c.v, 0.0);
                     simd::token_row_grad(x, inv_t, ct, m, sum, f, y, thr, gbuf);
-                    grow.iter_mut().zip(gbuf.iter()).for_each(|(o, &v)| *o = T::from_f32(v));
+                    match grow.as_slice_mut() {
+                        Some(o) => T::store_f32(gbuf, o),
+                        None => grow.iter_mut().zip(gbuf.iter()).for_each(|(o, &v)| *o = T::from_f32(v)),
+                    }
                 }
             }
         };
@@ -597,6 +600,9 @@ fn row_f32<'a, T: Element>(row: &'a ndarray::ArrayView1<'_, T>, buf: &'a mut Vec
         return s;
     }
     buf.clear();
-    buf.extend(row.iter().map(|v| v.to_f32()));
+    match row.as_slice() {
+        Some(s) => T::extend_f32(s, buf),
+        None => buf.extend(row.iter().map(|v| v.to_f32())),
+    }
     buf
 }

@@ -42,6 +42,18 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn as_f32_slice_mut(_s: &mut [Self]) -> Option<&mut [f32]> {
         None
     }
+    /// Appends `src` converted to f32 to `dst` (vectorised for bf16).
+    #[inline]
+    fn extend_f32(src: &[Self], dst: &mut Vec<f32>) {
+        dst.extend(src.iter().map(|v| v.to_f32()));
+    }
+    /// Stores `src` into `dst` (same length), rounding to nearest (vectorised for bf16).
+    #[inline]
+    fn store_f32(src: &[f32], dst: &mut [Self]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(v);
+        }
+    }
 }
 
 impl Element for f64 {
@@ -103,6 +115,22 @@ impl Element for bf16 {
     fn from_f32(v: f32) -> Self {
         bf16::from_f32(v)
     }
+    fn extend_f32(src: &[Self], dst: &mut Vec<f32>) {
+        let start = dst.len();
+        dst.resize(start + src.len(), 0.0);
+        simd::bf16_to_f32(bytemuck_bf16(src), &mut dst[start..]);
+    }
+    fn store_f32(src: &[f32], dst: &mut [Self]) {
+        // bf16 is a #[repr(transparent)] wrapper of u16: write the bit patterns in place
+        let bits = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u16, dst.len()) };
+        simd::f32_to_bf16(src, bits);
+    }
+}
+
+/// The bit patterns of a bf16 slice.
+fn bytemuck_bf16(s: &[bf16]) -> &[u16] {
+    // bf16 is a #[repr(transparent)] wrapper of u16
+    unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u16, s.len()) }
 }
 
 impl Element for f16 {

@@ -93,7 +93,7 @@ pub fn map_rows<T: Element, U: Element>(
     f: impl Fn(usize, &[&[f64]], &mut [f64]) -> f64 + Sync,
 ) -> Result<Vec<f64>> {
     let n = output.shape().last().copied().unwrap_or(0);
-    let nrows = if n == 0 { 0 } else { output.len() / n };
+    let nrows = output.len().checked_div(n).unwrap_or(0);
     crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, n, inputs.len() + 1, threads), "row buffers")?;
     let ins: Vec<Vec<ArrayView1<'_, T>>> = inputs.iter().map(|a| rows(a)).collect();
     let mut outs = rows_mut(output);

@@ -28,21 +28,24 @@ const ROUND: f32 = 12_582_912.0;
 /// `exp(x)` in f32 (Cephes-style: range reduction by ln 2, degree-6
 /// polynomial, exponent by bit manipulation). NaN propagates; below -87.33
 /// the result is 0, above 88.37 it is clamped (callers only pass `x <= 0`).
+/// Written with fused multiply-adds: every dispatched kernel version has FMA
+/// (AVX-512, AVX2+FMA, NEON); the baseline x86-64 version computes them in
+/// software (slower, same results).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let xc = if x > 88.37 { 88.37 } else { x };
     let xc = if xc < -87.33 { -87.33 } else { xc };
     // t = n + 1.5*2^23: its low mantissa bits hold the integer n
-    let t = xc * LOG2E + ROUND;
+    let t = xc.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r + 1.0);
     // 2^n: move n (two's complement in the low bits of t) into the exponent field
     let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
     let v = y * scale;
@@ -124,27 +127,24 @@ impl RowStats {
     }
 }
 
+/// Largest `x * inv_t` of a block (NaN entries are skipped here: they make
+/// the exponential sums NaN, which is how the caller detects them).
 #[inline(always)]
-fn block_max(x: &[f32], inv_t: f32) -> (f32, f32) {
+fn block_max(x: &[f32], inv_t: f32) -> f32 {
     let mut m = [f32::NEG_INFINITY; LANES];
-    let mut bad = [0.0f32; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for i in 0..LANES {
             let v = c[i] * inv_t;
             m[i] = if v > m[i] { v } else { m[i] };
-            // NaN and +inf poison the row (-inf is a legitimate zero probability)
-            bad[i] += if v.is_nan() || v == f32::INFINITY { 1.0 } else { 0.0 };
         }
     }
     let mut mm = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut b = bad.iter().sum::<f32>();
     for &v in chunks.remainder() {
         let v = v * inv_t;
         mm = if v > mm { v } else { mm };
-        b += if v.is_nan() || v == f32::INFINITY { 1.0 } else { 0.0 };
     }
-    (mm, b)
+    mm
 }
 
 /// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
@@ -163,9 +163,10 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
             let d = c[i] * inv_t - m;
             let e = exp_f32(d);
             s1[i] += e;
-            w[i] += if e > 0.0 { e * d } else { 0.0 };
+            // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
+            w[i] = e.mul_add(d.max(-100.0), w[i]);
             if K2 {
-                sk[i] += e * e;
+                sk[i] = e.mul_add(e, sk[i]);
                 si[i] += e.sqrt();
             } else {
                 sk[i] += exp_f32(k * d);
@@ -202,10 +203,8 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
     let k_is_two = k == 2.0;
     let mut m = f32::NEG_INFINITY;
     let (mut s1, mut sk, mut si, mut w) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let mut bad = 0.0f32;
     for blk in x.chunks(BLOCK) {
-        let (bm, b) = block_max(blk, inv_t);
-        bad += b;
+        let bm = block_max(blk, inv_t);
         if bm == f32::NEG_INFINITY {
             continue; // every entry is -inf: probability 0
         }
@@ -230,7 +229,8 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
         si += c;
         w += d;
     }
-    if bad > 0.0 {
+    // a NaN or +inf entry makes every sum NaN (exp(NaN), exp(inf - inf))
+    if s1.is_nan() {
         m = f32::NAN;
     }
     RowStats { max: m, sum1: s1, sumk: sk, suminvk: si, w }
@@ -249,22 +249,15 @@ pub fn scaled_row_lse(x: &[f32], inv_t: f32, c: f32, thr: Option<(f32, usize)>) 
         Some((t, ti)) => v > t || (v == t && i <= ti),
     };
     let mut m = f32::NEG_INFINITY;
-    let mut bad = 0.0f32;
     if thr.is_none() {
-        let (bm, b) = block_max(x, inv_t);
-        m = bm;
-        bad = b;
+        m = block_max(x, inv_t);
     } else {
         for (i, &v) in x.iter().enumerate() {
             if keep(i, v) {
                 let z = v * inv_t;
                 m = if z > m { z } else { m };
-                bad += if z.is_nan() || z == f32::INFINITY { 1.0 } else { 0.0 };
             }
         }
-    }
-    if bad > 0.0 {
-        return (f32::NAN, f64::NAN);
     }
     if m == f32::NEG_INFINITY {
         return (m, 0.0);
@@ -392,6 +385,32 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
     }
 }
 
+/// bf16 bit patterns to f32 (exact: a shift).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
+    for (d, &b) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits((b as u32) << 16);
+    }
+}
+
+/// f32 to bf16 bit patterns, rounding to nearest even (NaN stays a quiet NaN).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let b = v.to_bits();
+        let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+        *d = if v.is_nan() { ((b >> 16) as u16) | 0x0040 } else { rounded };
+    }
+}
+
 /// The `k` largest entries of a row (ties to the lower index), as the
 /// threshold pair `(value, index)` of the k-th: entry `i` is in the top-k
 /// iff `x_i > value || (x_i == value && i <= index)`. NaN entries are never
@@ -477,6 +496,23 @@ mod tests {
                 assert!((s.sumk / sk - 1.0).abs() < 1e-6);
                 assert!((s.w - w).abs() < 1e-5 * (1.0 + w.abs()), "{len}: {} vs {w}", s.w);
             }
+        }
+    }
+
+    #[test]
+    fn bf16_conversions_match_the_half_crate() {
+        let xs: Vec<f32> = (0..70000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761))).chain([f32::NAN, f32::INFINITY, -0.0, 1.0 + f32::EPSILON]).collect();
+        let mut b = vec![0u16; xs.len()];
+        f32_to_bf16(&xs, &mut b);
+        for (x, &bits) in xs.iter().zip(&b) {
+            let want = half::bf16::from_f32(*x);
+            assert!(want.to_bits() == bits || (want.is_nan() && half::bf16::from_bits(bits).is_nan()), "{x}: {bits:#x} vs {:#x}", want.to_bits());
+        }
+        let mut back = vec![0.0f32; b.len()];
+        bf16_to_f32(&b, &mut back);
+        for (&bits, &v) in b.iter().zip(&back) {
+            let want = half::bf16::from_bits(bits).to_f32();
+            assert!(want.to_bits() == v.to_bits() || (want.is_nan() && v.is_nan()));
         }
     }
 
