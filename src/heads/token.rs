@@ -446,13 +446,12 @@ impl TokenHead {
                 }
             }
             let ct = sc[t] as f32;
-            let (m, sum) = simd::scaled_row_lse(x, inv_t, ct, thr);
             let f = (sc[t] * inv_t as f64 * g[t]) as f32;
             match grow.as_slice_mut().and_then(T::as_f32_slice_mut) {
-                Some(out) => simd::token_row_grad(x, inv_t, ct, m, sum, f, y, thr, out),
+                Some(out) => simd::token_row_grad(x, inv_t, ct, f, y, thr, out),
                 None => {
                     gbuf.resize(c.v, 0.0);
-                    simd::token_row_grad(x, inv_t, ct, m, sum, f, y, thr, gbuf);
+                    simd::token_row_grad(x, inv_t, ct, f, y, thr, gbuf);
                     match grow.as_slice_mut() {
                         Some(o) => T::store_f32(gbuf, o),
                         None => grow.iter_mut().zip(gbuf.iter()).for_each(|(o, &v)| *o = T::from_f32(v)),

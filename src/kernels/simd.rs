@@ -148,9 +148,9 @@ fn block_max(x: &[f32], inv_t: f32) -> f32 {
 }
 
 /// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
-/// With `K2` (k = 2) the other scales come from `e = exp(d)` itself:
-/// `exp(2d) = e^2` and `exp(d/2) = sqrt(e)` (exact to rounding where `e` is
-/// normal; where it underflows the terms are below 1e-19 of the row maximum's 1).
+/// With `K2` (k = 2) one exponential serves all three scales: `h = exp(d/2)`,
+/// `exp(d) = h^2`, `exp(2d) = h^4` (a few ulp each; where `h^2` underflows the
+/// terms are below 1e-38 of the row maximum's 1).
 #[inline(always)]
 fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32) -> [f64; 4] {
     let mut s1 = [0.0f32; LANES];
@@ -161,14 +161,19 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
     for c in &mut chunks {
         for i in 0..LANES {
             let d = c[i] * inv_t - m;
-            let e = exp_f32(d);
-            s1[i] += e;
-            // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
-            w[i] = e.mul_add(d.max(-100.0), w[i]);
             if K2 {
+                // one exp: h = exp(d/2), exp(d) = h^2, exp(2d) = h^4
+                let h = exp_f32(0.5 * d);
+                let e = h * h;
+                s1[i] += e;
+                // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
+                w[i] = e.mul_add(d.max(-100.0), w[i]);
                 sk[i] = e.mul_add(e, sk[i]);
-                si[i] += e.sqrt();
+                si[i] += h;
             } else {
+                let e = exp_f32(d);
+                s1[i] += e;
+                w[i] = e.mul_add(d.max(-100.0), w[i]);
                 sk[i] += exp_f32(k * d);
                 si[i] += exp_f32(inv_k * d);
             }
@@ -236,88 +241,57 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
     RowStats { max: m, sum1: s1, sumk: sk, suminvk: si, w }
 }
 
-/// `max` and `sum(exp(c*(z - max)))` of a row `z = x * inv_t`, restricted
-/// to the entries that `keep(i, x_i)` selects (all when `keep` is `None`).
+/// The backward row of the token head, written into `out`:
+/// `out_i = f * (onehot(label)_i - p_i)` with `p = softmax(c*z)` over the
+/// kept entries (all, or the top-k given by `thr`) and 0 elsewhere, where
+/// `z = x * inv_t`. Three passes over the row, which stays in cache: the
+/// maximum, the exponentials (stored in `out`) with their sum, and the scaling.
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-pub fn scaled_row_lse(x: &[f32], inv_t: f32, c: f32, thr: Option<(f32, usize)>) -> (f32, f64) {
+pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: Option<(f32, usize)>, out: &mut [f32]) {
     let keep = |i: usize, v: f32| match thr {
         None => true,
         Some((t, ti)) => v > t || (v == t && i <= ti),
     };
-    let mut m = f32::NEG_INFINITY;
-    if thr.is_none() {
-        m = block_max(x, inv_t);
-    } else {
-        for (i, &v) in x.iter().enumerate() {
-            if keep(i, v) {
-                let z = v * inv_t;
-                m = if z > m { z } else { m };
-            }
-        }
-    }
-    if m == f32::NEG_INFINITY {
-        return (m, 0.0);
-    }
+    let m = match thr {
+        None => block_max(x, inv_t),
+        Some(_) => x
+            .iter()
+            .enumerate()
+            .filter(|&(i, &v)| keep(i, v))
+            .map(|(_, &v)| v * inv_t)
+            .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a }),
+    };
     let mut total = 0.0f64;
-    for (bi, blk) in x.chunks(BLOCK).enumerate() {
+    for (bi, (xb, ob)) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).enumerate() {
         let mut s = [0.0f32; LANES];
-        let mut chunks = blk.chunks_exact(LANES);
         let base = bi * BLOCK;
+        let mut xs = xb.chunks_exact(LANES);
+        let mut os = ob.chunks_exact_mut(LANES);
         let mut off = 0;
-        for ch in &mut chunks {
+        for (xc, oc) in (&mut xs).zip(&mut os) {
             for i in 0..LANES {
-                let v = ch[i];
+                let v = xc[i];
                 let e = exp_f32(c * (v * inv_t - m));
-                s[i] += if keep(base + off + i, v) { e } else { 0.0 };
+                let e = if thr.is_none() || keep(base + off + i, v) { e } else { 0.0 };
+                oc[i] = e;
+                s[i] += e;
             }
             off += LANES;
         }
         total += s.iter().map(|&v| v as f64).sum::<f64>();
-        for (j, &v) in chunks.remainder().iter().enumerate() {
-            if keep(base + off + j, v) {
-                total += exp_f32(c * (v * inv_t - m)) as f64;
-            }
+        for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
+            let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
+            *o = e;
+            total += e as f64;
         }
     }
-    (m, total)
-}
-
-/// The backward row of the token head:
-/// `out_i = f * (onehot(label)_i - exp(c*(z_i - m)) / sum)` on the kept
-/// entries and 0 elsewhere, with `z = x * inv_t`.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-#[allow(clippy::too_many_arguments)]
-pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, m: f32, sum: f64, f: f32, label: usize, thr: Option<(f32, usize)>, out: &mut [f32]) {
-    let scale = (f as f64 / sum) as f32;
-    let mut xs = x.chunks_exact(LANES);
-    let mut os = out.chunks_exact_mut(LANES);
-    let mut base = 0usize;
-    for (xc, oc) in (&mut xs).zip(&mut os) {
-        for i in 0..LANES {
-            let v = xc[i];
-            let g = -scale * exp_f32(c * (v * inv_t - m));
-            let kept = match thr {
-                None => true,
-                Some((t, ti)) => v > t || (v == t && base + i <= ti),
-            };
-            oc[i] = if kept { g } else { 0.0 };
-        }
-        base += LANES;
-    }
-    for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
-        let kept = match thr {
-            None => true,
-            Some((t, ti)) => v > t || (v == t && base + j <= ti),
-        };
-        *o = if kept { -scale * exp_f32(c * (v * inv_t - m)) } else { 0.0 };
+    let scale = -((f as f64) / total) as f32;
+    for o in out.iter_mut() {
+        *o *= scale;
     }
     if label < out.len() {
         out[label] += f;
