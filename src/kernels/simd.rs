@@ -57,6 +57,30 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// `exp(x)` for `x <= 0` or NaN (the token kernels' arguments are always
+/// differences to the row maximum): [`exp_f32`] without the upper clamp and
+/// the NaN select (a NaN input still gives NaN through the arithmetic).
+#[inline(always)]
+pub fn exp_nonpos_f32(x: f32) -> f32 {
+    let xc = if x < -87.33 { -87.33 } else { x };
+    let t = xc.mul_add(LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r + 1.0);
+    let v = y * f32::from_bits(t.to_bits().wrapping_add(127) << 23);
+    if x < -87.33 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// `ln(x)` in f32 for positive normal `x` (Cephes-style: mantissa in
 /// [sqrt(1/2), sqrt(2)), degree-8 polynomial). Returns NaN for negative or
 /// NaN input, -inf for 0 and for subnormals (callers keep inputs normal).
@@ -163,7 +187,7 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
             let d = c[i] * inv_t - m;
             if K2 {
                 // one exp: h = exp(d/2), exp(d) = h^2, exp(2d) = h^4
-                let h = exp_f32(0.5 * d);
+                let h = exp_nonpos_f32(0.5 * d);
                 let e = h * h;
                 s1[i] += e;
                 // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
@@ -275,7 +299,7 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
         for (xc, oc) in (&mut xs).zip(&mut os) {
             for i in 0..LANES {
                 let v = xc[i];
-                let e = exp_f32(c * (v * inv_t - m));
+                let e = exp_nonpos_f32(c * (v * inv_t - m));
                 let e = if thr.is_none() || keep(base + off + i, v) { e } else { 0.0 };
                 oc[i] = e;
                 s[i] += e;
@@ -471,6 +495,16 @@ mod tests {
                 assert!((s.w - w).abs() < 1e-5 * (1.0 + w.abs()), "{len}: {} vs {w}", s.w);
             }
         }
+    }
+
+    #[test]
+    fn exp_nonpos_matches_exp() {
+        for i in 0..=100_000 {
+            let x = -100.0 * i as f32 / 100_000.0;
+            assert_eq!(exp_nonpos_f32(x).to_bits(), exp_f32(x).to_bits(), "{x}");
+        }
+        assert!(exp_nonpos_f32(f32::NAN).is_nan());
+        assert_eq!(exp_nonpos_f32(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]
