@@ -324,13 +324,54 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
 
 /// Gaussian-head forward over contiguous f32 rows of length `d`:
 /// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`.
+/// Rows are processed [`LANES`] at a time with one row per lane, so that
+/// short rows (a few action dimensions) still fill the vector registers.
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
 pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
-    for ((zr, or), &k) in z.chunks_exact(d).zip(out.chunks_exact_mut(d)).zip(ks) {
+    let rows = ks.len();
+    let full = rows / LANES * LANES;
+    // the group transposed: t[j] holds element j of LANES consecutive rows
+    let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    for g in (0..full).step_by(LANES) {
+        let zg = &z[g * d..(g + LANES) * d];
+        for (i, row) in zg.chunks_exact(d).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                t[j][i] = v;
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; LANES];
+        for tj in &t {
+            for i in 0..LANES {
+                m[i] = if tj[i] > m[i] || tj[i].is_nan() { tj[i] } else { m[i] };
+            }
+        }
+        let mut s = [0.0f32; LANES];
+        for tj in t.iter_mut() {
+            for i in 0..LANES {
+                let e = exp_f32(tj[i] - m[i]);
+                tj[i] = e;
+                s[i] += e;
+            }
+        }
+        let f: [f32; LANES] = std::array::from_fn(|i| ks[g + i] as f32 / s[i]);
+        for tj in t.iter_mut() {
+            for i in 0..LANES {
+                let y = f[i].mul_add(tj[i], hi);
+                tj[i] = if y < lo { lo } else if y > hi { hi } else { y };
+            }
+        }
+        let og = &mut out[g * d..(g + LANES) * d];
+        for (i, row) in og.chunks_exact_mut(d).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = t[j][i];
+            }
+        }
+    }
+    for ((zr, or), &k) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).zip(&ks[full..]) {
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in or.iter_mut().zip(zr) {
@@ -340,7 +381,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
         }
         let f = k as f32 / s;
         for o in or.iter_mut() {
-            let y = hi + f * *o;
+            let y = f.mul_add(*o, hi);
             *o = if y < lo { lo } else if y > hi { hi } else { y };
         }
     }
@@ -355,7 +396,63 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
-    for ((((zr, gr), dr), &k), ddr) in z.chunks_exact(d).zip(g.chunks_exact(d)).zip(dz.chunks_exact_mut(d)).zip(ks).zip(dd.iter_mut()) {
+    let rows = ks.len();
+    let full = rows / LANES * LANES;
+    // groups of LANES rows, transposed so that lane i holds row i
+    let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    let mut tg = tz.clone();
+    for r0 in (0..full).step_by(LANES) {
+        for (i, (zr, gr)) in z[r0 * d..(r0 + LANES) * d].chunks_exact(d).zip(g[r0 * d..(r0 + LANES) * d].chunks_exact(d)).enumerate() {
+            for j in 0..d {
+                tz[j][i] = zr[j];
+                tg[j][i] = gr[j];
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; LANES];
+        for tj in &tz {
+            for i in 0..LANES {
+                m[i] = if tj[i] > m[i] || tj[i].is_nan() { tj[i] } else { m[i] };
+            }
+        }
+        let mut s = [0.0f32; LANES];
+        for tj in tz.iter_mut() {
+            for i in 0..LANES {
+                let e = exp_f32(tj[i] - m[i]);
+                tj[i] = e;
+                s[i] += e;
+            }
+        }
+        let inv: [f32; LANES] = std::array::from_fn(|i| 1.0 / s[i]);
+        let k: [f32; LANES] = std::array::from_fn(|i| ks[r0 + i] as f32);
+        let mut dot = [0.0f32; LANES];
+        for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
+            for i in 0..LANES {
+                let si = tj[i] * inv[i];
+                tj[i] = si;
+                let y = k[i].mul_add(si, hi);
+                gj[i] = if lo < y && y < hi { gj[i] } else { 0.0 };
+                dot[i] = gj[i].mul_add(si, dot[i]);
+            }
+        }
+        for (tj, gj) in tz.iter_mut().zip(tg.iter()) {
+            for i in 0..LANES {
+                tj[i] = k[i] * tj[i] * (gj[i] - dot[i]);
+            }
+        }
+        for (i, row) in dz[r0 * d..(r0 + LANES) * d].chunks_exact_mut(d).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = tz[j][i];
+            }
+        }
+        for i in 0..LANES {
+            dd[r0 + i] = dot[i] as f64;
+        }
+    }
+    let rest = (z[full * d..].chunks_exact(d).zip(g[full * d..].chunks_exact(d)))
+        .zip(dz[full * d..].chunks_exact_mut(d))
+        .zip(&ks[full..])
+        .zip(dd[full..].iter_mut());
+    for ((((zr, gr), dr), &k), ddr) in rest {
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in dr.iter_mut().zip(zr) {
@@ -369,13 +466,13 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
         for (o, &gi) in dr.iter_mut().zip(gr) {
             let si = *o * inv;
             *o = si;
-            let y = hi + k32 * si;
+            let y = k32.mul_add(si, hi);
             let gm = if lo < y && y < hi { gi } else { 0.0 };
-            dot += gm * si;
+            dot = gm.mul_add(si, dot);
         }
         for (o, &gi) in dr.iter_mut().zip(gr) {
             let si = *o;
-            let y = hi + k32 * si;
+            let y = k32.mul_add(si, hi);
             let gm = if lo < y && y < hi { gi } else { 0.0 };
             *o = k32 * si * (gm - dot);
         }
