@@ -46,6 +46,11 @@
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 
 /**
+ * The largest thread count a head accepts.
+ */
+#define MAX_THREADS 1024
+
+/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus
@@ -236,9 +241,9 @@ typedef struct EraConfig {
    */
   uint64_t vocab_topk;
   /**
-   * All kinds: threads of the head's kernels; 0 (default) = the `ERA_NUM_THREADS`
-   * environment variable if set, else all cores. Inputs below 32768 elements always
-   * run on the calling thread.
+   * All kinds: threads of the head's kernels, at most 1024; 0 (default) = the
+   * `ERA_NUM_THREADS` environment variable if set, else all cores. Inputs below
+   * 32768 elements always run on the calling thread.
    */
   uint32_t num_threads;
 } EraConfig;

@@ -325,3 +325,22 @@ fn huge_broadcast_inputs_are_out_of_memory_not_an_abort() {
         era_head_free(g);
     }
 }
+
+/// Found by fuzzing (target `config`): a thread count of billions asked for
+/// scratch per thread; counts above the maximum are a config error.
+#[test]
+fn absurd_thread_counts_are_rejected() {
+    let mut c = EraConfig::defaults(ERA_HEAD_KIND_GAUSSIAN).unwrap();
+    c.dim = 3;
+    c.target_entropy = -3.0;
+    c.num_threads = 1025;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::InvalidConfig);
+    assert!(last_error().contains("num_threads"));
+    c.num_threads = 1024;
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    let mut z = vec![0.5f64; 2 * 3];
+    let mut o = vec![0.0f64; 2 * 3];
+    assert_eq!(forward(h, &mut T::f64(&mut z, &[2, 3]), &mut T::f64(&mut o, &[2, 3])), EraStatus::Ok);
+    unsafe { era_head_free(h) };
+}

@@ -73,9 +73,9 @@ pub struct EraConfig {
     pub advantage_scaling: u32,
     /// Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
     pub vocab_topk: u64,
-    /// All kinds: threads of the head's kernels; 0 (default) = the `ERA_NUM_THREADS`
-    /// environment variable if set, else all cores. Inputs below 32768 elements always
-    /// run on the calling thread.
+    /// All kinds: threads of the head's kernels, at most 1024; 0 (default) = the
+    /// `ERA_NUM_THREADS` environment variable if set, else all cores. Inputs below
+    /// 32768 elements always run on the calling thread.
     pub num_threads: u32,
 }
 

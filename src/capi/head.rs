@@ -94,6 +94,7 @@ pub unsafe extern "C" fn era_head_new(config: *const EraConfig, out: *mut *mut E
         in_ref(config, "config")?;
         let out = out_ref(out, "out")?;
         let raw = EraConfig::read(config)?;
+        Head::check_num_threads(raw.num_threads as usize)?;
         let head = Head::new(raw.to_head_config()?)?.with_num_threads(raw.num_threads as usize);
         *out = Box::into_raw(Box::new(EraHead { inner: head }));
         Ok(())

@@ -7,6 +7,7 @@ pub mod token;
 use serde::{Deserialize, Serialize};
 
 use crate::config::HeadConfig;
+use crate::kernels::parallel;
 use crate::error::{bail, Error, ErrorKind, Result};
 use gaussian::{DeltaState, GaussianHead};
 use softmax::SoftmaxHead;
@@ -62,8 +63,17 @@ impl Head {
         })
     }
 
+    /// Checks a thread count (0 = default, at most [`parallel::MAX_THREADS`]).
+    pub fn check_num_threads(n: usize) -> Result<()> {
+        if n > parallel::MAX_THREADS {
+            bail!(InvalidConfig, "num_threads must be at most {}, got {n}", parallel::MAX_THREADS);
+        }
+        Ok(())
+    }
+
     /// Sets the number of threads of the head's kernels (0 = the
-    /// `ERA_NUM_THREADS` environment variable, else all cores).
+    /// `ERA_NUM_THREADS` environment variable, else all cores; counts above
+    /// [`parallel::MAX_THREADS`] act as that maximum).
     pub fn with_num_threads(self, n: usize) -> Self {
         match self {
             Head::Gaussian(h) => Head::Gaussian(h.with_num_threads(n)),
@@ -154,6 +164,7 @@ impl Head {
             (other, None) => Head::new(other)?,
             (_, Some(_)) => bail!(Json, "delta_state is only valid for a gaussian head"),
         };
+        Head::check_num_threads(saved.num_threads)?;
         Ok(head.with_num_threads(saved.num_threads))
     }
 }

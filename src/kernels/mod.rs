@@ -191,7 +191,8 @@ fn physical_memory() -> usize {
 pub fn row_scratch_bytes(rows: usize, n: usize, arrays: usize, threads: usize) -> usize {
     let per_row = arrays.saturating_mul(64).saturating_add(16);
     let per_chunk = arrays.saturating_add(1).saturating_mul(n).saturating_mul(8);
-    rows.saturating_mul(per_row).saturating_add(threads.saturating_mul(4).saturating_mul(per_chunk))
+    let chunks = threads.saturating_mul(4).min(rows.max(1));
+    rows.saturating_mul(per_row).saturating_add(chunks.saturating_mul(per_chunk))
 }
 
 /// Maximum of a row (NaN-propagating; -inf for an empty row).

@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::kernels::{load, store, Element};
 
+/// The largest thread count a head accepts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Inputs with fewer elements than this run single-threaded.
 pub const PAR_MIN_ELEMENTS: usize = 1 << 15;
 
@@ -34,9 +37,9 @@ pub fn default_threads() -> usize {
 /// Resolves a configured thread count (0 = default).
 pub fn resolve_threads(configured: usize) -> usize {
     if configured == 0 {
-        default_threads()
+        default_threads().min(MAX_THREADS)
     } else {
-        configured
+        configured.min(MAX_THREADS)
     }
 }
 
