@@ -166,3 +166,18 @@ fn clamped_delta_stays_feasible_under_rounding() {
         Head::from_json(&h.to_json().unwrap()).unwrap();
     }
 }
+
+/// Found by fuzzing (target `sequence`): an SGD step with a huge learning
+/// rate overflowed delta to -inf, which no JSON document can hold.
+#[test]
+fn overflowing_updates_fail_and_leave_the_state() {
+    let h = GaussianHead::new(cfg(DeltaOptimizer::Sgd, 2.856815480867747e151)).unwrap();
+    let before = h.state();
+    let err = h.update_delta(1e300).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("non-finite"), "{err}");
+    assert_eq!(h.state(), before);
+    assert_eq!(h.set_delta(f64::NEG_INFINITY).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert!(h.set_delta(f64::INFINITY).unwrap().is_finite());
+    Head::from_json(&Head::Gaussian(h).to_json().unwrap()).unwrap();
+}

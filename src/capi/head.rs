@@ -417,7 +417,7 @@ pub unsafe extern "C" fn era_head_delta(head: *const EraHead, out: *mut f64) -> 
 /// feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
 /// Adam moments are kept. Safe to call while other threads run forward/backward.
 ///
-/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN).
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
 ///
 /// # Safety
 /// `head` is NULL or a live handle.
@@ -438,7 +438,8 @@ pub unsafe extern "C" fn era_head_set_delta(head: *mut EraHead, delta: f64) -> E
 /// updates are serialised.
 ///
 /// Errors: `NULL_POINTER` (head), `WRONG_HEAD_KIND`, `INVALID_ARGUMENT`
-/// (non-finite mean_entropy).
+/// (non-finite mean_entropy, or a step whose result would not be finite:
+/// the state is then unchanged).
 ///
 /// # Safety
 /// `head` is NULL or a live handle; `new_delta` is NULL or writable.

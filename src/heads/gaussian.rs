@@ -237,8 +237,8 @@ impl GaussianHead {
     /// Sets `delta`, clamped to the feasible maximum; returns the value set.
     /// NaN is rejected; the Adam moments are kept.
     pub fn set_delta(&self, delta: f64) -> Result<f64> {
-        if delta.is_nan() {
-            bail!(InvalidArgument, "delta must not be NaN");
+        if delta.is_nan() || delta == f64::NEG_INFINITY {
+            bail!(InvalidArgument, "delta must be a number (+inf clamps to the feasible maximum), got {delta}");
         }
         let mut st = self.lock();
         st.delta = self.cfg.clamp_delta(delta);
@@ -247,13 +247,26 @@ impl GaussianHead {
     }
 
     /// One learner step from the batch-mean entropy of the bounded policy;
-    /// returns the new `delta`. Concurrent calls are serialised.
+    /// returns the new `delta`. Concurrent calls are serialised. A step whose
+    /// result would not be finite (an overflowing learning rate) fails and
+    /// leaves the state unchanged.
     pub fn update_delta(&self, mean_entropy: f64) -> Result<f64> {
         if !mean_entropy.is_finite() {
             bail!(InvalidArgument, "mean_entropy must be finite, got {mean_entropy}");
         }
         let mut st = self.lock();
-        *st = delta_step(&self.cfg, &st, mean_entropy);
+        let next = delta_step(&self.cfg, &st, mean_entropy);
+        if !(next.delta.is_finite() && next.adam_m.is_finite() && next.adam_v.is_finite()) {
+            bail!(
+                InvalidArgument,
+                "this update would make delta non-finite ({} from {} with gradient {}); the state is unchanged (is the learning rate {} too large?)",
+                next.delta,
+                st.delta,
+                mean_entropy - self.cfg.target_entropy,
+                self.cfg.delta_learning.lr
+            );
+        }
+        *st = next;
         self.delta_bits.store(st.delta.to_bits(), Ordering::SeqCst);
         Ok(st.delta)
     }
