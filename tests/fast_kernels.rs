@@ -230,3 +230,21 @@ fn gaussian_f32_kernel_matches_the_f64_path() {
         }
     }
 }
+
+/// Found by fuzzing (target `token`): with a temperature below f32's range
+/// of `1/T` the fused kernel computed `x * inf`; such heads use the f64 kernels.
+#[test]
+fn tiny_temperatures_stay_exact() {
+    let head = TokenHead::new(TokenConfig { temperature: 1e-40, ..Default::default() }).unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![2.5385776e-35f32, -1.0]).unwrap();
+    let y = ArrayD::from_elem(IxDyn(&[2]), 0i64);
+    let ids = ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 1]).unwrap();
+    let adv = ArrayD::from_elem(IxDyn(&[2]), 1.0);
+    let got = forward(&head, x.view(), &y, &ids, &adv, false);
+    assert_eq!(got.lp, vec![0.0, 0.0]);
+    assert_eq!(got.h, vec![0.0, 0.0]);
+    let sc = ArrayD::from_shape_vec(IxDyn(&[2]), got.c.clone()).unwrap();
+    let mut g = ArrayD::<f32>::zeros(x.raw_dim());
+    head.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), g.view_mut()).unwrap();
+    assert!(g.iter().all(|v| *v == 0.0), "{g:?}");
+}

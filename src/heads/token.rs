@@ -196,6 +196,12 @@ impl TokenHead {
         &self.cfg
     }
 
+    /// Whether `1/T` is representable in f32, as the fused kernels need (a
+    /// temperature below ~3e-39 takes the f64 kernels instead).
+    fn f32_temperature(&self) -> bool {
+        ((1.0 / self.cfg.temperature) as f32).is_finite()
+    }
+
     fn effective_topk(&self, v: usize) -> Option<usize> {
         match self.cfg.vocab_topk {
             0 => None,
@@ -278,7 +284,7 @@ impl TokenHead {
         advantages: ArrayViewD<'_, F>,
         out: TokenOutputs<'_, F>,
     ) -> Result<()> {
-        if T::IS_F64 {
+        if T::IS_F64 || !self.f32_temperature() {
             return self.forward_reference(logits, labels, response_ids, advantages, out);
         }
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
@@ -420,7 +426,7 @@ impl TokenHead {
         grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
-        if T::IS_F64 {
+        if T::IS_F64 || !self.f32_temperature() {
             return self.backward_reference(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
         }
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
