@@ -241,6 +241,17 @@ impl TokenHead {
         Ok(Checked { n: labels.len(), v, labels, ids })
     }
 
+    /// The per-response forking-token entropy, the advantages as f64 and the
+    /// scale decision of every token, from the per-token entropies `h`.
+    fn decide<F: Element>(&self, c: &Checked, h: &[f64], advantages: &ArrayViewD<'_, F>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let hresp = response_entropies(h, &c.ids, self.cfg.top_fraction);
+        let adv: Vec<f64> = advantages.iter().map(|a| a.to_f64()).collect();
+        let scale: Vec<f64> = (0..c.n)
+            .map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 })
+            .collect();
+        (hresp, adv, scale)
+    }
+
     fn check_outputs<T, F>(&self, logits: &ArrayViewD<'_, T>, advantages: &ArrayViewD<'_, F>, out: &TokenOutputs<'_, F>) -> Result<()> {
         let batch = &logits.shape()[..logits.ndim() - 1];
         check_same_shape("advantages", advantages.shape(), "logits without its last axis", batch)?;
@@ -320,11 +331,7 @@ impl TokenHead {
             }
         });
         let h: Vec<f64> = fast.iter().map(|r| r.stats.entropy()).collect();
-        let hresp = response_entropies(&h, &c.ids, self.cfg.top_fraction);
-        let adv: Vec<f64> = advantages.iter().map(|a| a.to_f64()).collect();
-        let scale: Vec<f64> = (0..c.n)
-            .map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 })
-            .collect();
+        let (hresp, adv, scale) = self.decide(&c, &h, &advantages);
         let logp: Vec<f64> = (0..c.n)
             .map(|t| {
                 if c.ids[t] < 0 {
@@ -371,11 +378,7 @@ impl TokenHead {
             z.iter_mut().for_each(|x| *x *= inv_t);
             h.push(softmax_entropy(&z));
         }
-        let hresp = response_entropies(&h, &c.ids, self.cfg.top_fraction);
-        let adv: Vec<f64> = advantages.iter().map(|a| a.to_f64()).collect();
-        let scale: Vec<f64> = (0..c.n)
-            .map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 })
-            .collect();
+        let (hresp, adv, scale) = self.decide(&c, &h, &advantages);
 
         // pass 2: log-probs at the chosen scale
         let topk = self.effective_topk(c.v);

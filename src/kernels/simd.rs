@@ -33,23 +33,7 @@ const ROUND: f32 = 12_582_912.0;
 /// software (slower, same results).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    let xc = if x > 88.37 { 88.37 } else { x };
-    let xc = if xc < -87.33 { -87.33 } else { xc };
-    // t = n + 1.5*2^23: its low mantissa bits hold the integer n
-    let t = xc.mul_add(LOG2E, ROUND);
-    let n = t - ROUND;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
-    let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let y = (p * r).mul_add(r, r + 1.0);
-    // 2^n: move n (two's complement in the low bits of t) into the exponent field
-    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
-    let v = y * scale;
-    let v = if x < -87.33 { 0.0 } else { v };
+    let v = exp_nonpos_f32(if x > 88.37 { 88.37 } else { x });
     if x.is_nan() {
         x
     } else {
@@ -57,7 +41,7 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
-/// `exp(x)` for `x <= 0` or NaN (the token kernels' arguments are always
+/// `exp(x)` for `x <= 88.37` or NaN (the token kernels' arguments are
 /// differences to the row maximum): [`exp_f32`] without the upper clamp and
 /// the NaN select (a NaN input still gives NaN through the arithmetic).
 #[inline(always)]
