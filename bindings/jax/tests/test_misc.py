@@ -188,3 +188,13 @@ def test_package_surface():
                  "era_jax_token_fwd_cpu"]:
         assert hasattr(lib, name)
     assert math.isclose(_native.L2PE, ref.L2PE, rel_tol=1e-15)
+
+
+def test_reference_is_an_attribute_of_the_package():
+    import subprocess
+    import sys
+
+    # a fresh interpreter: `import era_jax` alone must expose era_jax.reference
+    code = "import era_jax; print(era_jax.reference.gaussian_log_std.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "gaussian_log_std"

@@ -14,7 +14,7 @@ and usable inside ``jax.jit`` and ``shard_map``.
 comparison and benchmarks).
 """
 
-from . import _native
+from . import _native, reference
 from ._native import EraError, abi_version, library_path, version
 from ._ops import (
     gaussian_entropy,
@@ -44,6 +44,7 @@ __all__ = [
     "gaussian_log_std",
     "library_path",
     "max_delta",
+    "reference",
     "softmax_entropy",
     "softmax_logits",
     "token_entropy",
