@@ -3,9 +3,13 @@
 #   make build        cargo build --release through CMake (build/cmake)
 #   make install      install headers, libraries, CMake package and era.pc into $(PREFIX)
 #   make examples     install, then build and run examples/c and examples/cpp against $(PREFIX)
-#   make demo         bootstrap + examples (the README's first command)
-#   make test         bootstrap + test-rust + test-header + test-cmake + test-jax (the README's second command)
+#   make demo         bootstrap + examples + demo-sac (the README's first command)
+#   make demo-sac     a few minutes of SAC and SAC-ERA on HalfCheetah-v5, then a table
+#   make sac-compare  the full SAC vs SAC-ERA comparison of examples/jax/RESULTS.md (about 2 hours)
+#   make test         bootstrap + test-rust + test-header + test-cmake + test-jax + test-examples
+#                     (the README's second command)
 #   make test-jax     pip install ./bindings/jax into .venv, then pytest bindings/jax/tests
+#   make test-examples  the SAC example's tests (examples/jax)
 #   make header       regenerate include/era.h with cbindgen
 #   make test-hardening   Miri, ASan+UBSan and valgrind C tests, ThreadSanitizer stress, fuzz smoke
 #   make fuzz         every fuzz target for FUZZ_SECONDS (default 600) each
@@ -32,7 +36,7 @@ export CARGO
 MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo test test-rust test-header test-cmake test-cmake-in \
-        jax-install test-jax bench-jax \
+        jax-install test-jax bench-jax example-deps demo-sac sac-compare bench-sac test-examples \
         header bench test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke \
         clean distclean
 
@@ -63,10 +67,10 @@ bootstrap:
 	bash scripts/bootstrap.sh
 
 demo: bootstrap
-	$(MAKE) --no-print-directory examples
+	$(MAKE) --no-print-directory examples demo-sac
 
 test: bootstrap
-	$(MAKE) --no-print-directory test-rust test-header test-cmake test-jax
+	$(MAKE) --no-print-directory test-rust test-header test-cmake test-jax test-examples
 
 # Debug build: overflow checks and ndarray's debug assertions are on.
 test-rust:
@@ -97,6 +101,35 @@ test-jax: jax-install
 
 bench-jax: jax-install
 	"$(VENV)/bin/python" bindings/jax/bench.py
+
+# ---------------------------------------------------------------- SAC / SAC-ERA example
+SAC = "$(VENV)/bin/python" examples/jax/sac_era.py
+SAC_RESULTS ?= examples/jax/results
+
+example-deps: jax-install
+	$(JAX_PIP) install --quiet -r examples/jax/requirements.txt
+
+demo-sac: example-deps
+	$(SAC) demo --out runs/demo
+
+test-examples: example-deps
+	"$(VENV)/bin/python" -m pytest examples/jax -q
+
+# Two workers (one core each): SAC on one, SAC-ERA on the other; HalfCheetah-v5 for
+# 100k steps, then Hopper-v5 for 50k, five seeds each; then the table and the plot.
+sac-compare: example-deps
+	@mkdir -p "$(SAC_RESULTS)"
+	pids=""; for agent in sac sac-era; do \
+	    ( $(SAC) train --agent $$agent --task HalfCheetah-v5 --seeds 0 1 2 3 4 --steps 100000 --threads 1 \
+	          --out "$(SAC_RESULTS)" --no-progress && \
+	      $(SAC) train --agent $$agent --task Hopper-v5 --seeds 0 1 2 3 4 --steps 50000 --threads 1 \
+	          --out "$(SAC_RESULTS)" --no-progress ) & pids="$$pids $$!"; \
+	done; for p in $$pids; do wait $$p || exit 1; done
+	$(SAC) report --runs "$(SAC_RESULTS)"
+	$(SAC) plot --runs "$(SAC_RESULTS)" --png examples/jax/sac_era.png
+
+bench-sac: example-deps
+	$(SAC) bench
 
 # The committed header must match what cbindgen generates from src/.
 test-header:

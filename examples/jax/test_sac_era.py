@@ -1,0 +1,197 @@
+"""Tests of the SAC / SAC-ERA example: the policy pieces against independent
+formulas, ERA's per-row guarantee inside the agent, one update of each agent,
+and a short end-to-end run with its CSV, report, plot and benchmark."""
+
+import math
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import sac_era as S  # noqa: E402
+
+
+def _era_cfg(**kw):
+    return S.Config(agent="sac-era", **kw)
+
+
+def test_era_actor_meets_h0_plus_delta_in_every_row():
+    cfg = _era_cfg()
+    obs_dim, act_dim = 17, 6
+    rng = np.random.default_rng(0)
+    for scale in (0.1, 10.0, 1000.0):
+        params = S.mlp_init(jax.random.PRNGKey(1), [obs_dim, 32, 32, 2 * act_dim])
+        params = jax.tree_util.tree_map(lambda x: x * scale, params)
+        obs = jnp.asarray(rng.standard_normal((512, obs_dim)), jnp.float32)
+        for delta in (-1.0, 0.0, 2.5):
+            _, log_std = S.actor_dist(cfg, params, obs, jnp.float32(delta))
+            h = np.asarray(log_std, np.float64).sum(-1) + 0.5 * act_dim * S.L2PE
+            assert h.min() >= S.target_entropy(act_dim) + delta - 1e-4
+            assert np.all(np.asarray(log_std) >= cfg.log_std_min - 1e-6)
+            assert np.all(np.asarray(log_std) <= cfg.log_std_max + 1e-6)
+
+
+def test_native_and_pure_jax_heads_give_the_same_update():
+    obs_dim, act_dim, batch = 11, 3, 64
+    rng = np.random.default_rng(1)
+    b = tuple(
+        jnp.asarray(x, jnp.float32)
+        for x in (
+            rng.standard_normal((batch, obs_dim)),
+            rng.uniform(-1, 1, (batch, act_dim)),
+            rng.standard_normal(batch),
+            rng.standard_normal((batch, obs_dim)),
+            np.zeros(batch),
+        )
+    )
+    out = {}
+    for head in ("native", "jax"):
+        cfg = _era_cfg(head=head, hidden=32)
+        init, opt = S.make_agent(cfg, obs_dim, act_dim)
+        upd = jax.jit(S.make_update(cfg, act_dim, opt))
+        agent = init(jax.random.PRNGKey(0))
+        for _ in range(3):
+            agent, m = upd(agent, b)
+        out[head] = (agent, m)
+    for x, y in zip(jax.tree_util.tree_leaves(out["native"][0]), jax.tree_util.tree_leaves(out["jax"][0])):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=2e-4, atol=2e-5)
+
+
+def test_tanh_log_density_matches_change_of_variables():
+    cfg = S.Config(agent="sac", policy="tanh")
+    rng = np.random.default_rng(2)
+    mean = jnp.asarray(rng.standard_normal((1000, 4)) * 2, jnp.float32)
+    log_std = jnp.asarray(rng.uniform(-3, 1, (1000, 4)), jnp.float32)
+    a, logp, h = S.sample_action(cfg, mean, log_std, jax.random.PRNGKey(3))
+    a64 = np.clip(np.asarray(a, np.float64), -1 + 1e-6, 1 - 1e-6)
+    u = np.arctanh(a64)
+    m, ls = np.asarray(mean, np.float64), np.asarray(log_std, np.float64)
+    ref = np.sum(-0.5 * ((u - m) / np.exp(ls)) ** 2 - 0.5 * np.log(2 * np.pi) - ls - np.log1p(-np.tanh(u) ** 2), -1)
+    ok = np.all(np.abs(a64) < 0.999, axis=-1)  # away from f32 saturation, where arctanh loses the digits
+    assert ok.sum() > 300
+    np.testing.assert_allclose(np.asarray(logp)[ok], ref[ok], rtol=1e-3, atol=2e-3)
+    np.testing.assert_array_equal(np.asarray(h), -np.asarray(logp))
+
+
+def test_truncated_normal_sampler_density_and_entropy():
+    """Samples stay in [-1, 1], their empirical moments match the truncated normal,
+    and -E[log p] over many samples matches the closed-form entropy."""
+    from scipy import stats
+
+    cfg = _era_cfg(policy="truncnorm")
+    n = 200_000
+    for mu, ls in ((0.3, -0.5), (2.0, -1.0), (-1.5, 0.5), (0.0, -3.0)):
+        mean = jnp.full((n, 1), mu, jnp.float32)
+        log_std = jnp.full((n, 1), ls, jnp.float32)
+        a, logp, h = S.sample_action(cfg, mean, log_std, jax.random.PRNGKey(4))
+        a = np.asarray(a, np.float64)[:, 0]
+        assert a.min() >= -1 and a.max() <= 1
+        loc, sd = math.tanh(mu), math.exp(ls)
+        tn = stats.truncnorm((-1 - loc) / sd, (1 - loc) / sd, loc=loc, scale=sd)
+        assert abs(a.mean() - tn.mean()) < 5 * tn.std() / math.sqrt(n) + 1e-4
+        assert abs(a.std() - tn.std()) < 0.01 * tn.std() + 1e-4
+        np.testing.assert_allclose(np.asarray(logp)[:1000], tn.logpdf(a[:1000]), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(float(h[0]), tn.entropy(), rtol=1e-4, atol=1e-4)
+        assert abs(-np.mean(np.asarray(logp, np.float64)) - tn.entropy()) < 0.02
+
+
+def _update_once(cfg, steps=1):
+    obs_dim, act_dim, batch = 5, 2, 32
+    rng = np.random.default_rng(5)
+    b = tuple(
+        jnp.asarray(x, jnp.float32)
+        for x in (
+            rng.standard_normal((batch, obs_dim)),
+            rng.uniform(-1, 1, (batch, act_dim)),
+            rng.standard_normal(batch),
+            rng.standard_normal((batch, obs_dim)),
+            np.zeros(batch),
+        )
+    )
+    init, opt = S.make_agent(cfg, obs_dim, act_dim)
+    upd = jax.jit(S.make_update(cfg, act_dim, opt))
+    a0 = init(jax.random.PRNGKey(0))
+    a = a0
+    for _ in range(steps):
+        a, m = upd(a, b)
+    return a0, a, m
+
+
+def test_sac_temperature_follows_the_entropy_gap():
+    # a wide initial policy (entropy far above -|A|): alpha must fall
+    a0, a, m = _update_once(S.Config(agent="sac", hidden=16), steps=5)
+    assert float(a.log_alpha) < float(a0.log_alpha)
+    assert float(m["alpha"]) > 0
+    assert float(a.delta.delta) == float(a0.delta.delta)  # sac never touches delta
+
+
+def test_sac_era_learns_delta_from_the_bounded_entropy_and_has_no_temperature():
+    a0, a, m = _update_once(_era_cfg(hidden=16), steps=1)
+    assert float(a.log_alpha) == float(a0.log_alpha)
+    assert float(m["alpha"]) == 0.0
+    # delta moves against the gap between the bounded entropy and H0 = -|A| = -2:
+    # the first Adam step has size lr
+    gap = float(m["bounded_entropy"]) - (-2.0)
+    assert abs(gap) > 1e-3
+    assert float(a.delta.delta) == pytest.approx(-math.copysign(3e-4, gap), rel=1e-3)
+    assert float(m["gauss_margin_min"]) > -1e-4
+
+
+def test_fixed_delta_stays():
+    a0, a, _ = _update_once(_era_cfg(hidden=16, delta="fixed", delta_init=0.5), steps=3)
+    assert float(a.delta.delta) == pytest.approx(0.5)
+    assert int(a.delta.adam_t) == 0
+
+
+def test_replay_sampling_stays_per_seed():
+    r = S.Replay(2, 10, 1, 1, np.random.default_rng(0))
+    for t in range(4):
+        r.add(np.array([[t], [100 + t]]), np.zeros((2, 1)), np.array([t, 100 + t]), np.zeros((2, 1)), np.zeros(2))
+    obs, _, rew, _, _ = r.sample(50)
+    assert set(obs[0, :, 0]) <= {0, 1, 2, 3} and set(obs[1, :, 0]) <= {100, 101, 102, 103}
+    np.testing.assert_array_equal(obs[..., 0], rew)
+
+
+def test_short_run_end_to_end(tmp_path):
+    """Both agents, two seeds, a few hundred steps on Hopper: CSV, JSON, report, plot."""
+    out = str(tmp_path)
+    for agent in ("sac", "sac-era"):
+        cfg = S.Config(
+            agent=agent,
+            task="Hopper-v5",
+            policy=S.default_policy(agent),
+            steps=400,
+            start_steps=200,
+            batch=32,
+            hidden=32,
+            eval_every=200,
+            eval_episodes=1,
+            log_every=100,
+        )
+        s = S.train(cfg, [0, 1], out, progress=False)
+        assert len(s["final_eval_return"]) == 2 and all(np.isfinite(s["final_eval_return"]))
+    rows = S.load_runs(out)
+    era = [r for r in rows if r["agent"] == "sac-era" and r.get("gauss_margin_min", "") != ""]
+    assert era and min(float(r["gauss_margin_min"]) for r in era) > -1e-4
+    table = S.report(out)
+    assert "| Hopper-v5 | sac |" in table and "| Hopper-v5 | sac-era [truncnorm] |" in table
+    png = os.path.join(out, "p.png")
+    S.plot(out, png)
+    assert os.path.getsize(png) > 10_000
+    lo, hi = S.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert 1.0 <= lo < 2.5 < hi <= 4.0
+
+
+def test_update_benchmark_runs():
+    res = S.bench(batch=16, iters=2, repeats=1)
+    assert [r["variant"] for r in res] == ["sac", "sac-era (native head)", "sac-era (pure-JAX head)"]
+    assert all(r["ms_per_update"] > 0 for r in res) and res[0]["vs_sac"] == 1.0
+
+
+def test_command_line_rejects_unknown_agent():
+    with pytest.raises(SystemExit):
+        S.main(["train", "--agent", "ppo"])
