@@ -1,5 +1,6 @@
 //! The benchmark table of BENCHMARKS.md: `cargo bench --bench table`
-//! (`-- --quick` for a small smoke run). Every number is measured in this
+//! (`-- --quick` for a small smoke run, `-- --only token` or `-- --only heads`
+//! for one section). Every number is measured in this
 //! run: the machine's memory bandwidth (a large copy and a large
 //! read-reduction), the token head against it, and every head against its
 //! straightforward single-threaded version.
@@ -233,11 +234,19 @@ fn heads_table(quick: bool, threads: usize) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map(String::as_str);
     let threads = era::kernels::parallel::default_threads();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap_or_else(|e| panic!("{e}"));
     println!("# era benchmark table ({} run, {threads} threads)\n", if quick { "quick" } else { "full" });
-    accuracy();
+    if only.is_none() {
+        accuracy();
+    }
+    if only == Some("heads") {
+        heads_table(quick, threads);
+        return;
+    }
     let bw = bandwidth(&pool, quick);
     println!("## Token head (default config, {threads} threads)\n");
     println!("Fraction: forward bytes read / time against the read-reduction bandwidth; backward (read + write) / time against the copy bandwidth. Reference: the straightforward kernel (two reads per row, f64, one thread) timed on 1/16 of the rows and scaled.\n");
@@ -249,5 +258,7 @@ fn main() {
         token_rows("bf16", n, v, &bw, threads, bf16::from_f32, bf16::ZERO);
     }
     println!();
-    heads_table(quick, threads);
+    if only.is_none() {
+        heads_table(quick, threads);
+    }
 }

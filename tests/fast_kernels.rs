@@ -248,3 +248,91 @@ fn tiny_temperatures_stay_exact() {
     head.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), g.view_mut()).unwrap();
     assert!(g.iter().all(|v| *v == 0.0), "{g:?}");
 }
+
+/// The vectorised f32 softmax head against the f64 path on the same
+/// (f32-rounded) inputs: lengths around the SIMD width and a block, rows with
+/// NaN, +inf, -inf and huge logits, both ends of the H0 range that the f32
+/// kernels accept, 1 and 2 threads (bit-identical), and the entropy bound.
+#[test]
+fn softmax_f32_kernel_matches_the_f64_path() {
+    use era::{SoftmaxConfig, SoftmaxHead};
+    let mut rng = Rng(25);
+    let cases: &[(usize, f64, f64)] = &[(2, 0.0, 4.0), (10, 1.0, 4.0), (10, 2.2, 4.0), (15, 0.5, 3.0), (16, 2.0, 10.0), (17, 0.0, 4.0), (1000, 4.0, 4.0), (BLOCK + 1, 3.0, 6.0)];
+    for &(n, h0, tau) in cases {
+        let cfg = SoftmaxConfig { num_classes: n, target_entropy: h0, tau };
+        let rows = (40_000 / n).max(8); // above the threading threshold
+        let mut z64 = rng.array(&[rows, n], 4.0);
+        z64[[0, 0]] = f64::NAN;
+        z64[[1, n - 1]] = f64::INFINITY;
+        z64[[2, 0]] = f64::NEG_INFINITY;
+        z64[[3, 1]] = 1e30;
+        for j in 0..n {
+            z64[[4, j]] = f64::NEG_INFINITY;
+            z64[[5, j]] = if j == 0 { 80.0 } else { -80.0 }; // probabilities below f32's range
+        }
+        let g64 = rng.array(&[rows, n], 1.0);
+        let (z32, g32) = (z64.mapv(|v| v as f32), g64.mapv(|v| v as f32));
+        let (zr, gr) = (z32.mapv(|v| v as f64), g32.mapv(|v| v as f64));
+        let mut results = Vec::new();
+        for threads in [1usize, 2] {
+            let head = SoftmaxHead::new(cfg).unwrap().with_num_threads(threads);
+            assert!(head.f32_kernels(), "{cfg:?}");
+            let mut want = ArrayD::<f64>::zeros(zr.raw_dim());
+            head.forward(zr.view(), want.view_mut()).unwrap();
+            let mut got = ArrayD::<f32>::zeros(zr.raw_dim());
+            head.forward(z32.view(), got.view_mut()).unwrap();
+            for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                assert!((a.is_nan() && b.is_nan()) || (*a as f64 - b).abs() <= 2e-5 * (1.0 + b.abs()), "n={n} H0={h0} [{i}]: {a} vs {b}");
+            }
+            // the guarantee on the f32 outputs (rows without NaN)
+            let mut h = ArrayD::<f64>::zeros(IxDyn(&[rows]));
+            head.entropy(got.mapv(|v| v as f64).view(), h.view_mut()).unwrap();
+            for (r, &e) in h.iter().enumerate() {
+                assert!(e.is_nan() || e >= h0 - 1e-5, "n={n} H0={h0} row {r}: H = {e}");
+            }
+            let mut want_dz = ArrayD::<f64>::zeros(zr.raw_dim());
+            head.backward(zr.view(), gr.view(), want_dz.view_mut()).unwrap();
+            let mut dz = ArrayD::<f32>::zeros(zr.raw_dim());
+            head.backward(z32.view(), g32.view(), dz.view_mut()).unwrap();
+            for (i, (a, b)) in dz.iter().zip(want_dz.iter()).enumerate() {
+                assert!((a.is_nan() && b.is_nan()) || (*a as f64 - b).abs() <= 2e-5 * (1.0 + b.abs()), "n={n} H0={h0} dz[{i}]: {a} vs {b}");
+            }
+            results.push((got, dz));
+        }
+        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&results[0].0), bits(&results[1].0), "n={n}: 1 and 2 threads differ");
+        assert_eq!(bits(&results[0].1), bits(&results[1].1), "n={n}: 1 and 2 threads differ");
+    }
+}
+
+/// Heads whose `u = -1 - ln(h)` can reach 0 (tau = e) or whose `b` is below
+/// 1e-30 (the lower end of the H0 range, where `b` is 0 up to rounding) keep
+/// f32 inputs on the f64 kernels; strided f32 inputs take the f64 path too.
+/// All give the f64 results.
+#[test]
+fn softmax_f32_inputs_outside_the_fast_kernels() {
+    use era::{SoftmaxConfig, SoftmaxHead};
+    let mut rng = Rng(26);
+    let e = std::f64::consts::E;
+    let lower = 1.0 + (4f64.ln() / 4.0).ln(); // C = ub: b = 0
+    for (cfg, fast) in [
+        (SoftmaxConfig { num_classes: 5, target_entropy: 0.5, tau: e }, Some(false)),
+        (SoftmaxConfig { num_classes: 5, target_entropy: lower, tau: 4.0 }, None),
+        (SoftmaxConfig { num_classes: 5, target_entropy: 0.5, tau: 4.0 }, Some(true)),
+    ] {
+        let head = SoftmaxHead::new(cfg).unwrap();
+        let fast = fast.unwrap_or(head.constants().b >= 1e-30);
+        assert_eq!(head.f32_kernels(), fast, "{cfg:?}");
+        let z64 = rng.array(&[64, 10], 3.0);
+        let z32 = z64.mapv(|v| v as f32);
+        let zs = z32.slice(s![.., ..;2]).into_dyn(); // strided rows of 5
+        let zr = zs.mapv(|v| v as f64);
+        let mut want = ArrayD::<f64>::zeros(zr.raw_dim());
+        head.forward(zr.view(), want.view_mut()).unwrap();
+        let mut got = ArrayD::<f32>::zeros(zr.raw_dim());
+        head.forward(zs.view(), got.view_mut()).unwrap();
+        for (a, b) in got.iter().zip(want.iter()) {
+            assert!((*a as f64 - b).abs() <= 1e-6 * (1.0 + b.abs()), "{cfg:?}: {a} vs {b}");
+        }
+    }
+}

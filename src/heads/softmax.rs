@@ -5,7 +5,9 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::config::SoftmaxConfig;
 use crate::error::{bail, Result};
 use crate::heads::check_same_shape;
-use crate::kernels::{parallel, softmax_entropy, softmax_into, Element};
+use rayon::prelude::*;
+
+use crate::kernels::{parallel, simd, softmax_entropy, softmax_into, Element};
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,6 +144,16 @@ impl SoftmaxHead {
         self.k
     }
 
+    /// Whether f32 inputs may take the vectorised f32 kernels: `u = -1 - ln(h)`
+    /// stays at least 1e-3 (it is smallest at `h = ub`, and 0 only for `tau = e`,
+    /// where `sqrt(2u)` would amplify f32 rounding), and `b` is a normal f32 (at
+    /// the lower end of the H0 range `b = 0` and `h` can underflow, which f32 and
+    /// f64 clamp at different floors). Other heads run f32 inputs through f64.
+    pub fn f32_kernels(&self) -> bool {
+        let ub = self.cfg.tau.ln() / self.cfg.tau;
+        -1.0 - ub.ln() >= 1e-3 && self.k.b >= 1e-30
+    }
+
     fn check_last(&self, name: &str, shape: &[usize]) -> Result<()> {
         match shape.last() {
             None => bail!(InvalidShape, "{name} must have rank >= 1 (shape [..., n]), got a scalar"),
@@ -159,7 +171,28 @@ impl SoftmaxHead {
         self.check_last("z", z.shape())?;
         check_same_shape("out", out.shape(), "z", z.shape())?;
         let k = self.k;
-        parallel::map_rows(parallel::resolve_threads(self.threads), &[&z], &mut out, |_, ins, o| {
+        let threads = parallel::resolve_threads(self.threads);
+        let n = self.cfg.num_classes;
+        if self.f32_kernels() {
+            if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
+                let (slope, b) = (k.slope as f32, k.b as f32);
+                let body = |(zc, oc): (&[f32], &mut [f32])| {
+                    for (zr, or) in zc.chunks_exact(n).zip(oc.chunks_exact_mut(n)) {
+                        simd::softmax_head_row_f32(zr, slope, b, or);
+                    }
+                };
+                parallel::run(threads, zs.len(), |chunks| {
+                    let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
+                    if chunks > 1 {
+                        zs.par_chunks(per).zip(os.par_chunks_mut(per)).for_each(body);
+                    } else {
+                        body((zs, os));
+                    }
+                });
+                return Ok(());
+            }
+        }
+        parallel::map_rows(threads, &[&z], &mut out, |_, ins, o| {
             forward_row(ins[0], k, o);
             0.0
         })?;
@@ -177,8 +210,34 @@ impl SoftmaxHead {
         check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
         check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
         let k = self.k;
+        let threads = parallel::resolve_threads(self.threads);
+        let n = self.cfg.num_classes;
+        if self.f32_kernels() {
+            if let (Some(zs), Some(gs), Some(ds)) = (
+                z.as_slice().and_then(T::as_f32_slice),
+                grad_out.as_slice().and_then(T::as_f32_slice),
+                grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
+            ) {
+                let (slope, b) = (k.slope as f32, k.b as f32);
+                let body = |((zc, gc), dc): ((&[f32], &[f32]), &mut [f32])| {
+                    let mut scratch = Vec::new();
+                    for ((zr, gr), dr) in zc.chunks_exact(n).zip(gc.chunks_exact(n)).zip(dc.chunks_exact_mut(n)) {
+                        simd::softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
+                    }
+                };
+                parallel::run(threads, zs.len(), |chunks| {
+                    let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
+                    if chunks > 1 {
+                        zs.par_chunks(per).zip(gs.par_chunks(per)).zip(ds.par_chunks_mut(per)).for_each(body);
+                    } else {
+                        body(((zs, gs), ds));
+                    }
+                });
+                return Ok(());
+            }
+        }
         let (zv, gv) = (z.view(), grad_out.view());
-        parallel::map_rows(parallel::resolve_threads(self.threads), &[&zv, &gv], &mut grad_z, |_, ins, o| {
+        parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |_, ins, o| {
             backward_row(ins[0], ins[1], k, o);
             0.0
         })?;

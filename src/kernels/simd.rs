@@ -136,29 +136,105 @@ impl RowStats {
 }
 
 /// Largest `x * inv_t` of a block (NaN entries are skipped here: they make
-/// the exponential sums NaN, which is how the caller detects them).
+/// the exponential sums NaN, which is how the caller detects them). The
+/// maximum is taken over `x` and scaled once: `inv_t > 0` and rounding is
+/// monotone, so this equals the maximum of the scaled entries.
 #[inline(always)]
 fn block_max(x: &[f32], inv_t: f32) -> f32 {
     let mut m = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for i in 0..LANES {
-            let v = c[i] * inv_t;
+            let v = c[i];
             m[i] = if v > m[i] { v } else { m[i] };
         }
     }
     let mut mm = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for &v in chunks.remainder() {
-        let v = v * inv_t;
         mm = if v > mm { v } else { mm };
     }
-    mm
+    mm * inv_t
 }
+
+/// Asks the CPU to start loading the cache line at `p` (a hint: no access
+/// happens, so any address is allowed, including past the end of a slice).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: prefetch is a hint that never dereferences or faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
+
+/// `2^(d * 0.5 * log2(e)) = exp(d / 2)` for `d` in [-87, 0] or NaN (the
+/// token forward's one exponential, 14 vector operations): `t = d/2 * log2(e)`
+/// is reduced to `f` in [-1/2, 1/2], a degree-6 polynomial gives `2^f`
+/// (fitted here: 1.2 ulp in f32 on that interval), and the power of two is
+/// built from the rounded exponent. The rounding of `t` costs a relative
+/// error of about `|t| * 2^-24`, so the error is within 2 ulp for `|d| <= 2`
+/// and grows with `|d|` (below `(1 + |d|) * 6e-8` relative), while the absolute error
+/// stays below 1.2e-7 everywhere: relative to the row maximum's term 1,
+/// which every sum holds, it is below one f32 ulp (the tests measure both).
+/// NaN propagates through the polynomial.
+#[inline(always)]
+fn exp_half(d: f32) -> f32 {
+    let t = d * (0.5 * LOG2E);
+    let r = t + ROUND;
+    let n = r - ROUND;
+    let f = t - n;
+    let mut p = 1.535_336_1e-4f32;
+    p = p.mul_add(f, 1.339_887_5e-3);
+    p = p.mul_add(f, 9.618_437e-3);
+    p = p.mul_add(f, 5.550_332_4e-2);
+    p = p.mul_add(f, 2.402_264_8e-1);
+    p = p.mul_add(f, 6.931_472e-1);
+    p = p.mul_add(f, 1.0);
+    p * f32::from_bits(r.to_bits().wrapping_add(127) << 23)
+}
+
+/// One vector of lanes, passed by value so that the compiler keeps it in a register.
+type V = [f32; LANES];
+
+#[inline(always)]
+fn vmap(a: V, f: impl Fn(f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i]);
+    }
+    o
+}
+
+#[inline(always)]
+fn vzip(a: V, b: V, f: impl Fn(f32, f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i], b[i]);
+    }
+    o
+}
+
+#[inline(always)]
+fn vzip3(a: V, b: V, c: V, f: impl Fn(f32, f32, f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i], b[i], c[i]);
+    }
+    o
+}
+
+/// Lower clamp of `d = z - max` in the fused sums: `exp(-87)` is below
+/// 2e-38 (it adds nothing to a sum that holds the maximum's 1), and both
+/// `exp(-87/2)` and its square stay normal f32 numbers.
+const D_FLOOR: f32 = -87.0;
 
 /// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
 /// With `K2` (k = 2) one exponential serves all three scales: `h = exp(d/2)`,
-/// `exp(d) = h^2`, `exp(2d) = h^4` (a few ulp each; where `h^2` underflows the
-/// terms are below 1e-38 of the row maximum's 1).
+/// `exp(d) = h^2`, `exp(2d) = h^4` (a few ulp each). The next block is
+/// prefetched while this one is computed, so that the memory reads overlap
+/// with the arithmetic.
 #[inline(always)]
 fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32) -> [f64; 4] {
     let mut s1 = [0.0f32; LANES];
@@ -167,24 +243,25 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
     let mut w = [0.0f32; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
-        for i in 0..LANES {
-            let d = c[i] * inv_t - m;
-            if K2 {
-                // one exp: h = exp(d/2), exp(d) = h^2, exp(2d) = h^4
-                let h = exp_nonpos_f32(0.5 * d);
-                let e = h * h;
-                s1[i] += e;
-                // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
-                w[i] = e.mul_add(d.max(-100.0), w[i]);
-                sk[i] = e.mul_add(e, sk[i]);
-                si[i] += h;
-            } else {
-                let e = exp_f32(d);
-                s1[i] += e;
-                w[i] = e.mul_add(d.max(-100.0), w[i]);
-                sk[i] += exp_f32(k * d);
-                si[i] += exp_f32(inv_k * d);
-            }
+        prefetch(c.as_ptr().wrapping_add(BLOCK));
+        let c: &V = c.try_into().unwrap_or(&[0.0; LANES]);
+        let d = vmap(*c, |v| v.mul_add(inv_t, -m));
+        if K2 {
+            // NaN stays NaN (the comparison is false)
+            let d = vmap(d, |v| if v < D_FLOOR { D_FLOOR } else { v });
+            let h = vmap(d, exp_half);
+            let e = vzip(h, h, |a, b| a * b);
+            s1 = vzip(s1, e, |a, b| a + b);
+            w = vzip3(e, d, w, |a, b, c| a.mul_add(b, c));
+            sk = vzip3(e, e, sk, |a, b, c| a.mul_add(b, c));
+            si = vzip(si, h, |a, b| a + b);
+        } else {
+            let e = vmap(d, exp_f32);
+            s1 = vzip(s1, e, |a, b| a + b);
+            // d >= -100 keeps 0 * -inf out of w (e is 0 there anyway)
+            w = vzip3(e, vmap(d, |v| v.max(-100.0)), w, |a, b, c| a.mul_add(b, c));
+            sk = vzip(sk, vmap(d, |v| exp_f32(k * v)), |a, b| a + b);
+            si = vzip(si, vmap(d, |v| exp_f32(inv_k * v)), |a, b| a + b);
         }
     }
     let mut out = [
@@ -194,7 +271,7 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
         w.iter().map(|&v| v as f64).sum::<f64>(),
     ];
     for &v in chunks.remainder() {
-        let d = v * inv_t - m;
+        let d = v.mul_add(inv_t, -m);
         let e = exp_f32(d);
         out[0] += e as f64;
         out[1] += if K2 { (e * e) as f64 } else { exp_f32(k * d) as f64 };
@@ -281,18 +358,22 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
         let mut os = ob.chunks_exact_mut(LANES);
         let mut off = 0;
         for (xc, oc) in (&mut xs).zip(&mut os) {
-            for i in 0..LANES {
-                let v = xc[i];
-                let e = exp_nonpos_f32(c * (v * inv_t - m));
-                let e = if thr.is_none() || keep(base + off + i, v) { e } else { 0.0 };
-                oc[i] = e;
-                s[i] += e;
+            let xv: &V = xc.try_into().unwrap_or(&[0.0; LANES]);
+            let mut e = vmap(*xv, |v| exp_nonpos_f32(c * v.mul_add(inv_t, -m)));
+            if thr.is_some() {
+                for i in 0..LANES {
+                    if !keep(base + off + i, xv[i]) {
+                        e[i] = 0.0;
+                    }
+                }
             }
+            oc.copy_from_slice(&e);
+            s = vzip(s, e, |a, b| a + b);
             off += LANES;
         }
         total += s.iter().map(|&v| v as f64).sum::<f64>();
         for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
-            let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
+            let e = if keep(base + off + j, v) { exp_f32(c * v.mul_add(inv_t, -m)) } else { 0.0 };
             *o = e;
             total += e as f64;
         }
@@ -303,6 +384,144 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
     }
     if label < out.len() {
         out[label] += f;
+    }
+}
+
+/// `w_i = -1 - sqrt(2u) - 0.75u` of the softmax head (ERA_MATH.md 2) for one
+/// probability `s`: `h = slope*s + b`, `u = -1 - ln(h)`, both clamped as in the
+/// f64 kernel. NaN propagates.
+#[inline(always)]
+fn softmax_head_w(slope: f32, b: f32, s: f32) -> f32 {
+    let h = slope.mul_add(s, b);
+    let h = if h < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { h };
+    let u = -1.0 - ln_f32(h);
+    let u = if u < 0.0 { 0.0 } else { u };
+    -1.0 - (2.0 * u).sqrt() - 0.75 * u
+}
+
+/// `a_i = g_i * (1/sqrt(2u) + 0.75) / h` of the softmax head's backward (0 where
+/// `g_i` or `s_i` is 0, as in the f64 kernel).
+#[inline(always)]
+fn softmax_head_a(slope: f32, b: f32, g: f32, s: f32) -> f32 {
+    let h = slope.mul_add(s, b);
+    let h = if h < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { h };
+    let u = -1.0 - ln_f32(h);
+    let u = if u < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { u };
+    let a = g * (1.0 / (2.0 * u).sqrt() + 0.75) / h;
+    if g == 0.0 || s == 0.0 {
+        0.0
+    } else {
+        a
+    }
+}
+
+/// The smaller of `a` and `b`, NaN if `b` is NaN (once NaN, it stays NaN).
+#[inline(always)]
+fn min_nan(a: f32, b: f32) -> f32 {
+    if b < a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+/// `out = exp(z - max(z))` and their sum (f32 lanes, f64 across blocks). A
+/// NaN or +inf entry, or a row of -inf, makes the sum NaN.
+#[inline(always)]
+fn exp_row(z: &[f32], out: &mut [f32]) -> f64 {
+    let m = block_max(z, 1.0);
+    let mut total = 0.0f64;
+    for (zb, ob) in z.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let mut acc = [0.0f32; LANES];
+        let mut zs = zb.chunks_exact(LANES);
+        let mut os = ob.chunks_exact_mut(LANES);
+        for (zc, oc) in (&mut zs).zip(&mut os) {
+            let zv: &V = zc.try_into().unwrap_or(&[0.0; LANES]);
+            let e = vmap(*zv, |v| exp_f32(v - m));
+            oc.copy_from_slice(&e);
+            acc = vzip(acc, e, |a, b| a + b);
+        }
+        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+        for (&v, o) in zs.remainder().iter().zip(os.into_remainder()) {
+            *o = exp_f32(v - m);
+            total += *o as f64;
+        }
+    }
+    total
+}
+
+/// Softmax-head forward of one f32 row (ERA_MATH.md 2): `s = softmax(z)`,
+/// `w_i` from `h_i = slope*s_i + b`, then `out = w - min(w)`. Three passes
+/// over the row (the exponentials, the map, the shift), vectorised along it.
+/// The caller keeps `u = -1 - ln(h)` away from 0 (see
+/// `SoftmaxHead::f32_kernels`), where f32 would lose the square root's digits.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
+    let inv = (1.0 / exp_row(z, out)) as f32;
+    let mut wmin = [f32::INFINITY; LANES];
+    let mut os = out.chunks_exact_mut(LANES);
+    for oc in &mut os {
+        let ov: &V = (&*oc).try_into().unwrap_or(&[0.0; LANES]);
+        let w = vmap(*ov, |e| softmax_head_w(slope, b, e * inv));
+        oc.copy_from_slice(&w);
+        wmin = vzip(wmin, w, min_nan);
+    }
+    let mut m = wmin.iter().copied().fold(f32::INFINITY, min_nan);
+    for o in os.into_remainder() {
+        *o = softmax_head_w(slope, b, *o * inv);
+        m = min_nan(m, *o);
+    }
+    for o in out.iter_mut() {
+        *o -= m;
+    }
+}
+
+/// Softmax-head backward of one f32 row: `dz_j = slope * s_j * (a_j - sum_i a_i s_i)`
+/// (ERA_MATH.md 2; the min-shift is stop-gradient). `scratch` holds the `a_i`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &mut Vec<f32>) {
+    if slope == 0.0 {
+        // degenerate head (C = n*ub): the output does not depend on z
+        dz.fill(0.0);
+        return;
+    }
+    let inv = (1.0 / exp_row(z, dz)) as f32;
+    scratch.clear();
+    scratch.resize(dz.len(), 0.0);
+    let mut dot = 0.0f64;
+    for ((db, gb), ab) in dz.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).zip(scratch.chunks_mut(BLOCK)) {
+        let mut acc = [0.0f32; LANES];
+        let mut ds = db.chunks_exact_mut(LANES);
+        let mut gs = gb.chunks_exact(LANES);
+        let mut as_ = ab.chunks_exact_mut(LANES);
+        for ((dc, gc), ac) in (&mut ds).zip(&mut gs).zip(&mut as_) {
+            let ev: &V = (&*dc).try_into().unwrap_or(&[0.0; LANES]);
+            let gv: &V = gc.try_into().unwrap_or(&[0.0; LANES]);
+            let sv = vmap(*ev, |e| e * inv);
+            let av = vzip(*gv, sv, |gi, si| softmax_head_a(slope, b, gi, si));
+            dc.copy_from_slice(&sv);
+            ac.copy_from_slice(&av);
+            acc = vzip3(av, sv, acc, |a, s, c| a.mul_add(s, c));
+        }
+        dot += acc.iter().map(|&v| v as f64).sum::<f64>();
+        for ((d, &gi), a) in ds.into_remainder().iter_mut().zip(gs.remainder()).zip(as_.into_remainder()) {
+            let si = *d * inv;
+            *a = softmax_head_a(slope, b, gi, si);
+            *d = si;
+            dot += (*a * si) as f64;
+        }
+    }
+    let dot = dot as f32;
+    for (d, &a) in dz.iter_mut().zip(scratch.iter()) {
+        *d = slope * *d * (a - dot);
     }
 }
 
@@ -576,6 +795,31 @@ mod tests {
                 assert!((s.w - w).abs() < 1e-5 * (1.0 + w.abs()), "{len}: {} vs {w}", s.w);
             }
         }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a 200k-point sweep")]
+    fn exp_half_error_is_within_two_ulp() {
+        let (mut near, mut abs, mut rel): (f64, f64, f64) = (0.0, 0.0, 0.0);
+        let n = 400_000;
+        for i in 0..=n {
+            let d = D_FLOOR * i as f32 / n as f32;
+            let want = (d as f64 / 2.0).exp();
+            let got = exp_half(d) as f64;
+            if d >= -2.0 {
+                near = near.max(ulps(got as f32, want));
+            }
+            abs = abs.max((got - want).abs());
+            rel = rel.max((got / want - 1.0).abs() / (1.0 + d.abs() as f64));
+        }
+        assert!(near <= 2.0, "max error {near} ulp for |d| <= 2");
+        assert!(abs <= 1.2e-7, "max absolute error {abs}");
+        assert!(rel <= 6e-8, "relative error {rel} * (1 + |d|)");
+        assert_eq!(exp_half(0.0), 1.0);
+        assert!(exp_half(f32::NAN).is_nan());
+        // a NaN with a payload stays NaN (the exponent is never built from it alone)
+        assert!(exp_half(f32::from_bits(0x7fc0_1234)).is_nan());
+        assert!(exp_half(D_FLOOR) > 0.0 && (exp_half(D_FLOOR) * exp_half(D_FLOOR)).is_normal());
     }
 
     #[test]
