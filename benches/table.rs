@@ -186,10 +186,40 @@ fn token_rows<T: era::Element + Clone>(name: &str, n: usize, v: usize, bw: &Band
     let _ = threads;
 }
 
-fn heads_table(quick: bool, threads: usize) {
+/// The straightforward implementation of a head's forward + backward: one
+/// thread, each row converted to f64, the f64 row functions of ERA_MATH.md.
+fn straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: impl Fn(&[f64], &mut [f64]), bwd: impl Fn(&[f64], &[f64], &mut [f64])) {
+    let n = *z.shape().last().unwrap_or(&1);
+    let (mut zr, mut gr, mut o) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
+    let zs = z.as_slice().unwrap_or(&[]);
+    let gs = g.as_slice().unwrap_or(&[]);
+    let os = out.as_slice_mut().unwrap_or(&mut []);
+    for ((zc, gc), oc) in zs.chunks_exact(n).zip(gs.chunks_exact(n)).zip(os.chunks_exact_mut(n)) {
+        zr.iter_mut().zip(zc).for_each(|(a, &b)| *a = b as f64);
+        gr.iter_mut().zip(gc).for_each(|(a, &b)| *a = b as f64);
+        fwd(&zr, &mut o);
+        oc.iter_mut().zip(&o).for_each(|(a, &b)| *a = b as f32);
+        bwd(&zr, &gr, &mut o);
+        oc.iter_mut().zip(&o).for_each(|(a, &b)| *a = b as f32);
+    }
+}
+
+fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
     println!("## Gaussian and softmax heads (forward + backward, f32)\n");
-    println!("Baseline: the same head with `num_threads = 1` (the straightforward row loop).\n");
-    println!("| head | shape | 1 thread | {threads} threads | speed-up |\n| --- | --- | --- | --- | --- |");
+    println!("Bytes: the forward reads z and writes out, the backward reads z and grad_out and writes grad_z (5 arrays of the input's size), against the copy bandwidth. Straightforward: one thread, each row converted to f64 and run through the row functions of ERA_MATH.md (the implementation before the vectorised kernels).\n");
+    println!("| head | shape | time ({threads} threads) | of copy bandwidth | 1 thread | thread speed-up | straightforward | speed-up vs straightforward |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let row = |name: &str, shape: String, bytes: f64, t1: f64, tp: f64, tref: f64| {
+        println!(
+            "| {name} | {shape} | {:.3} ms | {:.0}% | {:.3} ms | {:.2}x | {:.3} ms | {:.1}x |",
+            tp * 1e3,
+            100.0 * gbs(bytes, tp) / bw.copy,
+            t1 * 1e3,
+            t1 / tp,
+            tref * 1e3,
+            tref / tp
+        );
+    };
     let bs: &[usize] = if quick { &[256, 4096] } else { &[256, 4096, 65536] };
     for &b in bs {
         for &d in &[6usize, 21, 61] {
@@ -208,7 +238,26 @@ fn heads_table(quick: bool, threads: usize) {
             };
             let t1 = run(&gaussian(d, 1));
             let tp = run(&gaussian(d, 0));
-            println!("| gaussian | {b}x{d} | {:.3} ms | {:.3} ms | {:.2}x |", t1 * 1e3, tp * 1e3, t1 / tp);
+            let head = gaussian(d, 1);
+            let c = head.config();
+            let k = era::heads::gaussian::gaussian_k(c, head.delta());
+            let (lo, hi) = (c.log_std_min, c.log_std_max);
+            let tref = time(
+                || {
+                    straightforward(
+                        &z,
+                        &gr,
+                        &mut out,
+                        |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
+                        |zr, g, o| {
+                            era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
+                        },
+                    )
+                },
+                3,
+                0.3,
+            );
+            row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
         }
     }
     let ns: &[usize] = if quick { &[10, 1000] } else { &[10, 1000, 32000] };
@@ -228,7 +277,21 @@ fn heads_table(quick: bool, threads: usize) {
         };
         let t1 = run(&softmax(n, 1));
         let tp = run(&softmax(n, 0));
-        println!("| softmax | 256x{n} | {:.3} ms | {:.3} ms | {:.2}x |", t1 * 1e3, tp * 1e3, t1 / tp);
+        let k = softmax(n, 1).constants();
+        let tref = time(
+            || {
+                straightforward(
+                    &z,
+                    &gr,
+                    &mut out,
+                    |zr, o| era::heads::softmax::forward_row(zr, k, o),
+                    |zr, g, o| era::heads::softmax::backward_row(zr, g, k, o),
+                )
+            },
+            3,
+            0.3,
+        );
+        row("softmax", format!("256x{n}"), (5 * 256 * n * 4) as f64, t1, tp, tref);
     }
     println!();
 }
@@ -243,11 +306,11 @@ fn main() {
     if only.is_none() {
         accuracy();
     }
+    let bw = bandwidth(&pool, quick);
     if only == Some("heads") {
-        heads_table(quick, threads);
+        heads_table(quick, threads, &bw);
         return;
     }
-    let bw = bandwidth(&pool, quick);
     println!("## Token head (default config, {threads} threads)\n");
     println!("Fraction: forward bytes read / time against the read-reduction bandwidth; backward (read + write) / time against the copy bandwidth. Reference: the straightforward kernel (two reads per row, f64, one thread) timed on 1/16 of the rows and scaled.\n");
     println!("| op | time | throughput | of bandwidth | 1 thread | thread speed-up | reference | speed-up vs reference |");
@@ -259,6 +322,6 @@ fn main() {
     }
     println!();
     if only.is_none() {
-        heads_table(quick, threads);
+        heads_table(quick, threads, &bw);
     }
 }

@@ -773,6 +773,7 @@ def _cfg_from_args(a, agent: str) -> Config:
         policy=a.policy if a.policy != "auto" else default_policy(agent),
         head=a.head,
         delta=a.delta,
+        delta_init=a.delta_init,
         steps=a.steps,
         start_steps=a.start_steps,
         eval_every=a.eval_every,
@@ -792,6 +793,7 @@ def main(argv=None) -> int:
         )
         q.add_argument("--head", choices=["native", "jax"], default="native", help="sac-era: ERA head implementation")
         q.add_argument("--delta", choices=["learned", "fixed"], default="learned", help="sac-era: delta learning")
+        q.add_argument("--delta-init", type=float, default=0.0, help="sac-era: initial (or fixed) delta")
         q.add_argument("--steps", type=int, default=steps, help="environment steps per seed")
         q.add_argument("--start-steps", type=int, default=start)
         q.add_argument("--eval-every", type=int, default=eval_every)

@@ -21,6 +21,12 @@ pub const MAX_THREADS: usize = 1024;
 /// Inputs with fewer elements than this run single-threaded.
 pub const PAR_MIN_ELEMENTS: usize = 1 << 15;
 
+/// The single-threaded limit of the vectorised f32 softmax head, whose
+/// forward and backward each cost about 1.2 ns per element on one core:
+/// below about 2^20 elements (1 ms of work) waking the pool's threads cost
+/// more than they saved in our measurements (a 2-vCPU virtual machine).
+pub const PAR_MIN_ELEMENTS_CHEAP: usize = 1 << 20;
+
 /// The default thread count: `ERA_NUM_THREADS` if set to a positive
 /// integer, else the number of available cores.
 pub fn default_threads() -> usize {
@@ -65,7 +71,12 @@ fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
 /// Runs `f` on the pool for `threads` threads when `work` (elements) is large
 /// enough to pay for it; `f` receives the number of parallel chunks to aim for.
 pub fn run<R: Send>(threads: usize, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
-    if threads <= 1 || work < PAR_MIN_ELEMENTS || cfg!(miri) {
+    run_above(PAR_MIN_ELEMENTS, threads, work, f)
+}
+
+/// [`run`] with another single-threaded limit `min` (elements).
+pub fn run_above<R: Send>(min: usize, threads: usize, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+    if threads <= 1 || work < min || cfg!(miri) {
         return f(1);
     }
     match pool(threads) {
