@@ -607,7 +607,8 @@ def summarize(run_dir: str) -> list[dict]:
         groups.setdefault((r["task"], _label(r)), []).append(r)
     out = []
     for (task, label), rs in sorted(groups.items()):
-        last_step = max(int(r["step"]) for r in rs)
+        # the last evaluation (a run still in progress reports where it is)
+        last_step = max(int(r["step"]) for r in rs if r["eval_return"] != "")
         final = {int(r["seed"]): float(r["eval_return"]) for r in rs if int(r["step"]) == last_step}
         seeds = sorted(final)
         finals = [final[s] for s in seeds]
@@ -627,6 +628,10 @@ def summarize(run_dir: str) -> list[dict]:
                 "bounded_entropy_final": float(np.mean([float(r["bounded_entropy"]) for r in last])),
                 "gauss_entropy_final": float(np.mean([float(r["gauss_entropy"]) for r in last])),
                 "bounded_entropy_min": float(min(float(r["bounded_entropy"]) for r in learning)),
+                "bounded_entropy_min_2nd_half": float(
+                    min(float(r["bounded_entropy"]) for r in learning if int(r["step"]) > last_step // 2)
+                ),
+                "margin_min": float(min(float(r["gauss_margin_min"]) for r in learning)),
                 "gauss_entropy_min": float(min(float(r["gauss_entropy_min"]) for r in learning)),
                 "delta_final": float(np.mean([float(r["delta"]) for r in last])),
                 "steps_per_s": float(np.mean([float(r["train_steps_per_s"]) for r in last])),
@@ -638,19 +643,20 @@ def summarize(run_dir: str) -> list[dict]:
 def report(run_dir: str) -> str:
     """The markdown table of RESULTS.md."""
     lines = [
-        "| task | agent | env steps | seeds | final return, mean [95% bootstrap CI] | per-seed final returns "
-        "| bounded entropy at end (min over run) | Gaussian entropy at end (min row over run) | target "
+        "| task | agent | env steps | seeds | final return: mean [95% bootstrap CI] | per-seed final returns "
+        "| bounded entropy: end / min over 2nd half / min | target | ERA margin: min over every state "
         "| delta at end | env steps/s (all seeds) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in summarize(run_dir):
         per_seed = ", ".join(f"{v:.0f}" for v in s["finals"])
+        era = "sac-era" in s["agent"]
+        margin = f"{s['margin_min']:+.1e}" if era else "-"
         lines.append(
             f"| {s['task']} | {s['agent']} | {s['steps']} | {len(s['seeds'])} | {s['mean']:.0f} "
             f"[{s['ci'][0]:.0f}, {s['ci'][1]:.0f}] | {per_seed} "
-            f"| {s['bounded_entropy_final']:.2f} ({s['bounded_entropy_min']:.2f}) "
-            f"| {s['gauss_entropy_final']:.2f} ({s['gauss_entropy_min']:.2f}) | {s['target']:.0f} "
-            f"| {s['delta_final']:.2f} | {s['steps_per_s']:.0f} |"
+            f"| {s['bounded_entropy_final']:.2f} / {s['bounded_entropy_min_2nd_half']:.2f} / {s['bounded_entropy_min']:.2f} "
+            f"| {s['target']:.0f} | {margin} | {s['delta_final']:.2f} | {s['steps_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -694,6 +700,11 @@ def plot(run_dir: str, path: str) -> None:
             st, m = curve("gauss_entropy")
             if len(st):
                 ax_h.plot(st, np.nanmean(m, 0), color=c, ls=":", label=f"{label}: Gaussian")
+            if "sac-era" in label:
+                st, m = curve("delta")
+                if len(st):
+                    h0 = float(rs[0]["target_entropy"])
+                    ax_h.plot(st, h0 + np.nanmean(m, 0), color=c, ls="-.", lw=0.8, label=f"{label}: H0 + delta (Gaussian floor)")
         target = float(next(r for r in rows if r["task"] == task)["target_entropy"])
         ax_h.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.0f}")
         ax_r.set(title=f"{task}: evaluation return", xlabel="environment steps", ylabel="return")
