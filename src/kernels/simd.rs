@@ -548,24 +548,26 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
         }
         let mut m = [f32::NEG_INFINITY; LANES];
         for tj in &t {
-            for i in 0..LANES {
-                m[i] = if tj[i] > m[i] || tj[i].is_nan() { tj[i] } else { m[i] };
-            }
+            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
         }
         let mut s = [0.0f32; LANES];
         for tj in t.iter_mut() {
-            for i in 0..LANES {
-                let e = exp_f32(tj[i] - m[i]);
-                tj[i] = e;
-                s[i] += e;
-            }
+            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+            *tj = e;
+            s = vzip(s, e, |a, b| a + b);
         }
         let f: [f32; LANES] = std::array::from_fn(|i| ks[g + i] as f32 / s[i]);
         for tj in t.iter_mut() {
-            for i in 0..LANES {
-                let y = f[i].mul_add(tj[i], hi);
-                tj[i] = if y < lo { lo } else if y > hi { hi } else { y };
-            }
+            *tj = vzip(f, *tj, |fi, e| {
+                let y = fi.mul_add(e, hi);
+                if y < lo {
+                    lo
+                } else if y > hi {
+                    hi
+                } else {
+                    y
+                }
+            });
         }
         let og = &mut out[g * d..(g + LANES) * d];
         for (i, row) in og.chunks_exact_mut(d).enumerate() {
@@ -613,34 +615,28 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
         }
         let mut m = [f32::NEG_INFINITY; LANES];
         for tj in &tz {
-            for i in 0..LANES {
-                m[i] = if tj[i] > m[i] || tj[i].is_nan() { tj[i] } else { m[i] };
-            }
+            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
         }
         let mut s = [0.0f32; LANES];
         for tj in tz.iter_mut() {
-            for i in 0..LANES {
-                let e = exp_f32(tj[i] - m[i]);
-                tj[i] = e;
-                s[i] += e;
-            }
+            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+            *tj = e;
+            s = vzip(s, e, |a, b| a + b);
         }
-        let inv: [f32; LANES] = std::array::from_fn(|i| 1.0 / s[i]);
+        let inv: [f32; LANES] = vmap(s, |v| 1.0 / v);
         let k: [f32; LANES] = std::array::from_fn(|i| ks[r0 + i] as f32);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
-            for i in 0..LANES {
-                let si = tj[i] * inv[i];
-                tj[i] = si;
-                let y = k[i].mul_add(si, hi);
-                gj[i] = if lo < y && y < hi { gj[i] } else { 0.0 };
-                dot[i] = gj[i].mul_add(si, dot[i]);
-            }
+            let si = vzip(*tj, inv, |e, v| e * v);
+            let y = vzip(k, si, |kk, sv| kk.mul_add(sv, hi));
+            let gm = vzip(*gj, y, |gv, yv| if lo < yv && yv < hi { gv } else { 0.0 });
+            *tj = si;
+            *gj = gm;
+            dot = vzip3(gm, si, dot, |a, b, c| a.mul_add(b, c));
         }
         for (tj, gj) in tz.iter_mut().zip(tg.iter()) {
-            for i in 0..LANES {
-                tj[i] = k[i] * tj[i] * (gj[i] - dot[i]);
-            }
+            let kd = vzip(*gj, dot, |gv, dv| gv - dv);
+            *tj = vzip3(k, *tj, kd, |kk, sv, x| kk * sv * x);
         }
         for (i, row) in dz[r0 * d..(r0 + LANES) * d].chunks_exact_mut(d).enumerate() {
             for (j, o) in row.iter_mut().enumerate() {
