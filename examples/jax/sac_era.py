@@ -723,7 +723,9 @@ def plot(run_dir: str, path: str) -> None:
 
 def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repeats: int = 7) -> list[dict]:
     """Time one jitted update step (one seed, batch `batch`) of plain SAC, SAC-ERA
-    with the native head and SAC-ERA with the pure-JAX head; the variants are
+    with the native head and SAC-ERA with the pure-JAX head (all three with the
+    tanh-Gaussian policy, so that only the head differs), and SAC-ERA as the
+    comparison runs it (native head, truncated normal); the variants are
     interleaved in every repeat and the median per-step time is reported."""
     jax, jnp = _jax()
     import gymnasium as gym
@@ -745,6 +747,8 @@ def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repe
         "sac": Config(agent="sac", task=task),
         "sac-era (native head)": Config(agent="sac-era", task=task, head="native"),
         "sac-era (pure-JAX head)": Config(agent="sac-era", task=task, head="jax"),
+        # the configuration the comparison runs (truncated-normal policy, closed-form entropy)
+        "sac-era (native, truncnorm)": Config(agent="sac-era", task=task, policy="truncnorm"),
     }
     steps, states = {}, {}
     for name, cfg in variants.items():

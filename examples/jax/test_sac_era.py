@@ -188,7 +188,12 @@ def test_short_run_end_to_end(tmp_path):
 
 def test_update_benchmark_runs():
     res = S.bench(batch=16, iters=2, repeats=1)
-    assert [r["variant"] for r in res] == ["sac", "sac-era (native head)", "sac-era (pure-JAX head)"]
+    assert [r["variant"] for r in res] == [
+        "sac",
+        "sac-era (native head)",
+        "sac-era (pure-JAX head)",
+        "sac-era (native, truncnorm)",
+    ]
     assert all(r["ms_per_update"] > 0 for r in res) and res[0]["vs_sac"] == 1.0
 
 
