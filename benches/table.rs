@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use era::kernels::simd::{exp_f32, ln_f32};
+use era::kernels::simd::{exp_f32, exp_half, ln_f32, D_FLOOR};
 use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
 use half::bf16;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
@@ -92,10 +92,22 @@ fn accuracy() {
         }
         x *= 1.3;
     }
+    let (mut half_ulp, mut half_abs): (f64, f64) = (0.0, 0.0);
+    for i in 0..=1_000_000 {
+        let d = D_FLOOR * i as f32 / 1e6;
+        let want = (d as f64 / 2.0).exp();
+        let got = exp_half(d) as f64;
+        if d >= -2.0 {
+            let ulp = (f32::from_bits((want as f32).to_bits() + 1) - want as f32) as f64;
+            half_ulp = half_ulp.max((got - want).abs() / ulp);
+        }
+        half_abs = half_abs.max((got - want).abs());
+    }
     println!("## Vectorised math accuracy (against f64)\n");
     println!("| function | range | max error |\n| --- | --- | --- |");
     println!("| exp_f32 | [-87, 88], 10^6 points | {exp_ulp:.2} ulp |");
-    println!("| ln_f32 | normal floats, geometric sweep | {ln_ulp:.2} ulp |\n");
+    println!("| ln_f32 | normal floats, geometric sweep | {ln_ulp:.2} ulp |");
+    println!("| exp_half (token forward, exp(d/2)) | d in [-2, 0] / [-87, 0], 10^6 points | {half_ulp:.2} ulp / absolute {half_abs:.1e} |\n");
 }
 
 #[allow(clippy::type_complexity)]

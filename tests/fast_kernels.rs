@@ -337,3 +337,39 @@ fn softmax_f32_inputs_outside_the_fast_kernels() {
         }
     }
 }
+
+/// Found by the fuzz smoke run (target `token`): with a temperature of 1e-27
+/// (1/T about 8e26, still a finite f32) a fused multiply-add `x/T - max`
+/// kept the product's rounding error, up to +3e19 at the row maximum, and
+/// the exponential overflowed to a NaN entropy. The kernels now round the
+/// product first, so the maximum's difference is exactly 0 and all others are
+/// negative; the results match the f64 kernels.
+#[test]
+fn huge_inverse_temperatures_keep_differences_nonpositive() {
+    let row = [0.0f32, 0.36161545, 0.6742879, 0.89569867, 0.99588084, 0.9612752, 0.7965655, 0.5240442, 0.18059623];
+    for (k, topk) in [(2.0, 0), (3.8369828151719897e117, 6), (3.0, 0)] {
+        for len in [9usize, 40] {
+            let cfg = TokenConfig { temperature: 1.2212247398712134e-27, k, vocab_topk: topk, omega_low: 1e-300, omega_high: 1e-290, ..Default::default() };
+            let head = TokenHead::new(cfg).unwrap();
+            let x = ArrayD::from_shape_fn(IxDyn(&[2, len]), |i| row[i[1] % row.len()] * if i[0] == 0 { 1.0 } else { -3.0 });
+            let y = ArrayD::from_shape_vec(IxDyn(&[2]), vec![4i64, 0]).unwrap();
+            let ids = ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 1]).unwrap();
+            let adv = ArrayD::from_elem(IxDyn(&[2]), 1.0);
+            let got = forward(&head, x.view(), &y, &ids, &adv, false);
+            let want = forward(&head, x.view(), &y, &ids, &adv, true);
+            assert!(got.h.iter().all(|h| h.is_finite() && *h >= 0.0), "k={k} len={len}: {:?}", got.h);
+            same(&got.h, &want.h, TOL, "entropy");
+            same(&got.lp, &want.lp, TOL, "logprob");
+            let sc = ArrayD::from_shape_vec(IxDyn(&[2]), got.c.clone()).unwrap();
+            let mut g = ArrayD::<f32>::zeros(x.raw_dim());
+            head.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), g.view_mut()).unwrap();
+            let mut gr = ArrayD::<f32>::zeros(x.raw_dim());
+            head.backward_reference(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gr.view_mut()).unwrap();
+            let (g, gr): (Vec<f64>, Vec<f64>) = (g.iter().map(|&v| v as f64).collect(), gr.iter().map(|&v| v as f64).collect());
+            same(&g, &gr, TOL, "gradient");
+            if k < 10.0 {
+                assert!(g.iter().all(|v| v.is_finite()), "k={k} len={len}: {g:?}");
+            }
+        }
+    }
+}

@@ -99,5 +99,19 @@ fuzz_target!(|inp: Input| {
     check_status(st);
     let scales_ok = outs[2].iter().all(|s| s.is_finite() && *s > 0.0);
     assert_eq!(st == EraStatus::Ok, scales_ok, "{}", last_error());
+    if st == EraStatus::Ok {
+        // rows whose scaled logits are finite and whose factor scale/T * grad
+        // stays well inside f32 get a finite gradient
+        for t in 0..n {
+            let row = &logits[t * v..(t + 1) * v];
+            let sc = outs[2][t];
+            let f = sc as f64 / cfg.temperature * adv[t] as f64;
+            let finite = row.iter().all(|x| (x * sc / cfg.temperature as f32).is_finite() && (x / cfg.temperature as f32).is_finite());
+            if finite && f.is_finite() && f.abs() < 1e30 {
+                let g = &grad[t * v..(t + 1) * v];
+                assert!(g.iter().all(|x| x.is_finite()), "gradient {g:?} of row {row:?} (scale {sc}, factor {f})");
+            }
+        }
+    }
     unsafe { era_head_free(h) };
 });

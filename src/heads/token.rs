@@ -196,10 +196,13 @@ impl TokenHead {
         &self.cfg
     }
 
-    /// Whether `1/T` is representable in f32, as the fused kernels need (a
-    /// temperature below ~3e-39 takes the f64 kernels instead).
-    fn f32_temperature(&self) -> bool {
-        ((1.0 / self.cfg.temperature) as f32).is_finite()
+    /// Whether the fused f32 kernels can represent this head's constants:
+    /// `1/T`, the scales `k` and `1/k`, and the backward's factor `k/T` must
+    /// be finite, normal f32 numbers. Otherwise (a temperature below ~3e-39,
+    /// `k` beyond ~3e38, or `k/T` beyond it) f32 inputs take the f64 kernels.
+    fn f32_kernels(&self) -> bool {
+        let (t, k) = (self.cfg.temperature, self.cfg.k);
+        [1.0 / t, k, 1.0 / k, k / t].iter().all(|&v| (v as f32).is_normal())
     }
 
     fn effective_topk(&self, v: usize) -> Option<usize> {
@@ -295,7 +298,7 @@ impl TokenHead {
         advantages: ArrayViewD<'_, F>,
         out: TokenOutputs<'_, F>,
     ) -> Result<()> {
-        if T::IS_F64 || !self.f32_temperature() {
+        if T::IS_F64 || !self.f32_kernels() {
             return self.forward_reference(logits, labels, response_ids, advantages, out);
         }
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
@@ -429,7 +432,7 @@ impl TokenHead {
         grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
-        if T::IS_F64 || !self.f32_temperature() {
+        if T::IS_F64 || !self.f32_kernels() {
             return self.backward_reference(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
         }
         let c = self.check_inputs(&logits, &labels, &response_ids)?;

@@ -180,7 +180,7 @@ fn prefetch(p: *const f32) {
 /// which every sum holds, it is below one f32 ulp (the tests measure both).
 /// NaN propagates through the polynomial.
 #[inline(always)]
-fn exp_half(d: f32) -> f32 {
+pub fn exp_half(d: f32) -> f32 {
     let t = d * (0.5 * LOG2E);
     let r = t + ROUND;
     let n = r - ROUND;
@@ -228,7 +228,7 @@ fn vzip3(a: V, b: V, c: V, f: impl Fn(f32, f32, f32) -> f32) -> V {
 /// Lower clamp of `d = z - max` in the fused sums: `exp(-87)` is below
 /// 2e-38 (it adds nothing to a sum that holds the maximum's 1), and both
 /// `exp(-87/2)` and its square stay normal f32 numbers.
-const D_FLOOR: f32 = -87.0;
+pub const D_FLOOR: f32 = -87.0;
 
 /// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
 /// With `K2` (k = 2) one exponential serves all three scales: `h = exp(d/2)`,
@@ -245,7 +245,10 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
     for c in &mut chunks {
         prefetch(c.as_ptr().wrapping_add(BLOCK));
         let c: &V = c.try_into().unwrap_or(&[0.0; LANES]);
-        let d = vmap(*c, |v| v.mul_add(inv_t, -m));
+        // rounded product, then the difference: the row maximum gives exactly 0 and
+        // every d <= 0 (a fused multiply-add would leave the product's rounding
+        // error, which is huge and may be positive when 1/T is huge)
+        let d = vmap(*c, |v| v * inv_t - m);
         if K2 {
             // NaN stays NaN (the comparison is false)
             let d = vmap(d, |v| if v < D_FLOOR { D_FLOOR } else { v });
@@ -271,7 +274,7 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
         w.iter().map(|&v| v as f64).sum::<f64>(),
     ];
     for &v in chunks.remainder() {
-        let d = v.mul_add(inv_t, -m);
+        let d = v * inv_t - m;
         let e = exp_f32(d);
         out[0] += e as f64;
         out[1] += if K2 { (e * e) as f64 } else { exp_f32(k * d) as f64 };
@@ -359,7 +362,7 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
         let mut off = 0;
         for (xc, oc) in (&mut xs).zip(&mut os) {
             let xv: &V = xc.try_into().unwrap_or(&[0.0; LANES]);
-            let mut e = vmap(*xv, |v| exp_nonpos_f32(c * v.mul_add(inv_t, -m)));
+            let mut e = vmap(*xv, |v| exp_nonpos_f32(c * (v * inv_t - m)));
             if thr.is_some() {
                 for i in 0..LANES {
                     if !keep(base + off + i, xv[i]) {
@@ -373,7 +376,7 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
         }
         total += s.iter().map(|&v| v as f64).sum::<f64>();
         for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
-            let e = if keep(base + off + j, v) { exp_f32(c * v.mul_add(inv_t, -m)) } else { 0.0 };
+            let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
             *o = e;
             total += e as f64;
         }
