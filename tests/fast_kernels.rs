@@ -373,3 +373,37 @@ fn huge_inverse_temperatures_keep_differences_nonpositive() {
         }
     }
 }
+
+/// A scalar `delta` passes one `k` to the f32 kernels (no per-row buffer) and
+/// sums `d/d delta` per parallel chunk: the results equal the per-row path's,
+/// on 1 and 2 threads, above the threading threshold.
+#[test]
+fn gaussian_scalar_delta_matches_per_row_delta() {
+    use era::{DeltaArg, GaussianConfig, GaussianHead};
+    let mut rng = Rng(27);
+    for d in [6usize, 61] {
+        let mut c = GaussianConfig::new(d, -(d as f64));
+        c.log_std_min = -5.0;
+        c.log_std_max = 2.0;
+        let rows = 70_000 / d + 3;
+        let z = rng.array(&[rows, d], 3.0).mapv(|v| v as f32);
+        let g = rng.array(&[rows, d], 1.0).mapv(|v| v as f32);
+        let per_row = ArrayD::from_elem(IxDyn(&[rows]), 0.25f32);
+        for threads in [1usize, 2] {
+            let head = GaussianHead::new(c).unwrap().with_num_threads(threads);
+            let (mut a, mut b) = (ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()));
+            head.forward_with_delta(z.view(), DeltaArg::Scalar(0.25), a.view_mut()).unwrap();
+            head.forward_with_delta(z.view(), DeltaArg::PerRow(per_row.view()), b.view_mut()).unwrap();
+            assert_eq!(a, b, "D={d} threads={threads}: forward");
+            let (mut da, mut db) = (ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()));
+            let mut gd_scalar = ArrayD::<f32>::zeros(IxDyn(&[1]));
+            let mut gd_rows = ArrayD::<f32>::zeros(IxDyn(&[rows]));
+            head.backward_with_delta(z.view(), DeltaArg::Scalar(0.25), g.view(), da.view_mut(), Some(gd_scalar.view_mut())).unwrap();
+            head.backward_with_delta(z.view(), DeltaArg::PerRow(per_row.view()), g.view(), db.view_mut(), Some(gd_rows.view_mut())).unwrap();
+            assert_eq!(da, db, "D={d} threads={threads}: backward");
+            let total: f64 = gd_rows.iter().map(|&v| v as f64).sum();
+            let got = gd_scalar[[0]] as f64;
+            assert!((got - total).abs() <= 1e-4 * (1.0 + total.abs()), "D={d} threads={threads}: {got} vs {total}");
+        }
+    }
+}

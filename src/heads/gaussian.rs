@@ -301,19 +301,22 @@ impl GaussianHead {
         // contiguous f32: the vectorised kernel, rows split across threads
         if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
             let d = self.cfg.dim;
+            let rows = zs.len() / d;
             parallel::run(threads, zs.len(), |chunks| {
-                let per = ks.len().div_ceil(chunks * 4).max(1);
-                let body = |((zc, oc), kc): ((&[f32], &mut [f32]), &[f64])| simd::gaussian_rows_f32(zc, d, kc, lo as f32, hi as f32, oc);
+                let per = rows.div_ceil(chunks * 4).max(1);
+                let body = |(i, (zc, oc)): (usize, (&[f32], &mut [f32]))| {
+                    simd::gaussian_rows_f32(zc, d, k_chunk(&ks, i * per, zc.len() / d), lo as f32, hi as f32, oc)
+                };
                 if chunks > 1 {
-                    zs.par_chunks(per * d).zip(os.par_chunks_mut(per * d)).zip(ks.par_chunks(per)).for_each(body);
+                    zs.par_chunks(per * d).zip(os.par_chunks_mut(per * d)).enumerate().for_each(body);
                 } else {
-                    body(((zs, os), &ks[..]));
+                    body((0, (zs, os)));
                 }
             });
             return Ok(());
         }
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
-            forward_row(ins[0], ks[r], lo, hi, o);
+            forward_row(ins[0], k_at(&ks, r), lo, hi, o);
             0.0
         })?;
         Ok(())
@@ -355,7 +358,10 @@ impl GaussianHead {
         }
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
-        let dd = match (
+        let scalar = matches!(delta, DeltaArg::Scalar(_));
+        // d/d delta: per row, or (scalar delta) the sum over rows, which each
+        // parallel chunk accumulates on its own (no per-row buffer to fill first)
+        let dd: Vec<f64> = match (
             z.as_slice().and_then(T::as_f32_slice),
             grad_out.as_slice().and_then(T::as_f32_slice),
             grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
@@ -363,29 +369,52 @@ impl GaussianHead {
             (Some(zs), Some(gs), Some(ds)) => {
                 // contiguous f32: the vectorised kernel, rows split across threads
                 let d = self.cfg.dim;
-                let mut dd = vec![0.0f64; ks.len()];
-                parallel::run(threads, zs.len(), |chunks| {
-                    let per = ks.len().div_ceil(chunks * 4).max(1);
-                    type Chunk<'c> = ((((&'c [f32], &'c [f32]), &'c mut [f32]), &'c [f64]), &'c mut [f64]);
-                    let body = |((((zc, gc), dc), kc), ddc): Chunk<'_>| {
-                        simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, ddc)
+                let rows = zs.len() / d;
+                let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
+                let sums = parallel::run(threads, zs.len(), |chunks| {
+                    let per = rows.div_ceil(chunks * 4).max(1);
+                    type Chunk<'c> = (usize, ((&'c [f32], &'c [f32]), &'c mut [f32]));
+                    // with a per-row buffer `out` the chunk writes its rows there; else a local one
+                    let body = |(i, ((zc, gc), dc)): Chunk<'_>, out: Option<&mut [f64]>| -> f64 {
+                        let n = zc.len() / d;
+                        let kc = k_chunk(&ks, i * per, n);
+                        match out {
+                            Some(o) => {
+                                simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, o);
+                                0.0
+                            }
+                            None => {
+                                let mut local = vec![0.0f64; n];
+                                simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, &mut local);
+                                local.iter().sum()
+                            }
+                        }
                     };
-                    if chunks > 1 {
-                        zs.par_chunks(per * d)
-                            .zip(gs.par_chunks(per * d))
-                            .zip(ds.par_chunks_mut(per * d))
-                            .zip(ks.par_chunks(per))
-                            .zip(dd.par_chunks_mut(per))
-                            .for_each(body);
-                    } else {
-                        body(((((zs, gs), ds), &ks[..]), &mut dd[..]));
+                    let parts = zs.par_chunks(per * d).zip(gs.par_chunks(per * d)).zip(ds.par_chunks_mut(per * d)).enumerate();
+                    match (chunks > 1, scalar) {
+                        (true, true) => parts.map(|c| body(c, None)).collect::<Vec<f64>>(),
+                        (true, false) => {
+                            parts.zip(dd.par_chunks_mut(per)).for_each(|(c, o)| {
+                                body(c, Some(o));
+                            });
+                            Vec::new()
+                        }
+                        (false, true) => vec![body((0, ((zs, gs), ds)), None)],
+                        (false, false) => {
+                            body((0, ((zs, gs), ds)), Some(&mut dd[..]));
+                            Vec::new()
+                        }
                     }
                 });
-                dd
+                if scalar {
+                    sums
+                } else {
+                    dd
+                }
             }
             _ => {
                 let (zv, gv) = (z.view(), grad_out.view());
-                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], ks[r], lo, hi, o))?
+                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], k_at(&ks, r), lo, hi, o))?
             }
         };
         if let Some(mut g) = grad_delta {
@@ -407,17 +436,19 @@ impl GaussianHead {
     }
 
     /// Per-row `k` in row order, validating the feasibility of every `delta`.
+    /// The per-row `k` (ERA_MATH.md 1) of a call: one value per row for a
+    /// per-row `delta`, a single value for a scalar one (see [`k_at`]).
     fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<Vec<f64>> {
         let batch = &z.shape()[..z.ndim() - 1];
         let rows: usize = batch.iter().product();
-        crate::kernels::reserve(rows.saturating_mul(16), "per-row k")?;
         match delta {
             DeltaArg::Scalar(d) => {
                 self.cfg.check_delta(*d)?;
-                Ok(vec![gaussian_k(&self.cfg, *d); rows])
+                Ok(vec![gaussian_k(&self.cfg, *d)])
             }
             DeltaArg::PerRow(d) => {
                 check_same_shape("delta", d.shape(), "z without its last axis", batch)?;
+                crate::kernels::reserve(rows.saturating_mul(16), "per-row k")?;
                 d.iter()
                     .map(|x| {
                         let x = x.to_f64();
@@ -427,6 +458,25 @@ impl GaussianHead {
                     .collect()
             }
         }
+    }
+}
+
+/// `k` of row `r` from [`GaussianHead::ks`]'s result (one value serves all rows).
+fn k_at(ks: &[f64], r: usize) -> f64 {
+    if ks.len() == 1 {
+        ks[0]
+    } else {
+        ks[r]
+    }
+}
+
+/// The `k` values of rows `start..start + n` for a kernel call: the single
+/// value of a scalar `delta` as it is, else that range.
+fn k_chunk(ks: &[f64], start: usize, n: usize) -> &[f64] {
+    if ks.len() == 1 {
+        ks
+    } else {
+        &ks[start..start + n]
     }
 }
 

@@ -444,14 +444,30 @@ fn exp_row(z: &[f32], out: &mut [f32]) -> f64 {
             oc.copy_from_slice(&e);
             acc = vzip(acc, e, |a, b| a + b);
         }
+        // a long tail as one more vector, padded with -inf (exp gives 0 there)
+        let (rem, orem) = (zs.remainder(), os.into_remainder());
+        if rem.len() >= VECTOR_TAIL {
+            let mut zv = [f32::NEG_INFINITY; LANES];
+            zv[..rem.len()].copy_from_slice(rem);
+            let e = vmap(zv, |v| exp_f32(v - m));
+            orem.copy_from_slice(&e[..rem.len()]);
+            acc = vzip(acc, e, |a, b| a + b);
+        }
         total += acc.iter().map(|&v| v as f64).sum::<f64>();
-        for (&v, o) in zs.remainder().iter().zip(os.into_remainder()) {
-            *o = exp_f32(v - m);
-            total += *o as f64;
+        if rem.len() < VECTOR_TAIL {
+            for (&v, o) in rem.iter().zip(orem) {
+                *o = exp_f32(v - m);
+                total += *o as f64;
+            }
         }
     }
     total
 }
+
+/// Row tails at least this long run as one padded vector, shorter ones
+/// element by element (measured: the padded vector's copies cost about as
+/// much as 6-8 scalar elements).
+const VECTOR_TAIL: usize = 8;
 
 /// Softmax-head forward of one f32 row (ERA_MATH.md 2): `s = softmax(z)`,
 /// `w_i` from `h_i = slope*s_i + b`, then `out = w - min(w)`. Three passes
@@ -473,10 +489,21 @@ pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
         oc.copy_from_slice(&w);
         wmin = vzip(wmin, w, min_nan);
     }
+    let rem = os.into_remainder();
+    if rem.len() >= VECTOR_TAIL {
+        let mut ev = [0.0f32; LANES];
+        ev[..rem.len()].copy_from_slice(rem);
+        let mut w = vmap(ev, |e| softmax_head_w(slope, b, e * inv));
+        w[rem.len()..].fill(f32::INFINITY); // padding takes no part in the minimum
+        rem.copy_from_slice(&w[..rem.len()]);
+        wmin = vzip(wmin, w, min_nan);
+    }
     let mut m = wmin.iter().copied().fold(f32::INFINITY, min_nan);
-    for o in os.into_remainder() {
-        *o = softmax_head_w(slope, b, *o * inv);
-        m = min_nan(m, *o);
+    if rem.len() < VECTOR_TAIL {
+        for o in rem.iter_mut() {
+            *o = softmax_head_w(slope, b, *o * inv);
+            m = min_nan(m, *o);
+        }
     }
     for o in out.iter_mut() {
         *o -= m;
@@ -514,13 +541,27 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
             ac.copy_from_slice(&av);
             acc = vzip3(av, sv, acc, |a, s, c| a.mul_add(s, c));
         }
-        dot += acc.iter().map(|&v| v as f64).sum::<f64>();
-        for ((d, &gi), a) in ds.into_remainder().iter_mut().zip(gs.remainder()).zip(as_.into_remainder()) {
-            let si = *d * inv;
-            *a = softmax_head_a(slope, b, gi, si);
-            *d = si;
-            dot += (*a * si) as f64;
+        // a long tail as one more vector, padded with g = 0 (a = 0 there)
+        let (dr, gr, ar) = (ds.into_remainder(), gs.remainder(), as_.into_remainder());
+        if dr.len() < VECTOR_TAIL {
+            for ((d, &gi), a) in dr.iter_mut().zip(gr).zip(ar.iter_mut()) {
+                let si = *d * inv;
+                *a = softmax_head_a(slope, b, gi, si);
+                *d = si;
+                dot += (*a * si) as f64;
+            }
+        } else {
+            let r = dr.len();
+            let (mut ev, mut gv) = ([0.0f32; LANES], [0.0f32; LANES]);
+            ev[..r].copy_from_slice(dr);
+            gv[..r].copy_from_slice(gr);
+            let sv = vmap(ev, |e| e * inv);
+            let av = vzip(gv, sv, |gi, si| softmax_head_a(slope, b, gi, si));
+            dr.copy_from_slice(&sv[..r]);
+            ar.copy_from_slice(&av[..r]);
+            acc = vzip3(av, sv, acc, |a, s, c| a.mul_add(s, c));
         }
+        dot += acc.iter().map(|&v| v as f64).sum::<f64>();
     }
     let dot = dot as f32;
     for (d, &a) in dz.iter_mut().zip(scratch.iter()) {
@@ -529,7 +570,8 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
 }
 
 /// Gaussian-head forward over contiguous f32 rows of length `d`:
-/// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`.
+/// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`, or
+/// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
 /// Rows are processed [`LANES`] at a time with one row per lane, so that
 /// short rows (a few action dimensions) still fill the vector registers.
 #[multiversion(targets(
@@ -538,7 +580,8 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
     "aarch64+neon"
 ))]
 pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
-    let rows = ks.len();
+    let rows = z.len() / d.max(1);
+    let k_of = |r: usize| if ks.len() == 1 { ks[0] } else { ks[r] };
     let full = rows / LANES * LANES;
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
@@ -559,7 +602,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
             *tj = e;
             s = vzip(s, e, |a, b| a + b);
         }
-        let f: [f32; LANES] = std::array::from_fn(|i| ks[g + i] as f32 / s[i]);
+        let f: [f32; LANES] = std::array::from_fn(|i| k_of(g + i) as f32 / s[i]);
         for tj in t.iter_mut() {
             *tj = vzip(f, *tj, |fi, e| {
                 let y = fi.mul_add(e, hi);
@@ -579,7 +622,8 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
             }
         }
     }
-    for ((zr, or), &k) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).zip(&ks[full..]) {
+    for (j, (zr, or)) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).enumerate() {
+        let k = k_of(full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in or.iter_mut().zip(zr) {
@@ -596,7 +640,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
 }
 
 /// Gaussian-head backward over contiguous f32 rows: writes `dz` and the
-/// per-row `d/d delta` into `dd`.
+/// per-row `d/d delta` into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
     "x86_64+avx2+fma",
@@ -604,7 +648,8 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
-    let rows = ks.len();
+    let rows = z.len() / d.max(1);
+    let k_of = |r: usize| if ks.len() == 1 { ks[0] } else { ks[r] };
     let full = rows / LANES * LANES;
     // groups of LANES rows, transposed so that lane i holds row i
     let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
@@ -627,7 +672,7 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
             s = vzip(s, e, |a, b| a + b);
         }
         let inv: [f32; LANES] = vmap(s, |v| 1.0 / v);
-        let k: [f32; LANES] = std::array::from_fn(|i| ks[r0 + i] as f32);
+        let k: [f32; LANES] = std::array::from_fn(|i| k_of(r0 + i) as f32);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
             let si = vzip(*tj, inv, |e, v| e * v);
@@ -652,9 +697,10 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
     }
     let rest = (z[full * d..].chunks_exact(d).zip(g[full * d..].chunks_exact(d)))
         .zip(dz[full * d..].chunks_exact_mut(d))
-        .zip(&ks[full..])
-        .zip(dd[full..].iter_mut());
-    for ((((zr, gr), dr), &k), ddr) in rest {
+        .zip(dd[full..].iter_mut())
+        .enumerate();
+    for (j, (((zr, gr), dr), ddr)) in rest {
+        let k = k_of(full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in dr.iter_mut().zip(zr) {
