@@ -5,7 +5,7 @@
 #   make examples     install, then build and run examples/c and examples/cpp against $(PREFIX)
 #   make demo         bootstrap + examples + demo-sac (the README's first command)
 #   make demo-sac     a few minutes of SAC and SAC-ERA on HalfCheetah-v5, then a table
-#   make sac-compare  the full SAC vs SAC-ERA comparison of examples/jax/RESULTS.md (about 2 hours)
+#   make sac-compare  the full SAC vs SAC-ERA comparison of examples/jax/RESULTS.md (over an hour)
 #   make test         bootstrap + test-rust + test-header + test-cmake + test-jax + test-examples
 #                     (the README's second command)
 #   make test-jax     pip install ./bindings/jax into .venv, then pytest bindings/jax/tests
@@ -116,13 +116,13 @@ test-examples: example-deps
 	"$(VENV)/bin/python" -m pytest examples/jax -q
 
 # Two workers (one core each): SAC on one, SAC-ERA on the other; HalfCheetah-v5 for
-# 100k steps, then Hopper-v5 for 50k, five seeds each; then the table and the plot.
+# 100k steps, then Hopper-v5 for 30k, five seeds each; then the table and the plot.
 sac-compare: example-deps
 	@mkdir -p "$(SAC_RESULTS)"
 	pids=""; for agent in sac sac-era; do \
 	    ( $(SAC) train --agent $$agent --task HalfCheetah-v5 --seeds 0 1 2 3 4 --steps 100000 --threads 1 \
 	          --out "$(SAC_RESULTS)" --no-progress && \
-	      $(SAC) train --agent $$agent --task Hopper-v5 --seeds 0 1 2 3 4 --steps 50000 --threads 1 \
+	      $(SAC) train --agent $$agent --task Hopper-v5 --seeds 0 1 2 3 4 --steps 30000 --threads 1 \
 	          --out "$(SAC_RESULTS)" --no-progress ) & pids="$$pids $$!"; \
 	done; for p in $$pids; do wait $$p || exit 1; done
 	$(SAC) report --runs "$(SAC_RESULTS)"
