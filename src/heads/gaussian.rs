@@ -302,7 +302,7 @@ impl GaussianHead {
         if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
             let d = self.cfg.dim;
             let rows = zs.len() / d;
-            parallel::run(threads, zs.len(), |chunks| {
+            parallel::run_above(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), |chunks| {
                 let per = rows.div_ceil(chunks * 4).max(1);
                 let body = |(i, (zc, oc)): (usize, (&[f32], &mut [f32]))| {
                     simd::gaussian_rows_f32(zc, d, k_chunk(&ks, i * per, zc.len() / d), lo as f32, hi as f32, oc)
@@ -371,7 +371,7 @@ impl GaussianHead {
                 let d = self.cfg.dim;
                 let rows = zs.len() / d;
                 let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
-                let sums = parallel::run(threads, zs.len(), |chunks| {
+                let sums = parallel::run_above(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), |chunks| {
                     let per = rows.div_ceil(chunks * 4).max(1);
                     type Chunk<'c> = (usize, ((&'c [f32], &'c [f32]), &'c mut [f32]));
                     // with a per-row buffer `out` the chunk writes its rows there; else a local one
