@@ -198,9 +198,14 @@ fn token_rows<T: era::Element + Clone>(name: &str, n: usize, v: usize, bw: &Band
     let _ = threads;
 }
 
-/// The straightforward implementation of a head's forward + backward: one
-/// thread, each row converted to f64, the f64 row functions of ERA_MATH.md.
-fn straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: impl Fn(&[f64], &mut [f64]), bwd: impl Fn(&[f64], &[f64], &mut [f64])) {
+/// Median time of the straightforward implementation of a head's forward +
+/// backward: one thread, each row converted to f64, the f64 row functions of
+/// ERA_MATH.md.
+fn time_straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: impl Fn(&[f64], &mut [f64]), bwd: impl Fn(&[f64], &[f64], &mut [f64])) -> f64 {
+    time(|| straightforward(z, g, out, &fwd, &bwd), 3, 0.3)
+}
+
+fn straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: &impl Fn(&[f64], &mut [f64]), bwd: &impl Fn(&[f64], &[f64], &mut [f64])) {
     let n = *z.shape().last().unwrap_or(&1);
     let (mut zr, mut gr, mut o) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
     let zs = z.as_slice().unwrap_or(&[]);
@@ -254,20 +259,14 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
             let c = head.config();
             let k = era::heads::gaussian::gaussian_k(c, head.delta());
             let (lo, hi) = (c.log_std_min, c.log_std_max);
-            let tref = time(
-                || {
-                    straightforward(
-                        &z,
-                        &gr,
-                        &mut out,
-                        |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
-                        |zr, g, o| {
-                            era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
-                        },
-                    )
+            let tref = time_straightforward(
+                &z,
+                &gr,
+                &mut out,
+                |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
+                |zr, g, o| {
+                    era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
                 },
-                3,
-                0.3,
             );
             row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
         }
@@ -290,18 +289,12 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
         let t1 = run(&softmax(n, 1));
         let tp = run(&softmax(n, 0));
         let k = softmax(n, 1).constants();
-        let tref = time(
-            || {
-                straightforward(
-                    &z,
-                    &gr,
-                    &mut out,
-                    |zr, o| era::heads::softmax::forward_row(zr, k, o),
-                    |zr, g, o| era::heads::softmax::backward_row(zr, g, k, o),
-                )
-            },
-            3,
-            0.3,
+        let tref = time_straightforward(
+            &z,
+            &gr,
+            &mut out,
+            |zr, o| era::heads::softmax::forward_row(zr, k, o),
+            |zr, g, o| era::heads::softmax::backward_row(zr, g, k, o),
         );
         row("softmax", format!("256x{n}"), (5 * 256 * n * 4) as f64, t1, tp, tref);
     }

@@ -335,8 +335,11 @@ fn softmax_f32_inputs_outside_the_fast_kernels() {
         (SoftmaxConfig { num_classes: 5, target_entropy: 0.5, tau: 4.0 }, Some(true)),
     ] {
         let head = SoftmaxHead::new(cfg).unwrap();
-        let fast = fast.unwrap_or(head.constants().b >= 1e-30);
-        assert_eq!(head.f32_kernels(), fast, "{cfg:?}");
+        // at the lower end b is 0 up to rounding, which may leave it on either side
+        // of 1e-30: either kernel must give the f64 results below
+        if let Some(fast) = fast {
+            assert_eq!(head.f32_kernels(), fast, "{cfg:?}");
+        }
         let z64 = rng.array(&[64, 10], 3.0);
         let z32 = z64.mapv(|v| v as f32);
         let zs = z32.slice(s![.., ..;2]).into_dyn(); // strided rows of 5

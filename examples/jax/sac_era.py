@@ -43,7 +43,6 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-L2PE = math.log(2.0 * math.pi * math.e)
 
 
 def _configure_threads(threads: int) -> None:
@@ -313,7 +312,7 @@ def make_update(cfg: Config, act_dim: int, opt):
             log_alpha = optax.apply_updates(agent.log_alpha, t_upd)
 
         target = jax.tree_util.tree_map(lambda t, c: (1.0 - cfg.polyak) * t + cfg.polyak * c, agent.target, critic)
-        h_gauss = jnp.sum(log_std, axis=-1) + 0.5 * act_dim * L2PE
+        h_gauss = era_jax.gaussian_entropy(jax.lax.stop_gradient(log_std))
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,
@@ -721,6 +720,24 @@ def plot(run_dir: str, path: str) -> None:
 # ------------------------------------------------------------------- update-step overhead
 
 
+def random_batch(rng, obs_dim: int, act_dim: int, batch: int):
+    """A replay batch (obs, act, rew, next_obs, done) of random f32 values, for
+    timing and testing an update without an environment."""
+    _, jnp = _jax()
+    import numpy as np
+
+    return tuple(
+        jnp.asarray(x, jnp.float32)
+        for x in (
+            rng.standard_normal((batch, obs_dim)),
+            rng.uniform(-1, 1, (batch, act_dim)),
+            rng.standard_normal(batch),
+            rng.standard_normal((batch, obs_dim)),
+            np.zeros(batch),
+        )
+    )
+
+
 def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repeats: int = 7) -> list[dict]:
     """Time one jitted update step (one seed, batch `batch`) of plain SAC, SAC-ERA
     with the native head and SAC-ERA with the pure-JAX head (all three with the
@@ -734,15 +751,7 @@ def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repe
     _quiet_mujoco()
     env = gym.make(task)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    rng = np.random.default_rng(0)
-    b = (
-        rng.standard_normal((batch, obs_dim)).astype(np.float32),
-        rng.uniform(-1, 1, (batch, act_dim)).astype(np.float32),
-        rng.standard_normal(batch).astype(np.float32),
-        rng.standard_normal((batch, obs_dim)).astype(np.float32),
-        np.zeros(batch, np.float32),
-    )
-    b = tuple(jnp.asarray(x) for x in b)
+    b = random_batch(np.random.default_rng(0), obs_dim, act_dim, batch)
     variants = {
         "sac": Config(agent="sac", task=task),
         "sac-era (native head)": Config(agent="sac-era", task=task, head="native"),

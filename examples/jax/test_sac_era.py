@@ -14,6 +14,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import sac_era as S  # noqa: E402
 
+L2PE = math.log(2.0 * math.pi * math.e)  # the reference formula's constant (ERA_MATH.md)
+
 
 def _era_cfg(**kw):
     return S.Config(agent="sac-era", **kw)
@@ -29,7 +31,7 @@ def test_era_actor_meets_h0_plus_delta_in_every_row():
         obs = jnp.asarray(rng.standard_normal((512, obs_dim)), jnp.float32)
         for delta in (-1.0, 0.0, 2.5):
             _, log_std = S.actor_dist(cfg, params, obs, jnp.float32(delta))
-            h = np.asarray(log_std, np.float64).sum(-1) + 0.5 * act_dim * S.L2PE
+            h = np.asarray(log_std, np.float64).sum(-1) + 0.5 * act_dim * L2PE
             assert h.min() >= S.target_entropy(act_dim) + delta - 1e-4
             assert np.all(np.asarray(log_std) >= cfg.log_std_min - 1e-6)
             assert np.all(np.asarray(log_std) <= cfg.log_std_max + 1e-6)
@@ -37,17 +39,7 @@ def test_era_actor_meets_h0_plus_delta_in_every_row():
 
 def test_native_and_pure_jax_heads_give_the_same_update():
     obs_dim, act_dim, batch = 11, 3, 64
-    rng = np.random.default_rng(1)
-    b = tuple(
-        jnp.asarray(x, jnp.float32)
-        for x in (
-            rng.standard_normal((batch, obs_dim)),
-            rng.uniform(-1, 1, (batch, act_dim)),
-            rng.standard_normal(batch),
-            rng.standard_normal((batch, obs_dim)),
-            np.zeros(batch),
-        )
-    )
+    b = S.random_batch(np.random.default_rng(1), obs_dim, act_dim, batch)
     out = {}
     for head in ("native", "jax"):
         cfg = _era_cfg(head=head, hidden=32)
@@ -101,17 +93,7 @@ def test_truncated_normal_sampler_density_and_entropy():
 
 def _update_once(cfg, steps=1):
     obs_dim, act_dim, batch = 5, 2, 32
-    rng = np.random.default_rng(5)
-    b = tuple(
-        jnp.asarray(x, jnp.float32)
-        for x in (
-            rng.standard_normal((batch, obs_dim)),
-            rng.uniform(-1, 1, (batch, act_dim)),
-            rng.standard_normal(batch),
-            rng.standard_normal((batch, obs_dim)),
-            np.zeros(batch),
-        )
-    )
+    b = S.random_batch(np.random.default_rng(5), obs_dim, act_dim, batch)
     init, opt = S.make_agent(cfg, obs_dim, act_dim)
     upd = jax.jit(S.make_update(cfg, act_dim, opt))
     a0 = init(jax.random.PRNGKey(0))
