@@ -84,8 +84,19 @@ class Config:
     # ERA_MATH.md 1.1, the official ERA code's policy); default_policy() picks per agent
     policy: str = "tanh"
     head: str = "native"  # sac-era only: "native" (era_jax) or "jax" (era_jax.reference)
-    delta: str = "learned"  # sac-era only: "learned" (Adam, ERA's default) or "fixed"
-    delta_init: float = 0.0
+    delta: str = "learned"  # sac-era only: "learned" (ERA's default) or "fixed"
+    # sac-era only: the initial (or fixed) delta; None: initial_delta() (the largest
+    # truncation gap the log-std bounds allow, so the bounded policy starts at or
+    # above H0 whatever the initial means)
+    delta_init: float | None = None
+    # sac-era only: the delta learner (ERA_MATH.md 1.3). delta and its gradient (the
+    # batch-mean entropy surplus) are both in nats, so SGD moves delta by a fixed
+    # fraction of the deficit per update: an integral controller. Its loop gain
+    # d H_bounded / d delta lies in [0, 1], so any rate below 2 is stable; 0.5 closes
+    # half of a deficit per update. Adam moves about `lr` per update whatever the
+    # deficit, which at 3e-4 lagged the truncation gap by up to 4 nats.
+    delta_optimizer: str = "sgd"
+    delta_lr: float = 0.5
     steps: int = 100_000  # environment steps per seed
     start_steps: int = 5_000  # uniform random actions before learning starts
     batch: int = 256
@@ -93,16 +104,35 @@ class Config:
     lr: float = 3e-4
     gamma: float = 0.99
     polyak: float = 0.005
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
+    # log-std bounds; None: the agent's usual ones (default_log_std_bounds)
+    log_std_min: float | None = None
+    log_std_max: float | None = None
     init_alpha: float = 1.0  # sac only
     eval_every: int = 5_000
     eval_episodes: int = 5
     log_every: int = 1_000
 
+    def __post_init__(self) -> None:
+        lo, hi = default_log_std_bounds(self.agent)
+        if self.log_std_min is None:
+            object.__setattr__(self, "log_std_min", lo)
+        if self.log_std_max is None:
+            object.__setattr__(self, "log_std_max", hi)
+
     @property
     def is_era(self) -> bool:
         return self.agent == "sac-era"
+
+
+def default_log_std_bounds(agent: str) -> tuple[float, float]:
+    """Each agent's usual log-std range: SAC's tanh-squashed [-5, 2], and for
+    SAC-ERA the ERA head's bounds of the official code, [-8, 0] (ERA_MATH.md 1).
+    Under a truncated normal on [-1, 1] a std above 1 buys almost no bounded
+    entropy (the policy is already nearly uniform) while it counts fully in the
+    Gaussian entropy ERA constrains; with an upper bound of 2 the actor parked
+    the required entropy in such dimensions and delta had to chase a gap of
+    6 nats on HalfCheetah (README.md)."""
+    return (-5.0, 2.0) if agent == "sac" else (-8.0, 0.0)
 
 
 # ------------------------------------------------------------------- networks and policy
@@ -143,6 +173,30 @@ def default_policy(agent: str) -> str:
 def target_entropy(act_dim: int) -> float:
     """H0 for both agents: SAC's usual -|A| (for the bounded policy)."""
     return -float(act_dim)
+
+
+def truncation_gap_bound(log_std: float, low: float = -1.0, high: float = 1.0) -> float:
+    """The largest entropy, per dimension, that truncating N(loc, exp(log_std)^2)
+    to [low, high] removes, over every location loc in [low, high]: the gap at a
+    bound, H(normal) - H(TN) = -ln Z + w/s * phi(w/s) / (2 Z), w = high - low,
+    Z = Phi(w/s) - 1/2 (ERA_MATH.md 1.1 with alpha = -w/s, beta = 0). It rises
+    with the std, from ln 2 as s -> 0 to 0.85 at s = w/2."""
+    w_s = (high - low) / math.exp(log_std)
+    z = 0.5 * math.erf(w_s / math.sqrt(2.0))
+    phi = math.exp(-0.5 * w_s * w_s) / math.sqrt(2.0 * math.pi)
+    return -math.log(z) + w_s * phi / (2.0 * z)
+
+
+def initial_delta(cfg: Config, act_dim: int) -> float:
+    """SAC-ERA's starting delta: --delta-init if given; else, for the truncated
+    normal, the largest truncation gap the log-std bounds allow, summed over the
+    dimensions (with it, every state's bounded entropy is >= H0); 0 for the tanh
+    Gaussian, whose gap has no bound."""
+    if cfg.delta_init is not None:
+        return float(cfg.delta_init)
+    if cfg.is_era and cfg.policy == "truncnorm":
+        return act_dim * truncation_gap_bound(cfg.log_std_max)
+    return 0.0
 
 
 def actor_dist(cfg: Config, params, obs, delta):
@@ -235,7 +289,7 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
             critic_opt=opt.init(critic),
             log_alpha=log_alpha,
             alpha_opt=opt.init(log_alpha),
-            delta=era_jax.delta_init(cfg.delta_init, dtype=jnp.float32),
+            delta=era_jax.delta_init(initial_delta(cfg, act_dim), dtype=jnp.float32),
             key=kn,
         )
 
@@ -301,8 +355,8 @@ def make_update(cfg: Config, act_dim: int, opt):
                     dim=act_dim,
                     log_std_min=cfg.log_std_min,
                     log_std_max=cfg.log_std_max,
-                    optimizer="adam",
-                    lr=cfg.lr,
+                    optimizer=cfg.delta_optimizer,
+                    lr=cfg.delta_lr,
                 )
         else:
             # SAC's temperature: d/d log_alpha of -log_alpha * (log pi + target)
@@ -322,6 +376,7 @@ def make_update(cfg: Config, act_dim: int, opt):
             # ERA's guarantee, row by row: H(Gaussian) - (H0 + delta) >= 0 (up to f32 rounding)
             "gauss_margin_min": jnp.min(h_gauss - (h0 + delta)),
             "bounded_entropy": jnp.mean(h_bounded),
+            "bounded_entropy_min": jnp.mean(h_bounded),  # the log keeps the interval's minimum
             "delta": delta,
             "alpha": alpha if not cfg.is_era else jnp.zeros(()),
         }
@@ -503,6 +558,7 @@ def train(cfg: Config, seeds: list[int], out_dir: str, progress: bool = True) ->
                 m = {k: v.mean(axis=0) for k, v in stacked.items()}
                 m["gauss_entropy_min"] = stacked["gauss_entropy_min"].min(axis=0)
                 m["gauss_margin_min"] = stacked["gauss_margin_min"].min(axis=0)
+                m["bounded_entropy_min"] = stacked["bounded_entropy_min"].min(axis=0)
             recent_metrics = []
             evaluated = step % cfg.eval_every == 0 or step == cfg.steps
             for i, s in enumerate(seeds):
@@ -596,6 +652,13 @@ def bootstrap_ci(values, reps: int = 10_000, seed: int = 0):
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _lowest_entropy(row: dict) -> float:
+    """The lowest batch-mean bounded entropy of one log interval: the minimum over
+    every update when the log has it, else the interval's mean (older logs)."""
+    v = row.get("bounded_entropy_min", "")
+    return float(v if v not in ("", None) else row["bounded_entropy"])
+
+
 def summarize(run_dir: str) -> list[dict]:
     """One entry per (task, agent): final returns per seed, entropies, speed."""
     import numpy as np
@@ -626,9 +689,9 @@ def summarize(run_dir: str) -> list[dict]:
                 "target": float(rs[0]["target_entropy"]),
                 "bounded_entropy_final": float(np.mean([float(r["bounded_entropy"]) for r in last])),
                 "gauss_entropy_final": float(np.mean([float(r["gauss_entropy"]) for r in last])),
-                "bounded_entropy_min": float(min(float(r["bounded_entropy"]) for r in learning)),
+                "bounded_entropy_min": float(min(_lowest_entropy(r) for r in learning)),
                 "bounded_entropy_min_2nd_half": float(
-                    min(float(r["bounded_entropy"]) for r in learning if int(r["step"]) > last_step // 2)
+                    min(_lowest_entropy(r) for r in learning if int(r["step"]) > last_step // 2)
                 ),
                 "margin_min": float(min(float(r["gauss_margin_min"]) for r in learning)),
                 "gauss_entropy_min": float(min(float(r["gauss_entropy_min"]) for r in learning)),
@@ -798,6 +861,10 @@ def _cfg_from_args(a, agent: str) -> Config:
         head=a.head,
         delta=a.delta,
         delta_init=a.delta_init,
+        delta_optimizer=a.delta_optimizer,
+        delta_lr=a.delta_lr,
+        log_std_min=a.log_std_min,
+        log_std_max=a.log_std_max,
         steps=a.steps,
         start_steps=a.start_steps,
         eval_every=a.eval_every,
@@ -817,7 +884,15 @@ def main(argv=None) -> int:
         )
         q.add_argument("--head", choices=["native", "jax"], default="native", help="sac-era: ERA head implementation")
         q.add_argument("--delta", choices=["learned", "fixed"], default="learned", help="sac-era: delta learning")
-        q.add_argument("--delta-init", type=float, default=0.0, help="sac-era: initial (or fixed) delta")
+        q.add_argument(
+            "--delta-init", type=float, default=None, help="sac-era: initial (or fixed) delta (default: initial_delta)"
+        )
+        q.add_argument(
+            "--delta-optimizer", choices=["sgd", "adam"], default=Config.delta_optimizer, help="sac-era: delta learner"
+        )
+        q.add_argument("--delta-lr", type=float, default=Config.delta_lr, help="sac-era: delta learning rate")
+        q.add_argument("--log-std-min", type=float, default=None, help="default: the agent's usual bounds")
+        q.add_argument("--log-std-max", type=float, default=None)
         q.add_argument("--steps", type=int, default=steps, help="environment steps per seed")
         q.add_argument("--start-steps", type=int, default=start)
         q.add_argument("--eval-every", type=int, default=eval_every)
