@@ -111,16 +111,84 @@ def test_sac_temperature_follows_the_entropy_gap():
     assert float(a.delta.delta) == float(a0.delta.delta)  # sac never touches delta
 
 
-def test_sac_era_learns_delta_from_the_bounded_entropy_and_has_no_temperature():
-    a0, a, m = _update_once(_era_cfg(hidden=16), steps=1)
+@pytest.mark.parametrize("policy", ["tanh", "truncnorm"])
+def test_sac_era_learns_delta_from_the_bounded_entropy_and_has_no_temperature(policy):
+    cfg = _era_cfg(hidden=16, policy=policy)
+    a0, a, m = _update_once(cfg, steps=1)
     assert float(a.log_alpha) == float(a0.log_alpha)
     assert float(m["alpha"]) == 0.0
-    # delta moves against the gap between the bounded entropy and H0 = -|A| = -2:
-    # the first Adam step has size lr
+    # delta starts at initial_delta and moves against the gap between the bounded
+    # entropy and H0 = -|A| = -2 by the SGD rate times that gap
+    d0 = S.initial_delta(cfg, 2)
+    assert float(a0.delta.delta) == pytest.approx(d0, rel=1e-6, abs=1e-7)
+    assert float(m["delta"]) == pytest.approx(d0, rel=1e-6, abs=1e-7)
     gap = float(m["bounded_entropy"]) - (-2.0)
     assert abs(gap) > 1e-3
-    assert float(a.delta.delta) == pytest.approx(-math.copysign(3e-4, gap), rel=1e-3)
+    assert float(a.delta.delta) == pytest.approx(d0 - cfg.delta_lr * gap, rel=1e-5, abs=1e-6)
+    if policy == "truncnorm":
+        assert gap > 0  # the largest truncation gap puts the start above H0
     assert float(m["gauss_margin_min"]) > -1e-4
+    assert float(m["bounded_entropy_min"]) == float(m["bounded_entropy"])
+
+
+def test_sac_era_adam_delta_learner_steps_by_its_rate():
+    a0, a, m = _update_once(_era_cfg(hidden=16, delta_optimizer="adam", delta_lr=3e-4), steps=1)
+    gap = float(m["bounded_entropy"]) - (-2.0)
+    assert abs(gap) > 1e-3
+    # the first Adam step has size lr whatever the gap
+    assert float(a.delta.delta) == pytest.approx(-math.copysign(3e-4, gap), rel=1e-3)
+    assert int(a.delta.adam_t) == 1
+
+
+def test_each_agent_has_its_usual_log_std_bounds():
+    assert (S.Config(agent="sac").log_std_min, S.Config(agent="sac").log_std_max) == (-5.0, 2.0)
+    assert (_era_cfg().log_std_min, _era_cfg().log_std_max) == (-8.0, 0.0)
+    c = _era_cfg(log_std_min=-10.0, log_std_max=2.0)
+    assert (c.log_std_min, c.log_std_max) == (-10.0, 2.0)
+
+
+def test_truncation_gap_bound_is_the_largest_gap_over_locations_and_stds():
+    # H(normal) - H(TN(loc, std, [-1, 1])) from the library's closed form, on a grid
+    import era_jax
+
+    locs = np.linspace(-1.0, 1.0, 201)
+    for hi in (-2.0, 0.0, 1.0):
+        log_stds = np.linspace(-8.0, hi, 121)
+        loc, ls = np.meshgrid(locs, log_stds)
+        h = np.asarray(
+            era_jax.truncated_normal_entropy(jnp.asarray(loc[..., None]), jnp.asarray(ls[..., None]), low=-1.0, high=1.0)
+        )
+        gap = ls + 0.5 * L2PE - h
+        assert gap.min() >= -1e-5  # truncation never adds entropy
+        bound = S.truncation_gap_bound(hi)
+        assert gap.max() <= bound + 1e-5
+        assert gap.max() == pytest.approx(bound, abs=1e-4)  # reached at a bound, at the largest std
+    # the limits: ln 2 (a half-normal) for a tiny std; 0.8528 at std = 1 (the ERA default bound)
+    assert S.truncation_gap_bound(-20.0) == pytest.approx(math.log(2.0), abs=1e-12)
+    assert S.truncation_gap_bound(0.0) == pytest.approx(0.852844441, abs=1e-8)
+    gaps = [S.truncation_gap_bound(x) for x in np.linspace(-8.0, 2.0, 101)]
+    assert all(b >= a - 1e-15 for a, b in zip(gaps, gaps[1:]))  # flat at ln 2 for tiny stds, then rising
+    assert gaps[100] > gaps[90] > gaps[80] > gaps[70] > math.log(2.0)  # log-stds 2, 1, 0, -1
+
+
+def test_initial_delta_puts_every_state_at_or_above_h0():
+    import era_jax
+
+    cfg = _era_cfg(policy="truncnorm")
+    obs_dim, act_dim = 17, 6
+    h0 = S.target_entropy(act_dim)
+    d0 = S.initial_delta(cfg, act_dim)
+    assert d0 == pytest.approx(act_dim * S.truncation_gap_bound(0.0))
+    assert S.initial_delta(_era_cfg(policy="tanh"), act_dim) == 0.0
+    assert S.initial_delta(_era_cfg(policy="truncnorm", delta_init=0.25), act_dim) == 0.25
+    rng = np.random.default_rng(7)
+    for scale in (0.1, 10.0, 1000.0):  # up to means saturated at the bounds
+        params = S.mlp_init(jax.random.PRNGKey(2), [obs_dim, 32, 32, 2 * act_dim])
+        params = jax.tree_util.tree_map(lambda x: x * scale, params)
+        obs = jnp.asarray(rng.standard_normal((512, obs_dim)), jnp.float32)
+        mean, log_std = S.actor_dist(cfg, params, obs, jnp.float32(d0))
+        h = np.asarray(era_jax.truncated_normal_entropy(jnp.tanh(mean), log_std, low=-1.0, high=1.0))
+        assert h.min() >= h0 - 1e-4
 
 
 def test_fixed_delta_stays():
