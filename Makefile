@@ -123,7 +123,10 @@ sac-compare: example-deps
 	    ( $(SAC) train --agent $$agent --task HalfCheetah-v5 --seeds 0 1 2 3 4 --steps 100000 --threads 1 \
 	          --out "$(SAC_RESULTS)" --no-progress && \
 	      $(SAC) train --agent $$agent --task Hopper-v5 --seeds 0 1 2 3 4 --steps 30000 --threads 1 \
-	          --out "$(SAC_RESULTS)" --no-progress ) & pids="$$pids $$!"; \
+	          --out "$(SAC_RESULTS)" --no-progress && \
+	      if [ $$agent = sac-era ]; then \
+	          $(SAC) train --agent sac-era --delta fixed --task Hopper-v5 --seeds 0 1 2 3 4 --steps 30000 \
+	              --threads 1 --out "$(SAC_RESULTS)" --no-progress; fi ) & pids="$$pids $$!"; \
 	done; for p in $$pids; do wait $$p || exit 1; done
 	$(SAC) report --runs "$(SAC_RESULTS)"
 	$(SAC) plot --runs "$(SAC_RESULTS)" --png examples/jax/sac_era.png

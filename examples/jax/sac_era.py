@@ -731,7 +731,9 @@ def plot(run_dir: str, path: str) -> None:
 
     rows = load_runs(run_dir)
     tasks = sorted({r["task"] for r in rows})
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.6 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks), 2, figsize=(16, 3.8 * len(tasks)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.2]}
+    )
     colors = {}
     for ti, task in enumerate(tasks):
         ax_r, ax_h = axes[ti]
@@ -773,7 +775,7 @@ def plot(run_dir: str, path: str) -> None:
         ax_r.set(title=f"{task}: evaluation return", xlabel="environment steps", ylabel="return")
         ax_h.set(title=f"{task}: policy entropy (nats)", xlabel="environment steps", ylabel="entropy")
         ax_r.legend(fontsize=8)
-        ax_h.legend(fontsize=7)
+        ax_h.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: the curves stay visible
         ax_r.grid(alpha=0.3)
         ax_h.grid(alpha=0.3)
     fig.tight_layout()
