@@ -4,14 +4,16 @@
 Two agents that differ only in how the actor's log-std is produced and in the
 entropy terms:
 
-  --agent sac      standard SAC: log_std = lo + (hi - lo) * (tanh(z) + 1) / 2,
-                   an automatic temperature alpha with target entropy -|A|,
-                   entropy terms in the critic target and the actor loss.
-  --agent sac-era  SAC-ERA (ERA_MATH.md 1.2): log_std = era_jax.gaussian_log_std(z),
-                   whose Gaussian entropy is >= H0 + delta in every state; no
+  --agent sac      standard SAC: log_std = lo + (hi - lo) * (tanh(z) + 1) / 2 with
+                   [lo, hi] = [-5, 2], a tanh-squashed Gaussian policy, an automatic
+                   temperature alpha with target entropy -|A|, entropy terms in the
+                   critic target and the actor loss.
+  --agent sac-era  SAC-ERA (ERA_MATH.md 1.2): log_std = era_jax.gaussian_log_std(z)
+                   with the ERA bounds [-8, 0], whose Gaussian entropy is
+                   >= H0 + delta in every state; a truncated-normal policy; no
                    temperature and no entropy term anywhere (the actor maximises Q
                    only). delta is learned from the *bounded* policy's entropy
-                   (ERA_MATH.md 1.3) so that the tanh-squashed (or truncated)
+                   (ERA_MATH.md 1.3) so that the truncated (or tanh-squashed)
                    policy meets H0 = -|A|, the same target SAC uses.
 
 Everything else is shared: networks (two 256x256 ReLU MLPs), Adam at 3e-4,
@@ -76,7 +78,9 @@ def _quiet_mujoco() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything that defines a run. Both agents use the same values."""
+    """Everything that defines a run. Both agents use the same values, except
+    the fields marked per agent (policy, log-std bounds) and those one agent
+    ignores."""
 
     agent: str = "sac-era"  # "sac" or "sac-era"
     task: str = "HalfCheetah-v5"
