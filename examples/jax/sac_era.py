@@ -133,9 +133,8 @@ def default_log_std_bounds(agent: str) -> tuple[float, float]:
     SAC-ERA the ERA head's bounds of the official code, [-8, 0] (ERA_MATH.md 1).
     Under a truncated normal on [-1, 1] a std above 1 buys almost no bounded
     entropy (the policy is already nearly uniform) while it counts fully in the
-    Gaussian entropy ERA constrains; with an upper bound of 2 the actor parked
-    the required entropy in such dimensions and delta had to chase a gap of
-    6 nats on HalfCheetah (README.md)."""
+    Gaussian entropy ERA constrains; with an upper bound of 2 the truncation gap
+    on HalfCheetah swung by several nats and delta with it (README.md)."""
     return (-5.0, 2.0) if agent == "sac" else (-8.0, 0.0)
 
 
