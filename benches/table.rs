@@ -237,39 +237,42 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
             tref / tp
         );
     };
-    let bs: &[usize] = if quick { &[256, 4096] } else { &[256, 4096, 65536] };
-    for &b in bs {
-        for &d in &[6usize, 21, 61] {
-            let z = array(&[b, d], 2.0, 1);
-            let gr = array(&[b, d], 1.0, 2);
-            let mut out = ArrayD::<f32>::zeros(z.raw_dim());
-            let mut run = |head: &era::GaussianHead| {
-                time(
-                    || {
-                        head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
-                        head.backward(z.view(), gr.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
-                    },
-                    5,
-                    0.3,
-                )
-            };
-            let t1 = run(&gaussian(d, 1));
-            let tp = run(&gaussian(d, 0));
-            let head = gaussian(d, 1);
-            let c = head.config();
-            let k = era::heads::gaussian::gaussian_k(c, head.delta());
-            let (lo, hi) = (c.log_std_min, c.log_std_max);
-            let tref = time_straightforward(
-                &z,
-                &gr,
-                &mut out,
-                |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
-                |zr, g, o| {
-                    era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
+    // 8192 x 6 and 32768 x 6 sit on either side of the Gaussian head's threading threshold
+    let mut shapes: Vec<(usize, usize)> = Vec::new();
+    for b in if quick { vec![256, 4096] } else { vec![256, 4096, 8192, 32768, 65536] } {
+        let ds: &[usize] = if b == 8192 || b == 32768 { &[6] } else { &[6, 21, 61] };
+        shapes.extend(ds.iter().map(|&d| (b, d)));
+    }
+    for &(b, d) in &shapes {
+        let z = array(&[b, d], 2.0, 1);
+        let gr = array(&[b, d], 1.0, 2);
+        let mut out = ArrayD::<f32>::zeros(z.raw_dim());
+        let mut run = |head: &era::GaussianHead| {
+            time(
+                || {
+                    head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                    head.backward(z.view(), gr.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
                 },
-            );
-            row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
-        }
+                5,
+                0.3,
+            )
+        };
+        let t1 = run(&gaussian(d, 1));
+        let tp = run(&gaussian(d, 0));
+        let head = gaussian(d, 1);
+        let c = head.config();
+        let k = era::heads::gaussian::gaussian_k(c, head.delta());
+        let (lo, hi) = (c.log_std_min, c.log_std_max);
+        let tref = time_straightforward(
+            &z,
+            &gr,
+            &mut out,
+            |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
+            |zr, g, o| {
+                era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
+            },
+        );
+        row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
     }
     let ns: &[usize] = if quick { &[10, 1000] } else { &[10, 1000, 32000] };
     for &n in ns {

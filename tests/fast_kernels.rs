@@ -4,6 +4,7 @@
 
 mod common;
 use common::Rng;
+use era::kernels::parallel::{PAR_MIN_ELEMENTS_CHEAP, PAR_MIN_ELEMENTS_GAUSSIAN};
 use era::kernels::simd::{BLOCK, LANES};
 use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
 use half::{bf16, f16};
@@ -202,7 +203,7 @@ fn gaussian_f32_kernel_matches_the_f64_path() {
         c.log_std_max = 2.0;
         for threads in [1usize, 2] {
             let head = GaussianHead::new(c).unwrap().with_num_threads(threads);
-            let rows = (1 << 18) / d + 17; // above the Gaussian head's threading threshold
+            let rows = PAR_MIN_ELEMENTS_GAUSSIAN / d + 17; // above the Gaussian head's threading threshold
             let mut z64 = rng.array(&[rows, d], 3.0);
             z64[[0, 0]] = f64::NAN;
             z64[[1, d - 1]] = 1e30;
@@ -273,8 +274,9 @@ fn softmax_f32_kernel_matches_the_f64_path() {
     let cases: &[(usize, f64, f64)] = &[(2, 0.0, 4.0), (10, 1.0, 4.0), (10, 2.2, 4.0), (15, 0.5, 3.0), (16, 2.0, 10.0), (17, 0.0, 4.0), (1000, 4.0, 4.0), (BLOCK + 1, 3.0, 6.0)];
     for &(n, h0, tau) in cases {
         let cfg = SoftmaxConfig { num_classes: n, target_entropy: h0, tau };
-        // n = 1000: above the f32 softmax head's threading threshold (2^20 elements)
-        let rows = if n == 1000 { 1100 } else { (40_000 / n).max(8) };
+        // n = 1000: above the f32 softmax head's threading threshold, so that 2 threads
+        // split the rows (the others run on the calling thread either way)
+        let rows = if n == 1000 { PAR_MIN_ELEMENTS_CHEAP / n + 52 } else { (40_000 / n).max(8) };
         let mut z64 = rng.array(&[rows, n], 4.0);
         z64[[0, 0]] = f64::NAN;
         z64[[1, n - 1]] = f64::INFINITY;
@@ -401,7 +403,7 @@ fn gaussian_scalar_delta_matches_per_row_delta() {
         let mut c = GaussianConfig::new(d, -(d as f64));
         c.log_std_min = -5.0;
         c.log_std_max = 2.0;
-        let rows = (1 << 18) / d + 3; // above the threading threshold
+        let rows = PAR_MIN_ELEMENTS_GAUSSIAN / d + 3; // above the threading threshold
         let z = rng.array(&[rows, d], 3.0).mapv(|v| v as f32);
         let g = rng.array(&[rows, d], 1.0).mapv(|v| v as f32);
         let per_row = ArrayD::from_elem(IxDyn(&[rows]), 0.25f32);

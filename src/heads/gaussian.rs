@@ -316,7 +316,7 @@ impl GaussianHead {
             return Ok(());
         }
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
-            forward_row(ins[0], k_at(&ks, r), lo, hi, o);
+            forward_row(ins[0], simd::row_k(&ks, r), lo, hi, o);
             0.0
         })?;
         Ok(())
@@ -414,7 +414,7 @@ impl GaussianHead {
             }
             _ => {
                 let (zv, gv) = (z.view(), grad_out.view());
-                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], k_at(&ks, r), lo, hi, o))?
+                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], simd::row_k(&ks, r), lo, hi, o))?
             }
         };
         if let Some(mut g) = grad_delta {
@@ -435,9 +435,9 @@ impl GaussianHead {
         Ok(())
     }
 
-    /// Per-row `k` in row order, validating the feasibility of every `delta`.
-    /// The per-row `k` (ERA_MATH.md 1) of a call: one value per row for a
-    /// per-row `delta`, a single value for a scalar one (see [`k_at`]).
+    /// The `k` values (ERA_MATH.md 1) of a call, validating the feasibility of
+    /// every `delta`: one per row in row order for a per-row `delta`, a single
+    /// value for a scalar one (see [`simd::row_k`]).
     fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<Vec<f64>> {
         let batch = &z.shape()[..z.ndim() - 1];
         let rows: usize = batch.iter().product();
@@ -458,15 +458,6 @@ impl GaussianHead {
                     .collect()
             }
         }
-    }
-}
-
-/// `k` of row `r` from [`GaussianHead::ks`]'s result (one value serves all rows).
-fn k_at(ks: &[f64], r: usize) -> f64 {
-    if ks.len() == 1 {
-        ks[0]
-    } else {
-        ks[r]
     }
 }
 

@@ -75,10 +75,11 @@ pub fn run<R: Send>(threads: usize, work: usize, f: impl FnOnce(usize) -> R + Se
 }
 
 /// The single-threaded limit of the vectorised f32 Gaussian head. Measured
-/// on a 2-vCPU virtual machine, 2 threads added about 0.03 ms to a forward
-/// call of 8192 x 6 (0.082 -> 0.112 ms, 0.73x) and were 0.91x at 32768 x 6,
-/// while 65536 x 6 was 1.6x faster.
-pub const PAR_MIN_ELEMENTS_GAUSSIAN: usize = 1 << 18;
+/// on a 2-vCPU virtual machine (forward only, `cargo bench --bench table`
+/// with lower limits), 2 threads were slower than one at 8192 x 6 (49152
+/// elements: 0.083 -> 0.094 ms, 0.88x) and faster from 4096 x 21 (86016
+/// elements: 1.33x) and 32768 x 6 (1.51x) up.
+pub const PAR_MIN_ELEMENTS_GAUSSIAN: usize = 1 << 16;
 
 /// [`run`] with another single-threaded limit `min` (elements).
 pub fn run_above<R: Send>(min: usize, threads: usize, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {

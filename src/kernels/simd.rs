@@ -569,6 +569,17 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
     }
 }
 
+/// `k` of row `r` from a call's `k` values: one per row, or a single value
+/// that serves every row (a scalar `delta`).
+#[inline(always)]
+pub fn row_k(ks: &[f64], r: usize) -> f64 {
+    if ks.len() == 1 {
+        ks[0]
+    } else {
+        ks[r]
+    }
+}
+
 /// Gaussian-head forward over contiguous f32 rows of length `d`:
 /// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`, or
 /// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
@@ -581,7 +592,6 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
 ))]
 pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
     let rows = z.len() / d.max(1);
-    let k_of = |r: usize| if ks.len() == 1 { ks[0] } else { ks[r] };
     let full = rows / LANES * LANES;
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
@@ -602,7 +612,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
             *tj = e;
             s = vzip(s, e, |a, b| a + b);
         }
-        let f: [f32; LANES] = std::array::from_fn(|i| k_of(g + i) as f32 / s[i]);
+        let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
         for tj in t.iter_mut() {
             *tj = vzip(f, *tj, |fi, e| {
                 let y = fi.mul_add(e, hi);
@@ -623,7 +633,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
         }
     }
     for (j, (zr, or)) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).enumerate() {
-        let k = k_of(full + j);
+        let k = row_k(ks, full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in or.iter_mut().zip(zr) {
@@ -649,7 +659,6 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
 #[allow(clippy::too_many_arguments)]
 pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
     let rows = z.len() / d.max(1);
-    let k_of = |r: usize| if ks.len() == 1 { ks[0] } else { ks[r] };
     let full = rows / LANES * LANES;
     // groups of LANES rows, transposed so that lane i holds row i
     let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
@@ -672,7 +681,7 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
             s = vzip(s, e, |a, b| a + b);
         }
         let inv: [f32; LANES] = vmap(s, |v| 1.0 / v);
-        let k: [f32; LANES] = std::array::from_fn(|i| k_of(r0 + i) as f32);
+        let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, r0 + i) as f32);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
             let si = vzip(*tj, inv, |e, v| e * v);
@@ -700,7 +709,7 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
         .zip(dd[full..].iter_mut())
         .enumerate();
     for (j, (((zr, gr), dr), ddr)) in rest {
-        let k = k_of(full + j);
+        let k = row_k(ks, full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in dr.iter_mut().zip(zr) {
