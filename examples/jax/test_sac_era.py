@@ -128,7 +128,6 @@ def test_sac_era_learns_delta_from_the_bounded_entropy_and_has_no_temperature(po
     if policy == "truncnorm":
         assert gap > 0  # the largest truncation gap puts the start above H0
     assert float(m["gauss_margin_min"]) > -1e-4
-    assert float(m["bounded_entropy_min"]) == float(m["bounded_entropy"])
 
 
 def test_sac_era_adam_delta_learner_steps_by_its_rate():
@@ -167,7 +166,7 @@ def test_truncation_gap_bound_is_the_largest_gap_over_locations_and_stds():
     assert S.truncation_gap_bound(-20.0) == pytest.approx(math.log(2.0), abs=1e-12)
     assert S.truncation_gap_bound(0.0) == pytest.approx(0.852844441, abs=1e-8)
     gaps = [S.truncation_gap_bound(x) for x in np.linspace(-8.0, 2.0, 101)]
-    assert all(b >= a - 1e-15 for a, b in zip(gaps, gaps[1:]))  # flat at ln 2 for tiny stds, then rising
+    assert all(b >= a - 1e-12 for a, b in zip(gaps, gaps[1:]))  # flat at ln 2 (to rounding) for tiny stds, then rising
     assert gaps[100] > gaps[90] > gaps[80] > gaps[70] > math.log(2.0)  # log-stds 2, 1, 0, -1
 
 
@@ -227,6 +226,11 @@ def test_short_run_end_to_end(tmp_path):
     rows = S.load_runs(out)
     era = [r for r in rows if r["agent"] == "sac-era" and r.get("gauss_margin_min", "") != ""]
     assert era and min(float(r["gauss_margin_min"]) for r in era) > -1e-4
+    # each window logs the lowest batch mean of the bounded entropy next to the mean,
+    # and with 100 updates per window the lowest lies strictly below the mean somewhere
+    learning = [r for r in rows if r.get("bounded_entropy", "") != ""]
+    assert all(float(r["bounded_entropy_min"]) <= float(r["bounded_entropy"]) + 1e-6 for r in learning)
+    assert any(float(r["bounded_entropy_min"]) < float(r["bounded_entropy"]) - 1e-4 for r in learning)
     table = S.report(out)
     assert "| Hopper-v5 | sac |" in table and "| Hopper-v5 | sac-era [truncnorm] |" in table
     png = os.path.join(out, "p.png")
