@@ -5,7 +5,7 @@
 #   make examples     install, then build and run examples/c and examples/cpp against $(PREFIX)
 #   make demo         bootstrap + examples + demo-sac (the README's first command)
 #   make demo-sac     a few minutes of SAC and SAC-ERA on HalfCheetah-v5, then a table
-#   make sac-compare  the full SAC vs SAC-ERA comparison of examples/jax/RESULTS.md (over an hour)
+#   make sac-compare  the full SAC vs SAC-ERA comparison of examples/jax/RESULTS.md (its longest run logged 89 minutes)
 #   make test         bootstrap + test-rust + test-header + test-cmake + test-jax + test-examples
 #                     (the README's second command)
 #   make test-jax     pip install ./bindings/jax into .venv, then pytest bindings/jax/tests
