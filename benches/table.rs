@@ -274,7 +274,7 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
         );
         row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
     }
-    let ns: &[usize] = if quick { &[10, 1000] } else { &[10, 1000, 32000] };
+    let ns: &[usize] = if quick { &[10, 1000] } else { &[10, 128, 1000, 32000] };
     for &n in ns {
         let z = array(&[256, n], 3.0, 3);
         let gr = array(&[256, n], 1.0, 4);

@@ -4,7 +4,7 @@
 
 mod common;
 use common::Rng;
-use era::kernels::parallel::{PAR_MIN_ELEMENTS_CHEAP, PAR_MIN_ELEMENTS_GAUSSIAN};
+use era::kernels::parallel::{PAR_MIN_ELEMENTS, PAR_MIN_ELEMENTS_GAUSSIAN};
 use era::kernels::simd::{BLOCK, LANES};
 use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
 use half::{bf16, f16};
@@ -274,9 +274,8 @@ fn softmax_f32_kernel_matches_the_f64_path() {
     let cases: &[(usize, f64, f64)] = &[(2, 0.0, 4.0), (10, 1.0, 4.0), (10, 2.2, 4.0), (15, 0.5, 3.0), (16, 2.0, 10.0), (17, 0.0, 4.0), (1000, 4.0, 4.0), (BLOCK + 1, 3.0, 6.0)];
     for &(n, h0, tau) in cases {
         let cfg = SoftmaxConfig { num_classes: n, target_entropy: h0, tau };
-        // n = 1000: above the f32 softmax head's threading threshold, so that 2 threads
-        // split the rows (the others run on the calling thread either way)
-        let rows = if n == 1000 { PAR_MIN_ELEMENTS_CHEAP / n + 52 } else { (40_000 / n).max(8) };
+        // above the threading threshold, so that 2 threads split the rows
+        let rows = (PAR_MIN_ELEMENTS + 7_000).div_ceil(n).max(8);
         let mut z64 = rng.array(&[rows, n], 4.0);
         z64[[0, 0]] = f64::NAN;
         z64[[1, n - 1]] = f64::INFINITY;

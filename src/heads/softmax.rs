@@ -181,7 +181,7 @@ impl SoftmaxHead {
                         simd::softmax_head_row_f32(zr, slope, b, or);
                     }
                 };
-                parallel::run_above(parallel::PAR_MIN_ELEMENTS_CHEAP, threads, zs.len(), |chunks| {
+                parallel::run(threads, zs.len(), |chunks| {
                     let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
                     if chunks > 1 {
                         zs.par_chunks(per).zip(os.par_chunks_mut(per)).for_each(body);
@@ -225,7 +225,7 @@ impl SoftmaxHead {
                         simd::softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
                     }
                 };
-                parallel::run_above(parallel::PAR_MIN_ELEMENTS_CHEAP, threads, zs.len(), |chunks| {
+                parallel::run(threads, zs.len(), |chunks| {
                     let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
                     if chunks > 1 {
                         zs.par_chunks(per).zip(gs.par_chunks(per)).zip(ds.par_chunks_mut(per)).for_each(body);

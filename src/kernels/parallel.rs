@@ -21,12 +21,6 @@ pub const MAX_THREADS: usize = 1024;
 /// Inputs with fewer elements than this run single-threaded.
 pub const PAR_MIN_ELEMENTS: usize = 1 << 15;
 
-/// The single-threaded limit of the vectorised f32 softmax head, whose
-/// forward and backward each cost about 1.2 ns per element on one core:
-/// below about 2^20 elements (1 ms of work) waking the pool's threads cost
-/// more than they saved in our measurements (a 2-vCPU virtual machine).
-pub const PAR_MIN_ELEMENTS_CHEAP: usize = 1 << 20;
-
 /// The default thread count: `ERA_NUM_THREADS` if set to a positive
 /// integer, else the number of available cores.
 pub fn default_threads() -> usize {
