@@ -549,6 +549,39 @@ EraStatus era_truncated_normal_entropy(const DLTensor *mean,
                                        void *stream);
 
 /**
+ * Entropy of the diagonal Gaussian `N(mu, diag(exp(log_std))^2)` per row,
+ * needing no head: `log_std` `[..., D]` -> `entropy` `[...]`, each
+ * `sum(log_std) + 0.5*D*ln(2*pi*e)` (docs/math.md#gaussian-entropy). Both
+ * float32 or both float64.
+ *
+ * Errors: `NULL_POINTER`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_entropy(const DLTensor *log_std, DLTensor *entropy, void *stream);
+
+/**
+ * Entropy of the categorical `softmax(logits / temperature)` per row,
+ * needing no head: `logits` `[..., n]` (float32, float64, bfloat16 or
+ * float16) -> `entropy` `[...]` (float32 or float64). `temperature` 1 gives
+ * the softmax head's output entropy; the token head's sampling temperature
+ * gives its per-token entropy.
+ *
+ * Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (temperature not finite and
+ * positive), `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`,
+ * `INVALID_LAYOUT`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_entropy(const DLTensor *logits,
+                              double temperature,
+                              DLTensor *entropy,
+                              void *stream);
+
+/**
  * Token-head forward (ERA_MATH.md section 3) over `N` tokens laid out as
  * any batch shape `[...]`:
  *

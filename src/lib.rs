@@ -38,8 +38,8 @@ pub mod kernels;
 
 pub use config::{DeltaLearning, DeltaOptimizer, GaussianConfig, HeadConfig, SoftmaxConfig, TokenConfig, L2PE};
 pub use error::{Error, ErrorKind, Result};
-pub use heads::gaussian::{truncated_normal_entropy, DeltaArg, DeltaState, GaussianHead};
-pub use heads::softmax::SoftmaxHead;
+pub use heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg, DeltaState, GaussianHead};
+pub use heads::softmax::{categorical_entropy, SoftmaxHead};
 pub use heads::token::{IndexView, TokenHead, TokenOutputs};
 pub use heads::Head;
 pub use kernels::Element;

@@ -7,7 +7,8 @@ use crate::capi::config::EraConfig;
 use crate::capi::dlpack::{check_outputs, DLTensor, DType, Desc};
 use crate::capi::{boundary, in_ref, out_ref, EraStatus};
 use crate::error::{bail, Result};
-use crate::heads::gaussian::{truncated_normal_entropy, DeltaArg};
+use crate::heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg};
+use crate::heads::softmax::categorical_entropy;
 use crate::heads::Head;
 
 /// An ERA head (opaque). Created by `era_head_new` or `era_head_from_json`,
@@ -550,6 +551,64 @@ pub unsafe extern "C" fn era_truncated_normal_entropy(
             let m = md.input::<T>(&[&ed])?;
             let l = ld.input::<T>(&[&ed])?;
             truncated_normal_entropy(m.view(), l.view(), low, high, ed.view_mut::<T>())
+        })
+    })
+}
+
+/// Entropy of the diagonal Gaussian `N(mu, diag(exp(log_std))^2)` per row,
+/// needing no head: `log_std` `[..., D]` -> `entropy` `[...]`, each
+/// `sum(log_std) + 0.5*D*ln(2*pi*e)` (docs/math.md#gaussian-entropy). Both
+/// float32 or both float64.
+///
+/// Errors: `NULL_POINTER`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+/// `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_entropy(log_std: *const DLTensor, entropy: *mut DLTensor, stream: *mut c_void) -> EraStatus {
+    let _ = stream;
+    boundary(|| {
+        let ld = Desc::new(log_std, "log_std")?;
+        let ed = Desc::new(entropy, "entropy")?;
+        check_outputs(&[&ed])?;
+        with_float!(ld.dtype, "log_std", T => {
+            ed.expect_dtype(ld.dtype)?;
+            let l = ld.input::<T>(&[&ed])?;
+            gaussian_entropy(l.view(), ed.view_mut::<T>())
+        })
+    })
+}
+
+/// Entropy of the categorical `softmax(logits / temperature)` per row,
+/// needing no head: `logits` `[..., n]` (float32, float64, bfloat16 or
+/// float16) -> `entropy` `[...]` (float32 or float64). `temperature` 1 gives
+/// the softmax head's output entropy; the token head's sampling temperature
+/// gives its per-token entropy.
+///
+/// Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (temperature not finite and
+/// positive), `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`,
+/// `INVALID_LAYOUT`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_entropy(
+    logits: *const DLTensor,
+    temperature: f64,
+    entropy: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    let _ = stream;
+    boundary(|| {
+        let xd = Desc::new(logits, "logits")?;
+        let ed = Desc::new(entropy, "entropy")?;
+        check_outputs(&[&ed])?;
+        with_float!(ed.dtype, "entropy", F => {
+            with_logits!(xd.dtype, "logits", L => {
+                let x = xd.input::<L>(&[&ed])?;
+                categorical_entropy(x.view(), temperature, ed.view_mut::<F>())
+            })
         })
     })
 }

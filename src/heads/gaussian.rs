@@ -59,6 +59,18 @@ pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
     log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
 }
 
+/// Row-wise Gaussian entropy of log-stds, needing no head: `log_std`
+/// `[..., D]` -> `entropy` `[...]`, each `sum(log_std) + 0.5*D*ln(2*pi*e)`.
+pub fn gaussian_entropy<T: Element>(log_std: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
+    if log_std.ndim() == 0 {
+        bail!(InvalidShape, "log_std must have rank >= 1 (shape [..., D]), got a scalar");
+    }
+    check_same_shape("entropy", entropy.shape(), "log_std without its last axis", &log_std.shape()[..log_std.ndim() - 1])?;
+    let h = parallel::reduce_rows(parallel::resolve_threads(0), &log_std, gaussian_entropy_row)?;
+    parallel::store_values(&mut entropy, &h);
+    Ok(())
+}
+
 /// `ln(erfc(x))` for `x >= 0`, without underflow: `erfc` directly up to 26,
 /// then the asymptotic series `-x^2 - ln(x*sqrt(pi)) + ln(1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6))`
 /// (relative error below 1e-9 there).

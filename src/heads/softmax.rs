@@ -253,3 +253,31 @@ impl SoftmaxHead {
         Ok(())
     }
 }
+
+/// Row-wise entropy of `softmax(logits / temperature)`, needing no head:
+/// `logits` `[..., n]` (any float element type) -> `entropy` `[...]`.
+/// `temperature` must be finite and positive.
+pub fn categorical_entropy<T: Element, F: Element>(
+    logits: ArrayViewD<'_, T>,
+    temperature: f64,
+    mut entropy: ArrayViewMutD<'_, F>,
+) -> Result<()> {
+    if !(temperature.is_finite() && temperature > 0.0) {
+        bail!(InvalidArgument, "temperature must be finite and > 0, got {temperature}");
+    }
+    if logits.ndim() == 0 {
+        bail!(InvalidShape, "logits must have rank >= 1 (shape [..., n]), got a scalar");
+    }
+    check_same_shape("entropy", entropy.shape(), "logits without its last axis", &logits.shape()[..logits.ndim() - 1])?;
+    let inv_t = 1.0 / temperature;
+    let h = parallel::reduce_rows(parallel::resolve_threads(0), &logits, |z| {
+        if inv_t == 1.0 {
+            softmax_entropy(z)
+        } else {
+            let zs: Vec<f64> = z.iter().map(|x| x * inv_t).collect();
+            softmax_entropy(&zs)
+        }
+    })?;
+    parallel::store_values(&mut entropy, &h);
+    Ok(())
+}
