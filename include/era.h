@@ -41,7 +41,14 @@
 #define ERA_ABI_VERSION 1
 
 /**
- * Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
+ * `ln(2*pi*e)`: the entropy of a D-dimensional Gaussian is
+ * `sum(log_std) + 0.5*D*ERA_LN_2PI_E` (docs/math.md#gaussian-head).
+ */
+#define ERA_LN_2PI_E 2.8378770664093453
+
+/**
+ * The log-prob that the token head gives a label outside the vocabulary
+ * top-K (docs/math.md#token-head).
  */
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 

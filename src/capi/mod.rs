@@ -25,6 +25,14 @@ pub const ERA_VERSION_PATCH: u32 = 0;
 /// Version of the C ABI described by this header; bumped on any incompatible change.
 pub const ERA_ABI_VERSION: u32 = 1;
 
+/// `ln(2*pi*e)`: the entropy of a D-dimensional Gaussian is
+/// `sum(log_std) + 0.5*D*ERA_LN_2PI_E` (docs/math.md#gaussian-head).
+pub const ERA_LN_2PI_E: f64 = 2.837_877_066_409_345_3;
+
+/// The log-prob that the token head gives a label outside the vocabulary
+/// top-K (docs/math.md#token-head).
+pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
+
 /// Status of every fallible call. The numbers are part of the ABI and are never reused.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +209,13 @@ mod tests {
         assert_eq!(ERA_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
         let v = unsafe { std::ffi::CStr::from_ptr(era_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn abi_constants_match_the_crate() {
+        assert_eq!(ERA_LN_2PI_E, crate::config::L2PE);
+        assert_eq!(ERA_LN_2PI_E, (2.0 * std::f64::consts::PI * std::f64::consts::E).ln());
+        assert_eq!(ERA_OUTSIDE_TOPK_LOGPROB, crate::heads::token::OUTSIDE_TOPK_LOGPROB);
     }
 
     #[test]
