@@ -7,7 +7,8 @@
 
 mod common;
 use common::*;
-use era::kernels::simd::{exp_f32, exp_half, ln_f32, D_FLOOR};
+use era::kernels::token::D_FLOOR;
+use era::kernels::vmath::{exp_f32, exp_half, ln_f32};
 use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
 use half::bf16;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
@@ -261,15 +262,15 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
         let tp = run(&gaussian(d, 0));
         let head = gaussian(d, 1);
         let c = head.config();
-        let k = era::heads::gaussian::gaussian_k(c, head.delta());
+        let k = era::kernels::gaussian::gaussian_k(c, head.delta());
         let (lo, hi) = (c.log_std_min, c.log_std_max);
         let tref = time_straightforward(
             &z,
             &gr,
             &mut out,
-            |zr, o| era::heads::gaussian::forward_row(zr, k, lo, hi, o),
+            |zr, o| era::kernels::gaussian::forward_row(zr, k, lo, hi, o),
             |zr, g, o| {
-                era::heads::gaussian::backward_row(zr, g, k, lo, hi, o);
+                era::kernels::gaussian::backward_row(zr, g, k, lo, hi, o);
             },
         );
         row("gaussian", format!("{b}x{d}"), (5 * b * d * 4) as f64, t1, tp, tref);
@@ -296,8 +297,8 @@ fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
             &z,
             &gr,
             &mut out,
-            |zr, o| era::heads::softmax::forward_row(zr, k, o),
-            |zr, g, o| era::heads::softmax::backward_row(zr, g, k, o),
+            |zr, o| era::kernels::softmax::forward_row(zr, k, o),
+            |zr, g, o| era::kernels::softmax::backward_row(zr, g, k, o),
         );
         row("softmax", format!("256x{n}"), (5 * 256 * n * 4) as f64, t1, tp, tref);
     }

@@ -47,8 +47,7 @@
 #define ERA_LN_2PI_E 2.8378770664093453
 
 /**
- * The log-prob that the token head gives a label outside the vocabulary
- * top-K (docs/math.md#token-head).
+ * Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
  */
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 

@@ -82,6 +82,14 @@ macro_rules! bail {
 }
 pub(crate) use bail;
 
+/// Fails with [`ErrorKind::InvalidShape`] unless `a == b`.
+pub(crate) fn check_same_shape(a_name: &str, a: &[usize], b_name: &str, b: &[usize]) -> Result<()> {
+    if a != b {
+        bail!(InvalidShape, "{a_name} has shape {a:?}, but {b_name} has shape {b:?}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

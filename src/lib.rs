@@ -11,7 +11,7 @@
 //! - [`SoftmaxHead`]: logits of a categorical distribution;
 //! - [`TokenHead`]: scaled log-probs for LLM RL (GRPO and friends).
 //!
-//! The exact mathematics is in `ERA_MATH.md`. The Rust API works on
+//! The exact mathematics is in `docs/math.md`. The Rust API works on
 //! `ndarray` views of any rank (rows along the last axis, any strides).
 //! The C ABI (module [`capi`], header `include/era.h`) is a thin layer over it.
 //!
@@ -38,7 +38,8 @@ pub mod kernels;
 
 pub use config::{DeltaLearning, DeltaOptimizer, GaussianConfig, HeadConfig, SoftmaxConfig, TokenConfig, L2PE};
 pub use error::{Error, ErrorKind, Result};
-pub use heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg, DeltaState, GaussianHead};
+pub use heads::delta::DeltaState;
+pub use heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg, GaussianHead};
 pub use heads::softmax::{categorical_entropy, SoftmaxHead};
 pub use heads::token::{IndexView, TokenHead, TokenOutputs};
 pub use heads::Head;

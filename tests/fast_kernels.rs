@@ -5,7 +5,7 @@
 mod common;
 use common::Rng;
 use era::kernels::parallel::{PAR_MIN_ELEMENTS, PAR_MIN_ELEMENTS_GAUSSIAN};
-use era::kernels::simd::{BLOCK, LANES};
+use era::kernels::vmath::{BLOCK, LANES};
 use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
 use half::{bf16, f16};
 use ndarray::{s, ArrayD, IxDyn};

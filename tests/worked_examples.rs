@@ -72,7 +72,7 @@ fn softmax_worked_example() {
 #[test]
 #[cfg_attr(miri, ignore = "a 200k-point numerical integration")]
 fn truncated_normal_entropy_limits() {
-    use era::heads::gaussian::truncated_normal_entropy_1d as tn;
+    use era::kernels::gaussian::truncated_normal_entropy_1d as tn;
     use era::L2PE;
     // a huge interval is the plain Gaussian
     assert!((tn(0.3, -0.7, -1e6, 1e6) - (0.5 * L2PE - 0.7)).abs() < 1e-12);

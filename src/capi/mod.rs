@@ -29,10 +29,6 @@ pub const ERA_ABI_VERSION: u32 = 1;
 /// `sum(log_std) + 0.5*D*ERA_LN_2PI_E` (docs/math.md#gaussian-head).
 pub const ERA_LN_2PI_E: f64 = 2.837_877_066_409_345_3;
 
-/// The log-prob that the token head gives a label outside the vocabulary
-/// top-K (docs/math.md#token-head).
-pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
-
 /// Status of every fallible call. The numbers are part of the ABI and are never reused.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +211,6 @@ mod tests {
     fn abi_constants_match_the_crate() {
         assert_eq!(ERA_LN_2PI_E, crate::config::L2PE);
         assert_eq!(ERA_LN_2PI_E, (2.0 * std::f64::consts::PI * std::f64::consts::E).ln());
-        assert_eq!(ERA_OUTSIDE_TOPK_LOGPROB, crate::heads::token::OUTSIDE_TOPK_LOGPROB);
     }
 
     #[test]

@@ -164,6 +164,6 @@ pub unsafe extern "C" fn era_token_backward(
 mod tests {
     #[test]
     fn header_constant_matches_the_head() {
-        assert_eq!(super::ERA_OUTSIDE_TOPK_LOGPROB, crate::heads::token::OUTSIDE_TOPK_LOGPROB);
+        assert_eq!(super::ERA_OUTSIDE_TOPK_LOGPROB, crate::kernels::token::OUTSIDE_TOPK_LOGPROB);
     }
 }

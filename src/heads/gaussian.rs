@@ -1,63 +1,19 @@
-//! The Gaussian head (ERA_MATH.md section 1), its entropy, the truncated-normal
-//! entropy of section 1.1 and the `delta` learner of section 1.3.
+//! The Gaussian head (docs/math.md#gaussian-head): validation, the `delta`
+//! argument and learner state, and dispatch to [`crate::kernels::gaussian`];
+//! the head-free Gaussian and truncated-normal entropies.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
-use serde::{Deserialize, Serialize};
 
-use crate::config::{DeltaOptimizer, GaussianConfig, L2PE};
-use crate::error::{bail, Result};
-use crate::heads::check_same_shape;
-use crate::kernels::{parallel, simd, softmax_into, Element};
-use rayon::prelude::*;
-
-/// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
-#[inline]
-pub fn gaussian_k(cfg: &GaussianConfig, delta: f64) -> f64 {
-    let d = cfg.dim as f64;
-    let s = cfg.target_entropy + delta - 0.5 * d * L2PE;
-    s - d * cfg.log_std_max
-}
-
-/// Forward of one row: `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)`.
-#[inline]
-pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, out: &mut [f64]) {
-    softmax_into(z, out);
-    for o in out.iter_mut() {
-        let y = hi + k * *o;
-        // NaN-preserving clip
-        *o = if y < lo { lo } else if y > hi { hi } else { y };
-    }
-}
-
-/// Backward of one row. Writes `dz` and returns `ddelta = sum_i g_i m_i s_i`,
-/// where `m_i = 1` iff `lo < y_i < hi` strictly. (`dz` first holds `softmax(z)`.)
-#[inline]
-pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, dz: &mut [f64]) -> f64 {
-    softmax_into(z, dz);
-    let gm = |gi: f64, si: f64| {
-        let y = hi + k * si;
-        if lo < y && y < hi {
-            gi
-        } else {
-            0.0
-        }
-    };
-    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| gm(gi, si) * si).sum();
-    for (d, &gi) in dz.iter_mut().zip(g) {
-        let si = *d;
-        *d = k * si * (gm(gi, si) - dot);
-    }
-    dot
-}
-
-/// Entropy of `N(mu, diag(exp(log_std))^2)`: `sum(log_std) + 0.5*D*L2PE`.
-#[inline]
-pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
-    log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
-}
+use crate::config::GaussianConfig;
+use crate::error::{bail, check_same_shape, Result};
+use crate::heads::delta::{delta_step, DeltaState};
+use crate::kernels::gaussian::{
+    backward_row, forward_row, gaussian_entropy_row, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k, truncated_normal_entropy_1d,
+};
+use crate::kernels::{parallel, Element};
 
 /// Row-wise Gaussian entropy of log-stds, needing no head: `log_std`
 /// `[..., D]` -> `entropy` `[...]`, each `sum(log_std) + 0.5*D*ln(2*pi*e)`.
@@ -69,51 +25,6 @@ pub fn gaussian_entropy<T: Element>(log_std: ArrayViewD<'_, T>, mut entropy: Arr
     let h = parallel::reduce_rows(parallel::resolve_threads(0), &log_std, gaussian_entropy_row)?;
     parallel::store_values(&mut entropy, &h);
     Ok(())
-}
-
-/// `ln(erfc(x))` for `x >= 0`, without underflow: `erfc` directly up to 26,
-/// then the asymptotic series `-x^2 - ln(x*sqrt(pi)) + ln(1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6))`
-/// (relative error below 1e-9 there).
-fn ln_erfc(x: f64) -> f64 {
-    if x < 26.0 {
-        libm::erfc(x).ln()
-    } else {
-        let x2 = x * x;
-        let series = 1.0 - 0.5 / x2 + 0.75 / (x2 * x2) - 1.875 / (x2 * x2 * x2);
-        -x2 - (x * std::f64::consts::PI.sqrt()).ln() + series.ln()
-    }
-}
-
-/// `ln(Phi(beta) - Phi(alpha))` for `alpha < beta`, from the tail that
-/// avoids cancellation and in log space, so that a mass far in a tail
-/// (e.g. a location 100 standard deviations outside the interval) stays finite.
-fn ln_normal_mass(alpha: f64, beta: f64) -> f64 {
-    let r = std::f64::consts::FRAC_1_SQRT_2;
-    // both in one tail: 0.5*erfc(u) - 0.5*erfc(v) with 0 <= u < v
-    let tail = |u: f64, v: f64| {
-        let (lu, lv) = (ln_erfc(u * r), ln_erfc(v * r));
-        0.5f64.ln() + lu + (-(lv - lu).exp()).ln_1p()
-    };
-    if alpha > 0.0 {
-        tail(alpha, beta)
-    } else if beta < 0.0 {
-        tail(-beta, -alpha)
-    } else {
-        (1.0 - 0.5 * libm::erfc(-alpha * r) - 0.5 * libm::erfc(beta * r)).ln()
-    }
-}
-
-/// Entropy of a one-dimensional truncated normal `TN(m, exp(log_std), [low, high])`
-/// (ERA_MATH.md 1.1), computed in log space. Infinite bounds are allowed.
-pub fn truncated_normal_entropy_1d(m: f64, log_std: f64, low: f64, high: f64) -> f64 {
-    let sigma = log_std.exp();
-    let alpha = (low - m) / sigma;
-    let beta = (high - m) / sigma;
-    let ln_z = ln_normal_mass(alpha, beta);
-    // x*phi(x)/Z = x*exp(-x^2/2 - ln(2*pi)/2 - ln Z)
-    let ln_2pi_half = 0.5 * (2.0 * std::f64::consts::PI).ln();
-    let t = |x: f64| if x.is_finite() { x * (-0.5 * x * x - ln_2pi_half - ln_z).exp() } else { 0.0 };
-    0.5 * L2PE + log_std + ln_z + 0.5 * (t(alpha) - t(beta))
 }
 
 /// Row-wise truncated-normal entropy summed over the last axis: `mean` and
@@ -143,47 +54,6 @@ pub fn truncated_normal_entropy<T: Element>(
         *e = T::from_f64(h);
     });
     Ok(())
-}
-
-/// The learner's state: `delta` and Adam's moments.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct DeltaState {
-    /// Current compensation.
-    pub delta: f64,
-    /// Adam first moment.
-    #[serde(default)]
-    pub adam_m: f64,
-    /// Adam second moment.
-    #[serde(default)]
-    pub adam_v: f64,
-    /// Number of Adam steps taken.
-    #[serde(default)]
-    pub adam_t: u64,
-}
-
-/// One learner step (ERA_MATH.md 1.3) from `state` with gradient
-/// `mean_entropy - H0`, clamped to `delta <= max_delta`. Pure: used by the
-/// head and mirrored by the bindings' functional learners.
-pub fn delta_step(cfg: &GaussianConfig, state: &DeltaState, mean_entropy: f64) -> DeltaState {
-    let l = &cfg.delta_learning;
-    let grad = mean_entropy - cfg.target_entropy;
-    let mut s = *state;
-    match l.optimizer {
-        DeltaOptimizer::Fixed => return s,
-        DeltaOptimizer::Sgd => s.delta -= l.lr * grad,
-        DeltaOptimizer::Adam => {
-            s.adam_t += 1;
-            s.adam_m = l.beta1 * s.adam_m + (1.0 - l.beta1) * grad;
-            s.adam_v = l.beta2 * s.adam_v + (1.0 - l.beta2) * grad * grad;
-            let t = s.adam_t.min(i32::MAX as u64) as i32;
-            let mhat = s.adam_m / (1.0 - l.beta1.powi(t));
-            let vhat = s.adam_v / (1.0 - l.beta2.powi(t));
-            s.delta -= l.lr * mhat / (vhat.sqrt() + l.eps);
-        }
-    }
-    s.delta = cfg.clamp_delta(s.delta);
-    s
 }
 
 /// The Gaussian head: immutable except for its synchronised `delta` learner.
@@ -313,22 +183,14 @@ impl GaussianHead {
         // contiguous f32: the vectorised kernel, rows split across threads
         if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
             let d = self.cfg.dim;
-            let rows = zs.len() / d;
-            parallel::run_above(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), |chunks| {
-                let per = rows.div_ceil(chunks * 4).max(1);
-                let body = |(i, (zc, oc)): (usize, (&[f32], &mut [f32]))| {
-                    simd::gaussian_rows_f32(zc, d, k_chunk(&ks, i * per, zc.len() / d), lo as f32, hi as f32, oc)
-                };
-                if chunks > 1 {
-                    zs.par_chunks(per * d).zip(os.par_chunks_mut(per * d)).enumerate().for_each(body);
-                } else {
-                    body((0, (zs, os)));
-                }
+            parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), zs.len() / d, os, d, |c| {
+                let zc = &zs[c.rows.start * d..c.rows.end * d];
+                gaussian_rows_f32(zc, d, k_chunk(&ks, c.rows.start, c.rows.len()), lo as f32, hi as f32, c.a)
             });
             return Ok(());
         }
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
-            forward_row(ins[0], simd::row_k(&ks, r), lo, hi, o);
+            forward_row(ins[0], row_k(&ks, r), lo, hi, o);
             0.0
         })?;
         Ok(())
@@ -379,45 +241,34 @@ impl GaussianHead {
             grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
         ) {
             (Some(zs), Some(gs), Some(ds)) => {
-                // contiguous f32: the vectorised kernel, rows split across threads
+                // contiguous f32: the vectorised kernel, rows split into chunks
                 let d = self.cfg.dim;
                 let rows = zs.len() / d;
                 let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
-                let sums = parallel::run_above(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), |chunks| {
-                    let per = rows.div_ceil(chunks * 4).max(1);
-                    type Chunk<'c> = (usize, ((&'c [f32], &'c [f32]), &'c mut [f32]));
-                    // with a per-row buffer `out` the chunk writes its rows there; else a local one
-                    let body = |(i, ((zc, gc), dc)): Chunk<'_>, out: Option<&mut [f64]>| -> f64 {
-                        let n = zc.len() / d;
-                        let kc = k_chunk(&ks, i * per, n);
-                        match out {
-                            Some(o) => {
-                                simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, o);
-                                0.0
-                            }
-                            None => {
-                                let mut local = vec![0.0f64; n];
-                                simd::gaussian_rows_grad_f32(zc, gc, d, kc, lo as f32, hi as f32, dc, &mut local);
-                                local.iter().sum()
-                            }
+                let (lo, hi) = (lo as f32, hi as f32);
+                let sums = parallel::for_chunks2(
+                    parallel::PAR_MIN_ELEMENTS_GAUSSIAN,
+                    threads,
+                    zs.len(),
+                    rows,
+                    ds,
+                    d,
+                    &mut dd,
+                    usize::from(!scalar),
+                    |c| {
+                        let r = c.rows.start * d..c.rows.end * d;
+                        let kc = k_chunk(&ks, c.rows.start, c.rows.len());
+                        if scalar {
+                            // the chunk's sum of d/d delta (no per-row buffer to fill first)
+                            let mut local = vec![0.0f64; c.rows.len()];
+                            gaussian_rows_grad_f32(&zs[r.clone()], &gs[r], d, kc, lo, hi, c.a, &mut local);
+                            local.iter().sum()
+                        } else {
+                            gaussian_rows_grad_f32(&zs[r.clone()], &gs[r], d, kc, lo, hi, c.a, c.b);
+                            0.0
                         }
-                    };
-                    let parts = zs.par_chunks(per * d).zip(gs.par_chunks(per * d)).zip(ds.par_chunks_mut(per * d)).enumerate();
-                    match (chunks > 1, scalar) {
-                        (true, true) => parts.map(|c| body(c, None)).collect::<Vec<f64>>(),
-                        (true, false) => {
-                            parts.zip(dd.par_chunks_mut(per)).for_each(|(c, o)| {
-                                body(c, Some(o));
-                            });
-                            Vec::new()
-                        }
-                        (false, true) => vec![body((0, ((zs, gs), ds)), None)],
-                        (false, false) => {
-                            body((0, ((zs, gs), ds)), Some(&mut dd[..]));
-                            Vec::new()
-                        }
-                    }
-                });
+                    },
+                );
                 if scalar {
                     sums
                 } else {
@@ -426,7 +277,7 @@ impl GaussianHead {
             }
             _ => {
                 let (zv, gv) = (z.view(), grad_out.view());
-                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], simd::row_k(&ks, r), lo, hi, o))?
+                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], row_k(&ks, r), lo, hi, o))?
             }
         };
         if let Some(mut g) = grad_delta {
@@ -447,9 +298,9 @@ impl GaussianHead {
         Ok(())
     }
 
-    /// The `k` values (ERA_MATH.md 1) of a call, validating the feasibility of
+    /// The `k` values (docs/math.md#gaussian-forward) of a call, validating the feasibility of
     /// every `delta`: one per row in row order for a per-row `delta`, a single
-    /// value for a scalar one (see [`simd::row_k`]).
+    /// value for a scalar one (see [`row_k`]).
     fn ks<T: Element>(&self, z: &ArrayViewD<'_, T>, delta: &DeltaArg<'_, T>) -> Result<Vec<f64>> {
         let batch = &z.shape()[..z.ndim() - 1];
         let rows: usize = batch.iter().product();

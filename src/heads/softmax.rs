@@ -1,112 +1,15 @@
-//! The softmax head (ERA_MATH.md section 2).
+//! The softmax head (docs/math.md#softmax-head): validation and dispatch to
+//! [`crate::kernels::softmax`]; the head-free categorical entropy.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::config::SoftmaxConfig;
-use crate::error::{bail, Result};
-use crate::heads::check_same_shape;
-use rayon::prelude::*;
+use crate::error::{bail, check_same_shape, Result};
+use crate::kernels::softmax::{backward_row, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32};
+use crate::kernels::vmath::softmax_entropy;
+use crate::kernels::{parallel, Element};
 
-use crate::kernels::{parallel, simd, softmax_entropy, softmax_into, Element};
-
-/// The constants of the affine map `h = slope*s + b` (derived once per head).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SoftmaxConstants {
-    /// `slope = (ub - C/n) / (1 - 1/n)`, >= 0.
-    pub slope: f64,
-    /// `b = (C - slope) / n`, >= 0.
-    pub b: f64,
-}
-
-impl SoftmaxConstants {
-    /// Derives `slope` and `b` from a validated config. `C` is clamped into
-    /// `[ub, n*ub]` so that targets exactly at the ends of the valid range
-    /// stay in range after rounding.
-    pub fn new(cfg: &SoftmaxConfig) -> Self {
-        let n = cfg.num_classes as f64;
-        let ub = cfg.tau.ln() / cfg.tau;
-        let c = (cfg.target_entropy - 1.0).exp().clamp(ub, n * ub);
-        let slope = ((ub - c / n) / (1.0 - 1.0 / n)).max(0.0);
-        let b = ((c - slope) / n).max(0.0);
-        SoftmaxConstants { slope, b }
-    }
-}
-
-/// `h = slope*s + b`, kept >= the smallest normal f64: at the lower end of
-/// the target range `b = 0`, and a probability that underflows to 0 would
-/// give `ln(0)` and an infinite logit (the class still gets the smallest one).
-#[inline]
-fn h_of(k: SoftmaxConstants, s: f64) -> f64 {
-    let h = k.slope * s + k.b;
-    if h < f64::MIN_POSITIVE {
-        f64::MIN_POSITIVE
-    } else {
-        h
-    }
-}
-
-/// `u = -1 - ln(h)`, clamped at 0 (rounding can push `h` a hair past 1/e).
-#[inline]
-fn u_of(h: f64) -> f64 {
-    let u = -1.0 - h.ln();
-    if u < 0.0 {
-        0.0
-    } else {
-        u
-    }
-}
-
-/// Forward of one row (`out` first holds `softmax(z)`).
-#[inline]
-pub fn forward_row(z: &[f64], k: SoftmaxConstants, out: &mut [f64]) {
-    softmax_into(z, out);
-    let mut wmin = f64::INFINITY;
-    for o in out.iter_mut() {
-        let h = h_of(k, *o);
-        let u = u_of(h);
-        let w = -1.0 - (2.0 * u).sqrt() - 0.75 * u;
-        *o = w;
-        if w < wmin || w.is_nan() {
-            wmin = w;
-        }
-    }
-    for o in out.iter_mut() {
-        *o -= wmin;
-    }
-}
-
-/// `a_i = g_i * dw/dh(h_i)`, 0 where `g_i` or `s_i` is 0.
-#[inline]
-fn a_of(k: SoftmaxConstants, gi: f64, si: f64) -> f64 {
-    let h = h_of(k, si);
-    let u = u_of(h);
-    // at tau = e and h = 1/e (u = 0) the derivative is infinite (the branch point of
-    // Lambert W); keep it finite so that a one-hot row gets its exact zero gradient
-    let u = if u < f64::MIN_POSITIVE { f64::MIN_POSITIVE } else { u };
-    // where s_i == 0 the term is multiplied by s_i: skip it (its factor may overflow)
-    if gi == 0.0 || si == 0.0 {
-        0.0
-    } else {
-        gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h
-    }
-}
-
-/// Backward of one row (the min-shift is a stop-gradient constant;
-/// `dz` first holds `softmax(z)`).
-#[inline]
-pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
-    if k.slope == 0.0 {
-        // degenerate head (C = n*ub): the output does not depend on z
-        dz.fill(0.0);
-        return;
-    }
-    softmax_into(z, dz);
-    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| a_of(k, gi, si) * si).sum();
-    for (d, &gi) in dz.iter_mut().zip(g) {
-        let si = *d;
-        *d = k.slope * si * (a_of(k, gi, si) - dot);
-    }
-}
+pub use crate::kernels::softmax::SoftmaxConstants;
 
 /// The softmax head. Immutable; share it across threads freely.
 #[derive(Debug, Clone)]
@@ -176,17 +79,10 @@ impl SoftmaxHead {
         if self.f32_kernels() {
             if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
                 let (slope, b) = (k.slope as f32, k.b as f32);
-                let body = |(zc, oc): (&[f32], &mut [f32])| {
-                    for (zr, or) in zc.chunks_exact(n).zip(oc.chunks_exact_mut(n)) {
-                        simd::softmax_head_row_f32(zr, slope, b, or);
-                    }
-                };
-                parallel::run(threads, zs.len(), |chunks| {
-                    let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
-                    if chunks > 1 {
-                        zs.par_chunks(per).zip(os.par_chunks_mut(per)).for_each(body);
-                    } else {
-                        body((zs, os));
+                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, os, n, |c| {
+                    let zc = &zs[c.rows.start * n..c.rows.end * n];
+                    for (zr, or) in zc.chunks_exact(n).zip(c.a.chunks_exact_mut(n)) {
+                        softmax_head_row_f32(zr, slope, b, or);
                     }
                 });
                 return Ok(());
@@ -219,18 +115,11 @@ impl SoftmaxHead {
                 grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
             ) {
                 let (slope, b) = (k.slope as f32, k.b as f32);
-                let body = |((zc, gc), dc): ((&[f32], &[f32]), &mut [f32])| {
+                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, ds, n, |c| {
+                    let r = c.rows.start * n..c.rows.end * n;
                     let mut scratch = Vec::new();
-                    for ((zr, gr), dr) in zc.chunks_exact(n).zip(gc.chunks_exact(n)).zip(dc.chunks_exact_mut(n)) {
-                        simd::softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
-                    }
-                };
-                parallel::run(threads, zs.len(), |chunks| {
-                    let per = (zs.len() / n).div_ceil(chunks * 4).max(1) * n;
-                    if chunks > 1 {
-                        zs.par_chunks(per).zip(gs.par_chunks(per)).zip(ds.par_chunks_mut(per)).for_each(body);
-                    } else {
-                        body(((zs, gs), ds));
+                    for ((zr, gr), dr) in zs[r.clone()].chunks_exact(n).zip(gs[r].chunks_exact(n)).zip(c.a.chunks_exact_mut(n)) {
+                        softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
                     }
                 });
                 return Ok(());
@@ -244,23 +133,27 @@ impl SoftmaxHead {
         Ok(())
     }
 
-    /// Per-row `H(softmax(out))`: `out` `[..., n]` -> `entropy` `[...]`.
-    pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
+    /// Per-row `H(softmax(out))` (docs/math.md#categorical-entropy): `out`
+    /// `[..., n]` -> `entropy` `[...]`.
+    pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
-        check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, softmax_entropy)?;
-        parallel::store_values(&mut entropy, &h);
-        Ok(())
+        categorical_entropy_threads(out, 1.0, entropy, self.threads)
     }
 }
 
-/// Row-wise entropy of `softmax(logits / temperature)`, needing no head:
-/// `logits` `[..., n]` (any float element type) -> `entropy` `[...]`.
-/// `temperature` must be finite and positive.
-pub fn categorical_entropy<T: Element, F: Element>(
+/// Row-wise entropy of `softmax(logits / temperature)`, needing no head
+/// (docs/math.md#categorical-entropy): `logits` `[..., n]` (any float
+/// element type) -> `entropy` `[...]`. `temperature` must be finite and positive.
+pub fn categorical_entropy<T: Element, F: Element>(logits: ArrayViewD<'_, T>, temperature: f64, entropy: ArrayViewMutD<'_, F>) -> Result<()> {
+    categorical_entropy_threads(logits, temperature, entropy, 0)
+}
+
+/// [`categorical_entropy`] on `threads` threads (0 = the default count).
+pub(crate) fn categorical_entropy_threads<T: Element, F: Element>(
     logits: ArrayViewD<'_, T>,
     temperature: f64,
     mut entropy: ArrayViewMutD<'_, F>,
+    threads: usize,
 ) -> Result<()> {
     if !(temperature.is_finite() && temperature > 0.0) {
         bail!(InvalidArgument, "temperature must be finite and > 0, got {temperature}");
@@ -270,7 +163,7 @@ pub fn categorical_entropy<T: Element, F: Element>(
     }
     check_same_shape("entropy", entropy.shape(), "logits without its last axis", &logits.shape()[..logits.ndim() - 1])?;
     let inv_t = 1.0 / temperature;
-    let h = parallel::reduce_rows(parallel::resolve_threads(0), &logits, |z| {
+    let h = parallel::reduce_rows(parallel::resolve_threads(threads), &logits, |z| {
         if inv_t == 1.0 {
             softmax_entropy(z)
         } else {

@@ -1,23 +1,19 @@
-//! The token head (ERA_MATH.md section 3) for LLM policy updates: per-token
+//! The token head (docs/math.md#token-head) for LLM policy updates: per-token
 //! entropy, per-response top-`rho` ("forking token") entropy, the scale
 //! decision, advantage scaling, and log-probs under the scaled logits.
 //!
-//! This is the straightforward implementation: two reads of each logit row
-//! in the forward (entropy, then log-prob at the chosen scale), one read and
-//! one write in the backward, O(V) scratch per row and O(N) extra memory.
-
-use std::collections::BTreeMap;
+//! The head validates its inputs and dispatches: f32, bf16 and f16 logits
+//! to the fused kernels, f64 logits to the reference rows, both in
+//! [`crate::kernels::token`].
 
 use ndarray::{ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
-use rayon::prelude::*;
 
 use crate::config::TokenConfig;
-use crate::error::{bail, Result};
-use crate::heads::check_same_shape;
-use crate::kernels::{load, parallel, row_max, simd, softmax_entropy, Element};
+use crate::error::{bail, check_same_shape, Result};
+use crate::kernels::token::{self as kernel, choose_scale, response_entropies, scale_index, topk_ln_sums, OUTSIDE_TOPK_LOGPROB};
+use crate::kernels::vmath::{load, softmax_entropy, store};
+use crate::kernels::{parallel, Element};
 
-/// Log-prob given to a label outside the vocabulary top-K.
-pub const OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
 
 /// An integer tensor view (labels, response ids) of either width.
 #[derive(Debug, Clone)]
@@ -71,92 +67,6 @@ pub struct TokenOutputs<'a, F> {
     pub advantages: ArrayViewMutD<'a, F>,
     /// Optional: the token's response entropy `Hresp` (0 for masked tokens).
     pub response_entropy: Option<ArrayViewMutD<'a, F>>,
-}
-
-/// `max(1, floor(rho * n))`: how many forking tokens a response of `n` tokens has.
-#[inline]
-pub fn forking_count(rho: f64, n: usize) -> usize {
-    ((rho * n as f64).floor() as usize).max(1)
-}
-
-/// The scale decision for one token.
-#[inline]
-pub fn choose_scale(cfg: &TokenConfig, advantage: f64, response_entropy: f64) -> f64 {
-    if advantage > 0.0 && response_entropy < cfg.omega_low {
-        cfg.k
-    } else if advantage > 0.0 && response_entropy > cfg.omega_high {
-        1.0 / cfg.k
-    } else {
-        1.0
-    }
-}
-
-/// Per-response mean of the `max(1, floor(rho*n_r))` largest entropies.
-/// `ids[t] < 0` marks a masked token, which gets 0.
-pub fn response_entropies(entropy: &[f64], ids: &[i64], rho: f64) -> Vec<f64> {
-    let mut groups: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for (&h, &id) in entropy.iter().zip(ids) {
-        if id >= 0 {
-            groups.entry(id).or_default().push(h);
-        }
-    }
-    let means: BTreeMap<i64, f64> = groups
-        .into_iter()
-        .map(|(id, mut hs)| {
-            // descending; NaN sorts first (as the largest), so it poisons the mean
-            hs.sort_by(|a, b| b.total_cmp(a));
-            let k = forking_count(rho, hs.len());
-            (id, hs[..k].iter().sum::<f64>() / k as f64)
-        })
-        .collect();
-    ids.iter().map(|id| if *id >= 0 { means[id] } else { 0.0 }).collect()
-}
-
-/// Marks the `k` largest entries of `z` (ties broken towards lower indices);
-/// `idx` is scratch. Returns nothing; `mask[i]` is true for selected entries.
-pub fn topk_mask(z: &[f64], k: usize, idx: &mut Vec<usize>, mask: &mut [bool]) {
-    let v = z.len();
-    idx.clear();
-    idx.extend(0..v);
-    let cmp = |a: &usize, b: &usize| z[*b].total_cmp(&z[*a]).then(a.cmp(b));
-    if k < v {
-        idx.select_nth_unstable_by(k - 1, cmp);
-    }
-    mask.fill(false);
-    for &i in &idx[..k.min(v)] {
-        mask[i] = true;
-    }
-}
-
-/// `c*z[y] - logsumexp(c*z)` over the entries where `mask` is true (all
-/// when `None`), computed as `(c*z[y] - m) - ln(sum(exp(c*z - m)))` with the
-/// maximum `m` subtracted first, so that huge logits do not cancel.
-fn scaled_logprob(z: &[f64], y: usize, c: f64, mask: Option<&[bool]>) -> f64 {
-    let sel = |i: usize| mask.map_or(true, |m| m[i]);
-    let mut m = f64::NEG_INFINITY;
-    let mut nan = false;
-    for (i, &v) in z.iter().enumerate() {
-        if sel(i) {
-            let x = c * v;
-            nan |= x.is_nan();
-            if x > m {
-                m = x;
-            }
-        }
-    }
-    if nan || m == f64::INFINITY {
-        return f64::NAN;
-    }
-    if m == f64::NEG_INFINITY {
-        return f64::NAN; // every selected logit is -inf: no distribution
-    }
-    let mut s = 0.0;
-    for (i, &v) in z.iter().enumerate() {
-        if sel(i) {
-            s += (c * v - m).exp();
-        }
-    }
-    (c * z[y] - m) - s.ln()
 }
 
 /// The token head. Immutable; share it across threads freely.
@@ -285,7 +195,7 @@ impl TokenHead {
     }
 
     /// Forward: `logits` `[..., V]`, `labels`, `response_ids`, `advantages`
-    /// and every output of shape `[...]`. See ERA_MATH.md section 3.
+    /// and every output of shape `[...]`. See docs/math.md#token-head.
     ///
     /// f32, bf16 and f16 logits take the fused kernel (one read of each row,
     /// f32 arithmetic, f64 sums across blocks, rows split across threads);
@@ -311,28 +221,20 @@ impl TokenHead {
         let per_row = |scratch: &mut (Vec<f32>, Vec<(f32, usize)>), t: usize| -> FastRow {
             let (buf, heap) = scratch;
             let x = row_f32(&rows[t], buf);
-            let st = simd::token_row_stats(x, inv_t as f32, k as f32);
+            let st = kernel::token_row_stats(x, inv_t as f32, k as f32);
             let mut r = FastRow { stats: st, zy: 0.0, topk_ln: None };
             if c.ids[t] >= 0 {
                 let y = c.labels[t] as usize;
                 r.zy = (x[y] * inv_t as f32) as f64;
                 if let Some(kk) = topk {
-                    let thr = simd::topk_threshold(x, kk, heap);
-                    let inside = x[y] > thr.0 || (x[y] == thr.0 && y <= thr.1);
+                    let thr = kernel::topk_threshold(x, kk, heap);
+                    let inside = kernel::in_topk(x[y], y, thr);
                     r.topk_ln = Some(if inside { topk_ln_sums(heap, inv_t, k) } else { None });
                 }
             }
             r
         };
-        let fast: Vec<FastRow> = parallel::run(threads, c.n * c.v, |chunks| {
-            let init = || (Vec::new(), Vec::new());
-            if chunks > 1 {
-                (0..c.n).into_par_iter().map_init(init, per_row).collect()
-            } else {
-                let mut scratch = init();
-                (0..c.n).map(|t| per_row(&mut scratch, t)).collect()
-            }
-        });
+        let fast: Vec<FastRow> = parallel::map_init(threads, c.n * c.v, c.n, || (Vec::new(), Vec::new()), per_row);
         let h: Vec<f64> = fast.iter().map(|r| r.stats.entropy()).collect();
         let (hresp, adv, scale) = self.decide(&c, &h, &advantages);
         let logp: Vec<f64> = (0..c.n)
@@ -385,8 +287,7 @@ impl TokenHead {
 
         // pass 2: log-probs at the chosen scale
         let topk = self.effective_topk(c.v);
-        let mut idx = Vec::new();
-        let mut mask = vec![true; c.v];
+        let (mut heap, mut mask) = (Vec::new(), Vec::new());
         let mut logp = Vec::with_capacity(c.n);
         for (t, row) in logits.lanes(last).into_iter().enumerate() {
             if c.ids[t] < 0 {
@@ -395,20 +296,7 @@ impl TokenHead {
             }
             load(&mut z, row.iter());
             z.iter_mut().for_each(|x| *x *= inv_t);
-            let y = c.labels[t] as usize;
-            let ct = scale[t];
-            let lp = match topk {
-                None => scaled_logprob(&z, y, ct, None),
-                Some(k) => {
-                    topk_mask(&z, k, &mut idx, &mut mask);
-                    if mask[y] {
-                        scaled_logprob(&z, y, ct, Some(&mask))
-                    } else {
-                        OUTSIDE_TOPK_LOGPROB
-                    }
-                }
-            };
-            logp.push(lp);
+            logp.push(kernel::reference_logprob_row(&z, c.labels[t] as usize, scale[t], topk, &mut heap, &mut mask));
         }
 
         self.write_outputs(out, &logp, &h, &scale, &adv, &hresp);
@@ -442,7 +330,7 @@ impl TokenHead {
         let rows = parallel::rows(&logits);
         let mut grows = parallel::rows_mut(&mut grad_logits);
         let threads = parallel::resolve_threads(self.threads);
-        let per_row = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<(f32, usize)>), (t, grow): (usize, &mut ArrayViewMut1<'_, T>)| {
+        let per_row = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<(f32, usize)>), t: usize, grow: &mut ArrayViewMut1<'_, T>| {
             let (buf, gbuf, heap) = scratch;
             if c.ids[t] < 0 || g[t] == 0.0 {
                 grow.fill(T::from_f32(0.0));
@@ -450,9 +338,9 @@ impl TokenHead {
             }
             let y = c.labels[t] as usize;
             let x = row_f32(&rows[t], buf);
-            let thr = topk.map(|kk| simd::topk_threshold(x, kk, heap));
-            if let Some((tv, ti)) = thr {
-                if !(x[y] > tv || (x[y] == tv && y <= ti)) {
+            let thr = topk.map(|kk| kernel::topk_threshold(x, kk, heap));
+            if let Some(th) = thr {
+                if !kernel::in_topk(x[y], y, th) {
                     grow.fill(T::from_f32(0.0));
                     return;
                 }
@@ -460,10 +348,10 @@ impl TokenHead {
             let ct = sc[t] as f32;
             let f = (sc[t] * inv_t as f64 * g[t]) as f32;
             match grow.as_slice_mut().and_then(T::as_f32_slice_mut) {
-                Some(out) => simd::token_row_grad(x, inv_t, ct, f, y, thr, out),
+                Some(out) => kernel::token_row_grad(x, inv_t, ct, f, y, thr, out),
                 None => {
                     gbuf.resize(c.v, 0.0);
-                    simd::token_row_grad(x, inv_t, ct, f, y, thr, gbuf);
+                    kernel::token_row_grad(x, inv_t, ct, f, y, thr, gbuf);
                     match grow.as_slice_mut() {
                         Some(o) => T::store_f32(gbuf, o),
                         None => grow.iter_mut().zip(gbuf.iter()).for_each(|(o, &v)| *o = T::from_f32(v)),
@@ -471,15 +359,7 @@ impl TokenHead {
                 }
             }
         };
-        parallel::run(threads, c.n * c.v, |chunks| {
-            let init = || (Vec::new(), Vec::new(), Vec::new());
-            if chunks > 1 {
-                grows.par_iter_mut().enumerate().for_each_init(init, per_row);
-            } else {
-                let mut scratch = init();
-                grows.iter_mut().enumerate().for_each(|tr| per_row(&mut scratch, tr));
-            }
-        });
+        parallel::for_each_init(threads, c.n * c.v, &mut grows, || (Vec::new(), Vec::new(), Vec::new()), per_row);
         Ok(())
     }
 
@@ -520,88 +400,38 @@ impl TokenHead {
         let topk = self.effective_topk(c.v);
         let last = Axis(logits.ndim() - 1);
         let mut z = vec![0.0; c.v];
-        let mut idx = Vec::new();
-        let mut mask = vec![true; c.v];
+        let mut out = vec![0.0; c.v];
+        let mut heap = Vec::new();
         for (t, (row, mut grow)) in logits.lanes(last).into_iter().zip(grad_logits.lanes_mut(last)).enumerate() {
-            let y = c.labels[t];
             if c.ids[t] < 0 || g[t] == 0.0 {
                 grow.fill(T::from_f64(0.0));
                 continue;
             }
-            let y = y as usize;
             load(&mut z, row.iter());
             z.iter_mut().for_each(|x| *x *= inv_t);
             let ct = sc[t];
-            if let Some(k) = topk {
-                topk_mask(&z, k, &mut idx, &mut mask);
-                if !mask[y] {
-                    grow.fill(T::from_f64(0.0));
-                    continue;
-                }
-            }
-            let m = if topk.is_some() {
-                z.iter().zip(&mask).filter(|(_, &s)| s).map(|(&v, _)| ct * v).fold(f64::NEG_INFINITY, f64::max)
-            } else {
-                ct * row_max(&z)
-            };
-            let mut s = 0.0;
-            for (i, x) in z.iter_mut().enumerate() {
-                *x = if mask[i] || topk.is_none() { (ct * *x - m).exp() } else { 0.0 };
-                s += *x;
-            }
-            let f = ct * inv_t * g[t];
-            for (i, (gz, &e)) in grow.iter_mut().zip(z.iter()).enumerate() {
-                let onehot = if i == y { 1.0 } else { 0.0 };
-                *gz = T::from_f64(f * (onehot - e / s));
-            }
+            kernel::reference_grad_row(&z, c.labels[t] as usize, ct, ct * inv_t * g[t], topk, &mut heap, &mut out);
+            store(grow.iter_mut(), &out);
         }
         Ok(())
     }
 
-    /// Per-token entropy `H(softmax(logits / T))`: `logits` `[..., V]` -> `entropy` `[...]`.
-    pub fn entropy<T: Element, F: Element>(&self, logits: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, F>) -> Result<()> {
-        if logits.ndim() == 0 {
-            bail!(InvalidShape, "logits must have rank >= 1 ([..., V]), got a scalar");
-        }
-        check_same_shape("entropy", entropy.shape(), "logits without its last axis", &logits.shape()[..logits.ndim() - 1])?;
-        let inv_t = 1.0 / self.cfg.temperature;
-        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &logits, |z| {
-            let zs: Vec<f64> = z.iter().map(|x| x * inv_t).collect();
-            softmax_entropy(&zs)
-        })?;
-        parallel::store_values(&mut entropy, &h);
-        Ok(())
+    /// Per-token entropy `H(softmax(logits / T))` (docs/math.md#categorical-entropy):
+    /// `logits` `[..., V]` -> `entropy` `[...]`.
+    pub fn entropy<T: Element, F: Element>(&self, logits: ArrayViewD<'_, T>, entropy: ArrayViewMutD<'_, F>) -> Result<()> {
+        crate::heads::softmax::categorical_entropy_threads(logits, self.cfg.temperature, entropy, self.threads)
     }
 }
 
 /// Per-row results of the fused forward pass.
 struct FastRow {
-    stats: simd::RowStats,
+    stats: kernel::RowStats,
     /// `x[label] / T` (unmasked tokens).
     zy: f64,
     /// With a vocabulary top-K: `None` for a masked token, `Some(None)` when
     /// the label is outside the top-K, else the top-K maximum and
     /// `ln(sum(exp(c*(z - max))))` for `c` in `{1, k, 1/k}`.
     topk_ln: Option<Option<(f64, [f64; 3])>>,
-}
-
-/// Index of a scale in `{1, k, 1/k}`.
-fn scale_index(c: f64, k: f64) -> usize {
-    if c == 1.0 {
-        0
-    } else if c == k {
-        1
-    } else {
-        2
-    }
-}
-
-/// The top-K maximum and log-sums from the K selected (value, index) pairs.
-fn topk_ln_sums(heap: &[(f32, usize)], inv_t: f64, k: f64) -> Option<(f64, [f64; 3])> {
-    let zs: Vec<f64> = heap.iter().map(|&(v, _)| (v * inv_t as f32) as f64).collect();
-    let m = zs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let ln = |c: f64| zs.iter().map(|&z| (c * (z - m)).exp()).sum::<f64>().ln();
-    Some((m, [ln(1.0), ln(k), ln(1.0 / k)]))
 }
 
 /// A row as contiguous f32: the row itself for contiguous f32 data, else

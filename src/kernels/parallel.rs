@@ -1,4 +1,7 @@
-//! Row-parallel execution on thread pools that are created once.
+//! Row-parallel execution on thread pools that are created once. This is
+//! the only module that knows about threads: the heads describe their work
+//! (rows, chunks of contiguous rows, per-row results) and this module decides
+//! whether it runs on the calling thread or is split across a pool.
 //!
 //! The number of threads comes from the head's config (`num_threads`), else
 //! the `ERA_NUM_THREADS` environment variable (read once), else all cores.
@@ -7,13 +10,15 @@
 //! work on other threads costs more than it saves there.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::{ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Axis};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernels::{load, store, Element};
+use crate::kernels::element::Element;
+use crate::kernels::vmath::{load, store};
 
 /// The largest thread count a head accepts.
 pub const MAX_THREADS: usize = 1024;
@@ -84,6 +89,114 @@ pub fn run_above<R: Send>(min: usize, threads: usize, work: usize, f: impl FnOnc
         Some(p) => p.install(|| f(threads)),
         None => f(1),
     }
+}
+
+/// A range of contiguous rows and the matching parts of two outputs (an
+/// output with zero elements per row gets empty parts).
+pub struct Chunk<'a, A, B> {
+    /// The rows of this chunk.
+    pub rows: Range<usize>,
+    /// The first output's elements for these rows.
+    pub a: &'a mut [A],
+    /// The second output's elements for these rows.
+    pub b: &'a mut [B],
+}
+
+/// Splits `rows` rows into chunks of `per` rows, with the matching parts of
+/// `a` (`a_row` elements per row) and `b` (`b_row` elements per row).
+fn split<'a, A, B>(rows: usize, per: usize, mut a: &'a mut [A], a_row: usize, mut b: &'a mut [B], b_row: usize) -> Vec<Chunk<'a, A, B>> {
+    let mut parts = Vec::with_capacity(rows.div_ceil(per.max(1)));
+    let mut start = 0;
+    while start < rows {
+        let n = per.min(rows - start);
+        let (na, nb) = ((n * a_row).min(a.len()), (n * b_row).min(b.len()));
+        let (ha, ta) = std::mem::take(&mut a).split_at_mut(na);
+        let (hb, tb) = std::mem::take(&mut b).split_at_mut(nb);
+        a = ta;
+        b = tb;
+        parts.push(Chunk { rows: start..start + n, a: ha, b: hb });
+        start += n;
+    }
+    parts
+}
+
+/// Runs `body` over chunks of contiguous rows (`rows` rows; outputs `a` and
+/// `b` with `a_row` and `b_row` elements per row, 0 for an output that is not
+/// used) and returns its results in row order. On one thread, or when `work`
+/// (elements) is below `min`, `body` sees all rows as one chunk; otherwise
+/// about four chunks per thread run on the pool.
+#[allow(clippy::too_many_arguments)]
+pub fn for_chunks2<A: Send, B: Send, R: Send>(
+    min: usize,
+    threads: usize,
+    work: usize,
+    rows: usize,
+    a: &mut [A],
+    a_row: usize,
+    b: &mut [B],
+    b_row: usize,
+    body: impl Fn(Chunk<'_, A, B>) -> R + Sync + Send,
+) -> Vec<R> {
+    run_above(min, threads, work, |chunks| {
+        if chunks > 1 {
+            let per = rows.div_ceil(chunks * 4).max(1);
+            split(rows, per, a, a_row, b, b_row).into_par_iter().map(&body).collect()
+        } else {
+            split(rows, rows.max(1), a, a_row, b, b_row).into_iter().map(&body).collect()
+        }
+    })
+}
+
+/// [`for_chunks2`] with one output (`a`, `a_row` elements per row).
+pub fn for_chunks<A: Send, R: Send>(
+    min: usize,
+    threads: usize,
+    work: usize,
+    rows: usize,
+    a: &mut [A],
+    a_row: usize,
+    body: impl Fn(Chunk<'_, A, ()>) -> R + Sync + Send,
+) -> Vec<R> {
+    let none: &mut [()] = &mut [];
+    for_chunks2(min, threads, work, rows, a, a_row, none, 0, body)
+}
+
+/// `f(scratch, i)` for `i` in `0..n`, in order, with one scratch value per
+/// worker made by `init`; parallel when `work` (elements) is large enough.
+pub fn map_init<S, R: Send>(
+    threads: usize,
+    work: usize,
+    n: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize) -> R + Sync + Send,
+) -> Vec<R> {
+    run(threads, work, |chunks| {
+        if chunks > 1 {
+            (0..n).into_par_iter().map_init(&init, &f).collect()
+        } else {
+            let mut s = init();
+            (0..n).map(|i| f(&mut s, i)).collect()
+        }
+    })
+}
+
+/// `f(scratch, i, item)` for every item of `items`, with one scratch value
+/// per worker made by `init`; parallel when `work` (elements) is large enough.
+pub fn for_each_init<X: Send, S>(
+    threads: usize,
+    work: usize,
+    items: &mut [X],
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut X) + Sync + Send,
+) {
+    run(threads, work, |chunks| {
+        if chunks > 1 {
+            items.par_iter_mut().enumerate().for_each_init(&init, |s, (i, x)| f(s, i, x));
+        } else {
+            let mut s = init();
+            items.iter_mut().enumerate().for_each(|(i, x)| f(&mut s, i, x));
+        }
+    })
 }
 
 /// Rows (lanes along the last axis) of an array, in logical row-major order.

@@ -1,0 +1,267 @@
+//! Gaussian-head arithmetic (docs/math.md#gaussian-head): the f64 rows, the
+//! vectorised f32 rows (one row per lane), the entropies and the
+//! truncated-normal entropy.
+
+use multiversion::multiversion;
+
+use crate::config::{GaussianConfig, L2PE};
+use crate::kernels::vmath::{exp_f32, softmax_into, vmap, vzip, vzip3, LANES};
+
+/// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
+#[inline]
+pub fn gaussian_k(cfg: &GaussianConfig, delta: f64) -> f64 {
+    let d = cfg.dim as f64;
+    let s = cfg.target_entropy + delta - 0.5 * d * L2PE;
+    s - d * cfg.log_std_max
+}
+
+/// Forward of one row: `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)`.
+#[inline]
+pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, out: &mut [f64]) {
+    softmax_into(z, out);
+    for o in out.iter_mut() {
+        let y = hi + k * *o;
+        // NaN-preserving clip
+        *o = if y < lo { lo } else if y > hi { hi } else { y };
+    }
+}
+
+/// Backward of one row. Writes `dz` and returns `ddelta = sum_i g_i m_i s_i`,
+/// where `m_i = 1` iff `lo < y_i < hi` strictly. (`dz` first holds `softmax(z)`.)
+#[inline]
+pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, dz: &mut [f64]) -> f64 {
+    softmax_into(z, dz);
+    let gm = |gi: f64, si: f64| {
+        let y = hi + k * si;
+        if lo < y && y < hi {
+            gi
+        } else {
+            0.0
+        }
+    };
+    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| gm(gi, si) * si).sum();
+    for (d, &gi) in dz.iter_mut().zip(g) {
+        let si = *d;
+        *d = k * si * (gm(gi, si) - dot);
+    }
+    dot
+}
+
+/// Entropy (docs/math.md#gaussian-entropy) of `N(mu, diag(exp(log_std))^2)`: `sum(log_std) + 0.5*D*L2PE`.
+#[inline]
+pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
+    log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
+}
+
+/// `k` of row `r` from a call's `k` values: one per row, or a single value
+/// that serves every row (a scalar `delta`).
+#[inline(always)]
+pub fn row_k(ks: &[f64], r: usize) -> f64 {
+    if ks.len() == 1 {
+        ks[0]
+    } else {
+        ks[r]
+    }
+}
+
+/// Gaussian-head forward over contiguous f32 rows of length `d`:
+/// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`, or
+/// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
+/// Rows are processed [`LANES`] at a time with one row per lane, so that
+/// short rows (a few action dimensions) still fill the vector registers.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
+    let rows = z.len() / d.max(1);
+    let full = rows / LANES * LANES;
+    // the group transposed: t[j] holds element j of LANES consecutive rows
+    let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    for g in (0..full).step_by(LANES) {
+        let zg = &z[g * d..(g + LANES) * d];
+        for (i, row) in zg.chunks_exact(d).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                t[j][i] = v;
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; LANES];
+        for tj in &t {
+            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
+        }
+        let mut s = [0.0f32; LANES];
+        for tj in t.iter_mut() {
+            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+            *tj = e;
+            s = vzip(s, e, |a, b| a + b);
+        }
+        let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
+        for tj in t.iter_mut() {
+            *tj = vzip(f, *tj, |fi, e| {
+                let y = fi.mul_add(e, hi);
+                if y < lo {
+                    lo
+                } else if y > hi {
+                    hi
+                } else {
+                    y
+                }
+            });
+        }
+        let og = &mut out[g * d..(g + LANES) * d];
+        for (i, row) in og.chunks_exact_mut(d).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = t[j][i];
+            }
+        }
+    }
+    for (j, (zr, or)) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).enumerate() {
+        let k = row_k(ks, full + j);
+        let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+        let mut s = 0.0f32;
+        for (o, &v) in or.iter_mut().zip(zr) {
+            let e = exp_f32(v - m);
+            *o = e;
+            s += e;
+        }
+        let f = k as f32 / s;
+        for o in or.iter_mut() {
+            let y = f.mul_add(*o, hi);
+            *o = if y < lo { lo } else if y > hi { hi } else { y };
+        }
+    }
+}
+
+/// Gaussian-head backward over contiguous f32 rows: writes `dz` and the
+/// per-row `d/d delta` into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    let rows = z.len() / d.max(1);
+    let full = rows / LANES * LANES;
+    // groups of LANES rows, transposed so that lane i holds row i
+    let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    let mut tg = tz.clone();
+    for r0 in (0..full).step_by(LANES) {
+        for (i, (zr, gr)) in z[r0 * d..(r0 + LANES) * d].chunks_exact(d).zip(g[r0 * d..(r0 + LANES) * d].chunks_exact(d)).enumerate() {
+            for j in 0..d {
+                tz[j][i] = zr[j];
+                tg[j][i] = gr[j];
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; LANES];
+        for tj in &tz {
+            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
+        }
+        let mut s = [0.0f32; LANES];
+        for tj in tz.iter_mut() {
+            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+            *tj = e;
+            s = vzip(s, e, |a, b| a + b);
+        }
+        let inv: [f32; LANES] = vmap(s, |v| 1.0 / v);
+        let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, r0 + i) as f32);
+        let mut dot = [0.0f32; LANES];
+        for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
+            let si = vzip(*tj, inv, |e, v| e * v);
+            let y = vzip(k, si, |kk, sv| kk.mul_add(sv, hi));
+            let gm = vzip(*gj, y, |gv, yv| if lo < yv && yv < hi { gv } else { 0.0 });
+            *tj = si;
+            *gj = gm;
+            dot = vzip3(gm, si, dot, |a, b, c| a.mul_add(b, c));
+        }
+        for (tj, gj) in tz.iter_mut().zip(tg.iter()) {
+            let kd = vzip(*gj, dot, |gv, dv| gv - dv);
+            *tj = vzip3(k, *tj, kd, |kk, sv, x| kk * sv * x);
+        }
+        for (i, row) in dz[r0 * d..(r0 + LANES) * d].chunks_exact_mut(d).enumerate() {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = tz[j][i];
+            }
+        }
+        for i in 0..LANES {
+            dd[r0 + i] = dot[i] as f64;
+        }
+    }
+    let rest = (z[full * d..].chunks_exact(d).zip(g[full * d..].chunks_exact(d)))
+        .zip(dz[full * d..].chunks_exact_mut(d))
+        .zip(dd[full..].iter_mut())
+        .enumerate();
+    for (j, (((zr, gr), dr), ddr)) in rest {
+        let k = row_k(ks, full + j);
+        let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+        let mut s = 0.0f32;
+        for (o, &v) in dr.iter_mut().zip(zr) {
+            let e = exp_f32(v - m);
+            *o = e;
+            s += e;
+        }
+        let inv = 1.0 / s;
+        let k32 = k as f32;
+        let mut dot = 0.0f32;
+        for (o, &gi) in dr.iter_mut().zip(gr) {
+            let si = *o * inv;
+            *o = si;
+            let y = k32.mul_add(si, hi);
+            let gm = if lo < y && y < hi { gi } else { 0.0 };
+            dot = gm.mul_add(si, dot);
+        }
+        for (o, &gi) in dr.iter_mut().zip(gr) {
+            let si = *o;
+            let y = k32.mul_add(si, hi);
+            let gm = if lo < y && y < hi { gi } else { 0.0 };
+            *o = k32 * si * (gm - dot);
+        }
+        *ddr = dot as f64;
+    }
+}
+
+/// `ln(erfc(x))` for `x >= 0`, without underflow: `erfc` directly up to 26,
+/// then the asymptotic series `-x^2 - ln(x*sqrt(pi)) + ln(1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6))`
+/// (relative error below 1e-9 there).
+fn ln_erfc(x: f64) -> f64 {
+    if x < 26.0 {
+        libm::erfc(x).ln()
+    } else {
+        let x2 = x * x;
+        let series = 1.0 - 0.5 / x2 + 0.75 / (x2 * x2) - 1.875 / (x2 * x2 * x2);
+        -x2 - (x * std::f64::consts::PI.sqrt()).ln() + series.ln()
+    }
+}
+
+/// `ln(Phi(beta) - Phi(alpha))` for `alpha < beta`, from the tail that
+/// avoids cancellation and in log space, so that a mass far in a tail
+/// (e.g. a location 100 standard deviations outside the interval) stays finite.
+fn ln_normal_mass(alpha: f64, beta: f64) -> f64 {
+    let r = std::f64::consts::FRAC_1_SQRT_2;
+    // both in one tail: 0.5*erfc(u) - 0.5*erfc(v) with 0 <= u < v
+    let tail = |u: f64, v: f64| {
+        let (lu, lv) = (ln_erfc(u * r), ln_erfc(v * r));
+        0.5f64.ln() + lu + (-(lv - lu).exp()).ln_1p()
+    };
+    if alpha > 0.0 {
+        tail(alpha, beta)
+    } else if beta < 0.0 {
+        tail(-beta, -alpha)
+    } else {
+        (1.0 - 0.5 * libm::erfc(-alpha * r) - 0.5 * libm::erfc(beta * r)).ln()
+    }
+}
+
+/// Entropy of a one-dimensional truncated normal `TN(m, exp(log_std), [low, high])`
+/// (docs/math.md#truncated-normal-entropy), computed in log space. Infinite bounds are allowed.
+pub fn truncated_normal_entropy_1d(m: f64, log_std: f64, low: f64, high: f64) -> f64 {
+    let sigma = log_std.exp();
+    let alpha = (low - m) / sigma;
+    let beta = (high - m) / sigma;
+    let ln_z = ln_normal_mass(alpha, beta);
+    // x*phi(x)/Z = x*exp(-x^2/2 - ln(2*pi)/2 - ln Z)
+    let ln_2pi_half = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let t = |x: f64| if x.is_finite() { x * (-0.5 * x * x - ln_2pi_half - ln_z).exp() } else { 0.0 };
+    0.5 * L2PE + log_std + ln_z + 0.5 * (t(alpha) - t(beta))
+}

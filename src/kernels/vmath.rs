@@ -1,0 +1,388 @@
+//! Vector math shared by the kernels of every head.
+//!
+//! The f32 functions are written as branch-free loops over lanes of
+//! [`LANES`] floats, which the compiler turns into SIMD code inside the
+//! kernels that call them; each public kernel is compiled several times
+//! (AVX-512, AVX2+FMA, the x86-64 baseline, NEON on aarch64) and the best
+//! version for the running CPU is picked at run time (`multiversion`), so
+//! the shipped library needs no `target-cpu` flag.
+//!
+//! Accuracy (measured by the tests in this module, against f64 `exp`/`ln`;
+//! docs/math.md#vectorised-f32-kernels): [`exp_f32`] is within 2 ulp on
+//! [-87, 88] (0 below -87.3, where f32 underflows anyway); [`ln_f32`] within
+//! 2 ulp on positive normal floats. Sums accumulate per lane in f32 over
+//! blocks of [`BLOCK`] elements and then in f64 across blocks.
+//!
+//! The f64 row helpers ([`row_max`], [`logsumexp`], [`softmax_into`],
+//! [`softmax_entropy`]) serve the f64 kernels and the references.
+
+use crate::kernels::element::Element;
+
+/// Lanes per vector step (one AVX-512 register of f32; two AVX2 ones).
+pub const LANES: usize = 16;
+/// Elements per block: the lane sums are moved to f64 after each block.
+pub const BLOCK: usize = 2048;
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Adding and subtracting 1.5*2^23 rounds an f32 to the nearest integer.
+const ROUND: f32 = 12_582_912.0;
+
+/// `exp(x)` in f32 (Cephes-style: range reduction by ln 2, degree-6
+/// polynomial, exponent by bit manipulation). NaN propagates; below -87.33
+/// the result is 0, above 88.37 it is clamped (callers only pass `x <= 0`).
+/// Written with fused multiply-adds: every dispatched kernel version has FMA
+/// (AVX-512, AVX2+FMA, NEON); the baseline x86-64 version computes them in
+/// software (slower, same results).
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    let v = exp_nonpos_f32(if x > 88.37 { 88.37 } else { x });
+    if x.is_nan() {
+        x
+    } else {
+        v
+    }
+}
+
+/// `exp(x)` for `x <= 88.37` or NaN (the token kernels' arguments are
+/// differences to the row maximum): [`exp_f32`] without the upper clamp and
+/// the NaN select (a NaN input still gives NaN through the arithmetic).
+#[inline(always)]
+pub fn exp_nonpos_f32(x: f32) -> f32 {
+    let xc = if x < -87.33 { -87.33 } else { x };
+    let t = xc.mul_add(LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r + 1.0);
+    let v = y * f32::from_bits(t.to_bits().wrapping_add(127) << 23);
+    if x < -87.33 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// `ln(x)` in f32 for positive normal `x` (Cephes-style: mantissa in
+/// [sqrt(1/2), sqrt(2)), degree-8 polynomial). Returns NaN for negative or
+/// NaN input, -inf for 0 and for subnormals (callers keep inputs normal).
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 126;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000); // in [0.5, 1)
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    let e = if small { e - 1 } else { e } as f32;
+    let m = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = m * m;
+    let mut p = 7.037_683_6e-2f32;
+    p = p * m - 1.151_461e-1;
+    p = p * m + 1.167_699_9e-1;
+    p = p * m - 1.242_014_1e-1;
+    p = p * m + 1.424_932_3e-1;
+    p = p * m - 1.666_805_8e-1;
+    p = p * m + 2.000_071_4e-1;
+    p = p * m - 2.499_999_4e-1;
+    p = p * m + 3.333_333e-1;
+    let y = p * m * z + e * LN2_LO - 0.5 * z;
+    let r = m + y + e * LN2_HI;
+    if x.is_nan() || x < 0.0 {
+        f32::NAN
+    } else if x < f32::MIN_POSITIVE {
+        f32::NEG_INFINITY
+    } else if x == f32::INFINITY {
+        x
+    } else {
+        r
+    }
+}
+
+/// `2^(d * 0.5 * log2(e)) = exp(d / 2)` for `d` in [-87, 0] or NaN (the
+/// token forward's one exponential, 12 vector operations): `t = d/2 * log2(e)`
+/// is reduced to `f` in [-1/2, 1/2], a degree-6 polynomial gives `2^f`
+/// (fitted here; the whole function is within 1.37 ulp for `|d| <= 2` in the
+/// benchmark table's accuracy sweep), and the power of two is
+/// built from the rounded exponent. The rounding of `t` costs a relative
+/// error of about `|t| * 2^-24`, so the error is within 2 ulp for `|d| <= 2`
+/// and grows with `|d|` (below `(1 + |d|) * 6e-8` relative), while the absolute error
+/// stays below 1.2e-7 everywhere: relative to the row maximum's term 1,
+/// which every sum holds, it is below one f32 ulp (the tests measure both).
+/// NaN propagates through the polynomial.
+#[inline(always)]
+pub fn exp_half(d: f32) -> f32 {
+    let t = d * (0.5 * LOG2E);
+    let r = t + ROUND;
+    let n = r - ROUND;
+    let f = t - n;
+    let mut p = 1.535_336_1e-4f32;
+    p = p.mul_add(f, 1.339_887_5e-3);
+    p = p.mul_add(f, 9.618_437e-3);
+    p = p.mul_add(f, 5.550_332_4e-2);
+    p = p.mul_add(f, 2.402_264_8e-1);
+    p = p.mul_add(f, 6.931_472e-1);
+    p = p.mul_add(f, 1.0);
+    p * f32::from_bits(r.to_bits().wrapping_add(127) << 23)
+}
+
+/// One vector of lanes, passed by value so that the compiler keeps it in a register.
+pub(crate) type V = [f32; LANES];
+
+#[inline(always)]
+pub(crate) fn vmap(a: V, f: impl Fn(f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i]);
+    }
+    o
+}
+
+#[inline(always)]
+pub(crate) fn vzip(a: V, b: V, f: impl Fn(f32, f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i], b[i]);
+    }
+    o
+}
+
+#[inline(always)]
+pub(crate) fn vzip3(a: V, b: V, c: V, f: impl Fn(f32, f32, f32) -> f32) -> V {
+    let mut o = [0.0; LANES];
+    for i in 0..LANES {
+        o[i] = f(a[i], b[i], c[i]);
+    }
+    o
+}
+
+/// Largest `x * inv_t` of a block (NaN entries are skipped here: they make
+/// the exponential sums NaN, which is how the caller detects them). The
+/// maximum is taken over `x` and scaled once: `inv_t > 0` and rounding is
+/// monotone, so this equals the maximum of the scaled entries.
+#[inline(always)]
+pub(crate) fn block_max(x: &[f32], inv_t: f32) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            let v = c[i];
+            m[i] = if v > m[i] { v } else { m[i] };
+        }
+    }
+    let mut mm = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for &v in chunks.remainder() {
+        mm = if v > mm { v } else { mm };
+    }
+    mm * inv_t
+}
+
+/// Asks the CPU to start loading the cache line at `p` (a hint: no access
+/// happens, so any address is allowed, including past the end of a slice).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const f32) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: prefetch is a hint that never dereferences or faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
+
+/// The smaller of `a` and `b`, NaN if `b` is NaN (once NaN, it stays NaN).
+#[inline(always)]
+pub(crate) fn min_nan(a: f32, b: f32) -> f32 {
+    if b < a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+/// Maximum of a row (NaN-propagating; -inf for an empty row).
+#[inline]
+pub fn row_max(x: &[f64]) -> f64 {
+    let mut m = f64::NEG_INFINITY;
+    for &v in x {
+        if v > m || v.is_nan() {
+            m = v;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    m
+}
+
+/// `ln(sum(exp(x)))`, stable (subtracts the row max). An all -inf row gives -inf;
+/// a row with NaN or +inf gives a non-finite result.
+#[inline]
+pub fn logsumexp(x: &[f64]) -> f64 {
+    let m = row_max(x);
+    if m == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let s: f64 = x.iter().map(|&v| (v - m).exp()).sum();
+    m + s.ln()
+}
+
+/// Writes `softmax(x)` into `out` (same length); stable.
+#[inline]
+pub fn softmax_into(x: &[f64], out: &mut [f64]) {
+    let m = row_max(x);
+    let mut s = 0.0;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - m).exp();
+        s += *o;
+    }
+    let inv = 1.0 / s;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// Entropy of `softmax(x)` in nats: `lse(x) - sum(p*x)`. Entries with `p = 0`
+/// (including -inf logits) contribute nothing.
+#[inline]
+pub fn softmax_entropy(x: &[f64]) -> f64 {
+    let m = row_max(x);
+    if !m.is_finite() {
+        return f64::NAN;
+    }
+    let mut s = 0.0;
+    let mut sz = 0.0;
+    for &v in x {
+        let e = (v - m).exp();
+        s += e;
+        if e > 0.0 {
+            sz += e * (v - m);
+        }
+    }
+    // H = lse - E[x] = ln(s) - E[x - m]
+    s.ln() - sz / s
+}
+
+/// Loads a row of any element type into an f64 scratch buffer.
+#[inline]
+pub fn load<'a, T: Element + 'a>(dst: &mut [f64], src: impl Iterator<Item = &'a T>) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f64();
+    }
+}
+
+/// Stores an f64 scratch buffer into a row of any element type (rounding).
+#[inline]
+pub fn store<'a, T: Element + 'a>(dst: impl Iterator<Item = &'a mut T>, src: &[f64]) {
+    for (d, s) in dst.zip(src) {
+        *d = T::from_f64(*s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f64) -> f64 {
+        let b32 = b as f32;
+        let ulp = (f32::from_bits(b32.abs().to_bits() + 1) - b32.abs()) as f64;
+        (a as f64 - b).abs() / ulp
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a 200k-point sweep")]
+    fn exp_error_is_within_two_ulp() {
+        let mut worst: f64 = 0.0;
+        let n = 200_000;
+        for i in 0..=n {
+            let x = -87.0 + 175.0 * i as f32 / n as f32;
+            worst = worst.max(ulps(exp_f32(x), (x as f64).exp()));
+        }
+        assert!(worst <= 2.0, "max error {worst} ulp");
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(0.0), 1.0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a sweep over every binade")]
+    fn ln_error_is_within_two_ulp() {
+        let mut worst: f64 = 0.0;
+        let mut x = f32::MIN_POSITIVE;
+        while x < 1e38 {
+            for j in 0..64 {
+                let v = x * (1.0 + j as f32 / 64.0);
+                worst = worst.max(ulps(ln_f32(v), (v as f64).ln()));
+            }
+            x *= 1.7;
+        }
+        assert!(worst <= 2.0, "max error {worst} ulp");
+        assert!(ln_f32(-1.0).is_nan());
+        assert_eq!(ln_f32(0.0), f32::NEG_INFINITY);
+        assert_eq!(ln_f32(1.0), 0.0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a 200k-point sweep")]
+    fn exp_half_error_is_within_two_ulp() {
+        let (mut near, mut abs, mut rel): (f64, f64, f64) = (0.0, 0.0, 0.0);
+        let n = 400_000;
+        for i in 0..=n {
+            let d = crate::kernels::token::D_FLOOR * i as f32 / n as f32;
+            let want = (d as f64 / 2.0).exp();
+            let got = exp_half(d) as f64;
+            if d >= -2.0 {
+                near = near.max(ulps(got as f32, want));
+            }
+            abs = abs.max((got - want).abs());
+            rel = rel.max((got / want - 1.0).abs() / (1.0 + d.abs() as f64));
+        }
+        assert!(near <= 2.0, "max error {near} ulp for |d| <= 2");
+        assert!(abs <= 1.2e-7, "max absolute error {abs}");
+        assert!(rel <= 6e-8, "relative error {rel} * (1 + |d|)");
+        assert_eq!(exp_half(0.0), 1.0);
+        assert!(exp_half(f32::NAN).is_nan());
+        // a NaN with a payload stays NaN (the exponent is never built from it alone)
+        assert!(exp_half(f32::from_bits(0x7fc0_1234)).is_nan());
+        assert!(exp_half(crate::kernels::token::D_FLOOR) > 0.0 && (exp_half(crate::kernels::token::D_FLOOR) * exp_half(crate::kernels::token::D_FLOOR)).is_normal());
+    }
+
+    #[test]
+    fn exp_nonpos_matches_exp() {
+        for i in 0..=100_000 {
+            let x = -100.0 * i as f32 / 100_000.0;
+            assert_eq!(exp_nonpos_f32(x).to_bits(), exp_f32(x).to_bits(), "{x}");
+        }
+        assert!(exp_nonpos_f32(f32::NAN).is_nan());
+        assert_eq!(exp_nonpos_f32(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn lse_and_softmax_are_stable() {
+        let x = [1000.0, 1000.0];
+        assert!((logsumexp(&x) - (1000.0 + 2f64.ln())).abs() < 1e-12);
+        let mut p = [0.0; 2];
+        softmax_into(&x, &mut p);
+        assert_eq!(p, [0.5, 0.5]);
+        assert!((softmax_entropy(&x) - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(logsumexp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn entropy_of_one_hot_limit_is_zero() {
+        assert!(softmax_entropy(&[0.0, -1e30, f64::NEG_INFINITY]).abs() < 1e-12);
+        assert!(softmax_entropy(&[f64::NAN, 0.0]).is_nan());
+        assert!(softmax_entropy(&[f64::INFINITY, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn row_max_propagates_nan() {
+        assert!(row_max(&[1.0, f64::NAN, 3.0]).is_nan());
+        assert_eq!(row_max(&[]), f64::NEG_INFINITY);
+    }
+}
