@@ -52,11 +52,6 @@
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 
 /**
- * The largest thread count a head accepts.
- */
-#define MAX_THREADS 1024
-
-/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus
@@ -300,12 +295,6 @@ uint32_t era_abi_version(void);
 const char *era_version(void);
 
 /**
- * Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
- * "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
- */
-const char *era_status_str(int32_t status);
-
-/**
  * Copies the message of the last failed call on this thread into `buf`
  * (at most `len - 1` bytes, cut at a UTF-8 character boundary, then a NUL)
  * and returns the full message length in bytes, without the NUL. With
@@ -329,6 +318,135 @@ size_t era_last_error(char *buf, size_t len);
  * `out` is NULL or points to a writable `EraConfig`.
  */
 EraStatus era_config_default(EraHeadKind kind, struct EraConfig *out);
+
+/**
+ * Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
+ * (ERA_MATH.md 1.1), summed over the last axis: `mean`, `log_std`
+ * `[..., D]`, `entropy` `[...]`, all float32 or all float64. Infinite
+ * bounds are allowed. Needs no head.
+ *
+ * Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (not `low < high`),
+ * `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_truncated_normal_entropy(const DLTensor *mean,
+                                       const DLTensor *log_std,
+                                       double low,
+                                       double high,
+                                       DLTensor *entropy,
+                                       void *stream);
+
+/**
+ * Entropy of the diagonal Gaussian `N(mu, diag(exp(log_std))^2)` per row,
+ * needing no head: `log_std` `[..., D]` -> `entropy` `[...]`, each
+ * `sum(log_std) + 0.5*D*ln(2*pi*e)` (docs/math.md#gaussian-entropy). Both
+ * float32 or both float64.
+ *
+ * Errors: `NULL_POINTER`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_entropy(const DLTensor *log_std, DLTensor *entropy, void *stream);
+
+/**
+ * Entropy of the categorical `softmax(logits / temperature)` per row,
+ * needing no head: `logits` `[..., n]` (float32, float64, bfloat16 or
+ * float16) -> `entropy` `[...]` (float32 or float64). `temperature` 1 gives
+ * the softmax head's output entropy; the token head's sampling temperature
+ * gives its per-token entropy.
+ *
+ * Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (temperature not finite and
+ * positive), `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`,
+ * `INVALID_LAYOUT`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_entropy(const DLTensor *logits,
+                              double temperature,
+                              DLTensor *entropy,
+                              void *stream);
+
+/**
+ * Gaussian forward with `delta` as an input tensor instead of the head's
+ * stored value (for frameworks that treat `delta` as a traced operand).
+ * `delta` has the dtype of `z` and is 0-d or `[1]` (one value for every row)
+ * or the shape of `z` without its last axis (one value per row).
+ *
+ * Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a non-Gaussian head;
+ * `INFEASIBLE_TARGET` if some `H0 + delta` exceeds the widest Gaussian;
+ * `INVALID_ARGUMENT` for a NaN delta.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_forward_delta(const struct EraHead *head,
+                                     const DLTensor *z,
+                                     const DLTensor *delta,
+                                     DLTensor *out,
+                                     void *stream);
+
+/**
+ * Gaussian backward with `delta` as an input tensor (see
+ * `era_gaussian_forward_delta`). `grad_delta` (may be NULL) receives
+ * d loss / d delta with the shape of `delta`: for a scalar delta, the sum
+ * over all rows.
+ *
+ * Errors: as `era_gaussian_forward_delta`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_backward_delta(const struct EraHead *head,
+                                      const DLTensor *z,
+                                      const DLTensor *delta,
+                                      const DLTensor *grad_out,
+                                      DLTensor *grad_z,
+                                      DLTensor *grad_delta,
+                                      void *stream);
+
+/**
+ * Stores the Gaussian head's current `delta` in `*out`.
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`.
+ *
+ * # Safety
+ * `head` is NULL or a live handle; `out` is NULL or writable.
+ */
+EraStatus era_head_delta(const struct EraHead *head, double *out);
+
+/**
+ * Sets the Gaussian head's `delta`, clamped so that the target stays
+ * feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
+ * Adam moments are kept. Safe to call while other threads run forward/backward.
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
+ *
+ * # Safety
+ * `head` is NULL or a live handle.
+ */
+EraStatus era_head_set_delta(struct EraHead *head, double delta);
+
+/**
+ * One step of the `delta` learner (ERA_MATH.md 1.3): the gradient is
+ * `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
+ * agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
+ * config, then clamped feasible; with the FIXED optimizer nothing changes.
+ * The new value is stored in `*new_delta` unless it is NULL. Concurrent
+ * updates are serialised.
+ *
+ * Errors: `NULL_POINTER` (head), `WRONG_HEAD_KIND`, `INVALID_ARGUMENT`
+ * (non-finite mean_entropy, or a step whose result would not be finite:
+ * the state is then unchanged).
+ *
+ * # Safety
+ * `head` is NULL or a live handle; `new_delta` is NULL or writable.
+ */
+EraStatus era_head_update_delta(struct EraHead *head, double mean_entropy, double *new_delta);
 
 /**
  * Builds a head from `*config` (read according to `config->struct_size`)
@@ -430,83 +548,6 @@ EraStatus era_head_entropy(const struct EraHead *head,
                            void *stream);
 
 /**
- * Gaussian forward with `delta` as an input tensor instead of the head's
- * stored value (for frameworks that treat `delta` as a traced operand).
- * `delta` has the dtype of `z` and is 0-d or `[1]` (one value for every row)
- * or the shape of `z` without its last axis (one value per row).
- *
- * Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a non-Gaussian head;
- * `INFEASIBLE_TARGET` if some `H0 + delta` exceeds the widest Gaussian;
- * `INVALID_ARGUMENT` for a NaN delta.
- *
- * # Safety
- * Every pointer is NULL or valid; the tensors describe live memory.
- */
-EraStatus era_gaussian_forward_delta(const struct EraHead *head,
-                                     const DLTensor *z,
-                                     const DLTensor *delta,
-                                     DLTensor *out,
-                                     void *stream);
-
-/**
- * Gaussian backward with `delta` as an input tensor (see
- * `era_gaussian_forward_delta`). `grad_delta` (may be NULL) receives
- * d loss / d delta with the shape of `delta`: for a scalar delta, the sum
- * over all rows.
- *
- * Errors: as `era_gaussian_forward_delta`.
- *
- * # Safety
- * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
- */
-EraStatus era_gaussian_backward_delta(const struct EraHead *head,
-                                      const DLTensor *z,
-                                      const DLTensor *delta,
-                                      const DLTensor *grad_out,
-                                      DLTensor *grad_z,
-                                      DLTensor *grad_delta,
-                                      void *stream);
-
-/**
- * Stores the Gaussian head's current `delta` in `*out`.
- *
- * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`.
- *
- * # Safety
- * `head` is NULL or a live handle; `out` is NULL or writable.
- */
-EraStatus era_head_delta(const struct EraHead *head, double *out);
-
-/**
- * Sets the Gaussian head's `delta`, clamped so that the target stays
- * feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
- * Adam moments are kept. Safe to call while other threads run forward/backward.
- *
- * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
- *
- * # Safety
- * `head` is NULL or a live handle.
- */
-EraStatus era_head_set_delta(struct EraHead *head, double delta);
-
-/**
- * One step of the `delta` learner (ERA_MATH.md 1.3): the gradient is
- * `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
- * agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
- * config, then clamped feasible; with the FIXED optimizer nothing changes.
- * The new value is stored in `*new_delta` unless it is NULL. Concurrent
- * updates are serialised.
- *
- * Errors: `NULL_POINTER` (head), `WRONG_HEAD_KIND`, `INVALID_ARGUMENT`
- * (non-finite mean_entropy, or a step whose result would not be finite:
- * the state is then unchanged).
- *
- * # Safety
- * `head` is NULL or a live handle; `new_delta` is NULL or writable.
- */
-EraStatus era_head_update_delta(struct EraHead *head, double mean_entropy, double *new_delta);
-
-/**
  * Serialises the head (configuration, learned `delta` and optimiser state)
  * as UTF-8 JSON into `buf`, NUL-terminated, and stores its length (without
  * the NUL) in `*written`. With `buf == NULL` and `len == 0` it only stores
@@ -536,56 +577,10 @@ EraStatus era_head_to_json(const struct EraHead *head, char *buf, size_t len, si
 EraStatus era_head_from_json(const char *json, struct EraHead **out);
 
 /**
- * Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
- * (ERA_MATH.md 1.1), summed over the last axis: `mean`, `log_std`
- * `[..., D]`, `entropy` `[...]`, all float32 or all float64. Infinite
- * bounds are allowed. Needs no head.
- *
- * Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (not `low < high`),
- * `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
- *
- * # Safety
- * Every pointer is NULL or valid; the tensors describe live memory.
+ * Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
+ * "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
  */
-EraStatus era_truncated_normal_entropy(const DLTensor *mean,
-                                       const DLTensor *log_std,
-                                       double low,
-                                       double high,
-                                       DLTensor *entropy,
-                                       void *stream);
-
-/**
- * Entropy of the diagonal Gaussian `N(mu, diag(exp(log_std))^2)` per row,
- * needing no head: `log_std` `[..., D]` -> `entropy` `[...]`, each
- * `sum(log_std) + 0.5*D*ln(2*pi*e)` (docs/math.md#gaussian-entropy). Both
- * float32 or both float64.
- *
- * Errors: `NULL_POINTER`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
- * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
- *
- * # Safety
- * Every pointer is NULL or valid; the tensors describe live memory.
- */
-EraStatus era_gaussian_entropy(const DLTensor *log_std, DLTensor *entropy, void *stream);
-
-/**
- * Entropy of the categorical `softmax(logits / temperature)` per row,
- * needing no head: `logits` `[..., n]` (float32, float64, bfloat16 or
- * float16) -> `entropy` `[...]` (float32 or float64). `temperature` 1 gives
- * the softmax head's output entropy; the token head's sampling temperature
- * gives its per-token entropy.
- *
- * Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (temperature not finite and
- * positive), `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`,
- * `INVALID_LAYOUT`.
- *
- * # Safety
- * Every pointer is NULL or valid; the tensors describe live memory.
- */
-EraStatus era_softmax_entropy(const DLTensor *logits,
-                              double temperature,
-                              DLTensor *entropy,
-                              void *stream);
+const char *era_status_str(int32_t status);
 
 /**
  * Token-head forward (ERA_MATH.md section 3) over `N` tokens laid out as

@@ -4,10 +4,6 @@
 use std::ffi::{c_void, CStr};
 use std::ptr::{null, null_mut};
 
-use era::capi::config::*;
-use era::capi::dlpack::{DLDataType, DLDevice, DLTensor};
-use era::capi::head::*;
-use era::capi::token::*;
 use era::capi::*;
 
 const F64: DLDataType = DLDataType { code: 2, bits: 64, lanes: 1 };
@@ -343,4 +339,50 @@ fn absurd_thread_counts_are_rejected() {
     let mut o = vec![0.0f64; 2 * 3];
     assert_eq!(forward(h, &mut T::f64(&mut z, &[2, 3]), &mut T::f64(&mut o, &[2, 3])), EraStatus::Ok);
     unsafe { era_head_free(h) };
+}
+
+#[test]
+fn head_free_entropies_match_the_heads_and_report_errors() {
+    // Gaussian: sum(log_std) + 0.5*D*ln(2*pi*e), equal to the head's entropy of the same rows
+    let mut ls = [-1.0, -0.5, 0.0, -2.0, -3.0, 0.25];
+    let mut e = [0.0; 2];
+    let st = unsafe { era_gaussian_entropy(T::f64(&mut ls, &[2, 3]).p(), T::f64(&mut e, &[2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok);
+    assert!((e[0] - (-1.5 + 1.5 * ERA_LN_2PI_E)).abs() < 1e-12);
+    assert!((e[1] - (-4.75 + 1.5 * ERA_LN_2PI_E)).abs() < 1e-12);
+    let h = gaussian(3, -1.5);
+    let mut e2 = [0.0; 2];
+    assert_eq!(unsafe { era_head_entropy(h, T::f64(&mut ls, &[2, 3]).p(), T::f64(&mut e2, &[2]).p(), null_mut()) }, EraStatus::Ok);
+    assert_eq!(e, e2);
+    unsafe { era_head_free(h) };
+
+    // categorical: H(softmax(z / T)), f32 logits into f64 entropies
+    let mut z = [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0];
+    let mut hz = [0.0; 2];
+    let zp = z.as_mut_ptr() as *mut c_void;
+    let zt = || T::new(zp, F32, &[2, 3], None);
+    let st = unsafe { era_softmax_entropy(zt().p(), 2.0, T::f64(&mut hz, &[2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok);
+    let p: Vec<f64> = [0.5f64, 1.0, 1.5].iter().map(|v| v.exp()).collect();
+    let s: f64 = p.iter().sum();
+    let want: f64 = -p.iter().map(|v| v / s * (v / s).ln()).sum::<f64>();
+    assert!((hz[0] - want).abs() < 1e-6, "{} vs {want}", hz[0]);
+    assert!((hz[1] - 3f64.ln()).abs() < 1e-12);
+
+    // errors: NULL, bad temperature, shape, dtype
+    assert_eq!(unsafe { era_gaussian_entropy(null(), T::f64(&mut e, &[2]).p(), null_mut()) }, EraStatus::NullPointer);
+    assert!(last_error().contains("log_std"));
+    for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let st = unsafe { era_softmax_entropy(zt().p(), t, T::f64(&mut hz, &[2]).p(), null_mut()) };
+        assert_eq!(st, EraStatus::InvalidArgument, "temperature {t}");
+        assert!(last_error().contains("temperature"));
+    }
+    let st = unsafe { era_gaussian_entropy(T::f64(&mut ls, &[2, 3]).p(), T::f64(&mut e, &[1, 2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::InvalidShape);
+    let mut ls32 = [0.0f32; 6];
+    let st = unsafe { era_gaussian_entropy(T::new(ls32.as_mut_ptr() as _, F32, &[2, 3], None).p(), T::f64(&mut e, &[2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::UnsupportedDtype);
+    let mut ids = [0i64; 2];
+    let st = unsafe { era_softmax_entropy(zt().p(), 1.0, T::new(ids.as_mut_ptr() as _, I64, &[2], None).p(), null_mut()) };
+    assert_eq!(st, EraStatus::UnsupportedDtype);
 }

@@ -8,15 +8,11 @@
 //! the order does not matter); every JSON save parses and holds a `delta` that
 //! was reached by some prefix of the updates.
 
+use era::capi::*;
 use std::ffi::c_void;
 use std::ptr::{null_mut, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use era::capi::config::*;
-use era::capi::dlpack::{DLDataType, DLDevice, DLTensor};
-use era::capi::head::*;
-use era::capi::token::*;
-use era::capi::EraStatus;
 
 const THREADS: usize = 8;
 const CALLS: usize = if cfg!(miri) { 20 } else { 10_000 };

@@ -5,10 +5,6 @@
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
-pub use era::capi::config::*;
-pub use era::capi::dlpack::{DLDataType, DLDevice, DLTensor};
-pub use era::capi::head::*;
-pub use era::capi::token::*;
 pub use era::capi::*;
 
 pub const F32: DLDataType = DLDataType { code: 2, bits: 32, lanes: 1 };

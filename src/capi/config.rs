@@ -1,6 +1,6 @@
 //! `EraConfig`: the C view of [`HeadConfig`], versioned by `struct_size`.
 
-use crate::capi::{boundary, out_ref, EraStatus};
+use crate::capi::{ffi_boundary, out_ref, EraStatus};
 use crate::config::{DeltaLearning, DeltaOptimizer, GaussianConfig, HeadConfig, SoftmaxConfig, TokenConfig};
 use crate::error::{bail, Result};
 
@@ -254,11 +254,11 @@ impl EraConfig {
 /// `out` is NULL or points to a writable `EraConfig`.
 #[no_mangle]
 pub unsafe extern "C" fn era_config_default(kind: EraHeadKind, out: *mut EraConfig) -> EraStatus {
-    boundary(|| {
+    ffi_boundary! {
         let out = out_ref(out, "out")?;
         *out = EraConfig::defaults(kind)?;
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]

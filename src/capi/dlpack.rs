@@ -9,7 +9,9 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Axis, CowArray, IxDyn, ShapeBuilder};
 
 use crate::error::{bail, Result};
 
-/// DLPack device (mirrors `DLDevice` of `era/dlpack.h`).
+/// DLPack device (mirrors `DLDevice` of `era/dlpack.h`, which declares it for C).
+///
+/// cbindgen:ignore
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct DLDevice {
@@ -20,6 +22,8 @@ pub struct DLDevice {
 }
 
 /// DLPack element type (mirrors `DLDataType`).
+///
+/// cbindgen:ignore
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct DLDataType {
@@ -32,6 +36,8 @@ pub struct DLDataType {
 }
 
 /// DLPack tensor descriptor (mirrors `DLTensor`).
+///
+/// cbindgen:ignore
 #[repr(C)]
 #[derive(Debug)]
 pub struct DLTensor {
@@ -399,3 +405,58 @@ pub(crate) fn check_outputs(outputs: &[&Desc<'_>]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs `$body` with `$T` bound to the Rust type of a float dtype (f32/f64).
+macro_rules! with_float {
+    ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => crate::error::bail!(
+                UnsupportedDtype,
+                "{} has dtype {}; this operation takes float32 or float64",
+                $name,
+                other.name()
+            ),
+        }
+    };
+}
+pub(crate) use with_float;
+
+/// Runs `$body` with `$T` bound to the Rust type of a logits dtype
+/// (float32, float64, bfloat16, float16).
+macro_rules! with_logits {
+    ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            other => crate::error::bail!(
+                UnsupportedDtype,
+                "{} has dtype {}; this operation takes float32, float64, bfloat16 or float16",
+                $name,
+                other.name()
+            ),
+        }
+    };
+}
+pub(crate) use with_logits;

@@ -2,9 +2,9 @@
 
 use std::ffi::c_void;
 
-use crate::capi::dlpack::{check_outputs, DLTensor, DType, Desc};
-use crate::capi::head::{head_ref, with_float, with_logits, EraHead};
-use crate::capi::{boundary, EraStatus};
+use crate::capi::dlpack::{check_outputs, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::head::{head_ref, EraHead};
+use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};
 use crate::heads::token::{IndexView, TokenOutputs};
 
@@ -72,8 +72,8 @@ pub unsafe extern "C" fn era_token_forward(
     response_entropy_out: *mut DLTensor,
     stream: *mut c_void,
 ) -> EraStatus {
-    let _ = stream;
-    boundary(|| {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
         let t = head_ref(head)?.as_token("era_token_forward")?;
         let ld = Desc::new(logits, "logits")?;
         let yd = Desc::new(labels, "labels")?;
@@ -108,7 +108,7 @@ pub unsafe extern "C" fn era_token_forward(
                 t.forward(x.view(), y.view(), r.view(), a.view(), o)
             })
         })
-    })
+    }
 }
 
 /// Token-head backward: `grad_logits_out[t] = (c_t/T) * (onehot(y_t) -
@@ -134,8 +134,8 @@ pub unsafe extern "C" fn era_token_backward(
     grad_logits_out: *mut DLTensor,
     stream: *mut c_void,
 ) -> EraStatus {
-    let _ = stream;
-    boundary(|| {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
         let t = head_ref(head)?.as_token("era_token_backward")?;
         let ld = Desc::new(logits, "logits")?;
         let yd = Desc::new(labels, "labels")?;
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn era_token_backward(
                 t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
             })
         })
-    })
+    }
 }
 
 #[cfg(test)]

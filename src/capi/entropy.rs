@@ -1,0 +1,102 @@
+//! The functions that need no head: the Gaussian, categorical and
+//! truncated-normal entropies.
+
+use std::ffi::c_void;
+
+use crate::capi::dlpack::{check_outputs, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::{ffi_boundary, EraStatus};
+use crate::heads::gaussian::{gaussian_entropy, truncated_normal_entropy};
+use crate::heads::softmax::categorical_entropy;
+
+/// Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
+/// (ERA_MATH.md 1.1), summed over the last axis: `mean`, `log_std`
+/// `[..., D]`, `entropy` `[...]`, all float32 or all float64. Infinite
+/// bounds are allowed. Needs no head.
+///
+/// Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (not `low < high`),
+/// `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_truncated_normal_entropy(
+    mean: *const DLTensor,
+    log_std: *const DLTensor,
+    low: f64,
+    high: f64,
+    entropy: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let md = Desc::new(mean, "mean")?;
+        let ld = Desc::new(log_std, "log_std")?;
+        let ed = Desc::new(entropy, "entropy")?;
+        check_outputs(&[&ed])?;
+        with_float!(md.dtype, "mean", T => {
+            ld.expect_dtype(md.dtype)?;
+            ed.expect_dtype(md.dtype)?;
+            let m = md.input::<T>(&[&ed])?;
+            let l = ld.input::<T>(&[&ed])?;
+            truncated_normal_entropy(m.view(), l.view(), low, high, ed.view_mut::<T>())
+        })
+    }
+}
+
+/// Entropy of the diagonal Gaussian `N(mu, diag(exp(log_std))^2)` per row,
+/// needing no head: `log_std` `[..., D]` -> `entropy` `[...]`, each
+/// `sum(log_std) + 0.5*D*ln(2*pi*e)` (docs/math.md#gaussian-entropy). Both
+/// float32 or both float64.
+///
+/// Errors: `NULL_POINTER`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+/// `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_entropy(log_std: *const DLTensor, entropy: *mut DLTensor, stream: *mut c_void) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let ld = Desc::new(log_std, "log_std")?;
+        let ed = Desc::new(entropy, "entropy")?;
+        check_outputs(&[&ed])?;
+        with_float!(ld.dtype, "log_std", T => {
+            ed.expect_dtype(ld.dtype)?;
+            let l = ld.input::<T>(&[&ed])?;
+            gaussian_entropy(l.view(), ed.view_mut::<T>())
+        })
+    }
+}
+
+/// Entropy of the categorical `softmax(logits / temperature)` per row,
+/// needing no head: `logits` `[..., n]` (float32, float64, bfloat16 or
+/// float16) -> `entropy` `[...]` (float32 or float64). `temperature` 1 gives
+/// the softmax head's output entropy; the token head's sampling temperature
+/// gives its per-token entropy.
+///
+/// Errors: `NULL_POINTER`, `INVALID_ARGUMENT` (temperature not finite and
+/// positive), `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`,
+/// `INVALID_LAYOUT`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_entropy(
+    logits: *const DLTensor,
+    temperature: f64,
+    entropy: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let xd = Desc::new(logits, "logits")?;
+        let ed = Desc::new(entropy, "entropy")?;
+        check_outputs(&[&ed])?;
+        with_float!(ed.dtype, "entropy", F => {
+            with_logits!(xd.dtype, "logits", L => {
+                let x = xd.input::<L>(&[&ed])?;
+                categorical_entropy(x.view(), temperature, ed.view_mut::<F>())
+            })
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The Gaussian head's `delta`: as a per-call input tensor (forward and
+//! backward with d/d delta), and the head's stored value and its learner.
+
+use std::ffi::c_void;
+
+use crate::capi::dlpack::{check_outputs, with_float, DLTensor, DType, Desc};
+use crate::capi::head::{head_ref, EraHead};
+use crate::capi::{ffi_boundary, out_ref, EraStatus};
+use crate::error::Result;
+use crate::heads::gaussian::DeltaArg;
+
+/// Reads a delta tensor: 0-d or one element = a scalar for all rows;
+/// otherwise one value per row.
+unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<DeltaArgOwned<'a, T>> {
+    Ok(if d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1) {
+        let v = d.view::<T>();
+        DeltaArgOwned::Scalar(v.iter().next().map(|x| x.to_f64()).unwrap_or(f64::NAN))
+    } else {
+        DeltaArgOwned::PerRow(d.input::<T>(outputs)?)
+    })
+}
+
+enum DeltaArgOwned<'a, T> {
+    Scalar(f64),
+    PerRow(ndarray::CowArray<'a, T, ndarray::IxDyn>),
+}
+
+impl<T> DeltaArgOwned<'_, T> {
+    fn arg(&self) -> DeltaArg<'_, T> {
+        match self {
+            DeltaArgOwned::Scalar(v) => DeltaArg::Scalar(*v),
+            DeltaArgOwned::PerRow(a) => DeltaArg::PerRow(a.view()),
+        }
+    }
+}
+
+/// Gaussian forward with `delta` as an input tensor instead of the head's
+/// stored value (for frameworks that treat `delta` as a traced operand).
+/// `delta` has the dtype of `z` and is 0-d or `[1]` (one value for every row)
+/// or the shape of `z` without its last axis (one value per row).
+///
+/// Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a non-Gaussian head;
+/// `INFEASIBLE_TARGET` if some `H0 + delta` exceeds the widest Gaussian;
+/// `INVALID_ARGUMENT` for a NaN delta.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_forward_delta(
+    head: *const EraHead,
+    z: *const DLTensor,
+    delta: *const DLTensor,
+    out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let g = head_ref(head)?.as_gaussian("era_gaussian_forward_delta")?;
+        let zd = Desc::new(z, "z")?;
+        let dd = Desc::new(delta, "delta")?;
+        let od = Desc::new(out, "out")?;
+        check_outputs(&[&od])?;
+        with_float!(zd.dtype, "z", T => {
+            dd.expect_dtype(zd.dtype)?;
+            od.expect_dtype(zd.dtype)?;
+            let zi = zd.input::<T>(&[&od])?;
+            let da = delta_arg::<T>(&dd, &[&od])?;
+            g.forward_with_delta(zi.view(), da.arg(), od.view_mut::<T>())
+        })
+    }
+}
+
+/// Gaussian backward with `delta` as an input tensor (see
+/// `era_gaussian_forward_delta`). `grad_delta` (may be NULL) receives
+/// d loss / d delta with the shape of `delta`: for a scalar delta, the sum
+/// over all rows.
+///
+/// Errors: as `era_gaussian_forward_delta`.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_backward_delta(
+    head: *const EraHead,
+    z: *const DLTensor,
+    delta: *const DLTensor,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+    grad_delta: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let g = head_ref(head)?.as_gaussian("era_gaussian_backward_delta")?;
+        let zd = Desc::new(z, "z")?;
+        let dd = Desc::new(delta, "delta")?;
+        let gd = Desc::new(grad_out, "grad_out")?;
+        let od = Desc::new(grad_z, "grad_z")?;
+        let gdd = Desc::optional(grad_delta, "grad_delta")?;
+        let mut outs = vec![&od];
+        if let Some(x) = &gdd {
+            outs.push(x);
+        }
+        check_outputs(&outs)?;
+        with_float!(zd.dtype, "z", T => {
+            dd.expect_dtype(zd.dtype)?;
+            gd.expect_dtype(zd.dtype)?;
+            od.expect_dtype(zd.dtype)?;
+            if let Some(x) = &gdd {
+                x.expect_dtype(zd.dtype)?;
+            }
+            let zi = zd.input::<T>(&outs)?;
+            let gi = gd.input::<T>(&outs)?;
+            let da = delta_arg::<T>(&dd, &outs)?;
+            let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
+            g.backward_with_delta(zi.view(), da.arg(), gi.view(), od.view_mut::<T>(), gdv)
+        })
+    }
+}
+
+/// Stores the Gaussian head's current `delta` in `*out`.
+///
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`.
+///
+/// # Safety
+/// `head` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn era_head_delta(head: *const EraHead, out: *mut f64) -> EraStatus {
+    ffi_boundary! {
+        let g = head_ref(head)?.as_gaussian("era_head_delta")?;
+        *out_ref(out, "out")? = g.delta();
+        Ok(())
+    }
+}
+
+/// Sets the Gaussian head's `delta`, clamped so that the target stays
+/// feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
+/// Adam moments are kept. Safe to call while other threads run forward/backward.
+///
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
+///
+/// # Safety
+/// `head` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn era_head_set_delta(head: *mut EraHead, delta: f64) -> EraStatus {
+    ffi_boundary! {
+        let g = head_ref(head)?.as_gaussian("era_head_set_delta")?;
+        g.set_delta(delta)?;
+        Ok(())
+    }
+}
+
+/// One step of the `delta` learner (ERA_MATH.md 1.3): the gradient is
+/// `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
+/// agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
+/// config, then clamped feasible; with the FIXED optimizer nothing changes.
+/// The new value is stored in `*new_delta` unless it is NULL. Concurrent
+/// updates are serialised.
+///
+/// Errors: `NULL_POINTER` (head), `WRONG_HEAD_KIND`, `INVALID_ARGUMENT`
+/// (non-finite mean_entropy, or a step whose result would not be finite:
+/// the state is then unchanged).
+///
+/// # Safety
+/// `head` is NULL or a live handle; `new_delta` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn era_head_update_delta(head: *mut EraHead, mean_entropy: f64, new_delta: *mut f64) -> EraStatus {
+    ffi_boundary! {
+        let g = head_ref(head)?.as_gaussian("era_head_update_delta")?;
+        let d = g.update_delta(mean_entropy)?;
+        if let Some(o) = new_delta.as_mut() {
+            *o = d;
+        }
+        Ok(())
+    }
+}
