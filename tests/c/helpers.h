@@ -14,7 +14,7 @@
 
 #include "era.h"
 
-#define L2PE 2.8378770664093453 /* ln(2*pi*e) */
+#define L2PE ERA_LN_2PI_E /* ln(2*pi*e), from era.h */
 
 /* ------------------------------------------------------------------ dtypes */
 

@@ -784,7 +784,79 @@ static void test_truncated_normal(void) {
   CHECK_STATUS(era_truncated_normal_entropy(&tmi, &tl, lo, hi, &te, NULL), ERA_STATUS_UNSUPPORTED_DTYPE);
 }
 
+/* Head-free entropies: era_gaussian_entropy and era_softmax_entropy. */
+static void test_head_free_entropies(void) {
+  SECTION("head-free gaussian entropy");
+  enum { B = 3, D = 2 };
+  double ls[B * D] = {-1.0, 0.5, -8.0, 0.0, 2.0, -3.5}, ent[B], want[B];
+  for (int b = 0; b < B; b++) want[b] = ls[b * D] + ls[b * D + 1] + D * 0.5 * ERA_LN_2PI_E;
+  int64_t s[2] = {B, D}, se[1] = {B};
+  DLTensor tl = tensor_f64(ls, 2, s), te = tensor_f64(ent, 1, se);
+  CHECK_OK(era_gaussian_entropy(&tl, &te, NULL));
+  CHECK_ARRAY_NEAR(ent, want, B, 1e-12);
+  /* the same as a Gaussian head's entropy of the same rows */
+  EraHead* h = new_gaussian(D, -1.0, -8.0, 0.0);
+  double ent_head[B];
+  DLTensor teh = tensor_f64(ent_head, 1, se);
+  CHECK_OK(era_head_entropy(h, &tl, &teh, NULL));
+  CHECK_ARRAY_NEAR(ent_head, ent, B, 0.0);
+  era_head_free(h);
+  CHECK_NEAR(ERA_LN_2PI_E, log(2 * 3.14159265358979323846 * exp(1.0)), 1e-15);
+
+  SECTION("head-free gaussian entropy errors");
+  CHECK_STATUS(era_gaussian_entropy(NULL, &te, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_gaussian_entropy(&tl, NULL, NULL), ERA_STATUS_NULL_POINTER);
+  int64_t sebad[1] = {B + 1};
+  DLTensor tebad = tensor_f64(ent, 1, sebad);
+  CHECK_STATUS(era_gaussian_entropy(&tl, &tebad, NULL), ERA_STATUS_INVALID_SHAPE);
+  float ef[B];
+  DLTensor tef = tensor_f32(ef, 1, se);
+  CHECK_STATUS(era_gaussian_entropy(&tl, &tef, NULL), ERA_STATUS_UNSUPPORTED_DTYPE);
+  DLTensor tcuda = tl;
+  tcuda.device.device_type = kDLCUDA;
+  CHECK_STATUS(era_gaussian_entropy(&tcuda, &te, NULL), ERA_STATUS_UNSUPPORTED_DEVICE);
+
+  SECTION("head-free categorical entropy");
+  enum { N = 2, V = 4 };
+  double z[N * V] = {0, 0, 0, 0, 2, -1, 0.5, 3}, hz[N];
+  int64_t sz[2] = {N, V}, sh[1] = {N};
+  DLTensor tz = tensor_f64(z, 2, sz), th = tensor_f64(hz, 1, sh);
+  for (int k = 0; k < 2; k++) {
+    double temperature = k == 0 ? 1.0 : 0.7;
+    CHECK_OK(era_softmax_entropy(&tz, temperature, &th, NULL));
+    CHECK_NEAR(hz[0], log((double)V), 1e-12);
+    double m = 3 / temperature, sum = 0, sz_ = 0;
+    for (int j = 0; j < V; j++) {
+      double e = exp(z[V + j] / temperature - m);
+      sum += e;
+      sz_ += e * (z[V + j] / temperature - m);
+    }
+    CHECK_NEAR(hz[1], log(sum) - sz_ / sum, 1e-12);
+  }
+  /* bf16 logits, f32 entropies */
+  uint16_t zb[N * V];
+  for (int i = 0; i < N * V; i++) zb[i] = f32_to_bf16((float)z[i]);
+  float hf[N];
+  DLTensor tzb = tensor(zb, DT_BF16, 2, sz, NULL), thf = tensor_f32(hf, 1, sh);
+  CHECK_OK(era_softmax_entropy(&tzb, 1.0, &thf, NULL));
+  CHECK_NEAR(hf[0], log((double)V), 1e-6);
+
+  SECTION("head-free categorical entropy errors");
+  CHECK_STATUS(era_softmax_entropy(NULL, 1.0, &th, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_entropy(&tz, 1.0, NULL, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_entropy(&tz, 0.0, &th, NULL), ERA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(era_softmax_entropy(&tz, -1.0, &th, NULL), ERA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(era_softmax_entropy(&tz, NAN, &th, NULL), ERA_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(era_softmax_entropy(&tz, INFINITY, &th, NULL), ERA_STATUS_INVALID_ARGUMENT);
+  DLTensor thbad = tensor_f64(hz, 1, sebad);
+  CHECK_STATUS(era_softmax_entropy(&tz, 1.0, &thbad, NULL), ERA_STATUS_INVALID_SHAPE);
+  int32_t zi[N * V] = {0};
+  DLTensor tzi = tensor(zi, DT_I32, 2, sz, NULL);
+  CHECK_STATUS(era_softmax_entropy(&tzi, 1.0, &th, NULL), ERA_STATUS_UNSUPPORTED_DTYPE);
+}
+
 int main(void) {
+  test_head_free_entropies();
   test_worked_example();
   test_batch();
   test_ranks();
