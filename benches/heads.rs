@@ -62,15 +62,29 @@ fn token_head(c: &mut Criterion) {
     g.bench_function(format!("forward {n}x{v} f32"), |b| {
         b.iter(|| {
             let [lp, h, s, a] = &mut outs[..] else { unreachable!() };
-            let o = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: s.view_mut(), advantages: a.view_mut(), response_entropy: None };
-            head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap_or_else(|e| panic!("{e}"));
+            let o = TokenOutputs {
+                logprobs: lp.view_mut(),
+                entropy: h.view_mut(),
+                scale: s.view_mut(),
+                advantages: a.view_mut(),
+                response_entropy: None,
+            };
+            head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o)
+                .unwrap_or_else(|e| panic!("{e}"));
         })
     });
     let scale = ArrayD::from_elem(IxDyn(&[n]), 1.0f32);
     g.bench_function(format!("backward {n}x{v} f32"), |b| {
         b.iter(|| {
-            head.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), scale.view(), adv.view(), grad.view_mut())
-                .unwrap_or_else(|e| panic!("{e}"));
+            head.backward(
+                logits.view(),
+                IndexView::from(labels.view()),
+                IndexView::from(ids.view()),
+                scale.view(),
+                adv.view(),
+                grad.view_mut(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
         })
     });
     g.finish();

@@ -47,11 +47,8 @@ fn bandwidth(pool: &rayon::ThreadPool, quick: bool) -> Bandwidth {
     let mut dst = vec![0.0f32; n];
     let bytes = (n * 4) as f64;
     let copy1 = time(|| dst.copy_from_slice(&src), 3, 1.0);
-    let copyp = time(
-        || pool.install(|| dst.par_chunks_mut(1 << 20).zip(src.par_chunks(1 << 20)).for_each(|(d, s)| d.copy_from_slice(s))),
-        3,
-        1.0,
-    );
+    let copyp =
+        time(|| pool.install(|| dst.par_chunks_mut(1 << 20).zip(src.par_chunks(1 << 20)).for_each(|(d, s)| d.copy_from_slice(s))), 3, 1.0);
     let sum = |s: &[f32]| -> f32 {
         let mut acc = [0.0f32; 16];
         for c in s.chunks_exact(16) {
@@ -108,7 +105,9 @@ fn accuracy() {
     println!("| function | range | max error |\n| --- | --- | --- |");
     println!("| exp_f32 | [-87, 88], 10^6 points | {exp_ulp:.2} ulp |");
     println!("| ln_f32 | normal floats, geometric sweep | {ln_ulp:.2} ulp |");
-    println!("| exp_half (token forward, exp(d/2)) | d in [-2, 0] / [-87, 0], 10^6 points | {half_ulp:.2} ulp / absolute {half_abs:.1e} |\n");
+    println!(
+        "| exp_half (token forward, exp(d/2)) | d in [-2, 0] / [-87, 0], 10^6 points | {half_ulp:.2} ulp / absolute {half_abs:.1e} |\n"
+    );
 }
 
 #[allow(clippy::type_complexity)]
@@ -120,7 +119,8 @@ struct TokenBatch<T> {
 }
 
 fn token_batch<T: era::Element + Clone>(n: usize, v: usize, conv: impl Fn(f32) -> T) -> TokenBatch<T> {
-    let logits = ArrayD::from_shape_vec(IxDyn(&[n, v]), values(n * v, 6.0, 11).into_iter().map(conv).collect()).unwrap_or_else(|_| unreachable!());
+    let logits =
+        ArrayD::from_shape_vec(IxDyn(&[n, v]), values(n * v, 6.0, 11).into_iter().map(conv).collect()).unwrap_or_else(|_| unreachable!());
     TokenBatch {
         logits,
         labels: ArrayD::from_shape_fn(IxDyn(&[n]), |i| ((i[0] * 7919) % v) as i64),
@@ -132,7 +132,13 @@ fn token_batch<T: era::Element + Clone>(n: usize, v: usize, conv: impl Fn(f32) -
 fn token_forward<T: era::Element>(head: &TokenHead, b: &TokenBatch<T>, x: ArrayViewD<'_, T>, rows: usize, reference: bool) {
     let mut o: Vec<ArrayD<f32>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[rows]))).collect();
     let [lp, h, s, a] = &mut o[..] else { unreachable!() };
-    let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: s.view_mut(), advantages: a.view_mut(), response_entropy: None };
+    let out = TokenOutputs {
+        logprobs: lp.view_mut(),
+        entropy: h.view_mut(),
+        scale: s.view_mut(),
+        advantages: a.view_mut(),
+        response_entropy: None,
+    };
     let sl = ndarray::Slice::from(0..rows);
     let y = b.labels.slice_axis(ndarray::Axis(0), sl);
     let r = b.ids.slice_axis(ndarray::Axis(0), sl);
@@ -145,7 +151,14 @@ fn token_forward<T: era::Element>(head: &TokenHead, b: &TokenBatch<T>, x: ArrayV
     res.unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn token_backward<T: era::Element>(head: &TokenHead, b: &TokenBatch<T>, x: ArrayViewD<'_, T>, g: ArrayViewMutD<'_, T>, rows: usize, reference: bool) {
+fn token_backward<T: era::Element>(
+    head: &TokenHead,
+    b: &TokenBatch<T>,
+    x: ArrayViewD<'_, T>,
+    g: ArrayViewMutD<'_, T>,
+    rows: usize,
+    reference: bool,
+) {
     let sl = ndarray::Slice::from(0..rows);
     let y = b.labels.slice_axis(ndarray::Axis(0), sl);
     let r = b.ids.slice_axis(ndarray::Axis(0), sl);
@@ -202,11 +215,23 @@ fn token_rows<T: era::Element + Clone>(name: &str, n: usize, v: usize, bw: &Band
 /// Median time of the straightforward implementation of a head's forward +
 /// backward: one thread, each row converted to f64, the f64 row functions of
 /// ERA_MATH.md.
-fn time_straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: impl Fn(&[f64], &mut [f64]), bwd: impl Fn(&[f64], &[f64], &mut [f64])) -> f64 {
+fn time_straightforward(
+    z: &ArrayD<f32>,
+    g: &ArrayD<f32>,
+    out: &mut ArrayD<f32>,
+    fwd: impl Fn(&[f64], &mut [f64]),
+    bwd: impl Fn(&[f64], &[f64], &mut [f64]),
+) -> f64 {
     time(|| straightforward(z, g, out, &fwd, &bwd), 3, 0.3)
 }
 
-fn straightforward(z: &ArrayD<f32>, g: &ArrayD<f32>, out: &mut ArrayD<f32>, fwd: &impl Fn(&[f64], &mut [f64]), bwd: &impl Fn(&[f64], &[f64], &mut [f64])) {
+fn straightforward(
+    z: &ArrayD<f32>,
+    g: &ArrayD<f32>,
+    out: &mut ArrayD<f32>,
+    fwd: &impl Fn(&[f64], &mut [f64]),
+    bwd: &impl Fn(&[f64], &[f64], &mut [f64]),
+) {
     let n = *z.shape().last().unwrap_or(&1);
     let (mut zr, mut gr, mut o) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
     let zs = z.as_slice().unwrap_or(&[]);

@@ -105,14 +105,7 @@ fn default_log_std_min() -> f64 {
 impl GaussianConfig {
     /// A config with the official defaults for the given dimension and target.
     pub fn new(dim: usize, target_entropy: f64) -> Self {
-        GaussianConfig {
-            dim,
-            target_entropy,
-            log_std_min: -8.0,
-            log_std_max: 0.0,
-            delta: 0.0,
-            delta_learning: DeltaLearning::default(),
-        }
+        GaussianConfig { dim, target_entropy, log_std_min: -8.0, log_std_max: 0.0, delta: 0.0, delta_learning: DeltaLearning::default() }
     }
 
     /// The largest total entropy the bounds allow: `D*(log_std_max + 0.5*L2PE)`.
@@ -165,12 +158,7 @@ impl GaussianConfig {
             bail!(InvalidConfig, "gaussian target_entropy must be finite, got {}", self.target_entropy);
         }
         if !self.log_std_min.is_finite() || !self.log_std_max.is_finite() {
-            bail!(
-                InvalidConfig,
-                "log_std_min and log_std_max must be finite, got {} and {}",
-                self.log_std_min,
-                self.log_std_max
-            );
+            bail!(InvalidConfig, "log_std_min and log_std_max must be finite, got {} and {}", self.log_std_min, self.log_std_max);
         }
         if self.log_std_min.abs() > MAX_ABS_LOG_STD || self.log_std_max.abs() > MAX_ABS_LOG_STD {
             bail!(
@@ -181,12 +169,7 @@ impl GaussianConfig {
             );
         }
         if self.log_std_min >= self.log_std_max {
-            bail!(
-                InvalidConfig,
-                "log_std_min must be < log_std_max, got {} >= {}",
-                self.log_std_min,
-                self.log_std_max
-            );
+            bail!(InvalidConfig, "log_std_min must be < log_std_max, got {} >= {}", self.log_std_min, self.log_std_max);
         }
         if !self.delta.is_finite() {
             bail!(InvalidConfig, "delta must be finite, got {}", self.delta);
@@ -294,12 +277,7 @@ impl TokenConfig {
             bail!(InvalidConfig, "token k must be finite and > 1, got {}", self.k);
         }
         if !(self.omega_low.is_finite() && self.omega_high.is_finite()) {
-            bail!(
-                InvalidConfig,
-                "token omega_low and omega_high must be finite, got {} and {}",
-                self.omega_low,
-                self.omega_high
-            );
+            bail!(InvalidConfig, "token omega_low and omega_high must be finite, got {} and {}", self.omega_low, self.omega_high);
         }
         if !(0.0 <= self.omega_low && self.omega_low <= self.omega_high) {
             bail!(
@@ -349,7 +327,8 @@ mod tests {
 
     #[test]
     fn l2pe_is_ln_2_pi_e() {
-        assert!((L2PE - (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()).abs() < 1e-14); // ln is not correctly rounded
+        assert!((L2PE - (2.0 * std::f64::consts::PI * std::f64::consts::E).ln()).abs() < 1e-14);
+        // ln is not correctly rounded
     }
 
     #[test]

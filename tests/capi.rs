@@ -144,7 +144,10 @@ fn descriptor_errors_have_statuses_and_messages() {
     assert_eq!(forward(h, &mut cuda, &mut good_o), EraStatus::UnsupportedDevice);
     // outputs: wrong shape, broadcast, mixed dtype, NULL shape
     assert_eq!(forward(h, &mut good_z, &mut T::new(op as _, F64, &[1, 3], None)), EraStatus::InvalidShape);
-    assert_eq!(forward(h, &mut T::new(zp as _, F64, &[2, 3], Some(&[0, 1])), &mut T::new(op as _, F64, &[2, 3], Some(&[0, 1]))), EraStatus::InvalidLayout);
+    assert_eq!(
+        forward(h, &mut T::new(zp as _, F64, &[2, 3], Some(&[0, 1])), &mut T::new(op as _, F64, &[2, 3], Some(&[0, 1]))),
+        EraStatus::InvalidLayout
+    );
     assert!(last_error().contains("more than once"));
     let mut o32 = [0f32; 3];
     assert_eq!(forward(h, &mut good_z, &mut T::new(o32.as_mut_ptr() as _, F32, &[3], None)), EraStatus::UnsupportedDtype);
@@ -177,7 +180,8 @@ fn token_functions_through_the_abi() {
     let mut ty = T::new(labels.as_mut_ptr() as _, I64, &[3], None);
     let mut tr = T::new(ids.as_mut_ptr() as _, I64, &[3], None);
     let mut ta = T::f64(&mut adv, &[3]);
-    let (mut t1, mut t2, mut t3, mut t4, mut t5) = (T::f64(lp, &[3]), T::f64(en, &[3]), T::f64(sc, &[3]), T::f64(ao, &[3]), T::f64(re, &[3]));
+    let (mut t1, mut t2, mut t3, mut t4, mut t5) =
+        (T::f64(lp, &[3]), T::f64(en, &[3]), T::f64(sc, &[3]), T::f64(ao, &[3]), T::f64(re, &[3]));
     let st = unsafe { era_token_forward(h, tl.p(), ty.p(), tr.p(), ta.p(), t1.p(), t2.p(), t3.p(), t4.p(), t5.p(), null_mut()) };
     assert_eq!(st, EraStatus::Ok, "{}", last_error());
     assert_eq!(*sc, [2.0, 2.0, 1.0]); // sharpened, masked token keeps 1

@@ -25,8 +25,8 @@ fn adam_first_step_is_lr_and_converges() {
     let h = GaussianHead::new(cfg(DeltaOptimizer::Adam, 0.01)).unwrap();
     let d = h.update_delta(-5.0).unwrap();
     assert!((d - 0.01).abs() < 1e-9, "{d}"); // bias-corrected first step = lr * sign(-gap)
-    // a bounded policy whose entropy is the Gaussian's minus a bias of 2 nats:
-    // delta must converge to the bias
+                                             // a bounded policy whose entropy is the Gaussian's minus a bias of 2 nats:
+                                             // delta must converge to the bias
     let h = GaussianHead::new(cfg(DeltaOptimizer::Adam, 0.05)).unwrap();
     for _ in 0..3000 {
         let gaussian_entropy = -4.0 + h.delta();

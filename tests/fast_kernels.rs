@@ -22,11 +22,24 @@ struct Out {
     r: Vec<f64>,
 }
 
-fn forward<T: era::Element>(head: &TokenHead, x: ndarray::ArrayViewD<'_, T>, y: &ArrayD<i64>, ids: &ArrayD<i64>, adv: &ArrayD<f64>, reference: bool) -> Out {
+fn forward<T: era::Element>(
+    head: &TokenHead,
+    x: ndarray::ArrayViewD<'_, T>,
+    y: &ArrayD<i64>,
+    ids: &ArrayD<i64>,
+    adv: &ArrayD<f64>,
+    reference: bool,
+) -> Out {
     let n = y.len();
     let mut o: Vec<ArrayD<f64>> = (0..5).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
     let [lp, h, c, a, r] = &mut o[..] else { unreachable!() };
-    let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: Some(r.view_mut()) };
+    let out = TokenOutputs {
+        logprobs: lp.view_mut(),
+        entropy: h.view_mut(),
+        scale: c.view_mut(),
+        advantages: a.view_mut(),
+        response_entropy: Some(r.view_mut()),
+    };
     let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));
     if reference {
         head.forward_reference(x, yv, iv, adv.view(), out).unwrap();
@@ -221,14 +234,17 @@ fn gaussian_f32_kernel_matches_the_f64_path() {
             }
             let mut want_dz = ArrayD::<f64>::zeros(zr.raw_dim());
             let mut want_dd = ArrayD::<f64>::zeros(IxDyn(&[rows]));
-            head.backward_with_delta(zr.view(), DeltaArg::PerRow(deltas.view()), gr.view(), want_dz.view_mut(), Some(want_dd.view_mut())).unwrap();
+            head.backward_with_delta(zr.view(), DeltaArg::PerRow(deltas.view()), gr.view(), want_dz.view_mut(), Some(want_dd.view_mut()))
+                .unwrap();
             let mut dz = ArrayD::<f32>::zeros(zr.raw_dim());
             let mut dd = ArrayD::<f32>::zeros(IxDyn(&[rows]));
             head.backward_with_delta(z32.view(), DeltaArg::PerRow(d32.view()), g32.view(), dz.view_mut(), Some(dd.view_mut())).unwrap();
             // rows where f32 and f64 disagree on which entries sit on a bound (y within
             // rounding of lo or hi) have different masks, hence different gradients: skip them
             let (lo, hi) = (c.log_std_min, c.log_std_max);
-            let flipped = |r: usize| (0..d).any(|j| (want[[r, j]] == lo) != (got[[r, j]] as f64 == lo) || (want[[r, j]] == hi) != (got[[r, j]] as f64 == hi));
+            let flipped = |r: usize| {
+                (0..d).any(|j| (want[[r, j]] == lo) != (got[[r, j]] as f64 == lo) || (want[[r, j]] == hi) != (got[[r, j]] as f64 == hi))
+            };
             let mut skipped = 0;
             for r in 0..rows {
                 if flipped(r) {
@@ -271,7 +287,16 @@ fn tiny_temperatures_stay_exact() {
 fn softmax_f32_kernel_matches_the_f64_path() {
     use era::{SoftmaxConfig, SoftmaxHead};
     let mut rng = Rng(25);
-    let cases: &[(usize, f64, f64)] = &[(2, 0.0, 4.0), (10, 1.0, 4.0), (10, 2.2, 4.0), (15, 0.5, 3.0), (16, 2.0, 10.0), (17, 0.0, 4.0), (1000, 4.0, 4.0), (BLOCK + 1, 3.0, 6.0)];
+    let cases: &[(usize, f64, f64)] = &[
+        (2, 0.0, 4.0),
+        (10, 1.0, 4.0),
+        (10, 2.2, 4.0),
+        (15, 0.5, 3.0),
+        (16, 2.0, 10.0),
+        (17, 0.0, 4.0),
+        (1000, 4.0, 4.0),
+        (BLOCK + 1, 3.0, 6.0),
+    ];
     for &(n, h0, tau) in cases {
         let cfg = SoftmaxConfig { num_classes: n, target_entropy: h0, tau };
         // above the threading threshold, so that 2 threads split the rows
@@ -366,7 +391,14 @@ fn huge_inverse_temperatures_keep_differences_nonpositive() {
     let row = [0.0f32, 0.36161545, 0.6742879, 0.89569867, 0.99588084, 0.9612752, 0.7965655, 0.5240442, 0.18059623];
     for (k, topk) in [(2.0, 0), (3.8369828151719897e117, 6), (3.0, 0)] {
         for len in [9usize, 40] {
-            let cfg = TokenConfig { temperature: 1.2212247398712134e-27, k, vocab_topk: topk, omega_low: 1e-300, omega_high: 1e-290, ..Default::default() };
+            let cfg = TokenConfig {
+                temperature: 1.2212247398712134e-27,
+                k,
+                vocab_topk: topk,
+                omega_low: 1e-300,
+                omega_high: 1e-290,
+                ..Default::default()
+            };
             let head = TokenHead::new(cfg).unwrap();
             let x = ArrayD::from_shape_fn(IxDyn(&[2, len]), |i| row[i[1] % row.len()] * if i[0] == 0 { 1.0 } else { -3.0 });
             let y = ArrayD::from_shape_vec(IxDyn(&[2]), vec![4i64, 0]).unwrap();
@@ -381,7 +413,8 @@ fn huge_inverse_temperatures_keep_differences_nonpositive() {
             let mut g = ArrayD::<f32>::zeros(x.raw_dim());
             head.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), g.view_mut()).unwrap();
             let mut gr = ArrayD::<f32>::zeros(x.raw_dim());
-            head.backward_reference(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gr.view_mut()).unwrap();
+            head.backward_reference(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gr.view_mut())
+                .unwrap();
             let (g, gr): (Vec<f64>, Vec<f64>) = (g.iter().map(|&v| v as f64).collect(), gr.iter().map(|&v| v as f64).collect());
             same(&g, &gr, TOL, "gradient");
             if k < 10.0 {
@@ -416,7 +449,8 @@ fn gaussian_scalar_delta_matches_per_row_delta() {
             let mut gd_scalar = ArrayD::<f32>::zeros(IxDyn(&[1]));
             let mut gd_rows = ArrayD::<f32>::zeros(IxDyn(&[rows]));
             head.backward_with_delta(z.view(), DeltaArg::Scalar(0.25), g.view(), da.view_mut(), Some(gd_scalar.view_mut())).unwrap();
-            head.backward_with_delta(z.view(), DeltaArg::PerRow(per_row.view()), g.view(), db.view_mut(), Some(gd_rows.view_mut())).unwrap();
+            head.backward_with_delta(z.view(), DeltaArg::PerRow(per_row.view()), g.view(), db.view_mut(), Some(gd_rows.view_mut()))
+                .unwrap();
             assert_eq!(da, db, "D={d} threads={threads}: backward");
             let total: f64 = gd_rows.iter().map(|&v| v as f64).sum();
             let got = gd_scalar[[0]] as f64;

@@ -2,20 +2,11 @@
 
 mod common;
 use common::Rng;
-use era::{
-    DeltaArg, GaussianConfig, GaussianHead, IndexView, SoftmaxConfig, SoftmaxHead, TokenConfig, TokenHead, TokenOutputs,
-};
+use era::{DeltaArg, GaussianConfig, GaussianHead, IndexView, SoftmaxConfig, SoftmaxHead, TokenConfig, TokenHead, TokenOutputs};
 use ndarray::{ArrayD, IxDyn};
 
 /// Checks `vjp(z, g)` against `sum(g * (f(z + h e_j) - f(z - h e_j)) / 2h)`.
-fn check_vjp(
-    z: &ArrayD<f64>,
-    g: &ArrayD<f64>,
-    f: &dyn Fn(&ArrayD<f64>) -> ArrayD<f64>,
-    dz: &ArrayD<f64>,
-    tol: f64,
-    what: &str,
-) {
+fn check_vjp(z: &ArrayD<f64>, g: &ArrayD<f64>, f: &dyn Fn(&ArrayD<f64>) -> ArrayD<f64>, dz: &ArrayD<f64>, tol: f64, what: &str) {
     let h = 1e-6;
     for j in 0..z.len() {
         let mut zp = z.clone();
@@ -31,7 +22,9 @@ fn check_vjp(
 #[test]
 fn gaussian_backward_matches_finite_differences() {
     let mut rng = Rng(1);
-    for &(d, lo, hi, h0) in &[(3usize, -5.0, 0.0, -1.5), (6, -8.0, 0.0, -6.0), (6, -10.0, 2.0, 1.5), (21, -5.0, 0.0, -40.0), (1, -5.0, 0.0, -2.0)] {
+    for &(d, lo, hi, h0) in
+        &[(3usize, -5.0, 0.0, -1.5), (6, -8.0, 0.0, -6.0), (6, -10.0, 2.0, 1.5), (21, -5.0, 0.0, -40.0), (1, -5.0, 0.0, -2.0)]
+    {
         let mut c = GaussianConfig::new(d, h0);
         c.log_std_min = lo;
         c.log_std_max = hi;
@@ -68,8 +61,8 @@ fn gaussian_delta_gradient_matches_finite_differences() {
     let mut gd = ArrayD::zeros(IxDyn(&[]));
     head.backward_with_delta(z.view(), DeltaArg::Scalar(d0), g.view(), dz.view_mut(), Some(gd.view_mut())).unwrap();
     let h = 1e-6;
-    let fd: f64 = (&fwd(DeltaArg::Scalar(d0 + h)) - &fwd(DeltaArg::Scalar(d0 - h))).iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>()
-        / (2.0 * h);
+    let fd: f64 =
+        (&fwd(DeltaArg::Scalar(d0 + h)) - &fwd(DeltaArg::Scalar(d0 - h))).iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>() / (2.0 * h);
     assert!((fd - gd[[]]).abs() < 1e-6 * (1.0 + fd.abs()), "{fd} vs {}", gd[[]]);
     // per-row delta
     let deltas = ndarray::arr1(&[0.1, -0.5, 1.0]).into_dyn();
@@ -80,12 +73,9 @@ fn gaussian_delta_gradient_matches_finite_differences() {
         let mut m = deltas.clone();
         p[[r]] += h;
         m[[r]] -= h;
-        let fd: f64 = (&fwd(DeltaArg::PerRow(p.view())) - &fwd(DeltaArg::PerRow(m.view())))
-            .iter()
-            .zip(g.iter())
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            / (2.0 * h);
+        let fd: f64 =
+            (&fwd(DeltaArg::PerRow(p.view())) - &fwd(DeltaArg::PerRow(m.view()))).iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>()
+                / (2.0 * h);
         assert!((fd - gdr[[r]]).abs() < 1e-6 * (1.0 + fd.abs()), "row {r}: {fd} vs {}", gdr[[r]]);
     }
 }
@@ -93,7 +83,9 @@ fn gaussian_delta_gradient_matches_finite_differences() {
 #[test]
 fn softmax_backward_matches_finite_differences() {
     let mut rng = Rng(3);
-    for &(n, h0, tau, scale) in &[(4usize, 0.6, 4.0, 1.0), (2, 0.3, 4.0, 3.0), (10, 2.0, 4.0, 2.0), (10, 0.0, 6.0, 5.0), (100, 3.5, 4.0, 1.0)] {
+    for &(n, h0, tau, scale) in
+        &[(4usize, 0.6, 4.0, 1.0), (2, 0.3, 4.0, 3.0), (10, 2.0, 4.0, 2.0), (10, 0.0, 6.0, 5.0), (100, 3.5, 4.0, 1.0)]
+    {
         let head = SoftmaxHead::new(SoftmaxConfig { num_classes: n, target_entropy: h0, tau }).unwrap();
         let z = rng.array(&[3, n], scale);
         let g = rng.array(&[3, n], 1.0);

@@ -6,15 +6,15 @@ use ndarray::{arr2, ArrayD, IxDyn};
 
 fn rows() -> ArrayD<f64> {
     arr2(&[
-        [0.0, 0.0],                          // all equal
-        [1e30, -1e30],                       // huge
-        [-1e30, -1e30],                      // huge, equal
-        [5e-324, -5e-324],                   // denormals
-        [f64::MIN_POSITIVE / 4.0, 0.0],      // denormal
-        [f64::NAN, 0.0],                     // NaN
-        [f64::INFINITY, 0.0],                // +inf
-        [f64::NEG_INFINITY, 0.0],            // -inf: a legitimate zero probability
-        [0.3, -0.2],                         // ordinary
+        [0.0, 0.0],                     // all equal
+        [1e30, -1e30],                  // huge
+        [-1e30, -1e30],                 // huge, equal
+        [5e-324, -5e-324],              // denormals
+        [f64::MIN_POSITIVE / 4.0, 0.0], // denormal
+        [f64::NAN, 0.0],                // NaN
+        [f64::INFINITY, 0.0],           // +inf
+        [f64::NEG_INFINITY, 0.0],       // -inf: a legitimate zero probability
+        [0.3, -0.2],                    // ordinary
     ])
     .into_dyn()
 }
@@ -88,14 +88,21 @@ fn empty_batches_and_single_entry_vocabulary() {
         let adv = ArrayD::from_elem(IxDyn(&[n]), 1.0);
         let mut outs: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::from_elem(IxDyn(&[n]), 7.0)).collect();
         let [lp, en, sc, ao] = &mut outs[..] else { unreachable!() };
-        let o = TokenOutputs { logprobs: lp.view_mut(), entropy: en.view_mut(), scale: sc.view_mut(), advantages: ao.view_mut(), response_entropy: None };
+        let o = TokenOutputs {
+            logprobs: lp.view_mut(),
+            entropy: en.view_mut(),
+            scale: sc.view_mut(),
+            advantages: ao.view_mut(),
+            response_entropy: None,
+        };
         t.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap();
         // V = 1: probability one, entropy zero, the response is "sharp" -> scale k
         assert!(lp.iter().all(|&v| v == 0.0), "{lp:?}");
         assert!(en.iter().all(|&v| v == 0.0), "{en:?}");
         assert!(sc.iter().all(|&v| v == 2.0), "{sc:?}");
         let mut gl = ArrayD::from_elem(IxDyn(&[n, 1]), 9.0);
-        t.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gl.view_mut()).unwrap();
+        t.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gl.view_mut())
+            .unwrap();
         assert!(gl.iter().all(|&v| v == 0.0));
     }
 }
@@ -112,7 +119,13 @@ fn token_rows_with_extremes() {
     for head in [&t, &full] {
         let mut outs: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
         let [lp, en, sc, ao] = &mut outs[..] else { unreachable!() };
-        let o = TokenOutputs { logprobs: lp.view_mut(), entropy: en.view_mut(), scale: sc.view_mut(), advantages: ao.view_mut(), response_entropy: None };
+        let o = TokenOutputs {
+            logprobs: lp.view_mut(),
+            entropy: en.view_mut(),
+            scale: sc.view_mut(),
+            advantages: ao.view_mut(),
+            response_entropy: None,
+        };
         head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap();
         for r in FINITE_ROWS {
             if r == 7 {
@@ -127,7 +140,8 @@ fn token_rows_with_extremes() {
         assert!(lp[[5]].is_nan() && en[[5]].is_nan());
         assert_eq!(sc[[5]], 1.0, "a NaN response entropy keeps scale 1");
         let mut gl = ArrayD::zeros(logits.raw_dim());
-        head.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gl.view_mut()).unwrap();
+        head.backward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), sc.view(), adv.view(), gl.view_mut())
+            .unwrap();
         for r in FINITE_ROWS {
             assert!(row(&gl, r).iter().all(|v| v.is_finite()), "row {r}: {:?}", row(&gl, r));
         }

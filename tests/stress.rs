@@ -13,7 +13,6 @@ use std::ffi::c_void;
 use std::ptr::{null_mut, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-
 const THREADS: usize = 8;
 const CALLS: usize = if cfg!(miri) { 20 } else { 10_000 };
 const F64: DLDataType = DLDataType { code: 2, bits: 64, lanes: 1 };

@@ -145,7 +145,13 @@ fn forward_matches_reference() {
             assert_close(&got.logp, &want.logp, 1e-12, "logprobs");
             assert_close(&got.adv, &want.adv, 1e-15, "advantages");
             for c in &got.c {
-                scales_seen[if *c > 1.0 { 0 } else if *c < 1.0 { 1 } else { 2 }] = true;
+                scales_seen[if *c > 1.0 {
+                    0
+                } else if *c < 1.0 {
+                    1
+                } else {
+                    2
+                }] = true;
             }
         }
     }
@@ -183,7 +189,13 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let adv = b.adv.mapv(|v| v as f32).into_shape_with_order(IxDyn(&[2, 12])).unwrap();
     let mut o: Vec<ArrayD<f32>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[2, 12]))).collect();
     let [lp, h, c, a] = &mut o[..] else { unreachable!() };
-    let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: None };
+    let out = TokenOutputs {
+        logprobs: lp.view_mut(),
+        entropy: h.view_mut(),
+        scale: c.view_mut(),
+        advantages: a.view_mut(),
+        response_entropy: None,
+    };
     head.forward(logits3.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), out).unwrap();
     let lp: Vec<f64> = lp.iter().map(|&v| v as f64).collect();
     assert_close(&lp, &want.logp, 1e-6, "f32 logprobs");
@@ -195,7 +207,13 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let n = 24;
     let mut o: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
     let [lp, h, c, a] = &mut o[..] else { unreachable!() };
-    let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: None };
+    let out = TokenOutputs {
+        logprobs: lp.view_mut(),
+        entropy: h.view_mut(),
+        scale: c.view_mut(),
+        advantages: a.view_mut(),
+        response_entropy: None,
+    };
     head.forward(lb.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), b.adv.view(), out).unwrap();
     assert_close(&lp.iter().cloned().collect::<Vec<_>>(), &want_b.logp, 1e-5, "bf16 logprobs");
     // and the bf16 gradient is the f64 gradient rounded, within one bf16 step
@@ -203,8 +221,15 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let mut gl = ArrayD::<bf16>::from_elem(lb.raw_dim(), bf16::ZERO);
     head.backward(lb.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), c.view(), g.view(), gl.view_mut()).unwrap();
     let mut g64 = ArrayD::<f64>::zeros(lb.raw_dim());
-    head.backward(rounded.logits.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), c.view(), g.view(), g64.view_mut())
-        .unwrap();
+    head.backward(
+        rounded.logits.view(),
+        IndexView::from(b.labels.view()),
+        IndexView::from(b.ids.view()),
+        c.view(),
+        g.view(),
+        g64.view_mut(),
+    )
+    .unwrap();
     for (x, y) in gl.iter().zip(g64.iter()) {
         assert!((x.to_f64() - y).abs() <= y.abs() / 128.0 + 1e-6, "{x} vs {y}");
     }
@@ -225,7 +250,13 @@ fn invalid_values_are_rejected() {
         let l = ndarray::arr1(&labels).into_dyn();
         let r = ndarray::arr1(&ids).into_dyn();
         let [lp, h, c, a] = &mut o[..] else { unreachable!() };
-        let out = TokenOutputs { logprobs: lp.view_mut(), entropy: h.view_mut(), scale: c.view_mut(), advantages: a.view_mut(), response_entropy: None };
+        let out = TokenOutputs {
+            logprobs: lp.view_mut(),
+            entropy: h.view_mut(),
+            scale: c.view_mut(),
+            advantages: a.view_mut(),
+            response_entropy: None,
+        };
         let res = head.forward(logits.view(), IndexView::from(l.view()), IndexView::from(r.view()), adv.view(), out);
         match kind {
             None => {

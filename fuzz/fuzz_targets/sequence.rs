@@ -65,7 +65,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 let dt = if f32 { F32 } else { F64 };
                 let p = if f32 { a32.as_mut_ptr() as *mut _ } else { a.as_mut_ptr() as *mut _ };
                 let mut ta = Tensor::new(p, dt, vec![r, w], None);
-                let mut tb = if inplace { Tensor::new(p, dt, vec![r, w], None) } else { Tensor::new(b.as_mut_ptr() as *mut _, F64, vec![r, w], None) };
+                let mut tb = if inplace {
+                    Tensor::new(p, dt, vec![r, w], None)
+                } else {
+                    Tensor::new(b.as_mut_ptr() as *mut _, F64, vec![r, w], None)
+                };
                 check_status(unsafe { era_head_forward(get(&pool, h), ta.p(), tb.p(), null_mut()) });
             }
             Op::Backward { h, rows, f32 } => {

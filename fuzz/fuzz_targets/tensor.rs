@@ -91,7 +91,8 @@ fn build(d: &Desc, buf: *mut u8) -> Built {
     // the harness's own reading of the rules, in i128
     let negative = shape.iter().any(|&v| v < 0);
     let numel: i128 = shape.iter().fold(1i128, |a, &v| a.saturating_mul(v as i128));
-    let bad_dtype = d.dtype % 8 == 7 && !matches!((dtype.code, dtype.bits, dtype.lanes), (0, 32, 1) | (0, 64, 1) | (2, 16, 1) | (2, 32, 1) | (2, 64, 1) | (4, 16, 1));
+    let bad_dtype = d.dtype % 8 == 7
+        && !matches!((dtype.code, dtype.bits, dtype.lanes), (0, 32, 1) | (0, 64, 1) | (2, 16, 1) | (2, 32, 1) | (2, 64, 1) | (4, 16, 1));
     let bad_device = !matches!(device, 1 | 3);
     let too_many = numel.unsigned_abs() > (isize::MAX as u128) / size as u128;
     let must_reject = negative || bad_dtype || bad_device || too_many || (d.null_shape && ndim > 0) || (d.null_data && numel > 0);

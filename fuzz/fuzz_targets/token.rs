@@ -35,7 +35,8 @@ fuzz_target!(|inp: Input| {
     let v = (inp.v % 40) as usize + 1;
     let pick = |xs: &[f32], i: usize, d: f32| if xs.is_empty() { d } else { xs[i % xs.len()] };
     let mut logits: Vec<f32> = (0..n * v).map(|i| pick(&inp.logits, i, (i as f32 * 0.37).sin())).collect();
-    let mut labels: Vec<i64> = (0..n).map(|i| if inp.labels.is_empty() { 0 } else { inp.labels[i % inp.labels.len()] as i64 % (v as i64 + 1) }).collect();
+    let mut labels: Vec<i64> =
+        (0..n).map(|i| if inp.labels.is_empty() { 0 } else { inp.labels[i % inp.labels.len()] as i64 % (v as i64 + 1) }).collect();
     let mut ids: Vec<i64> = (0..n).map(|i| if inp.ids.is_empty() { 0 } else { (inp.ids[i % inp.ids.len()] % 6) as i64 }).collect();
     let mut adv: Vec<f32> = (0..n).map(|i| pick(&inp.adv, i, 1.0)).collect();
     let mut cfg = EraConfig::defaults(ERA_HEAD_KIND_TOKEN).unwrap();
@@ -47,7 +48,8 @@ fuzz_target!(|inp: Input| {
         cfg.top_fraction = (inp.rho.abs() % 1.0).max(1e-3);
         cfg.temperature = inp.temperature.abs().clamp(0.05, 20.0);
     } else {
-        (cfg.k, cfg.omega_low, cfg.omega_high, cfg.top_fraction, cfg.temperature) = (inp.k, inp.omega_low, inp.omega_high, inp.rho, inp.temperature);
+        (cfg.k, cfg.omega_low, cfg.omega_high, cfg.top_fraction, cfg.temperature) =
+            (inp.k, inp.omega_low, inp.omega_high, inp.rho, inp.temperature);
     }
     cfg.vocab_topk = (inp.topk % 8) as u64;
     cfg.advantage_scaling = inp.scaling as u32;
@@ -86,7 +88,8 @@ fuzz_target!(|inp: Input| {
         let row = &logits[t * v..(t + 1) * v];
         let (k, inv_k) = (cfg.k as f32, (1.0 / cfg.k) as f32);
         assert!(sc[t] == 1.0 || sc[t] == k || sc[t] == inv_k, "scale {}", sc[t]);
-        let scaled_finite = row.iter().all(|x| (x * sc[t] / cfg.temperature as f32).is_finite() && (x / cfg.temperature as f32).is_finite());
+        let scaled_finite =
+            row.iter().all(|x| (x * sc[t] / cfg.temperature as f32).is_finite() && (x / cfg.temperature as f32).is_finite());
         if ids[t] >= 0 && scaled_finite {
             assert!(lp[t] <= 1e-5 || lp[t] == -1e4, "logprob {} of row {row:?}", lp[t]);
             assert!(en[t] >= -1e-5 && en[t] <= ln_v + 1e-4, "entropy {} of row {row:?}", en[t]);

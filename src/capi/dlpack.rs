@@ -216,16 +216,7 @@ impl<'a> Desc<'a> {
             st
         };
         if numel == 0 {
-            return Ok(Desc {
-                name,
-                dtype,
-                shape,
-                strides,
-                first: std::ptr::null_mut(),
-                lo: 0,
-                hi: 0,
-                _life: PhantomData,
-            });
+            return Ok(Desc { name, dtype, shape, strides, first: std::ptr::null_mut(), lo: 0, hi: 0, _life: PhantomData });
         }
         if t.data.is_null() {
             bail!(InvalidLayout, "{name} has {numel} elements but a NULL data pointer");
@@ -289,23 +280,13 @@ impl<'a> Desc<'a> {
 
     /// Fails unless no two indices of this (output) tensor address the same element.
     pub fn check_writable(&self) -> Result<()> {
-        let mut axes: Vec<(usize, usize)> = self
-            .shape
-            .iter()
-            .zip(&self.strides)
-            .filter(|(&n, _)| n > 1)
-            .map(|(&n, &s)| (s.unsigned_abs(), n))
-            .collect();
+        let mut axes: Vec<(usize, usize)> =
+            self.shape.iter().zip(&self.strides).filter(|(&n, _)| n > 1).map(|(&n, &s)| (s.unsigned_abs(), n)).collect();
         axes.sort_unstable();
         let mut reach: usize = 0; // largest offset reachable by the axes so far
         for (s, n) in axes {
             if s == 0 || s <= reach {
-                bail!(
-                    InvalidLayout,
-                    "{} is an output, but its strides {:?} address some elements more than once",
-                    self.name,
-                    self.strides
-                );
+                bail!(InvalidLayout, "{} is an output, but its strides {:?} address some elements more than once", self.name, self.strides);
             }
             reach = reach.saturating_add(s.saturating_mul(n - 1));
         }
@@ -418,12 +399,7 @@ macro_rules! with_float {
                 type $T = f64;
                 $body
             }
-            other => crate::error::bail!(
-                UnsupportedDtype,
-                "{} has dtype {}; this operation takes float32 or float64",
-                $name,
-                other.name()
-            ),
+            other => crate::error::bail!(UnsupportedDtype, "{} has dtype {}; this operation takes float32 or float64", $name, other.name()),
         }
     };
 }

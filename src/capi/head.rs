@@ -121,12 +121,7 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
 /// # Safety
 /// Every pointer is NULL or valid; the tensors describe live memory.
 #[no_mangle]
-pub unsafe extern "C" fn era_head_forward(
-    head: *const EraHead,
-    z: *const DLTensor,
-    out: *mut DLTensor,
-    stream: *mut c_void,
-) -> EraStatus {
+pub unsafe extern "C" fn era_head_forward(head: *const EraHead, z: *const DLTensor, out: *mut DLTensor, stream: *mut c_void) -> EraStatus {
     ffi_boundary! {
         let _ = stream; // CPU buffers only so far: nothing is launched on it
         let h = head_ref(head)?;

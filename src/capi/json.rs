@@ -19,12 +19,7 @@ use crate::heads::Head;
 /// # Safety
 /// `buf` is NULL or points to `len` writable bytes; `written` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn era_head_to_json(
-    head: *const EraHead,
-    buf: *mut c_char,
-    len: usize,
-    written: *mut usize,
-) -> EraStatus {
+pub unsafe extern "C" fn era_head_to_json(head: *const EraHead, buf: *mut c_char, len: usize, written: *mut usize) -> EraStatus {
     ffi_boundary! {
         let h = head_ref(head)?;
         let written = out_ref(written, "written")?;

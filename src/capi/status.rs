@@ -154,8 +154,20 @@ mod tests {
     fn error_kinds_map_to_distinct_statuses() {
         use ErrorKind::*;
         let kinds = [
-            NullPointer, InvalidConfig, InfeasibleTarget, InvalidShape, UnsupportedDtype, UnsupportedDevice, InvalidLayout,
-            InvalidValue, WrongHeadKind, Json, BufferTooSmall, InvalidArgument, OutOfMemory, Internal,
+            NullPointer,
+            InvalidConfig,
+            InfeasibleTarget,
+            InvalidShape,
+            UnsupportedDtype,
+            UnsupportedDevice,
+            InvalidLayout,
+            InvalidValue,
+            WrongHeadKind,
+            Json,
+            BufferTooSmall,
+            InvalidArgument,
+            OutOfMemory,
+            Internal,
         ];
         let statuses: std::collections::HashSet<EraStatus> = kinds.iter().map(|&k| EraStatus::from(k)).collect();
         assert_eq!(statuses.len(), kinds.len());

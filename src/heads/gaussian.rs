@@ -11,7 +11,8 @@ use crate::config::GaussianConfig;
 use crate::error::{bail, check_same_shape, Result};
 use crate::heads::delta::{delta_step, DeltaState};
 use crate::kernels::gaussian::{
-    backward_row, forward_row, gaussian_entropy_row, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k, truncated_normal_entropy_1d,
+    backward_row, forward_row, gaussian_entropy_row, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
+    truncated_normal_entropy_1d,
 };
 use crate::kernels::{parallel, Element};
 
@@ -46,11 +47,7 @@ pub fn truncated_normal_entropy<T: Element>(
     check_same_shape("entropy", entropy.shape(), "mean without its last axis", &mean.shape()[..mean.ndim() - 1])?;
     let last = Axis(mean.ndim() - 1);
     Zip::from(mean.lanes(last)).and(log_std.lanes(last)).and(entropy.view_mut()).for_each(|m, l, e| {
-        let h: f64 = m
-            .iter()
-            .zip(l.iter())
-            .map(|(&mi, &li)| truncated_normal_entropy_1d(mi.to_f64(), li.to_f64(), low, high))
-            .sum();
+        let h: f64 = m.iter().zip(l.iter()).map(|(&mi, &li)| truncated_normal_entropy_1d(mi.to_f64(), li.to_f64(), low, high)).sum();
         *e = T::from_f64(h);
     });
     Ok(())
@@ -197,12 +194,7 @@ impl GaussianHead {
     }
 
     /// Backward (VJP) with the head's current `delta`.
-    pub fn backward<T: Element>(
-        &self,
-        z: ArrayViewD<'_, T>,
-        grad_out: ArrayViewD<'_, T>,
-        grad_z: ArrayViewMutD<'_, T>,
-    ) -> Result<()> {
+    pub fn backward<T: Element>(&self, z: ArrayViewD<'_, T>, grad_out: ArrayViewD<'_, T>, grad_z: ArrayViewMutD<'_, T>) -> Result<()> {
         self.backward_with_delta(z, DeltaArg::Scalar(self.delta()), grad_out, grad_z, None)
     }
 
@@ -342,4 +334,3 @@ pub enum DeltaArg<'a, T> {
     /// One `delta` per row.
     PerRow(ArrayViewD<'a, T>),
 }
-

@@ -46,16 +46,15 @@ impl Head {
     /// Restores a head saved by [`Head::to_json`]; also accepts a bare
     /// [`HeadConfig`] document (`{"kind": "softmax", ...}`).
     pub fn from_json(json: &str) -> Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Json, format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Json, format!("invalid JSON: {e}")))?;
         let is_saved = value.get("format").is_some();
         if !is_saved {
-            let config: HeadConfig = serde_json::from_value(value)
-                .map_err(|e| Error::new(ErrorKind::Json, format!("invalid head config: {e}")))?;
+            let config: HeadConfig =
+                serde_json::from_value(value).map_err(|e| Error::new(ErrorKind::Json, format!("invalid head config: {e}")))?;
             return Head::new(config);
         }
-        let saved: SavedHead = serde_json::from_value(value)
-            .map_err(|e| Error::new(ErrorKind::Json, format!("invalid saved head: {e}")))?;
+        let saved: SavedHead =
+            serde_json::from_value(value).map_err(|e| Error::new(ErrorKind::Json, format!("invalid saved head: {e}")))?;
         if saved.format != FORMAT {
             bail!(Json, "not an era head document: format is {:?}, expected {FORMAT:?}", saved.format);
         }

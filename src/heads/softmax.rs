@@ -60,11 +60,9 @@ impl SoftmaxHead {
     fn check_last(&self, name: &str, shape: &[usize]) -> Result<()> {
         match shape.last() {
             None => bail!(InvalidShape, "{name} must have rank >= 1 (shape [..., n]), got a scalar"),
-            Some(&d) if d != self.cfg.num_classes => bail!(
-                InvalidShape,
-                "{name} has last dimension {d}, but the head has num_classes n = {}",
-                self.cfg.num_classes
-            ),
+            Some(&d) if d != self.cfg.num_classes => {
+                bail!(InvalidShape, "{name} has last dimension {d}, but the head has num_classes n = {}", self.cfg.num_classes)
+            }
             _ => Ok(()),
         }
     }
@@ -96,12 +94,7 @@ impl SoftmaxHead {
     }
 
     /// Backward (VJP): `grad_z = (d out / d z)^T grad_out`.
-    pub fn backward<T: Element>(
-        &self,
-        z: ArrayViewD<'_, T>,
-        grad_out: ArrayViewD<'_, T>,
-        mut grad_z: ArrayViewMutD<'_, T>,
-    ) -> Result<()> {
+    pub fn backward<T: Element>(&self, z: ArrayViewD<'_, T>, grad_out: ArrayViewD<'_, T>, mut grad_z: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("z", z.shape())?;
         check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
         check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
@@ -144,7 +137,11 @@ impl SoftmaxHead {
 /// Row-wise entropy of `softmax(logits / temperature)`, needing no head
 /// (docs/math.md#categorical-entropy): `logits` `[..., n]` (any float
 /// element type) -> `entropy` `[...]`. `temperature` must be finite and positive.
-pub fn categorical_entropy<T: Element, F: Element>(logits: ArrayViewD<'_, T>, temperature: f64, entropy: ArrayViewMutD<'_, F>) -> Result<()> {
+pub fn categorical_entropy<T: Element, F: Element>(
+    logits: ArrayViewD<'_, T>,
+    temperature: f64,
+    entropy: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     categorical_entropy_threads(logits, temperature, entropy, 0)
 }
 

@@ -14,7 +14,6 @@ use crate::kernels::token::{self as kernel, choose_scale, response_entropies, sc
 use crate::kernels::vmath::{load, softmax_entropy, store};
 use crate::kernels::{parallel, Element};
 
-
 /// An integer tensor view (labels, response ids) of either width.
 #[derive(Debug, Clone)]
 pub enum IndexView<'a> {
@@ -159,9 +158,7 @@ impl TokenHead {
     fn decide<F: Element>(&self, c: &Checked, h: &[f64], advantages: &ArrayViewD<'_, F>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let hresp = response_entropies(h, &c.ids, self.cfg.top_fraction);
         let adv: Vec<f64> = advantages.iter().map(|a| a.to_f64()).collect();
-        let scale: Vec<f64> = (0..c.n)
-            .map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 })
-            .collect();
+        let scale: Vec<f64> = (0..c.n).map(|t| if c.ids[t] >= 0 { choose_scale(&self.cfg, adv[t], hresp[t]) } else { 1.0 }).collect();
         (hresp, adv, scale)
     }
 
@@ -183,11 +180,7 @@ impl TokenHead {
         parallel::store_values(&mut logprobs, logp);
         parallel::store_values(&mut entropy, h);
         parallel::store_values(&mut scale_out, scale);
-        let a2: Vec<f64> = adv
-            .iter()
-            .zip(scale)
-            .map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a })
-            .collect();
+        let a2: Vec<f64> = adv.iter().zip(scale).map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a }).collect();
         parallel::store_values(&mut adv_out, &a2);
         if let Some(mut r) = response_entropy {
             parallel::store_values(&mut r, hresp);

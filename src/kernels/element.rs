@@ -147,11 +147,7 @@ impl Element for f16 {
 }
 
 /// bf16 bit patterns to f32 (exact: a shift).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
     for (d, &b) in dst.iter_mut().zip(src) {
         *d = f32::from_bits((b as u32) << 16);
@@ -159,11 +155,7 @@ pub fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
 }
 
 /// f32 to bf16 bit patterns, rounding to nearest even (NaN stays a quiet NaN).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
     for (d, &v) in dst.iter_mut().zip(src) {
         let b = v.to_bits();
@@ -186,12 +178,19 @@ mod tests {
 
     #[test]
     fn bf16_conversions_match_the_half_crate() {
-        let xs: Vec<f32> = (0..70000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761))).chain([f32::NAN, f32::INFINITY, -0.0, 1.0 + f32::EPSILON]).collect();
+        let xs: Vec<f32> = (0..70000u32)
+            .map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)))
+            .chain([f32::NAN, f32::INFINITY, -0.0, 1.0 + f32::EPSILON])
+            .collect();
         let mut b = vec![0u16; xs.len()];
         f32_to_bf16(&xs, &mut b);
         for (x, &bits) in xs.iter().zip(&b) {
             let want = half::bf16::from_f32(*x);
-            assert!(want.to_bits() == bits || (want.is_nan() && half::bf16::from_bits(bits).is_nan()), "{x}: {bits:#x} vs {:#x}", want.to_bits());
+            assert!(
+                want.to_bits() == bits || (want.is_nan() && half::bf16::from_bits(bits).is_nan()),
+                "{x}: {bits:#x} vs {:#x}",
+                want.to_bits()
+            );
         }
         let mut back = vec![0.0f32; b.len()];
         bf16_to_f32(&b, &mut back);

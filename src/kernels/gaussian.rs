@@ -22,7 +22,13 @@ pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, out: &mut [f64]) {
     for o in out.iter_mut() {
         let y = hi + k * *o;
         // NaN-preserving clip
-        *o = if y < lo { lo } else if y > hi { hi } else { y };
+        *o = if y < lo {
+            lo
+        } else if y > hi {
+            hi
+        } else {
+            y
+        };
     }
 }
 
@@ -69,11 +75,7 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 /// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
 /// Rows are processed [`LANES`] at a time with one row per lane, so that
 /// short rows (a few action dimensions) still fill the vector registers.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
     let rows = z.len() / d.max(1);
     let full = rows / LANES * LANES;
@@ -128,18 +130,20 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
         let f = k as f32 / s;
         for o in or.iter_mut() {
             let y = f.mul_add(*o, hi);
-            *o = if y < lo { lo } else if y > hi { hi } else { y };
+            *o = if y < lo {
+                lo
+            } else if y > hi {
+                hi
+            } else {
+                y
+            };
         }
     }
 }
 
 /// Gaussian-head backward over contiguous f32 rows: writes `dz` and the
 /// per-row `d/d delta` into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 #[allow(clippy::too_many_arguments)]
 pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
     let rows = z.len() / d.max(1);

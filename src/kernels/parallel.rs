@@ -57,11 +57,7 @@ fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     if let Some(p) = map.get(&n) {
         return Some(p.clone());
     }
-    let p = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("era-{i}"))
-        .build()
-        .ok()?;
+    let p = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("era-{i}")).build().ok()?;
     let p = Arc::new(p);
     map.insert(n, p.clone());
     Some(p)

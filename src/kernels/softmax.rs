@@ -179,11 +179,7 @@ const VECTOR_TAIL: usize = 8;
 /// over the row (the exponentials, the map, the shift), vectorised along it.
 /// The caller keeps `u = -1 - ln(h)` away from 0 (see
 /// `SoftmaxHead::f32_kernels`), where f32 would lose the square root's digits.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
     let inv = (1.0 / exp_row(z, out)) as f32;
     let mut wmin = [f32::INFINITY; LANES];
@@ -217,11 +213,7 @@ pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
 
 /// Softmax-head backward of one f32 row: `dz_j = slope * s_j * (a_j - sum_i a_i s_i)`
 /// (docs/math.md#softmax-head; the min-shift is stop-gradient). `scratch` holds the `a_i`.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &mut Vec<f32>) {
     if slope == 0.0 {
         // degenerate head (C = n*ub): the output does not depend on z

@@ -109,11 +109,7 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
 
 /// One read of a token row: [`RowStats`] of `z = x * inv_t` for scales
 /// `{1, k, 1/k}`, block by block with running rescaling (online softmax).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
     let inv_k = 1.0 / k;
     let k_is_two = k == 2.0;
@@ -135,11 +131,8 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
             }
             m = bm;
         }
-        let [a, b2, c, d] = if k_is_two {
-            block_sums::<true>(blk, inv_t, m, k, inv_k)
-        } else {
-            block_sums::<false>(blk, inv_t, m, k, inv_k)
-        };
+        let [a, b2, c, d] =
+            if k_is_two { block_sums::<true>(blk, inv_t, m, k, inv_k) } else { block_sums::<false>(blk, inv_t, m, k, inv_k) };
         s1 += a;
         sk += b2;
         si += c;
@@ -157,11 +150,7 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
 /// kept entries (all, or the top-k given by `thr`) and 0 elsewhere, where
 /// `z = x * inv_t`. Three passes over the row, which stays in cache: the
 /// maximum, the exponentials (stored in `out`) with their sum, and the scaling.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: Option<(f32, usize)>, out: &mut [f32]) {
     let keep = |i: usize, v: f32| match thr {
         None => true,
@@ -169,12 +158,13 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
     };
     let m = match thr {
         None => block_max(x, inv_t),
-        Some(_) => x
-            .iter()
-            .enumerate()
-            .filter(|&(i, &v)| keep(i, v))
-            .map(|(_, &v)| v * inv_t)
-            .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a }),
+        Some(_) => {
+            x.iter()
+                .enumerate()
+                .filter(|&(i, &v)| keep(i, v))
+                .map(|(_, &v)| v * inv_t)
+                .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
+        }
     };
     let mut total = 0.0f64;
     for (bi, (xb, ob)) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).enumerate() {

@@ -349,7 +349,10 @@ mod tests {
         assert!(exp_half(f32::NAN).is_nan());
         // a NaN with a payload stays NaN (the exponent is never built from it alone)
         assert!(exp_half(f32::from_bits(0x7fc0_1234)).is_nan());
-        assert!(exp_half(crate::kernels::token::D_FLOOR) > 0.0 && (exp_half(crate::kernels::token::D_FLOOR) * exp_half(crate::kernels::token::D_FLOOR)).is_normal());
+        assert!(
+            exp_half(crate::kernels::token::D_FLOOR) > 0.0
+                && (exp_half(crate::kernels::token::D_FLOOR) * exp_half(crate::kernels::token::D_FLOOR)).is_normal()
+        );
     }
 
     #[test]
