@@ -214,7 +214,7 @@ fn token_rows<T: era::Element + Clone>(name: &str, n: usize, v: usize, bw: &Band
 
 /// Median time of the straightforward implementation of a head's forward +
 /// backward: one thread, each row converted to f64, the f64 row functions of
-/// ERA_MATH.md.
+/// docs/math.md.
 fn time_straightforward(
     z: &ArrayD<f32>,
     g: &ArrayD<f32>,
@@ -249,7 +249,7 @@ fn straightforward(
 
 fn heads_table(quick: bool, threads: usize, bw: &Bandwidth) {
     println!("## Gaussian and softmax heads (forward + backward, f32)\n");
-    println!("Bytes: the forward reads z and writes out, the backward reads z and grad_out and writes grad_z (5 arrays of the input's size), against the copy bandwidth. Straightforward: one thread, each row converted to f64 and run through the row functions of ERA_MATH.md (the implementation before the vectorised kernels).\n");
+    println!("Bytes: the forward reads z and writes out, the backward reads z and grad_out and writes grad_z (5 arrays of the input's size), against the copy bandwidth. Straightforward: one thread, each row converted to f64 and run through the row functions of docs/math.md (the implementation before the vectorised kernels).\n");
     println!("| head | shape | time ({threads} threads) | of copy bandwidth | 1 thread | thread speed-up | straightforward | speed-up vs straightforward |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let row = |name: &str, shape: String, bytes: f64, t1: f64, tp: f64, tref: f64| {

@@ -250,7 +250,7 @@ typedef struct EraConfig {
 } EraConfig;
 
 /**
- * Gaussian head (ERA_MATH.md section 1): continuous-control log-stds.
+ * Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
  */
 #define ERA_HEAD_KIND_GAUSSIAN 1
 
@@ -321,7 +321,7 @@ EraStatus era_config_default(EraHeadKind kind, struct EraConfig *out);
 
 /**
  * Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
- * (ERA_MATH.md 1.1), summed over the last axis: `mean`, `log_std`
+ * (docs/math.md#truncated-normal-entropy), summed over the last axis: `mean`, `log_std`
  * `[..., D]`, `entropy` `[...]`, all float32 or all float64. Infinite
  * bounds are allowed. Needs no head.
  *
@@ -432,7 +432,7 @@ EraStatus era_head_delta(const struct EraHead *head, double *out);
 EraStatus era_head_set_delta(struct EraHead *head, double delta);
 
 /**
- * One step of the `delta` learner (ERA_MATH.md 1.3): the gradient is
+ * One step of the `delta` learner (docs/math.md#delta-learning): the gradient is
  * `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
  * agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
  * config, then clamped feasible; with the FIXED optimizer nothing changes.
@@ -583,7 +583,7 @@ EraStatus era_head_from_json(const char *json, struct EraHead **out);
 const char *era_status_str(int32_t status);
 
 /**
- * Token-head forward (ERA_MATH.md section 3) over `N` tokens laid out as
+ * Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
  * any batch shape `[...]`:
  *
  * - `logits` `[..., V]`: float32, float64, bfloat16 or float16 (accumulated in f64);

@@ -43,6 +43,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# `make lint` (part of `make test`) needs rustfmt and clippy
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "bootstrap: adding the $component component"
+        rustup component add "$component"
+    fi
+done
+
 if ! cbindgen --version 2>/dev/null | grep -qx "cbindgen $CBINDGEN_VERSION"; then
     echo "bootstrap: installing cbindgen $CBINDGEN_VERSION"
     cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --quiet

@@ -1,6 +1,6 @@
 //! Head configurations: serde-serialisable, validated at construction.
 //!
-//! Every field has the default of ERA_MATH.md (the official ERA code) unless
+//! Every field has the default of docs/math.md (the official ERA code) unless
 //! it must be chosen by the user (`dim`, `num_classes`, `target_entropy`).
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use crate::error::{bail, Result};
 /// `ln(2*pi*e)`: the entropy of a standard normal is `0.5 * L2PE`.
 pub const L2PE: f64 = 2.837_877_066_409_345_3;
 
-/// How the Gaussian head's compensation `delta` is learned (ERA_MATH.md 1.3).
+/// How the Gaussian head's compensation `delta` is learned (docs/math.md#delta-learning).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DeltaOptimizer {
@@ -68,7 +68,7 @@ impl DeltaLearning {
     }
 }
 
-/// The Gaussian head (ERA_MATH.md section 1): maps a raw log-std
+/// The Gaussian head (docs/math.md#gaussian-head): maps a raw log-std
 /// pre-activation `z` in R^D to log-stds whose Gaussian entropy is at least
 /// `target_entropy + delta`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -179,7 +179,7 @@ impl GaussianConfig {
     }
 }
 
-/// The softmax head (ERA_MATH.md section 2): maps logits in R^n to logits
+/// The softmax head (docs/math.md#softmax-head): maps logits in R^n to logits
 /// whose softmax has entropy at least `target_entropy`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -236,7 +236,7 @@ impl SoftmaxConfig {
     }
 }
 
-/// The token head (ERA_MATH.md section 3) for LLM policy updates.
+/// The token head (docs/math.md#token-head) for LLM policy updates.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenConfig {
@@ -301,11 +301,11 @@ impl TokenConfig {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HeadConfig {
-    /// ERA_MATH.md section 1.
+    /// docs/math.md#gaussian-head.
     Gaussian(GaussianConfig),
-    /// ERA_MATH.md section 2.
+    /// docs/math.md#softmax-head.
     Softmax(SoftmaxConfig),
-    /// ERA_MATH.md section 3.
+    /// docs/math.md#token-head.
     Token(TokenConfig),
 }
 

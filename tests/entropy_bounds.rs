@@ -1,4 +1,4 @@
-//! The entropy guarantees of ERA_MATH.md on random (proptest) and
+//! The entropy guarantees of docs/math.md on random (proptest) and
 //! adversarial rows, and f32 against f64.
 
 mod common;

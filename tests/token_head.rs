@@ -1,4 +1,4 @@
-//! The token head against a naive reference written from ERA_MATH.md section 3.
+//! The token head against a naive reference written from docs/math.md#token-head.
 
 mod common;
 use common::{assert_close, naive_entropy, Rng};

@@ -1,4 +1,4 @@
-//! ERA_MATH.md's worked examples, in f64 and f32, through the Rust API.
+//! the worked examples of docs/math.md, in f64 and f32, through the Rust API.
 
 mod common;
 use common::{assert_close, naive_entropy};

@@ -459,7 +459,7 @@ private:
 /* ------------------------------------------------------------------ free functions */
 
 /// Entropy of truncated normals TN(mean, exp(log_std), [low, high]) summed over the last
-/// axis: mean, log_std [..., D] -> entropy [...] (ERA_MATH 1.1).
+/// axis: mean, log_std [..., D] -> entropy [...] (docs/math.md#truncated-normal-entropy).
 inline void truncated_normal_entropy(const DLTensor& mean, const DLTensor& log_std, double low,
                                      double high, DLTensor& entropy, void* stream = nullptr) {
     check(era_truncated_normal_entropy(&mean, &log_std, low, high, &entropy, stream));

@@ -6,7 +6,7 @@ use crate::error::{bail, Result};
 
 /// Kind of head (values of `EraConfig::kind`).
 pub type EraHeadKind = u32;
-/// Gaussian head (ERA_MATH.md section 1): continuous-control log-stds.
+/// Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
 pub const ERA_HEAD_KIND_GAUSSIAN: EraHeadKind = 1;
 /// Softmax head (section 2): classification and discrete policies.
 pub const ERA_HEAD_KIND_SOFTMAX: EraHeadKind = 2;

@@ -9,7 +9,7 @@ use crate::heads::gaussian::{gaussian_entropy, truncated_normal_entropy};
 use crate::heads::softmax::categorical_entropy;
 
 /// Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
-/// (ERA_MATH.md 1.1), summed over the last axis: `mean`, `log_std`
+/// (docs/math.md#truncated-normal-entropy), summed over the last axis: `mean`, `log_std`
 /// `[..., D]`, `entropy` `[...]`, all float32 or all float64. Infinite
 /// bounds are allowed. Needs no head.
 ///

@@ -150,7 +150,7 @@ pub unsafe extern "C" fn era_head_set_delta(head: *mut EraHead, delta: f64) -> E
     }
 }
 
-/// One step of the `delta` learner (ERA_MATH.md 1.3): the gradient is
+/// One step of the `delta` learner (docs/math.md#delta-learning): the gradient is
 /// `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
 /// agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
 /// config, then clamped feasible; with the FIXED optimizer nothing changes.

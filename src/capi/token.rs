@@ -34,7 +34,7 @@ impl IndexCow<'_> {
     }
 }
 
-/// Token-head forward (ERA_MATH.md section 3) over `N` tokens laid out as
+/// Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
 /// any batch shape `[...]`:
 ///
 /// - `logits` `[..., V]`: float32, float64, bfloat16 or float16 (accumulated in f64);

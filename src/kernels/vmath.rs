@@ -120,7 +120,7 @@ pub fn exp_half(d: f32) -> f32 {
     let r = t + ROUND;
     let n = r - ROUND;
     let f = t - n;
-    let mut p = 1.535_336_1e-4f32;
+    let mut p = 1.535_336e-4f32;
     p = p.mul_add(f, 1.339_887_5e-3);
     p = p.mul_add(f, 9.618_437e-3);
     p = p.mul_add(f, 5.550_332_4e-2);

@@ -1,7 +1,7 @@
 /*
  * helpers.h: DLTensor builders, a deterministic RNG, float format conversions
  * and independent double-precision reference implementations of
- * ERA_MATH.md (sections 1-3) for the era C tests.
+ * docs/math.md (the three heads) for the era C tests.
  */
 #ifndef ERA_TESTS_HELPERS_H
 #define ERA_TESTS_HELPERS_H
@@ -176,7 +176,7 @@ static double ref_entropy_logits(const double* z, int n) {
 
 /* ---------------------------------------------------- reference: gaussian */
 
-/* ERA_MATH 1: out and (optionally) s, k, mask */
+/* docs/math.md#gaussian-head: out and (optionally) s, k, mask */
 static void ref_gaussian(const double* z, int D, double h0, double delta, double lmin, double lmax, double* out,
                          double* grad_out_g, double* dz, double* ddelta) {
   double p[256];
@@ -281,7 +281,7 @@ static double ref_lse_topk(const double* z, int V, int K) {
   return ref_lse(tmp, K);
 }
 
-/* ERA_MATH 3, forward. logits [N, V] row-major; rid[t] = -1 masked. Any output may be NULL. */
+/* docs/math.md#token-head, forward. logits [N, V] row-major; rid[t] = -1 masked. Any output may be NULL. */
 static void ref_token_forward(const double* logits, int N, int V, const int64_t* labels, const int64_t* rid,
                               const double* adv, TokCfg c, double* logp, double* H, double* scale, double* adv_out,
                               double* hresp_tok) {
@@ -342,7 +342,7 @@ static void ref_token_forward(const double* logits, int N, int V, const int64_t*
   free(buf);
 }
 
-/* ERA_MATH 3, backward: grad [N, V] */
+/* docs/math.md#token-head, backward: grad [N, V] */
 static void ref_token_backward(const double* logits, int N, int V, const int64_t* labels, const int64_t* rid,
                                const double* scale, const double* g, TokCfg c, double* grad) {
   double* z = (double*)malloc(sizeof(double) * (size_t)V);

@@ -1,4 +1,4 @@
-/* test_gaussian.c: the Gaussian head (ERA_MATH section 1) through the C API:
+/* test_gaussian.c: the Gaussian head (docs/math.md#gaussian-head) through the C API:
  * worked example, batches, ranks, strides, in-place, entropy, delta learning,
  * delta as a tensor, truncated normal entropy. */
 #include <pthread.h>

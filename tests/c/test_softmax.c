@@ -1,4 +1,4 @@
-/* test_softmax.c: the softmax head (ERA_MATH section 2) through the C API:
+/* test_softmax.c: the softmax head (docs/math.md#softmax-head) through the C API:
  * worked example, batches, ranks, strides, in-place, the entropy bound on
  * random and adversarial rows, finite differences. */
 #include <stdio.h>

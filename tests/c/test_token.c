@@ -1,4 +1,4 @@
-/* test_token.c: the token head (ERA_MATH section 3) through the C API:
+/* test_token.c: the token head (docs/math.md#token-head) through the C API:
  * a hand-made batch and random batches against an independent reference,
  * int32/int64 indices, f32/bf16/f16 logits, rank 3, strides, masking,
  * backward vs the formula and vs finite differences, vocabulary top-K,
@@ -424,7 +424,7 @@ static void test_topk(void) {
   CHECK_ARRAY_CLOSE(o.logp, rlp, N, 1e-10, 1e-10);
   CHECK(o.logp[1] == ERA_OUTSIDE_TOPK_LOGPROB && o.logp[3] == ERA_OUTSIDE_TOPK_LOGPROB);
   CHECK_ARRAY_CLOSE(o.scale, rs, N, 0, 0);
-  /* H_t is the full-vocabulary entropy (ERA_MATH 3: entropy(softmax(z_t))) */
+  /* H_t is the full-vocabulary entropy (docs/math.md#token-head: entropy(softmax(z_t))) */
   CHECK_ARRAY_CLOSE(o.H, rH, N, 1e-10, 1e-10);
   double g[N] = {1.0, 2.0, -0.5, 0.7}, grad[N * V], rgrad[N * V];
   CHECK_OK(tok_bwd(h, lg, N, V, labels, rid, o.scale, g, grad));

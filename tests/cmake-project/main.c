@@ -28,7 +28,7 @@ int main(void) {
     expect(strcmp(era_version(), header_version) == 0, "era_version() matches ERA_VERSION_*");
     expect(strcmp(era_version(), ERA_EXPECTED_VERSION) == 0, "era_version() matches the CMake package");
 
-    /* ERA_MATH.md 1, worked example: D = 3, H0 = -1.5, bounds [-5, 0], delta = 0. */
+    /* docs/math.md#gaussian-head, worked example: D = 3, H0 = -1.5, bounds [-5, 0], delta = 0. */
     EraConfig config;
     EraHead* head = NULL;
     expect(era_config_default(ERA_HEAD_KIND_GAUSSIAN, &config) == ERA_STATUS_OK, "era_config_default");

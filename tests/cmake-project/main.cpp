@@ -34,7 +34,7 @@ int main() {
                     tgz = era::make_tensor(grad_z, {3}), tgd = era::make_tensor(&grad_delta, {});
         head.gaussian_forward_delta(tz, tdelta, tout);
         head.gaussian_backward_delta(tz, tdelta, tg, tgz, &tgd.dl);
-        const double want_dz[3] = {-1.546046, -0.570133, 2.116179};  // ERA_MATH.md 1
+        const double want_dz[3] = {-1.546046, -0.570133, 2.116179};  // docs/math.md#gaussian-head
         for (int i = 0; i < 3; i++) {
             if (out2[i] != out[i] || std::fabs(grad_z[i] - want_dz[i]) > 1e-5) {
                 std::fprintf(stderr, "FAIL: gaussian_*_delta row %d\n", i);
