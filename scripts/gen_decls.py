@@ -337,7 +337,6 @@ def _preprocess(toks, macros, header, model, include):
 
 # ----------------------------------------------------------------- the parser
 
-_QUALIFIERS = {"const", "struct", "enum", "volatile", "unsigned", "signed"}
 
 
 def _parse_type(words: List[str]) -> CType:
