@@ -1,5 +1,5 @@
 """Benchmark: era_jax's native custom calls against the pure-JAX implementation
-(era_jax.reference), forward + backward under jit, measured in the same run.
+(tests/reference.py), forward + backward under jit, measured in the same run.
 
     python bindings/jax/bench.py            # every size of the table below
     python bindings/jax/bench.py --quick    # small sizes only (about a minute)
@@ -31,7 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import era_jax
-from era_jax import reference as ref
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))
+import reference as ref  # noqa: E402  (the pure-JAX reference of the test suite)
 
 LOOP_ELEMENTS = 1 << 20  # time the fori_loop variant for cases up to this many input elements
 

@@ -6,13 +6,13 @@
 // and dimension arrays), calls one era_* C function and turns a failed status
 // into an ffi::Error carrying era_last_error().
 //
-// Registration is done from Python (era_jax/_native.py): every handler below
-// is an exported C symbol `era_jax_<op>_<platform>` that Python wraps in a
-// PyCapsule and hands to jax.ffi.register_ffi_target under the target name
-// `era_<op>` for its platform. A CUDA build compiles the same handlers with
-// ERA_JAX_CUDA defined, which adds `era_jax_<op>_cuda` symbols taking the
-// stream from the call context; the Python side registers them under the same
-// target names for the "CUDA" platform.
+// Every operation is listed once, in ERA_JAX_OPS at the end of this file. That
+// list defines the exported handlers `era_jax_<op>_cpu` (and, in a CUDA build,
+// with ERA_JAX_CUDA defined, `era_jax_<op>_cuda`, taking the stream from the
+// call context) and the table that `era_jax_target()` hands out: target name
+// `era_<op>` with its CPU and CUDA handlers. Python (era_jax/_native.py) reads
+// that table, wraps each handler in a PyCapsule and registers it with
+// jax.ffi.register_ffi_target under the target name for its platform.
 //
 // Heads are built from the attributes with era_config_default + era_head_new
 // and cached per configuration (heads are immutable and thread-safe for
@@ -203,8 +203,6 @@ ffi::Error default_config(EraHeadKind kind, EraConfig* cfg) {
   return ffi::Error::Success();
 }
 
-constexpr double kL2PE = 2.8378770664093453;  // ln(2*pi*e), for the probe delta below
-
 // The Gaussian head used with a per-call delta. Its stored delta is never
 // used (era_gaussian_*_delta take delta as a buffer); it is 0 when the target
 // is feasible on its own, and otherwise a value far inside the feasible range
@@ -216,7 +214,7 @@ ffi::Error gaussian_head(int64_t dim, double h0, double lo, double hi, const Era
   cfg.target_entropy = h0;
   cfg.log_std_min = lo;
   cfg.log_std_max = hi;
-  double max_entropy = static_cast<double>(cfg.dim) * (hi + 0.5 * kL2PE);
+  double max_entropy = static_cast<double>(cfg.dim) * (hi + 0.5 * ERA_LN_2PI_E);
   cfg.delta = (h0 <= max_entropy) ? 0.0 : -(std::fabs(h0) + std::fabs(max_entropy) + 1.0);
   cfg.delta_optimizer = ERA_DELTA_OPTIMIZER_FIXED;
   return cached_head(cfg, out);
@@ -322,25 +320,19 @@ ffi::Error TokenBwd(Place p, ffi::AnyBuffer logits, ffi::AnyBuffer labels, ffi::
   return ffi::Error::Success();
 }
 
-// kind: 1 gaussian (log-stds), 2 softmax (logits), 3 token (raw logits / temperature).
-ffi::Error HeadEntropy(Place p, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> ent, int64_t kind, double temperature) {
-  const EraHead* h = nullptr;
-  ffi::Error e;
-  if (kind == ERA_HEAD_KIND_GAUSSIAN) {
-    // entropy does not depend on the target: any feasible configuration will do
-    e = gaussian_head(last_dim(x), 0.0, -8.0, 0.0, &h);
-  } else if (kind == ERA_HEAD_KIND_SOFTMAX) {
-    e = softmax_head(last_dim(x), 0.0, 4.0, &h);  // H0 = 0 is feasible for every n >= 2 at tau = 4
-  } else if (kind == ERA_HEAD_KIND_TOKEN) {
-    TokenAttrs a{2.0, 0.45, 3.0, 0.2, temperature, 1, 0};
-    e = token_head(a, &h);
-  } else {
-    return ffi::Error::InvalidArgument("era_head_entropy: unknown head kind " + std::to_string(kind));
-  }
-  if (e.failure()) return e;
-  Tensor tx(p, x), te(p, ent);
-  if (auto e2 = check_dtypes("era_head_entropy", tx, te); e2.failure()) return e2;
-  ERA_TRY(era_head_entropy, (h, tx.get(), te.get(), p.stream));
+// Head-free entropies: of N(mu, diag(exp(log_std))^2) per row, and of
+// softmax(logits / temperature) per row.
+ffi::Error GaussianEntropy(Place p, ffi::AnyBuffer log_std, ffi::Result<ffi::AnyBuffer> ent) {
+  Tensor tx(p, log_std), te(p, ent);
+  if (auto e = check_dtypes("era_gaussian_entropy", tx, te); e.failure()) return e;
+  ERA_TRY(era_gaussian_entropy, (tx.get(), te.get(), p.stream));
+  return ffi::Error::Success();
+}
+
+ffi::Error SoftmaxEntropy(Place p, ffi::AnyBuffer logits, ffi::Result<ffi::AnyBuffer> ent, double temperature) {
+  Tensor tx(p, logits), te(p, ent);
+  if (auto e = check_dtypes("era_softmax_entropy", tx, te); e.failure()) return e;
+  ERA_TRY(era_softmax_entropy, (tx.get(), temperature, te.get(), p.stream));
   return ffi::Error::Success();
 }
 
@@ -462,11 +454,15 @@ auto token_bwd_binding() {
 }
 
 template <typename P>
-auto head_entropy_binding() {
+auto gaussian_entropy_binding() {
+  return P::Bind().template Arg<ffi::AnyBuffer>().template Ret<ffi::AnyBuffer>();
+}
+
+template <typename P>
+auto softmax_entropy_binding() {
   return P::Bind()
       .template Arg<ffi::AnyBuffer>()
       .template Ret<ffi::AnyBuffer>()
-      .template Attr<int64_t>("kind")
       .template Attr<double>("temperature");
 }
 
@@ -529,8 +525,22 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
 
 // ---------------------------------------------------------------- exports
 //
-// `ERA_JAX_EXPORT_CPU(name, binding, impl)` defines the C handler `era_jax_<name>_cpu`.
+// ERA_JAX_OPS(X) calls X(op, binding, impl) once per operation: the one list of
+// the operations of this library. Target name "era_<op>"; handlers
+// era_jax_<op>_cpu and (CUDA build) era_jax_<op>_cuda.
 
+#define ERA_JAX_OPS(X)                                                   \
+  X(gaussian_fwd, gaussian_fwd_binding, GaussianFwd)                     \
+  X(gaussian_bwd, gaussian_bwd_binding, GaussianBwd)                     \
+  X(softmax_fwd, softmax_fwd_binding, SoftmaxFwd)                        \
+  X(softmax_bwd, softmax_bwd_binding, SoftmaxBwd)                        \
+  X(token_fwd, token_fwd_binding, token_fwd_impl())                      \
+  X(token_bwd, token_bwd_binding, token_bwd_impl())                      \
+  X(gaussian_entropy, gaussian_entropy_binding, GaussianEntropy)         \
+  X(softmax_entropy, softmax_entropy_binding, SoftmaxEntropy)            \
+  X(truncated_normal_entropy, trunc_normal_binding, TruncNormalEntropy)
+
+// `ERA_JAX_EXPORT_CPU(op, binding, impl)` defines the C handler `era_jax_<op>_cpu`.
 #define ERA_JAX_EXPORT_CPU(name, binding, impl)                              \
   extern "C" __attribute__((visibility("default"))) XLA_FFI_Error*           \
       era_jax_##name##_cpu(XLA_FFI_CallFrame* cf) {                          \
@@ -538,14 +548,7 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
     return call_v01(handler, cf);                                            \
   }
 
-ERA_JAX_EXPORT_CPU(gaussian_fwd, gaussian_fwd_binding, GaussianFwd)
-ERA_JAX_EXPORT_CPU(gaussian_bwd, gaussian_bwd_binding, GaussianBwd)
-ERA_JAX_EXPORT_CPU(softmax_fwd, softmax_fwd_binding, SoftmaxFwd)
-ERA_JAX_EXPORT_CPU(softmax_bwd, softmax_bwd_binding, SoftmaxBwd)
-ERA_JAX_EXPORT_CPU(token_fwd, token_fwd_binding, token_fwd_impl())
-ERA_JAX_EXPORT_CPU(token_bwd, token_bwd_binding, token_bwd_impl())
-ERA_JAX_EXPORT_CPU(head_entropy, head_entropy_binding, HeadEntropy)
-ERA_JAX_EXPORT_CPU(truncated_normal_entropy, trunc_normal_binding, TruncNormalEntropy)
+ERA_JAX_OPS(ERA_JAX_EXPORT_CPU)
 
 #ifdef ERA_JAX_CUDA
 // CUDA handlers report the API version of the headers they were built with
@@ -557,21 +560,37 @@ ERA_JAX_EXPORT_CPU(truncated_normal_entropy, trunc_normal_binding, TruncNormalEn
     return handler->Call(cf);                                                \
   }
 
-ERA_JAX_EXPORT_CUDA(gaussian_fwd, gaussian_fwd_binding, GaussianFwd)
-ERA_JAX_EXPORT_CUDA(gaussian_bwd, gaussian_bwd_binding, GaussianBwd)
-ERA_JAX_EXPORT_CUDA(softmax_fwd, softmax_fwd_binding, SoftmaxFwd)
-ERA_JAX_EXPORT_CUDA(softmax_bwd, softmax_bwd_binding, SoftmaxBwd)
-ERA_JAX_EXPORT_CUDA(token_fwd, token_fwd_binding, token_fwd_impl())
-ERA_JAX_EXPORT_CUDA(token_bwd, token_bwd_binding, token_bwd_impl())
-ERA_JAX_EXPORT_CUDA(head_entropy, head_entropy_binding, HeadEntropy)
-ERA_JAX_EXPORT_CUDA(truncated_normal_entropy, trunc_normal_binding, TruncNormalEntropy)
+ERA_JAX_OPS(ERA_JAX_EXPORT_CUDA)
+#define ERA_JAX_CUDA_HANDLER(name) era_jax_##name##_cuda
+#else
+#define ERA_JAX_CUDA_HANDLER(name) nullptr
 #endif
 
-// Whether this build has the CUDA handlers (read by Python).
-extern "C" __attribute__((visibility("default"))) int era_jax_has_cuda(void) {
-#ifdef ERA_JAX_CUDA
-  return 1;
-#else
-  return 0;
-#endif
+namespace {
+
+using Handler = XLA_FFI_Error* (*)(XLA_FFI_CallFrame*);
+
+struct Target {
+  const char* name;  // the XLA FFI target name, "era_<op>"
+  Handler cpu;
+  Handler cuda;  // nullptr unless built with ERA_JAX_CUDA
+};
+
+#define ERA_JAX_TARGET(name, binding, impl) Target{"era_" #name, era_jax_##name##_cpu, ERA_JAX_CUDA_HANDLER(name)},
+
+const Target kTargets[] = {ERA_JAX_OPS(ERA_JAX_TARGET)};
+
+}  // namespace
+
+// The table of XLA FFI targets, read by Python to register every one: entry
+// `index` gives the target name and stores its CPU handler in `*cpu` and its
+// CUDA handler (NULL in a build without CUDA) in `*cuda` (either may be NULL).
+// Returns NULL past the last entry.
+extern "C" __attribute__((visibility("default"))) const char* era_jax_target(size_t index, void** cpu,
+                                                                              void** cuda) {
+  if (index >= sizeof(kTargets) / sizeof(kTargets[0])) return nullptr;
+  const Target& t = kTargets[index];
+  if (cpu != nullptr) *cpu = reinterpret_cast<void*>(t.cpu);
+  if (cuda != nullptr) *cuda = reinterpret_cast<void*>(t.cuda);
+  return t.name;
 }

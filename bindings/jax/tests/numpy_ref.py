@@ -1,6 +1,6 @@
 """A second, loop-based NumPy float64 implementation of ERA_MATH.md, written
 for the tests only (row by row, dictionaries for responses), to cross-check
-both the native functions and era_jax.reference."""
+both the native functions and the pure-JAX reference (reference.py)."""
 
 import math
 

@@ -8,9 +8,9 @@ import pytest
 from jax.test_util import check_grads
 
 import era_jax
-from era_jax import reference as ref
 
 import numpy_ref
+import reference as ref
 from conftest import tol
 
 

@@ -12,9 +12,9 @@ import pytest
 
 import era_jax
 from era_jax import _native
-from era_jax import reference as ref
 
 import numpy_ref
+import reference as ref
 from conftest import tol
 
 # ------------------------------------------------------------------- entropies
@@ -187,14 +187,40 @@ def test_package_surface():
     for name in ["era_head_new", "era_last_error", "era_token_forward", "era_gaussian_forward_delta",
                  "era_jax_token_fwd_cpu"]:
         assert hasattr(lib, name)
-    assert math.isclose(_native.L2PE, ref.L2PE, rel_tol=1e-15)
+    assert math.isclose(_native.ERA_LN_2PI_E, ref.L2PE, rel_tol=1e-15)
+    # every FFI target of the native library's table is registered, and the ops call only those
+    assert {"era_gaussian_fwd", "era_token_bwd", "era_gaussian_entropy", "era_softmax_entropy"} <= set(_native.targets())
+    assert all(cpu for cpu, _ in _native.targets().values())
 
 
-def test_reference_is_an_attribute_of_the_package():
+def test_defaults_come_from_the_library():
+    from era_jax import _defaults
+
+    g = _native.default_config(_native.ERA_HEAD_KIND_GAUSSIAN)
+    assert (_defaults.GAUSSIAN.log_std_min, _defaults.GAUSSIAN.log_std_max) == (g.log_std_min, g.log_std_max)
+    assert (_defaults.GAUSSIAN.lr, _defaults.GAUSSIAN.beta1, _defaults.GAUSSIAN.beta2, _defaults.GAUSSIAN.eps) == (
+        g.delta_lr, g.delta_beta1, g.delta_beta2, g.delta_eps)
+    assert _defaults.OPTIMIZERS[_defaults.GAUSSIAN.optimizer] == g.delta_optimizer
+    assert _defaults.SOFTMAX.tau == _native.default_config(_native.ERA_HEAD_KIND_SOFTMAX).tau
+    t = _native.default_config(_native.ERA_HEAD_KIND_TOKEN)
+    assert (_defaults.TOKEN.k, _defaults.TOKEN.omega_low, _defaults.TOKEN.omega_high, _defaults.TOKEN.top_fraction,
+            _defaults.TOKEN.temperature, _defaults.TOKEN.vocab_topk) == (
+        t.k, t.omega_low, t.omega_high, t.top_fraction, t.temperature, t.vocab_topk)
+    # None (the default of every keyword) and the library's value give the same result
+    z = jnp.asarray(np.linspace(-1.0, 1.0, 12).reshape(3, 4))
+    np.testing.assert_array_equal(
+        era_jax.gaussian_log_std(z, target_entropy=-2.0),
+        era_jax.gaussian_log_std(z, target_entropy=-2.0, log_std_min=g.log_std_min, log_std_max=g.log_std_max,
+                                 delta=g.delta))
+    np.testing.assert_array_equal(era_jax.softmax_logits(z, target_entropy=1.0),
+                                  era_jax.softmax_logits(z, target_entropy=1.0, tau=_defaults.SOFTMAX.tau))
+
+
+def test_reference_is_not_in_the_package():
     import subprocess
     import sys
 
-    # a fresh interpreter: `import era_jax` alone must expose era_jax.reference
-    code = "import era_jax; print(era_jax.reference.gaussian_log_std.__name__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "gaussian_log_std"
+    # the pure-JAX reference lives in the tests (the package holds no math)
+    code = "import era_jax, importlib.util; print(hasattr(era_jax, 'reference'), importlib.util.find_spec('era_jax.reference'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "False None"

@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     assert not jax.config.jax_enable_x64
     import era_jax
-    from era_jax import reference as ref
+    import reference as ref  # tests/reference.py (on PYTHONPATH)
 
     z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 6)), jnp.float32)
     f = jax.jit(lambda z, d: era_jax.gaussian_log_std(z, target_entropy=-3.0, delta=d))
@@ -40,6 +40,8 @@ SCRIPT = textwrap.dedent(
 def test_x64_off():
     env = dict(os.environ)
     env.pop("JAX_ENABLE_X64", None)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in [env.get("PYTHONPATH")] if p])
     r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().endswith("ok")

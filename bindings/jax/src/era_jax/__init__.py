@@ -10,11 +10,11 @@ and usable inside ``jax.jit`` and ``shard_map``.
     logits = era_jax.softmax_logits(z, target_entropy=1.0)
     logp, ent, scale, adv = era_jax.token_logprobs(logits, labels, response_ids, advantages)
 
-``era_jax.reference`` holds an independent pure-JAX implementation (for
-comparison and benchmarks).
+Configuration keywords left ``None`` take the library's defaults
+(``era_config_default``, read once at import).
 """
 
-from . import _native, reference
+from . import _native
 from ._native import EraError, abi_version, library_path, version
 from ._ops import (
     gaussian_entropy,
@@ -44,7 +44,6 @@ __all__ = [
     "gaussian_log_std",
     "library_path",
     "max_delta",
-    "reference",
     "softmax_entropy",
     "softmax_logits",
     "token_entropy",

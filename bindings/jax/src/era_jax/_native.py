@@ -1,10 +1,12 @@
-"""The native library: loading, ctypes declarations of the era C ABI, config
-validation, and registration of the XLA FFI targets.
+"""The native library: loading, config validation, and registration of the
+XLA FFI targets.
 
 ``liberajax.so`` (built by ``pip install``) is one shared object holding both
 the XLA FFI handlers and the era library itself; the ``era_*`` C functions are
 exported from it, so Python calls them directly through ctypes for everything
 that happens at trace time (config validation and error messages, versions).
+Their ctypes declarations (structs, constants, prototypes) are generated from
+era.h into ``_era_h.py`` (``scripts/gen_decls.py``); nothing here restates them.
 """
 
 from __future__ import annotations
@@ -16,35 +18,37 @@ import os
 import threading
 
 from . import _compat
+from . import _era_h as h
+from ._era_h import (
+    ERA_DELTA_OPTIMIZER_ADAM,
+    ERA_DELTA_OPTIMIZER_FIXED,
+    ERA_DELTA_OPTIMIZER_SGD,
+    ERA_HEAD_KIND_GAUSSIAN,
+    ERA_HEAD_KIND_SOFTMAX,
+    ERA_HEAD_KIND_TOKEN,
+    ERA_LN_2PI_E,
+    EraConfig,
+)
 
 __all__ = [
+    "ERA_DELTA_OPTIMIZER_ADAM",
+    "ERA_DELTA_OPTIMIZER_FIXED",
+    "ERA_DELTA_OPTIMIZER_SGD",
     "ERA_HEAD_KIND_GAUSSIAN",
     "ERA_HEAD_KIND_SOFTMAX",
     "ERA_HEAD_KIND_TOKEN",
+    "ERA_LN_2PI_E",
     "EraConfig",
     "EraError",
-    "L2PE",
     "abi_version",
     "lib",
     "library_path",
     "register_targets",
+    "target",
+    "targets",
     "validate_config",
     "version",
 ]
-
-#: ln(2*pi*e): the entropy of a standard normal is 0.5 * L2PE.
-L2PE = 2.8378770664093453
-
-ERA_HEAD_KIND_GAUSSIAN = 1
-ERA_HEAD_KIND_SOFTMAX = 2
-ERA_HEAD_KIND_TOKEN = 3
-
-ERA_DELTA_OPTIMIZER_FIXED = 0
-ERA_DELTA_OPTIMIZER_SGD = 1
-ERA_DELTA_OPTIMIZER_ADAM = 2
-
-# The ABI version this package was written against (era.h ERA_ABI_VERSION).
-_EXPECTED_ABI = 1
 
 _LIB_NAME = "liberajax.so"
 
@@ -57,55 +61,6 @@ class EraError(ValueError):
         self.status = status
 
 
-class EraConfig(ctypes.Structure):
-    """ctypes mirror of ``EraConfig`` (era.h); field order and types must match."""
-
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("kind", ctypes.c_uint32),
-        ("target_entropy", ctypes.c_double),
-        ("dim", ctypes.c_uint64),
-        ("log_std_min", ctypes.c_double),
-        ("log_std_max", ctypes.c_double),
-        ("delta", ctypes.c_double),
-        ("delta_optimizer", ctypes.c_uint32),
-        ("delta_lr", ctypes.c_double),
-        ("delta_beta1", ctypes.c_double),
-        ("delta_beta2", ctypes.c_double),
-        ("delta_eps", ctypes.c_double),
-        ("num_classes", ctypes.c_uint64),
-        ("tau", ctypes.c_double),
-        ("k", ctypes.c_double),
-        ("omega_low", ctypes.c_double),
-        ("omega_high", ctypes.c_double),
-        ("top_fraction", ctypes.c_double),
-        ("temperature", ctypes.c_double),
-        ("advantage_scaling", ctypes.c_uint32),
-        ("vocab_topk", ctypes.c_uint64),
-        ("num_threads", ctypes.c_uint32),
-    ]
-
-
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
 def library_path() -> str:
     """Path of the native library: ``$ERA_JAX_LIBRARY`` or the packaged ``liberajax.so``."""
     env = os.environ.get("ERA_JAX_LIBRARY")
@@ -114,36 +69,10 @@ def library_path() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), _LIB_NAME)
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    c = ctypes
-    status = c.c_int32
-    head_p = c.c_void_p
-    lib.era_abi_version.restype = c.c_uint32
-    lib.era_abi_version.argtypes = []
-    lib.era_version.restype = c.c_char_p
-    lib.era_version.argtypes = []
-    lib.era_status_str.restype = c.c_char_p
-    lib.era_status_str.argtypes = [c.c_int32]
-    lib.era_last_error.restype = c.c_size_t
-    lib.era_last_error.argtypes = [c.c_char_p, c.c_size_t]
-    lib.era_config_default.restype = status
-    lib.era_config_default.argtypes = [c.c_uint32, c.POINTER(EraConfig)]
-    lib.era_head_new.restype = status
-    lib.era_head_new.argtypes = [c.POINTER(EraConfig), c.POINTER(head_p)]
-    lib.era_head_free.restype = None
-    lib.era_head_free.argtypes = [head_p]
-    lib.era_head_set_delta.restype = status
-    lib.era_head_set_delta.argtypes = [head_p, c.c_double]
-    lib.era_head_delta.restype = status
-    lib.era_head_delta.argtypes = [head_p, c.POINTER(c.c_double)]
-    lib.era_head_update_delta.restype = status
-    lib.era_head_update_delta.argtypes = [head_p, c.c_double, c.POINTER(c.c_double)]
-    lib.era_truncated_normal_entropy.restype = status
-    lib.era_truncated_normal_entropy.argtypes = [
-        c.POINTER(_DLTensor), c.POINTER(_DLTensor), c.c_double, c.c_double, c.POINTER(_DLTensor), c.c_void_p,
-    ]
-    lib.era_jax_has_cuda.restype = c.c_int
-    lib.era_jax_has_cuda.argtypes = []
+def _declare_shim(lib: ctypes.CDLL) -> None:
+    """Declares the shim's own export (csrc/era_jax.cc): the table of FFI targets."""
+    lib.era_jax_target.restype = ctypes.c_char_p
+    lib.era_jax_target.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,11 +84,11 @@ def lib() -> ctypes.CDLL:
             f"era_jax: the native library {path} is missing; install era_jax with "
             "`pip install ./bindings/jax` from an era checkout (it builds the library)"
         )
-    handle = ctypes.CDLL(path)
-    _declare(handle)
+    handle = h.bind(ctypes.CDLL(path))
+    _declare_shim(handle)
     abi = handle.era_abi_version()
-    if abi != _EXPECTED_ABI:
-        raise ImportError(f"era_jax: {path} has era ABI version {abi}, this package needs {_EXPECTED_ABI}")
+    if abi != h.ERA_ABI_VERSION:
+        raise ImportError(f"era_jax: {path} has era ABI version {abi}, this package needs {h.ERA_ABI_VERSION}")
     size = EraConfig()
     if handle.era_config_default(ERA_HEAD_KIND_TOKEN, ctypes.byref(size)) != 0:
         raise ImportError("era_jax: era_config_default failed")
@@ -226,7 +155,7 @@ def gaussian_probe_delta(dim: int, target_entropy: float, log_std_max: float) ->
     0 when the target is feasible on its own, otherwise a value far inside the
     feasible range, so that feasibility is decided per call from the delta
     operand."""
-    max_entropy = float(dim) * (log_std_max + 0.5 * L2PE)
+    max_entropy = float(dim) * (log_std_max + 0.5 * ERA_LN_2PI_E)
     if target_entropy <= max_entropy:
         return 0.0
     return -(abs(target_entropy) + abs(max_entropy) + 1.0)
@@ -241,9 +170,9 @@ def validate_truncation(low: float, high: float) -> None:
     vals = (ctypes.c_double * 3)(0.0, 0.0, 0.0)
     base = ctypes.addressof(vals)
 
-    def t(i: int, ndim: int) -> _DLTensor:
-        return _DLTensor(
-            ctypes.c_void_p(base + 8 * i), _DLDevice(1, 0), ndim, _DLDataType(2, 64, 1),
+    def t(i: int, ndim: int) -> h.DLTensor:
+        return h.DLTensor(
+            ctypes.c_void_p(base + 8 * i), h.DLDevice(h.kDLCPU, 0), ndim, h.DLDataType(h.kDLFloat, 64, 1),
             ctypes.cast(one, ctypes.POINTER(ctypes.c_int64)), None, 0,
         )
 
@@ -256,43 +185,48 @@ def validate_truncation(low: float, high: float) -> None:
 
 # ------------------------------------------------------------ FFI targets
 
-#: target name -> symbol stem in liberajax.so (era_jax_<stem>_<platform>)
-TARGETS = {
-    "era_gaussian_fwd": "gaussian_fwd",
-    "era_gaussian_bwd": "gaussian_bwd",
-    "era_softmax_fwd": "softmax_fwd",
-    "era_softmax_bwd": "softmax_bwd",
-    "era_token_fwd": "token_fwd",
-    "era_token_bwd": "token_bwd",
-    "era_head_entropy": "head_entropy",
-    "era_truncated_normal_entropy": "truncated_normal_entropy",
-}
+
+@functools.lru_cache(maxsize=None)
+def targets() -> dict:
+    """The XLA FFI targets of the native library, read from its table
+    (``era_jax_target``): ``{target name: (cpu handler, cuda handler or None)}``,
+    handlers as addresses."""
+    out = {}
+    i = 0
+    while True:
+        cpu, cuda = ctypes.c_void_p(), ctypes.c_void_p()
+        name = lib().era_jax_target(i, ctypes.byref(cpu), ctypes.byref(cuda))
+        if name is None:
+            return out
+        out[name.decode()] = (cpu.value, cuda.value)
+        i += 1
+
+
+def target(name: str) -> str:
+    """``name`` if the native library has an FFI target of that name, else
+    ImportError (a package and library out of step)."""
+    if name not in targets():
+        raise ImportError(f"era_jax: {library_path()} has no XLA FFI target {name!r}; rebuild era_jax")
+    return name
+
 
 _registered = False
 _register_lock = threading.Lock()
 
 
-def _capsule(fn_name: str):
-    fn = getattr(lib(), fn_name)
-    return _compat.ffi.pycapsule(fn)
-
-
 def register_targets() -> None:
-    """Registers every era FFI target with XLA (once): the CPU handlers always,
-    the CUDA handlers when the library was built with them."""
+    """Registers every FFI target of the native library with XLA (once): the
+    CPU handlers always, the CUDA handlers when the library was built with them."""
     global _registered
     if _registered:
         return
     with _register_lock:
         if _registered:
             return
-        for target, stem in TARGETS.items():
-            _compat.ffi.register_ffi_target(target, _capsule(f"era_jax_{stem}_cpu"), platform="cpu", api_version=1)
-        if lib().era_jax_has_cuda():
-            for target, stem in TARGETS.items():
-                _compat.ffi.register_ffi_target(
-                    target, _capsule(f"era_jax_{stem}_cuda"), platform="CUDA", api_version=1
-                )
+        for name, (cpu, cuda) in targets().items():
+            _compat.ffi.register_ffi_target(name, _compat.ffi.pycapsule(cpu), platform="cpu", api_version=1)
+            if cuda:
+                _compat.ffi.register_ffi_target(name, _compat.ffi.pycapsule(cuda), platform="CUDA", api_version=1)
         _registered = True
 
 

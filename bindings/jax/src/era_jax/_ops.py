@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _compat
 from . import _native as native
+from ._defaults import GAUSSIAN, SOFTMAX, TOKEN, pick
 from ._native import EraError
 
 __all__ = [
@@ -40,6 +41,18 @@ __all__ = [
     "token_logprobs",
     "truncated_normal_entropy",
 ]
+
+# The XLA FFI targets called here, by the names of the native library's target
+# table (csrc/era_jax.cc); a name the library lacks fails at import.
+_GAUSSIAN_FWD = native.target("era_gaussian_fwd")
+_GAUSSIAN_BWD = native.target("era_gaussian_bwd")
+_SOFTMAX_FWD = native.target("era_softmax_fwd")
+_SOFTMAX_BWD = native.target("era_softmax_bwd")
+_TOKEN_FWD = native.target("era_token_fwd")
+_TOKEN_BWD = native.target("era_token_bwd")
+_GAUSSIAN_ENTROPY = native.target("era_gaussian_entropy")
+_SOFTMAX_ENTROPY = native.target("era_softmax_entropy")
+_TRUNCATED_NORMAL_ENTROPY = native.target("era_truncated_normal_entropy")
 
 _F32_F64 = (np.dtype(np.float32), np.dtype(np.float64))
 _LOGIT_DTYPES = _F32_F64 + (np.dtype(jnp.bfloat16), np.dtype(np.float16))
@@ -128,7 +141,7 @@ def _gaussian_fn(h0: float, lo: float, hi: float):
 
     @_compat.custom_vmap
     def fwd_call(z, delta):
-        return _compat.ffi_call("era_gaussian_fwd", _out(z.shape, z.dtype, z), z, delta, **attrs)
+        return _compat.ffi_call(_GAUSSIAN_FWD, _out(z.shape, z.dtype, z), z, delta, **attrs)
 
     @fwd_call.def_vmap
     def _fwd_rule(axis_size, in_batched, z, delta):
@@ -145,7 +158,7 @@ def _gaussian_fn(h0: float, lo: float, hi: float):
     @_compat.custom_vmap
     def bwd_call(z, delta, g):
         gz, gd = _compat.ffi_call(
-            "era_gaussian_bwd", (_out(z.shape, z.dtype, z), _out(delta.shape, delta.dtype, z)), z, delta, g, **attrs
+            _GAUSSIAN_BWD, (_out(z.shape, z.dtype, z), _out(delta.shape, delta.dtype, z)), z, delta, g, **attrs
         )
         return gz, gd
 
@@ -183,16 +196,18 @@ def _gaussian_fn(h0: float, lo: float, hi: float):
     return op
 
 
-def gaussian_log_std(z, *, target_entropy, log_std_min=-8.0, log_std_max=0.0, delta=0.0):
+def gaussian_log_std(z, *, target_entropy, log_std_min=None, log_std_max=None, delta=None):
     """ERA Gaussian head (ERA_MATH.md section 1): log-stds ``[..., D]`` whose
     Gaussian entropy is at least ``target_entropy + delta`` in every row.
 
     Args:
       z: raw log-std pre-activations, ``[..., D]``, float32 or float64.
       target_entropy: ``H0``, total entropy in nats of the D-dimensional Gaussian (static).
-      log_std_min, log_std_max: the log-std bounds (static).
+      log_std_min, log_std_max: the log-std bounds (static; None: the library's
+        defaults, ``era_jax._defaults.GAUSSIAN``).
       delta: the compensation, a traced operand (changing it does not recompile):
         a scalar, or one value per row (shape ``z.shape[:-1]``). Differentiable.
+        None: the library's default (0).
 
     Returns:
       ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``, shape and dtype of ``z``.
@@ -206,8 +221,9 @@ def gaussian_log_std(z, *, target_entropy, log_std_min=-8.0, log_std_max=0.0, de
     native.register_targets()
     z = _float_array(z, "z")
     h0 = _static_float(target_entropy, "target_entropy")
-    lo = _static_float(log_std_min, "log_std_min")
-    hi = _static_float(log_std_max, "log_std_max")
+    lo = _static_float(pick(log_std_min, GAUSSIAN.log_std_min), "log_std_min")
+    hi = _static_float(pick(log_std_max, GAUSSIAN.log_std_max), "log_std_max")
+    delta = pick(delta, GAUSSIAN.delta)
     dim = int(z.shape[-1])
     known = _concrete(delta)
     if known is not None and known.size:
@@ -242,7 +258,7 @@ def _softmax_fn(h0: float, tau: float):
 
     @_compat.custom_vmap
     def fwd_call(z):
-        return _compat.ffi_call("era_softmax_fwd", _out(z.shape, z.dtype, z), z, **attrs)
+        return _compat.ffi_call(_SOFTMAX_FWD, _out(z.shape, z.dtype, z), z, **attrs)
 
     @fwd_call.def_vmap
     def _fwd_rule(axis_size, in_batched, z):
@@ -250,7 +266,7 @@ def _softmax_fn(h0: float, tau: float):
 
     @_compat.custom_vmap
     def bwd_call(z, g):
-        return _compat.ffi_call("era_softmax_bwd", _out(z.shape, z.dtype, z), z, g, **attrs)
+        return _compat.ffi_call(_SOFTMAX_BWD, _out(z.shape, z.dtype, z), z, g, **attrs)
 
     @bwd_call.def_vmap
     def _bwd_rule(axis_size, in_batched, z, g):
@@ -274,7 +290,7 @@ def _softmax_fn(h0: float, tau: float):
     return op
 
 
-def softmax_logits(z, *, target_entropy, tau=4.0):
+def softmax_logits(z, *, target_entropy, tau=None):
     """ERA softmax head (ERA_MATH.md section 2): logits ``[..., n]`` whose
     softmax has entropy at least ``target_entropy`` in every row.
 
@@ -282,7 +298,7 @@ def softmax_logits(z, *, target_entropy, tau=4.0):
       z: raw logits ``[..., n]`` (n >= 2), float32 or float64.
       target_entropy: ``H0`` in nats (static); valid range
         ``[1 + ln(ln(tau)/tau), 1 + ln(n*ln(tau)/tau)]``.
-      tau: sharpness, ``>= e`` (static).
+      tau: sharpness, ``>= e`` (static; None: the library's default).
 
     Returns:
       the new logits, shape and dtype of ``z`` (their row minimum is 0).
@@ -290,7 +306,7 @@ def softmax_logits(z, *, target_entropy, tau=4.0):
     native.register_targets()
     z = _float_array(z, "z")
     h0 = _static_float(target_entropy, "target_entropy")
-    t = _static_float(tau, "tau")
+    t = _static_float(pick(tau, SOFTMAX.tau), "tau")
     native.validate_config(
         native.ERA_HEAD_KIND_SOFTMAX, (("num_classes", int(z.shape[-1])), ("target_entropy", h0), ("tau", t))
     )
@@ -326,7 +342,7 @@ def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool
     @_compat.custom_vmap
     def fwd_call(logits, labels, ids, adv):
         o = _out(logits.shape[:-1], adv.dtype, logits)
-        return tuple(_compat.ffi_call("era_token_fwd", (o, o, o, o, o), logits, labels, ids, adv, **attrs))
+        return tuple(_compat.ffi_call(_TOKEN_FWD, (o, o, o, o, o), logits, labels, ids, adv, **attrs))
 
     @fwd_call.def_vmap
     def _fwd_rule(axis_size, in_batched, logits, labels, ids, adv):
@@ -337,7 +353,7 @@ def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool
     @_compat.custom_vmap
     def bwd_call(logits, labels, ids, scale, g):
         return _compat.ffi_call(
-            "era_token_bwd", _out(logits.shape, logits.dtype, logits), logits, labels, ids, scale, g, **attrs
+            _TOKEN_BWD, _out(logits.shape, logits.dtype, logits), logits, labels, ids, scale, g, **attrs
         )
 
     @bwd_call.def_vmap
@@ -374,13 +390,13 @@ def token_logprobs(
     response_ids,
     advantages,
     *,
-    k=2.0,
-    omega_low=0.45,
-    omega_high=3.0,
-    top_fraction=0.2,
-    temperature=1.0,
-    advantage_scaling=True,
-    vocab_topk=0,
+    k=None,
+    omega_low=None,
+    omega_high=None,
+    top_fraction=None,
+    temperature=None,
+    advantage_scaling=None,
+    vocab_topk=None,
 ):
     """ERA token head (ERA_MATH.md section 3) for LLM policy updates.
 
@@ -393,7 +409,8 @@ def token_logprobs(
         instance has its own responses.
       advantages: ``[...]`` float; cast to the output dtype.
       k, omega_low, omega_high, top_fraction, temperature, advantage_scaling,
-        vocab_topk: the head's configuration (static).
+        vocab_topk: the head's configuration (static; None: the library's
+        default, ``era_jax._defaults.TOKEN``).
 
     Returns:
       ``(logprobs, entropy, scale, advantages_out)``, each ``[...]``, float64 for
@@ -416,13 +433,13 @@ def token_logprobs(
     _expect_shape(adv, batch, "advantages", "logits without its last axis")
     adv = adv.astype(out_dtype)
     cfg = (
-        _static_float(k, "k"),
-        _static_float(omega_low, "omega_low"),
-        _static_float(omega_high, "omega_high"),
-        _static_float(top_fraction, "top_fraction"),
-        _static_float(temperature, "temperature"),
-        bool(advantage_scaling),
-        _static_int(vocab_topk, "vocab_topk"),
+        _static_float(pick(k, TOKEN.k), "k"),
+        _static_float(pick(omega_low, TOKEN.omega_low), "omega_low"),
+        _static_float(pick(omega_high, TOKEN.omega_high), "omega_high"),
+        _static_float(pick(top_fraction, TOKEN.top_fraction), "top_fraction"),
+        _static_float(pick(temperature, TOKEN.temperature), "temperature"),
+        bool(pick(advantage_scaling, TOKEN.advantage_scaling)),
+        _static_int(pick(vocab_topk, TOKEN.vocab_topk), "vocab_topk"),
     )
     if cfg[6] < 0:
         raise EraError(f"era_jax: vocab_topk must be >= 0 (0 = full vocabulary), got {cfg[6]}", "ERA_STATUS_INVALID_CONFIG")
@@ -452,12 +469,14 @@ def token_logprobs(
 
 
 @functools.lru_cache(maxsize=None)
-def _entropy_fn(kind: int, temperature: float, out_dtype):
-    attrs = dict(kind=np.int64(kind), temperature=np.float64(temperature))
+def _entropy_fn(target: str, out_dtype, **attrs):
+    """``[..., n]`` -> ``[...]`` through FFI target ``target`` (the result in
+    ``out_dtype``, or the input's dtype if None)."""
+    attrs = {name: np.float64(value) for name, value in attrs.items()}
 
     @_compat.custom_vmap
     def call(x):
-        return _compat.ffi_call("era_head_entropy", _out(x.shape[:-1], out_dtype or x.dtype, x), x, **attrs)
+        return _compat.ffi_call(target, _out(x.shape[:-1], out_dtype or x.dtype, x), x, **attrs)
 
     @call.def_vmap
     def _rule(axis_size, in_batched, x):
@@ -468,33 +487,37 @@ def _entropy_fn(kind: int, temperature: float, out_dtype):
 
 def gaussian_entropy(log_std):
     """Entropy of ``N(mu, diag(exp(log_std))^2)`` per row: ``[..., D]`` -> ``[...]``
-    (era_head_entropy). Not differentiated (treated as a constant)."""
+    in the dtype of ``log_std`` (era_gaussian_entropy). Not differentiated
+    (treated as a constant)."""
     native.register_targets()
     x = _float_array(log_std, "log_std")
-    return _like(_entropy_fn(native.ERA_HEAD_KIND_GAUSSIAN, 1.0, None)(jax.lax.stop_gradient(x)), x, drop_last=True)
+    return _like(_entropy_fn(_GAUSSIAN_ENTROPY, None)(jax.lax.stop_gradient(x)), x, drop_last=True)
 
 
 def softmax_entropy(logits):
-    """``H(softmax(logits))`` per row: ``[..., n]`` (n >= 2) -> ``[...]``
-    (era_head_entropy). Not differentiated (treated as a constant)."""
+    """``H(softmax(logits))`` per row: ``[..., n]`` (n >= 2) -> ``[...]`` in the
+    dtype of ``logits`` (era_softmax_entropy at temperature 1, the softmax
+    head's output entropy). Not differentiated (treated as a constant)."""
     native.register_targets()
     x = _float_array(logits, "logits")
-    native.validate_config(
-        native.ERA_HEAD_KIND_SOFTMAX, (("num_classes", int(x.shape[-1])), ("target_entropy", 0.0), ("tau", 4.0))
-    )
-    return _like(_entropy_fn(native.ERA_HEAD_KIND_SOFTMAX, 4.0, None)(jax.lax.stop_gradient(x)), x, drop_last=True)
+    if x.shape[-1] < 2:
+        raise EraError(f"era_jax: softmax_entropy needs n >= 2 classes, got shape {tuple(x.shape)}",
+                       "ERA_STATUS_INVALID_SHAPE")
+    return _like(_entropy_fn(_SOFTMAX_ENTROPY, None, temperature=1.0)(jax.lax.stop_gradient(x)), x,
+                 drop_last=True)
 
 
-def token_entropy(logits, *, temperature=1.0):
+def token_entropy(logits, *, temperature=None):
     """``H(softmax(logits / temperature))`` per token: ``[..., V]`` -> ``[...]``
-    (era_head_entropy of a token head; float64 for float64 logits, else
-    float32). Not differentiated (treated as a constant)."""
+    (era_softmax_entropy; float64 for float64 logits, else float32), the token
+    head's per-token entropy. ``temperature`` is static (None: the token
+    head's default). Not differentiated (treated as a constant)."""
     native.register_targets()
     x = _float_array(logits, "logits", _LOGIT_DTYPES)
-    t = _static_float(temperature, "temperature")
+    t = _static_float(pick(temperature, TOKEN.temperature), "temperature")
     native.validate_config(native.ERA_HEAD_KIND_TOKEN, (("temperature", t),))
     out = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
-    return _like(_entropy_fn(native.ERA_HEAD_KIND_TOKEN, t, out)(jax.lax.stop_gradient(x)), x, drop_last=True)
+    return _like(_entropy_fn(_SOFTMAX_ENTROPY, out, temperature=t)(jax.lax.stop_gradient(x)), x, drop_last=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -504,7 +527,7 @@ def _truncnorm_fn(low: float, high: float):
     @_compat.custom_vmap
     def call(mean, log_std):
         return _compat.ffi_call(
-            "era_truncated_normal_entropy", _out(mean.shape[:-1], mean.dtype, mean), mean, log_std, **attrs
+            _TRUNCATED_NORMAL_ENTROPY, _out(mean.shape[:-1], mean.dtype, mean), mean, log_std, **attrs
         )
 
     @call.def_vmap

@@ -30,15 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _native as native
+from ._defaults import GAUSSIAN, OPTIMIZERS, pick
 from ._ops import _static_float, _static_int
 
 __all__ = ["DeltaState", "delta_init", "delta_update", "max_delta"]
-
-_OPTIMIZERS = {
-    "fixed": native.ERA_DELTA_OPTIMIZER_FIXED,
-    "sgd": native.ERA_DELTA_OPTIMIZER_SGD,
-    "adam": native.ERA_DELTA_OPTIMIZER_ADAM,
-}
 
 
 class DeltaState(NamedTuple):
@@ -50,22 +45,25 @@ class DeltaState(NamedTuple):
     adam_t: jax.Array  # int32 step count
 
 
-def delta_init(delta=0.0, *, dtype=None) -> DeltaState:
-    """A fresh learner state with the given initial ``delta`` (float32, or
-    float64 in x64 mode unless ``dtype`` says otherwise)."""
+def delta_init(delta=None, *, dtype=None) -> DeltaState:
+    """A fresh learner state with the given initial ``delta`` (None: the
+    library's default, 0), float32, or float64 in x64 mode, unless ``dtype``
+    says otherwise."""
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-    d = jnp.asarray(delta, dtype=dtype)
+    d = jnp.asarray(pick(delta, GAUSSIAN.delta), dtype=dtype)
     if d.ndim != 0:
         raise ValueError(f"era_jax: delta must be a scalar, got shape {d.shape}")
     z = jnp.zeros((), dtype)
     return DeltaState(d, z, z, jnp.zeros((), jnp.int32))
 
 
-def max_delta(*, target_entropy, dim, log_std_max=0.0, dtype=np.float64) -> float:
+def max_delta(*, target_entropy, dim, log_std_max=None, dtype=np.float64) -> float:
     """The largest feasible ``delta``, ``D*(log_std_max + 0.5*ln(2*pi*e)) - H0``,
-    rounded down (in ``dtype``) so that ``H0 + delta`` stays feasible in float64."""
+    rounded down (in ``dtype``) so that ``H0 + delta`` stays feasible in float64.
+    ``log_std_max`` None: the library's default."""
     h0 = float(target_entropy)
-    widest = float(dim) * (float(log_std_max) + 0.5 * native.L2PE)
+    hi = float(pick(log_std_max, GAUSSIAN.log_std_max))
+    widest = float(dim) * (hi + 0.5 * native.ERA_LN_2PI_E)
     bound = widest - h0
     while h0 + bound > widest:
         bound = float(np.nextafter(bound, -np.inf))
@@ -82,30 +80,34 @@ def delta_update(
     *,
     target_entropy,
     dim,
-    log_std_min=-8.0,
-    log_std_max=0.0,
-    optimizer="adam",
-    lr=3e-4,
-    beta1=0.9,
-    beta2=0.999,
-    eps=1e-8,
+    log_std_min=None,
+    log_std_max=None,
+    optimizer=None,
+    lr=None,
+    beta1=None,
+    beta2=None,
+    eps=None,
 ) -> DeltaState:
     """One learner step from the batch-mean entropy of the agent's bounded
     policy (e.g. :func:`era_jax.truncated_normal_entropy` averaged over the
     batch). Jit-able; ``mean_entropy`` may be traced, the configuration is static.
 
-    ``optimizer`` is "adam" (default), "sgd" or "fixed" (no change).
+    ``optimizer`` is "adam", "sgd" or "fixed" (no change). Every configuration
+    value left None takes the library's default (``era_config_default`` of a
+    Gaussian head: Adam with its usual hyperparameters; see
+    ``era_jax._defaults.GAUSSIAN``).
     """
     h0 = _static_float(target_entropy, "target_entropy")
     d = _static_int(dim, "dim")
-    lo = _static_float(log_std_min, "log_std_min")
-    hi = _static_float(log_std_max, "log_std_max")
-    lr_ = _static_float(lr, "lr")
-    b1 = _static_float(beta1, "beta1")
-    b2 = _static_float(beta2, "beta2")
-    ep = _static_float(eps, "eps")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"era_jax: optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    lo = _static_float(pick(log_std_min, GAUSSIAN.log_std_min), "log_std_min")
+    hi = _static_float(pick(log_std_max, GAUSSIAN.log_std_max), "log_std_max")
+    lr_ = _static_float(pick(lr, GAUSSIAN.lr), "lr")
+    b1 = _static_float(pick(beta1, GAUSSIAN.beta1), "beta1")
+    b2 = _static_float(pick(beta2, GAUSSIAN.beta2), "beta2")
+    ep = _static_float(pick(eps, GAUSSIAN.eps), "eps")
+    optimizer = pick(optimizer, GAUSSIAN.optimizer)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"era_jax: optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     native.validate_config(
         native.ERA_HEAD_KIND_GAUSSIAN,
         (
@@ -114,7 +116,7 @@ def delta_update(
             ("log_std_min", lo),
             ("log_std_max", hi),
             ("delta", native.gaussian_probe_delta(d, h0, hi)),
-            ("delta_optimizer", _OPTIMIZERS[optimizer]),
+            ("delta_optimizer", OPTIMIZERS[optimizer]),
             ("delta_lr", lr_),
             ("delta_beta1", b1),
             ("delta_beta2", b2),
