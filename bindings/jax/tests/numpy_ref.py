@@ -1,4 +1,4 @@
-"""A second, loop-based NumPy float64 implementation of ERA_MATH.md, written
+"""A second, loop-based NumPy float64 implementation of docs/math.md, written
 for the tests only (row by row, dictionaries for responses), to cross-check
 both the native functions and the pure-JAX reference (reference.py)."""
 

@@ -1,8 +1,8 @@
-"""A pure-JAX implementation of ERA_MATH.md, independent of the era library.
+"""A pure-JAX implementation of docs/math.md, independent of the era library.
 
 For comparisons (the test suite, ``bench.py``) and as executable
 documentation. Same signatures as the native functions of ``era_jax``;
-gradients come from JAX autodiff, with the conventions of ERA_MATH.md: the
+gradients come from JAX autodiff, with the conventions of docs/math.md: the
 Gaussian clip passes gradient only strictly inside the bounds, the softmax
 head's min-shift and the token head's scale decision are constants
 (``stop_gradient``). Computation happens in the input dtype (float32 for
@@ -54,7 +54,7 @@ def _entropy_of_logits(z):
 
 
 def gaussian_log_std(z, *, target_entropy, log_std_min=-8.0, log_std_max=0.0, delta=0.0):
-    """ERA_MATH.md section 1: ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``."""
+    """docs/math.md#gaussian-head: ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``."""
     z = jnp.asarray(z)
     d = z.shape[-1]
     delta = jnp.asarray(delta, z.dtype)
@@ -74,7 +74,7 @@ def gaussian_entropy(log_std):
 
 
 def truncated_normal_entropy(mean, log_std, low=-1.0, high=1.0):
-    """ERA_MATH.md 1.1, summed over the last axis. Computed in log space
+    """docs/math.md#truncated-normal-entropy, summed over the last axis. Computed in log space
     (``log Z`` from ``log_ndtr`` of the tail that keeps its precision) so that
     float32 stays finite far in the tails."""
     mean = jnp.asarray(mean)
@@ -111,7 +111,7 @@ def truncated_normal_entropy(mean, log_std, low=-1.0, high=1.0):
 
 
 def softmax_logits(z, *, target_entropy, tau=4.0):
-    """ERA_MATH.md section 2 (the min-shift is a constant)."""
+    """docs/math.md#softmax-head (the min-shift is a constant)."""
     z = jnp.asarray(z)
     n = z.shape[-1]
     c = math.exp(target_entropy - 1.0)
@@ -185,7 +185,7 @@ def token_logprobs(
     advantage_scaling=True,
     vocab_topk=0,
 ):
-    """ERA_MATH.md section 3: ``(logprobs, entropy, scale, advantages_out)``."""
+    """docs/math.md#token-head: ``(logprobs, entropy, scale, advantages_out)``."""
     logits = jnp.asarray(logits)
     dt = _compute_dtype(logits)
     z = logits.astype(dt) / temperature

@@ -53,7 +53,7 @@ def test_forward_and_vjp_match_reference(rng, dtype, shape):
 def test_check_grads(rng, n):
     h0 = LOWER + 0.3 * (upper(n) - LOWER)
     z = jnp.asarray(rng.normal(size=(3, n)))
-    # The row-min shift is a stop-gradient constant (ERA_MATH.md section 2), so the VJP is the
+    # The row-min shift is a stop-gradient constant (docs/math.md#softmax-head), so the VJP is the
     # derivative of the logits up to a per-row constant: check it through the (shift-invariant)
     # distribution they define.
     f = lambda z: jax.nn.log_softmax(era_jax.softmax_logits(z, target_entropy=h0, tau=5.0))  # noqa: E731

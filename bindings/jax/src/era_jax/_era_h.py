@@ -38,12 +38,9 @@ ERA_ABI_VERSION = 1
 #: `ln(2*pi*e)`: the entropy of a D-dimensional Gaussian is
 #: `sum(log_std) + 0.5*D*ERA_LN_2PI_E` (docs/math.md#gaussian-head).
 ERA_LN_2PI_E = 2.8378770664093453
-#: The log-prob that the token head gives a label outside the vocabulary
-#: top-K (docs/math.md#token-head).
+#: Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 ERA_OUTSIDE_TOPK_LOGPROB = -10000.0
-#: The largest thread count a head accepts.
-MAX_THREADS = 1024
-#: Gaussian head (ERA_MATH.md section 1): continuous-control log-stds.
+#: Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
 ERA_HEAD_KIND_GAUSSIAN = 1
 #: Softmax head (section 2): classification and discrete policies.
 ERA_HEAD_KIND_SOFTMAX = 2
@@ -370,12 +367,26 @@ FUNCTIONS = {
     'era_abi_version': (ctypes.c_uint32, []),
     # const char * era_version()
     'era_version': (ctypes.c_char_p, []),
-    # const char * era_status_str(int32_t status)
-    'era_status_str': (ctypes.c_char_p, [ctypes.c_int32]),
     # size_t era_last_error(char * buf, size_t len)
     'era_last_error': (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
     # EraStatus era_config_default(EraHeadKind kind, EraConfig * out)
     'era_config_default': (EraStatus, [EraHeadKind, ctypes.POINTER(EraConfig)]),
+    # EraStatus era_truncated_normal_entropy(const DLTensor * mean, const DLTensor * log_std, double low, double high, DLTensor * entropy, void * stream)
+    'era_truncated_normal_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_gaussian_entropy(const DLTensor * log_std, DLTensor * entropy, void * stream)
+    'era_gaussian_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_softmax_entropy(const DLTensor * logits, double temperature, DLTensor * entropy, void * stream)
+    'era_softmax_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_gaussian_forward_delta(const EraHead * head, const DLTensor * z, const DLTensor * delta, DLTensor * out, void * stream)
+    'era_gaussian_forward_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_gaussian_backward_delta(const EraHead * head, const DLTensor * z, const DLTensor * delta, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)
+    'era_gaussian_backward_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_head_delta(const EraHead * head, double * out)
+    'era_head_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    # EraStatus era_head_set_delta(EraHead * head, double delta)
+    'era_head_set_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double]),
+    # EraStatus era_head_update_delta(EraHead * head, double mean_entropy, double * new_delta)
+    'era_head_update_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double, ctypes.POINTER(ctypes.c_double)]),
     # EraStatus era_head_new(const EraConfig * config, EraHead ** out)
     'era_head_new': (EraStatus, [ctypes.POINTER(EraConfig), ctypes.POINTER(ctypes.c_void_p)]),
     # void era_head_free(EraHead * head)
@@ -390,26 +401,12 @@ FUNCTIONS = {
     'era_head_backward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_head_entropy(const EraHead * head, const DLTensor * out, DLTensor * entropy, void * stream)
     'era_head_entropy': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
-    # EraStatus era_gaussian_forward_delta(const EraHead * head, const DLTensor * z, const DLTensor * delta, DLTensor * out, void * stream)
-    'era_gaussian_forward_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
-    # EraStatus era_gaussian_backward_delta(const EraHead * head, const DLTensor * z, const DLTensor * delta, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)
-    'era_gaussian_backward_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
-    # EraStatus era_head_delta(const EraHead * head, double * out)
-    'era_head_delta': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)]),
-    # EraStatus era_head_set_delta(EraHead * head, double delta)
-    'era_head_set_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double]),
-    # EraStatus era_head_update_delta(EraHead * head, double mean_entropy, double * new_delta)
-    'era_head_update_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double, ctypes.POINTER(ctypes.c_double)]),
     # EraStatus era_head_to_json(const EraHead * head, char * buf, size_t len, size_t * written)
     'era_head_to_json': (EraStatus, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     # EraStatus era_head_from_json(const char * json, EraHead ** out)
     'era_head_from_json': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
-    # EraStatus era_truncated_normal_entropy(const DLTensor * mean, const DLTensor * log_std, double low, double high, DLTensor * entropy, void * stream)
-    'era_truncated_normal_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
-    # EraStatus era_gaussian_entropy(const DLTensor * log_std, DLTensor * entropy, void * stream)
-    'era_gaussian_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
-    # EraStatus era_softmax_entropy(const DLTensor * logits, double temperature, DLTensor * entropy, void * stream)
-    'era_softmax_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # const char * era_status_str(int32_t status)
+    'era_status_str': (ctypes.c_char_p, [ctypes.c_int32]),
     # EraStatus era_token_forward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
     'era_token_forward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * scale, const DLTensor * grad_logprobs, DLTensor * grad_logits_out, void * stream)
@@ -420,9 +417,16 @@ FUNCTIONS = {
 ARGNAMES = {
     'era_abi_version': [],
     'era_version': [],
-    'era_status_str': ['status'],
     'era_last_error': ['buf', 'len'],
     'era_config_default': ['kind', 'out'],
+    'era_truncated_normal_entropy': ['mean', 'log_std', 'low', 'high', 'entropy', 'stream'],
+    'era_gaussian_entropy': ['log_std', 'entropy', 'stream'],
+    'era_softmax_entropy': ['logits', 'temperature', 'entropy', 'stream'],
+    'era_gaussian_forward_delta': ['head', 'z', 'delta', 'out', 'stream'],
+    'era_gaussian_backward_delta': ['head', 'z', 'delta', 'grad_out', 'grad_z', 'grad_delta', 'stream'],
+    'era_head_delta': ['head', 'out'],
+    'era_head_set_delta': ['head', 'delta'],
+    'era_head_update_delta': ['head', 'mean_entropy', 'new_delta'],
     'era_head_new': ['config', 'out'],
     'era_head_free': ['head'],
     'era_head_kind': ['head', 'out'],
@@ -430,16 +434,9 @@ ARGNAMES = {
     'era_head_forward': ['head', 'z', 'out', 'stream'],
     'era_head_backward': ['head', 'z', 'grad_out', 'grad_z', 'stream'],
     'era_head_entropy': ['head', 'out', 'entropy', 'stream'],
-    'era_gaussian_forward_delta': ['head', 'z', 'delta', 'out', 'stream'],
-    'era_gaussian_backward_delta': ['head', 'z', 'delta', 'grad_out', 'grad_z', 'grad_delta', 'stream'],
-    'era_head_delta': ['head', 'out'],
-    'era_head_set_delta': ['head', 'delta'],
-    'era_head_update_delta': ['head', 'mean_entropy', 'new_delta'],
     'era_head_to_json': ['head', 'buf', 'len', 'written'],
     'era_head_from_json': ['json', 'out'],
-    'era_truncated_normal_entropy': ['mean', 'log_std', 'low', 'high', 'entropy', 'stream'],
-    'era_gaussian_entropy': ['log_std', 'entropy', 'stream'],
-    'era_softmax_entropy': ['logits', 'temperature', 'entropy', 'stream'],
+    'era_status_str': ['status'],
     'era_token_forward': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
 }

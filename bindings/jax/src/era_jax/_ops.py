@@ -15,7 +15,7 @@ Layering, from the outside in, for every operation:
 4. ``ffi_call`` of the registered target, with the configuration as static
    attributes.
 
-No ERA math lives here; see ERA_MATH.md and the era library.
+No ERA math lives here; see docs/math.md and the era library.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def _gaussian_fn(h0: float, lo: float, hi: float):
 
 
 def gaussian_log_std(z, *, target_entropy, log_std_min=None, log_std_max=None, delta=None):
-    """ERA Gaussian head (ERA_MATH.md section 1): log-stds ``[..., D]`` whose
+    """ERA Gaussian head (docs/math.md#gaussian-head): log-stds ``[..., D]`` whose
     Gaussian entropy is at least ``target_entropy + delta`` in every row.
 
     Args:
@@ -291,7 +291,7 @@ def _softmax_fn(h0: float, tau: float):
 
 
 def softmax_logits(z, *, target_entropy, tau=None):
-    """ERA softmax head (ERA_MATH.md section 2): logits ``[..., n]`` whose
+    """ERA softmax head (docs/math.md#softmax-head): logits ``[..., n]`` whose
     softmax has entropy at least ``target_entropy`` in every row.
 
     Args:
@@ -398,7 +398,7 @@ def token_logprobs(
     advantage_scaling=None,
     vocab_topk=None,
 ):
-    """ERA token head (ERA_MATH.md section 3) for LLM policy updates.
+    """ERA token head (docs/math.md#token-head) for LLM policy updates.
 
     Args:
       logits: ``[..., V]``, float32, float64, bfloat16 or float16.
@@ -417,7 +417,7 @@ def token_logprobs(
       float64 logits and float32 otherwise. Gradients: ``logprobs`` with respect to
       ``logits`` (native backward) and ``advantages_out`` with respect to
       ``advantages`` (``1/scale``); ``entropy`` and ``scale`` are not
-      differentiated (the scale decision is a constant, ERA_MATH.md section 3).
+      differentiated (the scale decision is a constant, docs/math.md#token-head).
     """
     native.register_targets()
     logits = _float_array(logits, "logits", _LOGIT_DTYPES)
@@ -540,7 +540,7 @@ def _truncnorm_fn(low: float, high: float):
 
 def truncated_normal_entropy(mean, log_std, low=-1.0, high=1.0):
     """Entropy of the truncated normal ``TN(mean, exp(log_std), [low, high])``
-    (ERA_MATH.md 1.1), summed over the last axis: ``[..., D]`` -> ``[...]``.
+    (docs/math.md#truncated-normal-entropy), summed over the last axis: ``[..., D]`` -> ``[...]``.
 
     ``mean`` and ``log_std`` are broadcast against each other (float32 or
     float64); ``low < high`` are static (infinite bounds allowed). The result

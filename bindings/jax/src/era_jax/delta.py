@@ -1,4 +1,4 @@
-"""The ``delta`` learner (ERA_MATH.md 1.3) as pure functions for a jitted train step.
+"""The ``delta`` learner (docs/math.md#delta-learning) as pure functions for a jitted train step.
 
 This is the one piece of era_jax written in ``jax.numpy`` rather than a call
 into the era library: it is a scalar optimiser (a handful of flops per train
