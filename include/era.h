@@ -295,6 +295,12 @@ uint32_t era_abi_version(void);
 const char *era_version(void);
 
 /**
+ * Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
+ * "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
+ */
+const char *era_status_str(int32_t status);
+
+/**
  * Copies the message of the last failed call on this thread into `buf`
  * (at most `len - 1` bytes, cut at a UTF-8 character boundary, then a NUL)
  * and returns the full message length in bytes, without the NUL. With
@@ -575,12 +581,6 @@ EraStatus era_head_to_json(const struct EraHead *head, char *buf, size_t len, si
  * `json` is NULL or a NUL-terminated string; `out` is NULL or writable.
  */
 EraStatus era_head_from_json(const char *json, struct EraHead **out);
-
-/**
- * Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
- * "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
- */
-const char *era_status_str(int32_t status);
 
 /**
  * Token-head forward (docs/math.md#token-head) over `N` tokens laid out as

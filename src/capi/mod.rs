@@ -4,7 +4,7 @@
 //!
 //! - [`boundary`]: the `ffi_boundary!` macro every export runs its body in,
 //!   the last-error message and `era_last_error`;
-//! - [`status`]: `EraStatus` and its table, `era_status_str`;
+//! - [`status`]: `EraStatus` and its table;
 //! - [`config`]: `EraConfig` and `era_config_default`;
 //! - [`dlpack`]: reading and checking borrowed `DLTensor`s, dtype dispatch;
 //! - [`head`]: the `EraHead` handle's lifecycle, forward/backward/entropy;
@@ -34,7 +34,7 @@ pub use entropy::*;
 pub use gaussian::*;
 pub use head::*;
 pub use json::*;
-pub use status::{era_status_str, EraStatus};
+pub use status::EraStatus;
 pub use token::*;
 
 /// Major version of the library (from Cargo.toml; checked by a test).
@@ -64,6 +64,21 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 #[no_mangle]
 pub extern "C" fn era_version() -> *const c_char {
     ffi_boundary!(fallback = VERSION.as_ptr() as *const c_char; VERSION.as_ptr() as *const c_char)
+}
+
+/// The name `era_status_str` gives a number that is not a status.
+const UNKNOWN: &[u8] = b"ERA_STATUS_UNKNOWN\0";
+
+/// Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
+/// "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
+#[no_mangle]
+pub extern "C" fn era_status_str(status: i32) -> *const c_char {
+    ffi_boundary!(fallback = UNKNOWN.as_ptr() as *const c_char;
+        match EraStatus::from_code(status) {
+            Some(s) => s.c_name().as_ptr() as *const c_char,
+            None => UNKNOWN.as_ptr() as *const c_char,
+        }
+    )
 }
 
 #[cfg(test)]

@@ -7,9 +7,6 @@
 //! exhaustive over both the variants and the [`ErrorKind`]s. To add a
 //! status, see CONTRIBUTING.md ("Add a status").
 
-use std::ffi::c_char;
-
-use crate::capi::boundary::ffi_boundary;
 use crate::error::ErrorKind;
 
 /// Status of every fallible call. The numbers are part of the ABI and are never reused.
@@ -62,7 +59,7 @@ macro_rules! status_table {
             pub const ALL: &'static [EraStatus] = &[$(EraStatus::$variant),*];
 
             /// The C name of the status, NUL-terminated (e.g. "ERA_STATUS_OK\0").
-            fn c_name(self) -> &'static str {
+            pub(crate) fn c_name(self) -> &'static str {
                 match self {
                     $(EraStatus::$variant => concat!($name, "\0"),)*
                 }
@@ -114,24 +111,10 @@ status_table! {
     Internal = 99, "ERA_STATUS_INTERNAL", Internal;
 }
 
-/// The name `era_status_str` gives a number that is not a status.
-const UNKNOWN: &[u8] = b"ERA_STATUS_UNKNOWN\0";
-
-/// Returns the static name of a status code (e.g. "ERA_STATUS_OK"), or
-/// "ERA_STATUS_UNKNOWN" for a number that is not a status. Never NULL.
-#[no_mangle]
-pub extern "C" fn era_status_str(status: i32) -> *const c_char {
-    ffi_boundary!(fallback = UNKNOWN.as_ptr() as *const c_char;
-        match EraStatus::from_code(status) {
-            Some(s) => s.c_name().as_ptr() as *const c_char,
-            None => UNKNOWN.as_ptr() as *const c_char,
-        }
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capi::era_status_str;
 
     fn name_of(code: i32) -> String {
         unsafe { std::ffi::CStr::from_ptr(era_status_str(code)) }.to_str().unwrap().to_string()

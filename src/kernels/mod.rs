@@ -22,13 +22,18 @@ pub mod vmath;
 
 pub use element::Element;
 
-/// Fails with [`crate::ErrorKind::OutOfMemory`] unless `bytes` of scratch
+/// Fails with [`crate::error::ErrorKind::OutOfMemory`] unless `bytes` of scratch
 /// memory can be reserved now. Every head checks its scratch needs (per-row
 /// buffers, per-row results) this way before it allocates, so that absurd
 /// sizes (a broadcast input of huge extent) answer with a status instead of
 /// aborting the process.
-pub fn reserve(bytes: usize, what: &str) -> crate::Result<()> {
-    let fail = || crate::Error::new(crate::ErrorKind::OutOfMemory, format!("cannot allocate {bytes} bytes of scratch memory for {what}"));
+pub fn reserve(bytes: usize, what: &str) -> crate::error::Result<()> {
+    let fail = || {
+        crate::error::Error::new(
+            crate::error::ErrorKind::OutOfMemory,
+            format!("cannot allocate {bytes} bytes of scratch memory for {what}"),
+        )
+    };
     if bytes > physical_memory() {
         return Err(fail());
     }

@@ -367,6 +367,8 @@ FUNCTIONS = {
     'era_abi_version': (ctypes.c_uint32, []),
     # const char * era_version()
     'era_version': (ctypes.c_char_p, []),
+    # const char * era_status_str(int32_t status)
+    'era_status_str': (ctypes.c_char_p, [ctypes.c_int32]),
     # size_t era_last_error(char * buf, size_t len)
     'era_last_error': (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
     # EraStatus era_config_default(EraHeadKind kind, EraConfig * out)
@@ -405,8 +407,6 @@ FUNCTIONS = {
     'era_head_to_json': (EraStatus, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     # EraStatus era_head_from_json(const char * json, EraHead ** out)
     'era_head_from_json': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
-    # const char * era_status_str(int32_t status)
-    'era_status_str': (ctypes.c_char_p, [ctypes.c_int32]),
     # EraStatus era_token_forward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
     'era_token_forward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * scale, const DLTensor * grad_logprobs, DLTensor * grad_logits_out, void * stream)
@@ -417,6 +417,7 @@ FUNCTIONS = {
 ARGNAMES = {
     'era_abi_version': [],
     'era_version': [],
+    'era_status_str': ['status'],
     'era_last_error': ['buf', 'len'],
     'era_config_default': ['kind', 'out'],
     'era_truncated_normal_entropy': ['mean', 'log_std', 'low', 'high', 'entropy', 'stream'],
@@ -436,7 +437,6 @@ ARGNAMES = {
     'era_head_entropy': ['head', 'out', 'entropy', 'stream'],
     'era_head_to_json': ['head', 'buf', 'len', 'written'],
     'era_head_from_json': ['json', 'out'],
-    'era_status_str': ['status'],
     'era_token_forward': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
 }
