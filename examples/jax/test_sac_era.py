@@ -1,7 +1,8 @@
 """Tests of the SAC / SAC-ERA agent (sac_era.py): the policy pieces against
 independent formulas, ERA's per-row guarantee inside the agent, one update of
 each agent, and a short end-to-end run with its logs, report and plot. The
-tooling (sac_run.py, sac_tools.py) has its own tests in test_sac_tools.py."""
+tooling (sac_run.py, sac_tools.py, compare.sh) has its own tests in
+test_sac_tools.py."""
 
 import math
 import os

@@ -1,6 +1,6 @@
 """Tests of the tooling around the SAC / SAC-ERA agent: the run logs (sac_run.py),
-the summaries, report table, plot and update benchmark (sac_tools.py), and the
-command lines that reach them."""
+the summaries, report table, plot and update benchmark (sac_tools.py), the
+command lines that reach them, and the runs compare.sh starts."""
 
 import csv
 import json
@@ -10,6 +10,7 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -231,3 +232,49 @@ def test_update_benchmark_runs():
         "sac-era (native, truncnorm)",
     ]
     assert all(r["ms_per_update"] > 0 for r in res) and res[0]["vs_sac"] == 1.0
+
+
+@pytest.mark.parametrize("how", ["env", "args"])
+def test_compare_script_starts_the_runs_of_results_md(tmp_path, how):
+    """compare.sh with a stand-in interpreter that records its arguments: the
+    training runs of RESULTS.md (one worker per agent), then report and plot."""
+    record = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> "{record}"\n')
+    fake.chmod(0o755)
+    out, png = str(tmp_path / "out"), str(tmp_path / "p.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "SAC_RESULTS", "SAC_PNG")}
+    if how == "env":
+        cmd, env = ["bash", "compare.sh"], {**env, "PYTHON": str(fake), "SAC_RESULTS": out, "SAC_PNG": png}
+    else:
+        cmd = ["bash", "compare.sh", "--python", str(fake), "--out", out, "--png", png]
+    subprocess.run(cmd, cwd=HERE, env=env, check=True)
+    calls = record.read_text().splitlines()
+    sac = os.path.join(HERE, "sac_era.py")
+    common = f"--seeds 0 1 2 3 4 --threads 1 --out {out} --no-progress"
+    trains = {
+        f"{sac} train --agent sac --task HalfCheetah-v5 --steps 100000 {common}",
+        f"{sac} train --agent sac --task Hopper-v5 --steps 30000 {common}",
+        f"{sac} train --agent sac-era --task HalfCheetah-v5 --steps 100000 {common}",
+        f"{sac} train --agent sac-era --task Hopper-v5 --steps 30000 {common}",
+        f"{sac} train --agent sac-era --delta fixed --task Hopper-v5 --steps 30000 {common}",
+    }
+    assert set(calls[:5]) == trains and len(calls) == 7
+    for agent in ("sac", "sac-era"):  # each worker runs its agent's HalfCheetah run before its Hopper runs
+        mine = [c for c in calls[:5] if f"--agent {agent} " in c]
+        assert "HalfCheetah" in mine[0] and all("Hopper" in c for c in mine[1:])
+    assert calls[5:] == [f"{sac} report --runs {out}", f"{sac} plot --runs {out} --png {png}"]
+    assert os.path.isdir(out)
+
+
+def test_compare_script_fails_when_a_run_fails(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\ncase "$*" in *"--agent sac-era --task Hopper"*) exit 3 ;; esac\n')
+    fake.chmod(0o755)
+    r = subprocess.run(
+        ["bash", "compare.sh", "--python", str(fake), "--out", str(tmp_path / "o"), "--png", str(tmp_path / "p.png")],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "a training run failed" in r.stderr
