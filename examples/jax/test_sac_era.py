@@ -1,6 +1,8 @@
-"""Tests of the SAC / SAC-ERA example: the policy pieces against independent
-formulas, ERA's per-row guarantee inside the agent, one update of each agent,
-and a short end-to-end run with its CSV, report, plot and benchmark."""
+"""Tests of the SAC / SAC-ERA agent (sac_era.py): the policy pieces against
+independent formulas, ERA's per-row guarantee inside the agent, one update of
+each agent, and a short end-to-end run with its logs, report and plot. The
+tooling (sac_run.py, sac_tools.py, compare.sh) has its own tests in
+test_sac_tools.py."""
 
 import math
 import os
@@ -13,6 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import sac_era as S  # noqa: E402
+import sac_run as R  # noqa: E402
+import sac_tools as T  # noqa: E402
 
 L2PE = math.log(2.0 * math.pi * math.e)  # the reference formula's constant (ERA_MATH.md)
 
@@ -39,7 +43,7 @@ def test_era_actor_meets_h0_plus_delta_in_every_row():
 
 def test_native_and_pure_jax_heads_give_the_same_update():
     obs_dim, act_dim, batch = 11, 3, 64
-    b = S.random_batch(np.random.default_rng(1), obs_dim, act_dim, batch)
+    b = T.random_batch(np.random.default_rng(1), obs_dim, act_dim, batch)
     out = {}
     for head in ("native", "jax"):
         cfg = _era_cfg(head=head, hidden=32)
@@ -93,7 +97,7 @@ def test_truncated_normal_sampler_density_and_entropy():
 
 def _update_once(cfg, steps=1):
     obs_dim, act_dim, batch = 5, 2, 32
-    b = S.random_batch(np.random.default_rng(5), obs_dim, act_dim, batch)
+    b = T.random_batch(np.random.default_rng(5), obs_dim, act_dim, batch)
     init, opt = S.make_agent(cfg, obs_dim, act_dim)
     upd = jax.jit(S.make_update(cfg, act_dim, opt))
     a0 = init(jax.random.PRNGKey(0))
@@ -196,15 +200,6 @@ def test_fixed_delta_stays():
     assert int(a.delta.adam_t) == 0
 
 
-def test_replay_sampling_stays_per_seed():
-    r = S.Replay(2, 10, 1, 1, np.random.default_rng(0))
-    for t in range(4):
-        r.add(np.array([[t], [100 + t]]), np.zeros((2, 1)), np.array([t, 100 + t]), np.zeros((2, 1)), np.zeros(2))
-    obs, _, rew, _, _ = r.sample(50)
-    assert set(obs[0, :, 0]) <= {0, 1, 2, 3} and set(obs[1, :, 0]) <= {100, 101, 102, 103}
-    np.testing.assert_array_equal(obs[..., 0], rew)
-
-
 def test_short_run_end_to_end(tmp_path):
     """Both agents, two seeds, a few hundred steps on Hopper: CSV, JSON, report, plot."""
     out = str(tmp_path)
@@ -223,7 +218,7 @@ def test_short_run_end_to_end(tmp_path):
         )
         s = S.train(cfg, [0, 1], out, progress=False)
         assert len(s["final_eval_return"]) == 2 and all(np.isfinite(s["final_eval_return"]))
-    rows = S.load_runs(out)
+    rows = R.load_runs(out)
     era = [r for r in rows if r["agent"] == "sac-era" and r.get("gauss_margin_min", "") != ""]
     assert era and min(float(r["gauss_margin_min"]) for r in era) > -1e-4
     # each window logs the lowest batch mean of the bounded entropy next to the mean,
@@ -231,26 +226,50 @@ def test_short_run_end_to_end(tmp_path):
     learning = [r for r in rows if r.get("bounded_entropy", "") != ""]
     assert all(float(r["bounded_entropy_min"]) <= float(r["bounded_entropy"]) + 1e-6 for r in learning)
     assert any(float(r["bounded_entropy_min"]) < float(r["bounded_entropy"]) - 1e-4 for r in learning)
-    table = S.report(out)
+    table = T.report(out)
     assert "| Hopper-v5 | sac |" in table and "| Hopper-v5 | sac-era [truncnorm] |" in table
     png = os.path.join(out, "p.png")
-    S.plot(out, png)
+    T.plot(out, png)
     assert os.path.getsize(png) > 10_000
-    lo, hi = S.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
-    assert 1.0 <= lo < 2.5 < hi <= 4.0
-
-
-def test_update_benchmark_runs():
-    res = S.bench(batch=16, iters=2, repeats=1)
-    assert [r["variant"] for r in res] == [
-        "sac",
-        "sac-era (native head)",
-        "sac-era (pure-JAX head)",
-        "sac-era (native, truncnorm)",
+    assert sorted(os.listdir(out)) == [
+        "Hopper-v5_sac-era_truncnorm.csv",
+        "Hopper-v5_sac-era_truncnorm.json",
+        "Hopper-v5_sac.csv",
+        "Hopper-v5_sac.json",
+        "p.png",
     ]
-    assert all(r["ms_per_update"] > 0 for r in res) and res[0]["vs_sac"] == 1.0
 
 
 def test_command_line_rejects_unknown_agent():
     with pytest.raises(SystemExit):
         S.main(["train", "--agent", "ppo"])
+
+
+def test_command_line_gives_the_configs_of_the_committed_runs(monkeypatch):
+    """`train` with the arguments of compare.sh builds the Config recorded in the
+    committed results' JSON summaries."""
+    import dataclasses
+    import json
+
+    seen = {}
+
+    def fake_train(cfg, seeds, out, progress=True):
+        seen[(cfg.agent, cfg.delta)] = (cfg, seeds, out, progress)
+        return {"seeds": seeds, "final_eval_return": [0.0], "train_steps_per_s": 1.0, "wall_s": 1.0}
+
+    monkeypatch.setattr(S, "train", fake_train)
+    common = ["--task", "Hopper-v5", "--steps", "30000", "--seeds", "0", "1", "--threads", "1", "--out", "x", "--no-progress"]
+    S.main(["train", "--agent", "sac", *common])
+    S.main(["train", "--agent", "sac-era", *common])
+    S.main(["train", "--agent", "sac-era", "--delta", "fixed", *common])
+    runs = {
+        ("sac", "learned"): "Hopper-v5_sac",
+        ("sac-era", "learned"): "Hopper-v5_sac-era_truncnorm",
+        ("sac-era", "fixed"): "Hopper-v5_sac-era-fixed_truncnorm",
+    }
+    for key, name in runs.items():
+        cfg, seeds, out, progress = seen[key]
+        assert (seeds, out, progress) == ([0, 1], "x", False)
+        assert R.run_name(cfg) == name
+        with open(os.path.join(os.path.dirname(__file__), "results", name + ".json")) as f:
+            assert json.load(f)["config"] == dataclasses.asdict(cfg)
