@@ -3,10 +3,10 @@
 
   --agent sac      standard SAC: log-std squashed into [-5, 2] by tanh, a tanh-squashed
                    Gaussian policy, a temperature alpha learned towards H0 = -|A|.
-  --agent sac-era  SAC-ERA (ERA_MATH.md 1.2): log-std from era_jax.gaussian_log_std in
+  --agent sac-era  SAC-ERA (docs/math.md#using-the-head-in-an-agent): log-std from era_jax.gaussian_log_std in
                    [-8, 0], so that H(Gaussian) >= H0 + delta in every state; a truncated
                    normal policy; no entropy term in the losses; delta is learned
-                   (ERA_MATH.md 1.3) so that the bounded policy's entropy meets H0 = -|A|.
+                   (docs/math.md#delta-learning) so that the bounded policy's entropy meets H0 = -|A|.
 
 Everything else is shared (README.md). The seeds of one agent train together, the
 update jax.vmap'ed over a leading seed axis. sac_run.py holds the replay buffer and
@@ -42,6 +42,17 @@ import sac_tools
 from sac_run import Replay, RunLog, configure_threads, evaluate, quiet_mujoco
 
 
+def pure_jax_reference():
+    """The pure-JAX ERA reference of era_jax's test suite (bindings/jax/tests/reference.py),
+    for comparing the native head with one that XLA compiles itself (``--head jax``)."""
+    tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bindings", "jax", "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, os.path.normpath(tests))
+    import reference  # noqa: PLC0415
+
+    return reference
+
+
 # ------------------------------------------------------------------- configuration
 
 
@@ -54,13 +65,13 @@ class Config:
     agent: str = "sac-era"  # "sac" or "sac-era"
     task: str = "HalfCheetah-v5"
     # "tanh" (tanh-squashed Gaussian, standard SAC) or "truncnorm" (TN(tanh(mean), std, [-1, 1]),
-    # ERA_MATH.md 1.1, the official ERA code's policy); default_policy() picks per agent
+    # docs/math.md#truncated-normal-entropy, the official ERA code's policy); default_policy() picks per agent
     policy: str = "tanh"
-    head: str = "native"  # sac-era only: "native" (era_jax) or "jax" (era_jax.reference)
+    head: str = "native"  # sac-era only: "native" (era_jax) or "jax" (the pure-JAX reference of the binding's tests)
     delta: str = "learned"  # sac-era only: "learned" (ERA's default) or "fixed"
     # sac-era only: the initial (or fixed) delta; None: initial_delta()
     delta_init: float | None = None
-    # sac-era only: the delta learner (ERA_MATH.md 1.3). SGD is an integral controller
+    # sac-era only: the delta learner (docs/math.md#delta-learning). SGD is an integral controller
     # on the entropy deficit, stable for any rate below 2; 0.5 closes half a deficit
     # per update (README.md). Adam moves about `lr` per update whatever the deficit.
     delta_optimizer: str = "sgd"
@@ -159,7 +170,7 @@ def actor_dist(cfg: Config, params, obs, delta):
     lo, hi = cfg.log_std_min, cfg.log_std_max
     if not cfg.is_era:
         return mean, lo + 0.5 * (hi - lo) * (jnp.tanh(z) + 1.0)
-    head = era_jax.gaussian_log_std if cfg.head == "native" else era_jax.reference.gaussian_log_std
+    head = era_jax.gaussian_log_std if cfg.head == "native" else pure_jax_reference().gaussian_log_std
     log_std = head(z, target_entropy=target_entropy(act_dim), log_std_min=lo, log_std_max=hi, delta=delta)
     return mean, log_std
 
@@ -169,7 +180,7 @@ def sample_action(cfg: Config, mean, log_std, key):
     the bounded policy's entropy in this state.
 
     tanh: a = tanh(mean + std*eps); log pi includes the tanh Jacobian, and the
-          entropy estimate is -log pi(a|s) (ERA_MATH.md 1.1, no closed form).
+          entropy estimate is -log pi(a|s) (docs/math.md#truncated-normal-entropy, no closed form).
     truncnorm: TN(tanh(mean), std, [-1, 1]) sampled by inverse CDF; the entropy
           is the closed form (era_jax.truncated_normal_entropy).
     """
@@ -282,7 +293,7 @@ def make_update(cfg: Config, act_dim: int, opt):
         log_alpha, alpha_opt, delta_state = agent.log_alpha, agent.alpha_opt, agent.delta
         if cfg.is_era:
             if cfg.delta == "learned":
-                # ERA_MATH.md 1.3: delta follows the bounded policy's batch-mean entropy towards H0
+                # docs/math.md#delta-learning: delta follows the bounded policy's batch-mean entropy towards H0
                 delta_state = era_jax.delta_update(
                     agent.delta, jnp.mean(h_bounded), target_entropy=h0, dim=act_dim, log_std_min=cfg.log_std_min,
                     log_std_max=cfg.log_std_max, optimizer=cfg.delta_optimizer, lr=cfg.delta_lr,

@@ -18,7 +18,7 @@ import sac_era as S  # noqa: E402
 import sac_run as R  # noqa: E402
 import sac_tools as T  # noqa: E402
 
-L2PE = math.log(2.0 * math.pi * math.e)  # the reference formula's constant (ERA_MATH.md)
+L2PE = math.log(2.0 * math.pi * math.e)  # the reference formula's constant (docs/math.md)
 
 
 def _era_cfg(**kw):
