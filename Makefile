@@ -99,7 +99,7 @@ $(PY):
 # The build dependencies go into the venv first, so that repeated installs reuse
 # them (--no-build-isolation) instead of fetching jaxlib every time.
 jax-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest
+	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest mpmath
 	$(PIP) install --quiet --no-build-isolation ./bindings/jax
 
 test-jax: jax-install

@@ -4,63 +4,118 @@
 use multiversion::multiversion;
 
 use crate::config::SoftmaxConfig;
-use crate::kernels::vmath::{block_max, exp_f32, ln_f32, min_nan, softmax_into, vmap, vzip, vzip3, BLOCK, LANES, V};
+use crate::kernels::vmath::{block_max, exp_f32, ln_f32, min_nan, vmap, vzip, vzip3, BLOCK, LANES, V};
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SoftmaxConstants {
-    /// `slope = (ub - C/n) / (1 - 1/n)`, >= 0.
+    /// `slope = (ub - C/n) / (1 - 1/n)`, >= 0; exactly 0 for a degenerate head.
     pub slope: f64,
     /// `b = (C - slope) / n`, >= 0.
     pub b: f64,
+    /// `ub = ln(tau)/tau = slope + b`, the largest `h`.
+    pub ub: f64,
+    /// `u` at `h = ub`: `-1 - ln(ub)`, >= 0 (0 at `tau = e`).
+    pub u_ub: f64,
 }
 
+/// A slope below this many ulps of `ub` is a rounding residue of the upper end
+/// of the target range (`C = n*ub`), where the head is degenerate
+/// (docs/math.md#softmax-numerics-near-the-upper-bound).
+const DEGENERATE_SLOPE_ULPS: f64 = 16.0;
+
 impl SoftmaxConstants {
-    /// Derives `slope` and `b` from a validated config. `C` is clamped into
+    /// Derives `slope` and `b` from a validated config (docs/math.md#softmax-forward). `C` is clamped into
     /// `[ub, n*ub]` so that targets exactly at the ends of the valid range
-    /// stay in range after rounding.
+    /// stay in range after rounding; a slope within a few ulps of 0 is 0 (the
+    /// degenerate head: uniform output, zero gradient).
     pub fn new(cfg: &SoftmaxConfig) -> Self {
         let n = cfg.num_classes as f64;
         let ub = cfg.tau.ln() / cfg.tau;
         let c = (cfg.target_entropy - 1.0).exp().clamp(ub, n * ub);
-        let slope = ((ub - c / n) / (1.0 - 1.0 / n)).max(0.0);
-        let b = ((c - slope) / n).max(0.0);
-        SoftmaxConstants { slope, b }
+        // b = (C - slope)/n and slope = ub - b give b = (C - ub)/(n - 1): exactly 0 at the
+        // lower end C = ub (the textbook order leaves a rounding residue of about 1e-17
+        // there, which swamps h = slope*s + b of a class with probability 1e-17)
+        let b = ((c - ub) / (n - 1.0)).clamp(0.0, ub);
+        let mut slope = ub - b;
+        if slope <= DEGENERATE_SLOPE_ULPS * f64::EPSILON * ub {
+            slope = 0.0;
+        }
+        let b = if slope == 0.0 { ub } else { b };
+        SoftmaxConstants { slope, b, ub, u_ub: (-1.0 - ub.ln()).max(0.0) }
     }
 }
 
-/// `h = slope*s + b`, kept >= the smallest normal f64: at the lower end of
-/// the target range `b = 0`, and a probability that underflows to 0 would
-/// give `ln(0)` and an infinite logit (the class still gets the smallest one).
+/// `h` and `u = -1 - ln(h)` of a probability `s`, given `one_minus_s = 1 - s`
+/// computed without cancellation (docs/math.md#softmax-numerics-near-the-upper-bound).
+/// Near the upper bound (`h >= ub/2`) both come from `h - ub = -slope*(1 - s)`:
+/// `u = u_ub - log1p(-slope*(1 - s)/ub)`, exact to rounding even where `u` is
+/// tiny (`tau = e`, `s -> 1`). Below it, `h = slope*s + b` and `-1 - ln(h)`
+/// lose nothing. `h` is kept >= the smallest normal f64 (at the lower end of
+/// the target range `b = 0`, and a probability that underflows to 0 would give
+/// an infinite logit; the class still gets the smallest one).
 #[inline]
-fn h_of(k: SoftmaxConstants, s: f64) -> f64 {
-    let h = k.slope * s + k.b;
-    if h < f64::MIN_POSITIVE {
-        f64::MIN_POSITIVE
+fn h_u(k: SoftmaxConstants, s: f64, one_minus_s: f64) -> (f64, f64) {
+    // NaN-preserving clamps (f64::max would drop a NaN)
+    let at_least = |v: f64, lo: f64| if v < lo { lo } else { v };
+    let drop = k.slope * one_minus_s; // ub - h
+    if drop <= 0.5 * k.ub {
+        let h = k.ub - drop;
+        let u = k.u_ub - (-drop / k.ub).ln_1p();
+        (h, at_least(u, 0.0))
     } else {
-        h
+        let h = at_least(k.slope * s + k.b, f64::MIN_POSITIVE);
+        (h, at_least(-1.0 - h.ln(), 0.0))
     }
 }
 
-/// `u = -1 - ln(h)`, clamped at 0 (rounding can push `h` a hair past 1/e).
+/// `softmax(z)` into `out`; returns the index of the (first) largest entry
+/// and `1 - s` there, computed as the sum of the other probabilities.
 #[inline]
-fn u_of(h: f64) -> f64 {
-    let u = -1.0 - h.ln();
-    if u < 0.0 {
-        0.0
+fn softmax_and_complement(z: &[f64], out: &mut [f64]) -> (usize, f64) {
+    let mut j = 0;
+    for (i, &v) in z.iter().enumerate() {
+        if v > z[j] || v.is_nan() {
+            j = i;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    let m = z.get(j).copied().unwrap_or(0.0);
+    let (mut total, mut rest) = (0.0, 0.0);
+    for (i, (o, &v)) in out.iter_mut().zip(z).enumerate() {
+        *o = (v - m).exp();
+        total += *o;
+        if i != j {
+            rest += *o;
+        }
+    }
+    let inv = 1.0 / total;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+    (j, rest * inv)
+}
+
+/// `1 - s_i`: the complement computed by [`softmax_and_complement`] at the
+/// largest entry `j`, else directly (there `s_i <= 1/2`).
+#[inline]
+fn complement(i: usize, s: f64, j: usize, cj: f64) -> f64 {
+    if i == j {
+        cj
     } else {
-        u
+        1.0 - s
     }
 }
 
-/// Forward of one row (`out` first holds `softmax(z)`).
+/// Forward of one row (docs/math.md#softmax-forward); `out` first holds `softmax(z)`.
 #[inline]
 pub fn forward_row(z: &[f64], k: SoftmaxConstants, out: &mut [f64]) {
-    softmax_into(z, out);
+    let (j, cj) = softmax_and_complement(z, out);
     let mut wmin = f64::INFINITY;
-    for o in out.iter_mut() {
-        let h = h_of(k, *o);
-        let u = u_of(h);
+    for (i, o) in out.iter_mut().enumerate() {
+        let (_, u) = h_u(k, *o, complement(i, *o, j, cj));
         let w = -1.0 - (2.0 * u).sqrt() - 0.75 * u;
         *o = w;
         if w < wmin || w.is_nan() {
@@ -72,24 +127,16 @@ pub fn forward_row(z: &[f64], k: SoftmaxConstants, out: &mut [f64]) {
     }
 }
 
-/// `a_i = g_i * dw/dh(h_i)`, 0 where `g_i` or `s_i` is 0.
-#[inline]
-fn a_of(k: SoftmaxConstants, gi: f64, si: f64) -> f64 {
-    let h = h_of(k, si);
-    let u = u_of(h);
-    // at tau = e and h = 1/e (u = 0) the derivative is infinite (the branch point of
-    // Lambert W); keep it finite so that a one-hot row gets its exact zero gradient
-    let u = if u < f64::MIN_POSITIVE { f64::MIN_POSITIVE } else { u };
-    // where s_i == 0 the term is multiplied by s_i: skip it (its factor may overflow)
-    if gi == 0.0 || si == 0.0 {
-        0.0
-    } else {
-        gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h
-    }
-}
-
-/// Backward of one row (the min-shift is a stop-gradient constant;
-/// `dz` first holds `softmax(z)`).
+/// Backward of one row (docs/math.md#softmax-backward; the min-shift is a
+/// stop-gradient constant): `dz_i = slope * s_i * (a_i - sum_k a_k s_k)` with
+/// `a_i = g_i * (1/sqrt(2u_i) + 0.75) / h_i`.
+///
+/// Near `tau = e` the factor `1/sqrt(2u)` of the largest entry `j` grows like
+/// `1/sqrt(1 - s_j)` while everything it multiplies vanishes faster; the row
+/// is evaluated so that no huge intermediate reaches the result:
+/// `dz_j = slope * s_j * (a_j (1 - s_j) - sum_{k != j} a_k s_k)` with
+/// `a_j (1 - s_j)` formed from `(1 - s_j)/sqrt(2u_j)`, and a row that is one-hot
+/// in floating point (`1 - s_j == 0`) gets gradient 0, its exact limit.
 #[inline]
 pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
     if k.slope == 0.0 {
@@ -97,11 +144,40 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
         dz.fill(0.0);
         return;
     }
-    softmax_into(z, dz);
-    let dot: f64 = dz.iter().zip(g).map(|(&si, &gi)| a_of(k, gi, si) * si).sum();
-    for (d, &gi) in dz.iter_mut().zip(g) {
-        let si = *d;
-        *d = k.slope * si * (a_of(k, gi, si) - dot);
+    let (j, cj) = softmax_and_complement(z, dz);
+    if cj == 0.0 && dz.iter().all(|v| !v.is_nan()) && g.iter().all(|v| v.is_finite()) {
+        dz.fill(0.0);
+        return;
+    }
+    // a_i s_i over i != j, and the largest entry's terms
+    let mut rest_dot = 0.0;
+    let (mut aj, mut aj_cj) = (0.0, 0.0);
+    for (i, (&si, &gi)) in dz.iter().zip(g).enumerate() {
+        let (h, u) = h_u(k, si, complement(i, si, j, cj));
+        if i == j {
+            if gi != 0.0 {
+                // u >= slope*(1 - s_j)/ub > 0 here; keep it away from an underflow to 0
+                let r = (2.0 * u).max(f64::MIN_POSITIVE).sqrt();
+                aj = gi * (1.0 / r + 0.75) / h;
+                aj_cj = gi * (cj / r + 0.75 * cj) / h;
+            }
+        } else if gi != 0.0 && si != 0.0 {
+            rest_dot += gi * (1.0 / (2.0 * u).sqrt() + 0.75) / h * si;
+        }
+    }
+    let sj = dz.get(j).copied().unwrap_or(0.0);
+    let dot = aj * sj + rest_dot;
+    for i in 0..dz.len() {
+        let si = dz[i];
+        dz[i] = if i == j {
+            k.slope * si * (aj_cj - rest_dot)
+        } else if si == 0.0 {
+            0.0
+        } else {
+            let (h, u) = h_u(k, si, 1.0 - si);
+            let ai = if g[i] == 0.0 { 0.0 } else { g[i] * (1.0 / (2.0 * u).sqrt() + 0.75) / h };
+            k.slope * si * (ai - dot)
+        };
     }
 }
 
