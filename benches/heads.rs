@@ -63,10 +63,10 @@ fn token_head(c: &mut Criterion) {
         b.iter(|| {
             let [lp, h, s, a] = &mut outs[..] else { unreachable!() };
             let o = TokenOutputs {
-                logprobs: lp.view_mut(),
-                entropy: h.view_mut(),
-                scale: s.view_mut(),
-                advantages: a.view_mut(),
+                logprobs: Some(lp.view_mut()),
+                entropy: Some(h.view_mut()),
+                scale: Some(s.view_mut()),
+                advantages: Some(a.view_mut()),
                 response_entropy: None,
             };
             head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o)

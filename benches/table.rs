@@ -133,10 +133,10 @@ fn token_forward<T: era::Element>(head: &TokenHead, b: &TokenBatch<T>, x: ArrayV
     let mut o: Vec<ArrayD<f32>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[rows]))).collect();
     let [lp, h, s, a] = &mut o[..] else { unreachable!() };
     let out = TokenOutputs {
-        logprobs: lp.view_mut(),
-        entropy: h.view_mut(),
-        scale: s.view_mut(),
-        advantages: a.view_mut(),
+        logprobs: Some(lp.view_mut()),
+        entropy: Some(h.view_mut()),
+        scale: Some(s.view_mut()),
+        advantages: Some(a.view_mut()),
         response_entropy: None,
     };
     let sl = ndarray::Slice::from(0..rows);

@@ -47,6 +47,14 @@
 #define ERA_LN_2PI_E 2.8378770664093453
 
 /**
+ * `sizeof(EraConfig)` in this version of the header: 168 bytes, with no
+ * implicit padding (every byte belongs to a named field). `era_config_size`
+ * returns the library's value and `era_config_field` each field's offset, so
+ * that a binding can check its own declaration at run time.
+ */
+#define ERA_CONFIG_SIZE 168
+
+/**
  * Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
  */
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
@@ -190,6 +198,10 @@ typedef struct EraConfig {
    */
   EraDeltaOptimizer delta_optimizer;
   /**
+   * Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+   */
+  uint32_t reserved0;
+  /**
    * Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
    */
   double delta_lr;
@@ -238,6 +250,10 @@ typedef struct EraConfig {
    */
   uint32_t advantage_scaling;
   /**
+   * Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+   */
+  uint32_t reserved1;
+  /**
    * Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
    */
   uint64_t vocab_topk;
@@ -247,6 +263,10 @@ typedef struct EraConfig {
    * 32768 elements always run on the calling thread.
    */
   uint32_t num_threads;
+  /**
+   * Reserved (explicit tail padding): must be 0; `era_config_default` sets it.
+   */
+  uint32_t reserved2;
 } EraConfig;
 
 /**
@@ -324,6 +344,26 @@ size_t era_last_error(char *buf, size_t len);
  * `out` is NULL or points to a writable `EraConfig`.
  */
 EraStatus era_config_default(EraHeadKind kind, struct EraConfig *out);
+
+/**
+ * Returns `sizeof(EraConfig)` as this library was built (`ERA_CONFIG_SIZE`
+ * of its header); a binding compares it with its own declaration.
+ */
+size_t era_config_size(void);
+
+/**
+ * Looks up a field of `EraConfig` by name (e.g. "vocab_topk") and stores its
+ * offset and size in bytes, as this library was built, in `*offset` and
+ * `*size` (either may be NULL). A binding checks every field of its own
+ * declaration this way.
+ *
+ * Errors: `ERA_STATUS_NULL_POINTER` (name), `ERA_STATUS_INVALID_ARGUMENT`
+ * (no such field; invalid UTF-8).
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `offset` and `size` are NULL or writable.
+ */
+EraStatus era_config_field(const char *name, size_t *offset, size_t *size);
 
 /**
  * Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`
@@ -493,7 +533,7 @@ EraStatus era_head_kind(const struct EraHead *head, EraHeadKind *out);
  * many bytes are written. For a Gaussian head `delta` holds the current value.
  *
  * Errors: `ERA_STATUS_NULL_POINTER` (head, out); `ERA_STATUS_INVALID_ARGUMENT`
- * (`out->struct_size < 8`).
+ * (`out->struct_size < 8`, or a size that ends inside a field).
  *
  * # Safety
  * `head` is NULL or a live handle; `out` is NULL or points to
@@ -507,6 +547,12 @@ EraStatus era_head_config(const struct EraHead *head, struct EraConfig *out);
  * float32 or float64 (the same for both), any strides; `out` may alias `z`.
  * The Gaussian head uses its current `delta`. `stream`: a `cudaStream_t`
  * for CUDA buffers; ignored for CPU buffers (may be NULL).
+ *
+ * Precision: float64 is computed in float64; contiguous float32 takes
+ * vectorised float32 kernels (strided float32, and the softmax head near
+ * `tau = e`, take the float64 rows and round once), so float32 results may
+ * differ in the last bits between layouts. Results never depend on the
+ * thread count.
  *
  * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND` (token head), `INVALID_SHAPE`,
  * `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
@@ -586,18 +632,24 @@ EraStatus era_head_from_json(const char *json, struct EraHead **out);
  * Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
  * any batch shape `[...]`:
  *
- * - `logits` `[..., V]`: float32, float64, bfloat16 or float16 (accumulated in f64);
+ * - `logits` `[..., V]`: float32, float64, bfloat16 or float16. float64 logits are
+ *   computed in f64; the others in f32 with the per-row sums carried in f64 (see
+ *   docs/math.md#numerics): f32 results may differ in the last bits between contiguous
+ *   and strided layouts, and never depend on the thread count. With a vocabulary top-K,
+ *   ties at the K-th value go to the lower index;
  * - `labels` `[...]`: sampled token ids (int32/int64), in `[0, V)` for unmasked tokens;
  * - `response_ids` `[...]`: int32/int64, the response each token belongs to
  *   (`>= 0`, any order, need not be contiguous), or -1 for masked tokens;
  * - `advantages` `[...]`: float32/float64.
  *
- * Outputs, all `[...]` with the dtype of `advantages`: `logprobs_out`
- * (`c*z[y] - logsumexp(c*z)` with `z = logits/T`; -1e4 for a label outside
- * the vocabulary top-K), `entropy_out` (`H(softmax(z))` over the full
- * vocabulary), `scale_out` (`c` in {k, 1, 1/k}), `advantages_out`
- * (`A/c` with advantage scaling), and `response_entropy_out` (may be NULL):
- * the mean entropy of the response's top-`rho` tokens. Masked tokens get
+ * Outputs, all `[...]` with the dtype of `advantages`, each optional (NULL
+ * = not wanted; the call does the same work and skips the store, so a
+ * caller that only wants old log-probs passes NULL for the others):
+ * `logprobs_out` (`c*z[y] - logsumexp(c*z)` with `z = logits/T`; -1e4 for a
+ * label outside the vocabulary top-K), `entropy_out` (`H(softmax(z))` over
+ * the full vocabulary), `scale_out` (`c` in {k, 1, 1/k}; the backward needs
+ * it), `advantages_out` (`A/c` with advantage scaling), and
+ * `response_entropy_out`: the mean entropy of the response's top-`rho` tokens. Masked tokens get
  * logprob 0, scale 1, their advantage unchanged and response entropy 0;
  * their labels are not read.
  *

@@ -47,9 +47,11 @@ pub struct Error {
 }
 
 impl Error {
-    /// Creates an error of `kind` with `message`.
+    /// Creates an error of `kind` with `message`, in which every number
+    /// written out with more than 20 digits (how `{}` prints `1e300` or
+    /// `1e-300`) is shortened to its shortest exact form (`1e300`).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: compact_numbers(message.into()) }
     }
 
     /// The kind of the error.
@@ -70,6 +72,31 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Rewrites decimal numbers of more than 20 digits (no integer type of the
+/// library has that many) as the shortest string that reads back as the same
+/// f64, e.g. `1e300` instead of a 301-digit expansion.
+fn compact_numbers(msg: String) -> String {
+    let digits = |t: &str| t.bytes().filter(u8::is_ascii_digit).count();
+    if !msg.as_bytes().windows(21).any(|w| w.iter().all(|b| b.is_ascii_digit() || *b == b'.')) {
+        return msg;
+    }
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg.as_str();
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(tail.len());
+        let token = tail[..end].trim_end_matches('.');
+        match token.parse::<f64>() {
+            Ok(v) if digits(token) > 20 => out.push_str(&format!("{v:?}")),
+            _ => out.push_str(token),
+        }
+        rest = &tail[token.len()..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The result type of the crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -93,6 +120,16 @@ pub(crate) fn check_same_shape(a_name: &str, a: &[usize], b_name: &str, b: &[usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_numbers_are_shortened() {
+        let e = Error::new(ErrorKind::InvalidConfig, format!("tau must be finite, got {} and {}, [{}, {}]", 1e300, 1e-300, 2.5, -3.0e25));
+        assert_eq!(e.message(), "tau must be finite, got 1e300 and 1e-300, [2.5, -3e25]");
+        let e = Error::new(ErrorKind::InvalidValue, format!("labels[3] = {} is outside [0, {})", i64::MAX, u64::MAX));
+        assert_eq!(e.message(), "labels[3] = 9223372036854775807 is outside [0, 18446744073709551615)");
+        let e = Error::new(ErrorKind::InvalidValue, "0.30000000000000004 stays");
+        assert_eq!(e.message(), "0.30000000000000004 stays");
+    }
 
     #[test]
     fn display_is_the_message() {

@@ -34,10 +34,10 @@ fn forward<T: era::Element>(
     let mut o: Vec<ArrayD<f64>> = (0..5).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
     let [lp, h, c, a, r] = &mut o[..] else { unreachable!() };
     let out = TokenOutputs {
-        logprobs: lp.view_mut(),
-        entropy: h.view_mut(),
-        scale: c.view_mut(),
-        advantages: a.view_mut(),
+        logprobs: Some(lp.view_mut()),
+        entropy: Some(h.view_mut()),
+        scale: Some(c.view_mut()),
+        advantages: Some(a.view_mut()),
         response_entropy: Some(r.view_mut()),
     };
     let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));

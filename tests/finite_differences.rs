@@ -137,10 +137,10 @@ fn token_backward_matches_finite_differences() {
             let mut sc = ArrayD::zeros(IxDyn(&[n]));
             let mut ao = ArrayD::zeros(IxDyn(&[n]));
             let out = TokenOutputs {
-                logprobs: lp.view_mut(),
-                entropy: h.view_mut(),
-                scale: sc.view_mut(),
-                advantages: ao.view_mut(),
+                logprobs: Some(lp.view_mut()),
+                entropy: Some(h.view_mut()),
+                scale: Some(sc.view_mut()),
+                advantages: Some(ao.view_mut()),
                 response_entropy: None,
             };
             head.forward(x.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), out).unwrap();

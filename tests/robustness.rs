@@ -89,10 +89,10 @@ fn empty_batches_and_single_entry_vocabulary() {
         let mut outs: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::from_elem(IxDyn(&[n]), 7.0)).collect();
         let [lp, en, sc, ao] = &mut outs[..] else { unreachable!() };
         let o = TokenOutputs {
-            logprobs: lp.view_mut(),
-            entropy: en.view_mut(),
-            scale: sc.view_mut(),
-            advantages: ao.view_mut(),
+            logprobs: Some(lp.view_mut()),
+            entropy: Some(en.view_mut()),
+            scale: Some(sc.view_mut()),
+            advantages: Some(ao.view_mut()),
             response_entropy: None,
         };
         t.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap();
@@ -120,10 +120,10 @@ fn token_rows_with_extremes() {
         let mut outs: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
         let [lp, en, sc, ao] = &mut outs[..] else { unreachable!() };
         let o = TokenOutputs {
-            logprobs: lp.view_mut(),
-            entropy: en.view_mut(),
-            scale: sc.view_mut(),
-            advantages: ao.view_mut(),
+            logprobs: Some(lp.view_mut()),
+            entropy: Some(en.view_mut()),
+            scale: Some(sc.view_mut()),
+            advantages: Some(ao.view_mut()),
             response_entropy: None,
         };
         head.forward(logits.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), o).unwrap();

@@ -101,10 +101,10 @@ fn run(head: &TokenHead, b: &Batch) -> Reference {
     let mut out: Vec<ArrayD<f64>> = (0..5).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
     let [lp, h, c, a, r] = &mut out[..] else { unreachable!() };
     let o = TokenOutputs {
-        logprobs: lp.view_mut(),
-        entropy: h.view_mut(),
-        scale: c.view_mut(),
-        advantages: a.view_mut(),
+        logprobs: Some(lp.view_mut()),
+        entropy: Some(h.view_mut()),
+        scale: Some(c.view_mut()),
+        advantages: Some(a.view_mut()),
         response_entropy: Some(r.view_mut()),
     };
     head.forward(b.logits.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), b.adv.view(), o).unwrap();
@@ -190,10 +190,10 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let mut o: Vec<ArrayD<f32>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[2, 12]))).collect();
     let [lp, h, c, a] = &mut o[..] else { unreachable!() };
     let out = TokenOutputs {
-        logprobs: lp.view_mut(),
-        entropy: h.view_mut(),
-        scale: c.view_mut(),
-        advantages: a.view_mut(),
+        logprobs: Some(lp.view_mut()),
+        entropy: Some(h.view_mut()),
+        scale: Some(c.view_mut()),
+        advantages: Some(a.view_mut()),
         response_entropy: None,
     };
     head.forward(logits3.view(), IndexView::from(labels.view()), IndexView::from(ids.view()), adv.view(), out).unwrap();
@@ -208,10 +208,10 @@ fn int32_ids_batched_shape_and_bf16_logits() {
     let mut o: Vec<ArrayD<f64>> = (0..4).map(|_| ArrayD::zeros(IxDyn(&[n]))).collect();
     let [lp, h, c, a] = &mut o[..] else { unreachable!() };
     let out = TokenOutputs {
-        logprobs: lp.view_mut(),
-        entropy: h.view_mut(),
-        scale: c.view_mut(),
-        advantages: a.view_mut(),
+        logprobs: Some(lp.view_mut()),
+        entropy: Some(h.view_mut()),
+        scale: Some(c.view_mut()),
+        advantages: Some(a.view_mut()),
         response_entropy: None,
     };
     head.forward(lb.view(), IndexView::from(b.labels.view()), IndexView::from(b.ids.view()), b.adv.view(), out).unwrap();
@@ -251,10 +251,10 @@ fn invalid_values_are_rejected() {
         let r = ndarray::arr1(&ids).into_dyn();
         let [lp, h, c, a] = &mut o[..] else { unreachable!() };
         let out = TokenOutputs {
-            logprobs: lp.view_mut(),
-            entropy: h.view_mut(),
-            scale: c.view_mut(),
-            advantages: a.view_mut(),
+            logprobs: Some(lp.view_mut()),
+            entropy: Some(h.view_mut()),
+            scale: Some(c.view_mut()),
+            advantages: Some(a.view_mut()),
             response_entropy: None,
         };
         let res = head.forward(logits.view(), IndexView::from(l.view()), IndexView::from(r.view()), adv.view(), out);

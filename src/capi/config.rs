@@ -1,6 +1,8 @@
 //! `EraConfig`: the C view of [`HeadConfig`], versioned by `struct_size`.
 
-use crate::capi::{ffi_boundary, out_ref, EraStatus};
+use std::ffi::{c_char, CStr};
+
+use crate::capi::{ffi_boundary, in_ref, out_ref, EraStatus};
 use crate::config::{DeltaLearning, DeltaOptimizer, GaussianConfig, HeadConfig, SoftmaxConfig, TokenConfig};
 use crate::error::{bail, Result};
 
@@ -47,6 +49,8 @@ pub struct EraConfig {
     pub delta: f64,
     /// Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM).
     pub delta_optimizer: EraDeltaOptimizer,
+    /// Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+    pub reserved0: u32,
     /// Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
     pub delta_lr: f64,
     /// Gaussian: Adam beta1 in [0, 1) (default 0.9).
@@ -71,12 +75,88 @@ pub struct EraConfig {
     pub temperature: f64,
     /// Token: nonzero to divide advantages by the scale (default 1).
     pub advantage_scaling: u32,
+    /// Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+    pub reserved1: u32,
     /// Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
     pub vocab_topk: u64,
     /// All kinds: threads of the head's kernels, at most 1024; 0 (default) = the
     /// `ERA_NUM_THREADS` environment variable if set, else all cores. Inputs below
     /// 32768 elements always run on the calling thread.
     pub num_threads: u32,
+    /// Reserved (explicit tail padding): must be 0; `era_config_default` sets it.
+    pub reserved2: u32,
+}
+
+/// `sizeof(EraConfig)` in this version of the header: 168 bytes, with no
+/// implicit padding (every byte belongs to a named field). `era_config_size`
+/// returns the library's value and `era_config_field` each field's offset, so
+/// that a binding can check its own declaration at run time.
+pub const ERA_CONFIG_SIZE: usize = 168;
+
+/// Lists the fields of [`EraConfig`] with their types, and generates the
+/// table of names, offsets and sizes, with compile-time checks that the
+/// types are the struct's and that the fields cover it without a gap.
+macro_rules! config_fields {
+    ($($field:ident: $ty:ty,)*) => {
+        /// Every field of `EraConfig` in order: name, offset and size in bytes.
+        pub(crate) const CONFIG_FIELDS: &[(&str, usize, usize)] =
+            &[$((stringify!($field), std::mem::offset_of!(EraConfig, $field), std::mem::size_of::<$ty>()),)*];
+
+        const _: () = {
+            // each listed type is the field's type
+            $(let _: fn(&EraConfig) -> &$ty = |c| &c.$field;)*
+            // the fields follow each other without a gap and fill the struct
+            let mut end = 0;
+            let mut i = 0;
+            while i < CONFIG_FIELDS.len() {
+                assert!(CONFIG_FIELDS[i].1 == end, "implicit padding in EraConfig");
+                end += CONFIG_FIELDS[i].2;
+                i += 1;
+            }
+            assert!(end == std::mem::size_of::<EraConfig>(), "implicit tail padding in EraConfig");
+            assert!(end == ERA_CONFIG_SIZE, "ERA_CONFIG_SIZE is not sizeof(EraConfig)");
+        };
+    };
+}
+
+config_fields! {
+    struct_size: u32,
+    kind: EraHeadKind,
+    target_entropy: f64,
+    dim: u64,
+    log_std_min: f64,
+    log_std_max: f64,
+    delta: f64,
+    delta_optimizer: EraDeltaOptimizer,
+    reserved0: u32,
+    delta_lr: f64,
+    delta_beta1: f64,
+    delta_beta2: f64,
+    delta_eps: f64,
+    num_classes: u64,
+    tau: f64,
+    k: f64,
+    omega_low: f64,
+    omega_high: f64,
+    top_fraction: f64,
+    temperature: f64,
+    advantage_scaling: u32,
+    reserved1: u32,
+    vocab_topk: u64,
+    num_threads: u32,
+    reserved2: u32,
+}
+
+/// Fails unless `size` (a caller's `struct_size`, at most ours) ends on a field boundary.
+fn check_field_boundary(size: usize, what: &str) -> Result<()> {
+    if CONFIG_FIELDS.iter().any(|&(_, off, len)| off + len == size) {
+        return Ok(());
+    }
+    let (name, off, _) = CONFIG_FIELDS.iter().copied().rev().find(|&(_, off, _)| off < size).unwrap_or(("struct_size", 0, 4));
+    bail!(
+        InvalidConfig,
+        "{what} is {size}, which ends inside the field {name} (offset {off}); it must be sizeof(EraConfig) of some version of era.h"
+    )
 }
 
 /// Largest `struct_size` accepted (a guard against garbage).
@@ -104,6 +184,7 @@ impl EraConfig {
             log_std_max: 0.0,
             delta: 0.0,
             delta_optimizer: ERA_DELTA_OPTIMIZER_ADAM,
+            reserved0: 0,
             delta_lr: d.lr,
             delta_beta1: d.beta1,
             delta_beta2: d.beta2,
@@ -116,8 +197,10 @@ impl EraConfig {
             top_fraction: t.top_fraction,
             temperature: t.temperature,
             advantage_scaling: t.advantage_scaling as u32,
+            reserved1: 0,
             vocab_topk: t.vocab_topk as u64,
             num_threads: 0,
+            reserved2: 0,
         }
     }
 
@@ -135,9 +218,14 @@ impl EraConfig {
         if size > MAX_STRUCT_SIZE {
             bail!(InvalidConfig, "config struct_size is {size}, which is not a plausible sizeof(EraConfig)");
         }
+        let ours = std::mem::size_of::<EraConfig>();
+        if (size as usize) < ours {
+            check_field_boundary(size as usize, "config struct_size")?;
+        } else if size % 4 != 0 {
+            bail!(InvalidConfig, "config struct_size is {size}, which is not a multiple of 4");
+        }
         let kind = std::ptr::read_unaligned(bytes.add(4) as *const u32);
         let mut cfg = EraConfig::defaults(kind)?;
-        let ours = std::mem::size_of::<EraConfig>();
         let n = (size as usize).min(ours);
         std::ptr::copy_nonoverlapping(bytes, &mut cfg as *mut EraConfig as *mut u8, n);
         for i in ours..size as usize {
@@ -147,6 +235,15 @@ impl EraConfig {
                     "config struct_size is {size} (newer than this library's {ours}) and sets fields this library does not know"
                 );
             }
+        }
+        if cfg.reserved0 != 0 || cfg.reserved1 != 0 || cfg.reserved2 != 0 {
+            bail!(
+                InvalidConfig,
+                "config reserved fields must be 0, got {}, {}, {} (start from era_config_default or zero the struct)",
+                cfg.reserved0,
+                cfg.reserved1,
+                cfg.reserved2
+            );
         }
         cfg.struct_size = ours as u32;
         Ok(cfg)
@@ -261,6 +358,44 @@ pub unsafe extern "C" fn era_config_default(kind: EraHeadKind, out: *mut EraConf
     }
 }
 
+/// Returns `sizeof(EraConfig)` as this library was built (`ERA_CONFIG_SIZE`
+/// of its header); a binding compares it with its own declaration.
+#[no_mangle]
+pub extern "C" fn era_config_size() -> usize {
+    ffi_boundary!(fallback = ERA_CONFIG_SIZE; std::mem::size_of::<EraConfig>())
+}
+
+/// Looks up a field of `EraConfig` by name (e.g. "vocab_topk") and stores its
+/// offset and size in bytes, as this library was built, in `*offset` and
+/// `*size` (either may be NULL). A binding checks every field of its own
+/// declaration this way.
+///
+/// Errors: `ERA_STATUS_NULL_POINTER` (name), `ERA_STATUS_INVALID_ARGUMENT`
+/// (no such field; invalid UTF-8).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `offset` and `size` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn era_config_field(name: *const c_char, offset: *mut usize, size: *mut usize) -> EraStatus {
+    ffi_boundary! {
+        in_ref(name, "name")?;
+        let name = match CStr::from_ptr(name).to_str() {
+            Ok(s) => s,
+            Err(_) => bail!(InvalidArgument, "name is not valid UTF-8"),
+        };
+        let Some(&(_, off, len)) = CONFIG_FIELDS.iter().find(|f| f.0 == name) else {
+            bail!(InvalidArgument, "EraConfig has no field {name:?}");
+        };
+        if let Some(o) = offset.as_mut() {
+            *o = off;
+        }
+        if let Some(s) = size.as_mut() {
+            *s = len;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +445,31 @@ mod tests {
         let mut tiny = full;
         tiny.struct_size = 4;
         assert!(unsafe { EraConfig::read(&tiny) }.is_err());
+        // sizes that end inside a field are rejected, field ends are accepted
+        for (size, ok) in [(20, false), (16, true), (24, true), (52, true), (53, false), (164, true), (166, false)] {
+            let mut c = full;
+            c.struct_size = size;
+            assert_eq!(unsafe { EraConfig::read(&c) }.is_ok(), ok, "struct_size {size}");
+        }
+        // reserved fields must be 0
+        let mut r = full;
+        r.reserved1 = 7;
+        let e = unsafe { EraConfig::read(&r) }.unwrap_err();
+        assert!(e.message().contains("reserved"), "{}", e.message());
+    }
+
+    #[test]
+    fn the_field_table_describes_the_struct() {
+        assert_eq!(era_config_size(), std::mem::size_of::<EraConfig>());
+        assert_eq!(era_config_size(), ERA_CONFIG_SIZE);
+        let (mut off, mut sz) = (0usize, 0usize);
+        let st = unsafe { era_config_field(c"vocab_topk".as_ptr(), &mut off, &mut sz) };
+        assert_eq!(st, EraStatus::Ok);
+        assert_eq!((off, sz), (std::mem::offset_of!(EraConfig, vocab_topk), 8));
+        let st = unsafe { era_config_field(c"nope".as_ptr(), &mut off, &mut sz) };
+        assert_eq!(st, EraStatus::InvalidArgument);
+        let st = unsafe { era_config_field(std::ptr::null(), &mut off, &mut sz) };
+        assert_eq!(st, EraStatus::NullPointer);
+        assert_eq!(CONFIG_FIELDS.len(), 25);
     }
 }

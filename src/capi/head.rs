@@ -84,7 +84,7 @@ pub unsafe extern "C" fn era_head_kind(head: *const EraHead, out: *mut EraHeadKi
 /// many bytes are written. For a Gaussian head `delta` holds the current value.
 ///
 /// Errors: `ERA_STATUS_NULL_POINTER` (head, out); `ERA_STATUS_INVALID_ARGUMENT`
-/// (`out->struct_size < 8`).
+/// (`out->struct_size < 8`, or a size that ends inside a field).
 ///
 /// # Safety
 /// `head` is NULL or a live handle; `out` is NULL or points to
@@ -100,6 +100,9 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
         if size < 8 {
             bail!(InvalidArgument, "out->struct_size is {size}; set it to sizeof(EraConfig) before the call");
         }
+        if size < std::mem::size_of::<EraConfig>() && !crate::capi::config::CONFIG_FIELDS.iter().any(|&(_, o, l)| o + l == size) {
+            bail!(InvalidArgument, "out->struct_size is {size}, which ends inside a field; set it to sizeof(EraConfig)");
+        }
         let mut cfg = EraConfig::from_head_config(&h.config());
         cfg.num_threads = h.num_threads() as u32;
         let n = size.min(std::mem::size_of::<EraConfig>());
@@ -114,6 +117,12 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
 /// float32 or float64 (the same for both), any strides; `out` may alias `z`.
 /// The Gaussian head uses its current `delta`. `stream`: a `cudaStream_t`
 /// for CUDA buffers; ignored for CPU buffers (may be NULL).
+///
+/// Precision: float64 is computed in float64; contiguous float32 takes
+/// vectorised float32 kernels (strided float32, and the softmax head near
+/// `tau = e`, take the float64 rows and round once), so float32 results may
+/// differ in the last bits between layouts. Results never depend on the
+/// thread count.
 ///
 /// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND` (token head), `INVALID_SHAPE`,
 /// `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.

@@ -37,18 +37,24 @@ impl IndexCow<'_> {
 /// Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
 /// any batch shape `[...]`:
 ///
-/// - `logits` `[..., V]`: float32, float64, bfloat16 or float16 (accumulated in f64);
+/// - `logits` `[..., V]`: float32, float64, bfloat16 or float16. float64 logits are
+///   computed in f64; the others in f32 with the per-row sums carried in f64 (see
+///   docs/math.md#numerics): f32 results may differ in the last bits between contiguous
+///   and strided layouts, and never depend on the thread count. With a vocabulary top-K,
+///   ties at the K-th value go to the lower index;
 /// - `labels` `[...]`: sampled token ids (int32/int64), in `[0, V)` for unmasked tokens;
 /// - `response_ids` `[...]`: int32/int64, the response each token belongs to
 ///   (`>= 0`, any order, need not be contiguous), or -1 for masked tokens;
 /// - `advantages` `[...]`: float32/float64.
 ///
-/// Outputs, all `[...]` with the dtype of `advantages`: `logprobs_out`
-/// (`c*z[y] - logsumexp(c*z)` with `z = logits/T`; -1e4 for a label outside
-/// the vocabulary top-K), `entropy_out` (`H(softmax(z))` over the full
-/// vocabulary), `scale_out` (`c` in {k, 1, 1/k}), `advantages_out`
-/// (`A/c` with advantage scaling), and `response_entropy_out` (may be NULL):
-/// the mean entropy of the response's top-`rho` tokens. Masked tokens get
+/// Outputs, all `[...]` with the dtype of `advantages`, each optional (NULL
+/// = not wanted; the call does the same work and skips the store, so a
+/// caller that only wants old log-probs passes NULL for the others):
+/// `logprobs_out` (`c*z[y] - logsumexp(c*z)` with `z = logits/T`; -1e4 for a
+/// label outside the vocabulary top-K), `entropy_out` (`H(softmax(z))` over
+/// the full vocabulary), `scale_out` (`c` in {k, 1, 1/k}; the backward needs
+/// it), `advantages_out` (`A/c` with advantage scaling), and
+/// `response_entropy_out`: the mean entropy of the response's top-`rho` tokens. Masked tokens get
 /// logprob 0, scale 1, their advantage unchanged and response entropy 0;
 /// their labels are not read.
 ///
@@ -79,15 +85,12 @@ pub unsafe extern "C" fn era_token_forward(
         let yd = Desc::new(labels, "labels")?;
         let rd = Desc::new(response_ids, "response_ids")?;
         let ad = Desc::new(advantages, "advantages")?;
-        let lp = Desc::new(logprobs_out, "logprobs_out")?;
-        let en = Desc::new(entropy_out, "entropy_out")?;
-        let sc = Desc::new(scale_out, "scale_out")?;
-        let ao = Desc::new(advantages_out, "advantages_out")?;
+        let lp = Desc::optional(logprobs_out, "logprobs_out")?;
+        let en = Desc::optional(entropy_out, "entropy_out")?;
+        let sc = Desc::optional(scale_out, "scale_out")?;
+        let ao = Desc::optional(advantages_out, "advantages_out")?;
         let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
-        let mut outs = vec![&lp, &en, &sc, &ao];
-        if let Some(r) = &re {
-            outs.push(r);
-        }
+        let outs: Vec<&Desc<'_>> = [&lp, &en, &sc, &ao, &re].into_iter().flatten().collect();
         check_outputs(&outs)?;
         let y = index_view(&yd, &outs)?;
         let r = index_view(&rd, &outs)?;
@@ -99,10 +102,10 @@ pub unsafe extern "C" fn era_token_forward(
                 let x = ld.input::<L>(&outs)?;
                 let a = ad.input::<F>(&outs)?;
                 let o = TokenOutputs {
-                    logprobs: lp.view_mut::<F>(),
-                    entropy: en.view_mut::<F>(),
-                    scale: sc.view_mut::<F>(),
-                    advantages: ao.view_mut::<F>(),
+                    logprobs: lp.as_ref().map(|d| d.view_mut::<F>()),
+                    entropy: en.as_ref().map(|d| d.view_mut::<F>()),
+                    scale: sc.as_ref().map(|d| d.view_mut::<F>()),
+                    advantages: ao.as_ref().map(|d| d.view_mut::<F>()),
                     response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
                 };
                 t.forward(x.view(), y.view(), r.view(), a.view(), o)

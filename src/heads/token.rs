@@ -54,16 +54,17 @@ impl<'a> From<ArrayViewD<'a, i64>> for IndexView<'a> {
 }
 
 /// The per-token outputs of [`TokenHead::forward`], each of the logits'
-/// shape without its last axis.
+/// shape without its last axis; `None` for an output the caller does not
+/// want (the same work is done; only the store is skipped).
 pub struct TokenOutputs<'a, F> {
     /// `logp'_t = c_t*z_t[y_t] - logsumexp(c_t*z_t)` (0 for masked tokens).
-    pub logprobs: ArrayViewMutD<'a, F>,
+    pub logprobs: Option<ArrayViewMutD<'a, F>>,
     /// `H_t = entropy(softmax(logits_t / T))` over the full vocabulary.
-    pub entropy: ArrayViewMutD<'a, F>,
-    /// The scale `c_t` in `{k, 1, 1/k}` (1 for masked tokens).
-    pub scale: ArrayViewMutD<'a, F>,
+    pub entropy: Option<ArrayViewMutD<'a, F>>,
+    /// The scale `c_t` in `{k, 1, 1/k}` (1 for masked tokens): the backward needs it.
+    pub scale: Option<ArrayViewMutD<'a, F>>,
     /// `A_t / c_t` with advantage scaling, else `A_t`.
-    pub advantages: ArrayViewMutD<'a, F>,
+    pub advantages: Option<ArrayViewMutD<'a, F>>,
     /// Optional: the token's response entropy `Hresp` (0 for masked tokens).
     pub response_entropy: Option<ArrayViewMutD<'a, F>>,
 }
@@ -165,26 +166,36 @@ impl TokenHead {
     fn check_outputs<T, F>(&self, logits: &ArrayViewD<'_, T>, advantages: &ArrayViewD<'_, F>, out: &TokenOutputs<'_, F>) -> Result<()> {
         let batch = &logits.shape()[..logits.ndim() - 1];
         check_same_shape("advantages", advantages.shape(), "logits without its last axis", batch)?;
-        check_same_shape("logprobs", out.logprobs.shape(), "logits without its last axis", batch)?;
-        check_same_shape("entropy", out.entropy.shape(), "logits without its last axis", batch)?;
-        check_same_shape("scale", out.scale.shape(), "logits without its last axis", batch)?;
-        check_same_shape("advantages_out", out.advantages.shape(), "logits without its last axis", batch)?;
-        if let Some(r) = &out.response_entropy {
-            check_same_shape("response_entropy", r.shape(), "logits without its last axis", batch)?;
+        let named = [
+            ("logprobs", &out.logprobs),
+            ("entropy", &out.entropy),
+            ("scale", &out.scale),
+            ("advantages_out", &out.advantages),
+            ("response_entropy", &out.response_entropy),
+        ];
+        for (name, o) in named {
+            if let Some(o) = o {
+                check_same_shape(name, o.shape(), "logits without its last axis", batch)?;
+            }
         }
         Ok(())
     }
 
     fn write_outputs<F: Element>(&self, out: TokenOutputs<'_, F>, logp: &[f64], h: &[f64], scale: &[f64], adv: &[f64], hresp: &[f64]) {
-        let TokenOutputs { mut logprobs, mut entropy, scale: mut scale_out, advantages: mut adv_out, response_entropy } = out;
-        parallel::store_values(&mut logprobs, logp);
-        parallel::store_values(&mut entropy, h);
-        parallel::store_values(&mut scale_out, scale);
-        let a2: Vec<f64> = adv.iter().zip(scale).map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a }).collect();
-        parallel::store_values(&mut adv_out, &a2);
-        if let Some(mut r) = response_entropy {
-            parallel::store_values(&mut r, hresp);
+        let TokenOutputs { logprobs, entropy, scale: scale_out, advantages: adv_out, response_entropy } = out;
+        let store = |o: Option<ArrayViewMutD<'_, F>>, v: &[f64]| {
+            if let Some(mut o) = o {
+                parallel::store_values(&mut o, v);
+            }
+        };
+        store(logprobs, logp);
+        store(entropy, h);
+        store(scale_out, scale);
+        if adv_out.is_some() {
+            let a2: Vec<f64> = adv.iter().zip(scale).map(|(&a, &s)| if self.cfg.advantage_scaling { a / s } else { a }).collect();
+            store(adv_out, &a2);
         }
+        store(response_entropy, hresp);
     }
 
     /// Forward: `logits` `[..., V]`, `labels`, `response_ids`, `advantages`

@@ -281,6 +281,19 @@ static void test_head_new_generic(void) {
     }
   }
 
+  /* a struct_size that ends inside a field (here in the middle of the 8-byte dim) */
+  c = gauss_cfg(3, -1.5);
+  c.struct_size = (uint32_t)offsetof(EraConfig, dim) + 4;
+  EXPECT_NEW_FAILS(&c, ERA_STATUS_INVALID_CONFIG);
+  CHECK_ERR_MENTIONS("dim");
+  c.struct_size = (uint32_t)offsetof(EraConfig, log_std_min);
+  EXPECT_NEW_OK(&c);
+  /* reserved fields must be 0 */
+  c = gauss_cfg(3, -1.5);
+  c.reserved1 = 1;
+  EXPECT_NEW_FAILS(&c, ERA_STATUS_INVALID_CONFIG);
+  CHECK_ERR_MENTIONS("reserved");
+
   /* struct_size larger than ours: a newer caller; zero trailing bytes are fine */
   struct {
     EraConfig c;
@@ -525,6 +538,57 @@ static void test_free_kind_config(void) {
   era_head_free(th);
 }
 
+/* The layout of EraConfig as the library sees it: size and every field's offset. */
+static void test_config_layout(void) {
+  SECTION("config layout");
+  CHECK(era_config_size() == sizeof(EraConfig));
+  CHECK(ERA_CONFIG_SIZE == sizeof(EraConfig));
+  struct {
+    const char* name;
+    size_t offset, size;
+  } fields[] = {
+#define F(f) {#f, offsetof(EraConfig, f), sizeof(((EraConfig*)0)->f)}
+      F(struct_size), F(kind),        F(target_entropy), F(dim),       F(log_std_min),       F(log_std_max),
+      F(delta),       F(delta_optimizer), F(reserved0),  F(delta_lr),  F(delta_beta1),       F(delta_beta2),
+      F(delta_eps),   F(num_classes), F(tau),            F(k),         F(omega_low),         F(omega_high),
+      F(top_fraction), F(temperature), F(advantage_scaling), F(reserved1), F(vocab_topk),    F(num_threads),
+      F(reserved2),
+#undef F
+  };
+  size_t end = 0;
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    size_t off = 99, sz = 99;
+    CHECK_OK(era_config_field(fields[i].name, &off, &sz));
+    CHECK_MSG(off == fields[i].offset && sz == fields[i].size, "%s: library %zu/%zu, header %zu/%zu", fields[i].name,
+              off, sz, fields[i].offset, fields[i].size);
+    /* no implicit padding: each field starts where the previous one ends */
+    CHECK_MSG(fields[i].offset == end, "padding before %s", fields[i].name);
+    end = fields[i].offset + fields[i].size;
+  }
+  CHECK(end == sizeof(EraConfig));
+  size_t off = 0;
+  CHECK_OK(era_config_field("tau", &off, NULL));
+  CHECK(off == offsetof(EraConfig, tau));
+  CHECK_STATUS(era_config_field("no_such_field", &off, NULL), ERA_STATUS_INVALID_ARGUMENT);
+  CHECK_ERR_MENTIONS("no_such_field");
+  CHECK_STATUS(era_config_field(NULL, &off, NULL), ERA_STATUS_NULL_POINTER);
+
+  SECTION("compact numbers in messages");
+  EraConfig c;
+  CHECK_OK(era_config_default(ERA_HEAD_KIND_SOFTMAX, &c));
+  c.num_classes = 10;
+  c.target_entropy = 1.0;
+  c.tau = 1e300 * 1e10; /* inf */
+  EraHead* h = NULL;
+  CHECK_STATUS(era_head_new(&c, &h), ERA_STATUS_INVALID_CONFIG);
+  c.tau = 4.0;
+  c.target_entropy = 1e300;
+  CHECK_STATUS(era_head_new(&c, &h), ERA_STATUS_INFEASIBLE_TARGET);
+  char buf[512];
+  era_last_error(buf, sizeof buf);
+  CHECK_MSG(strstr(buf, "1e300") != NULL && strlen(buf) < 300, "message: %s", buf);
+}
+
 int main(void) {
   test_last_error_initially_empty();
   test_versions();
@@ -537,5 +601,6 @@ int main(void) {
   test_head_new_softmax();
   test_head_new_token();
   test_free_kind_config();
+  test_config_layout();
   return check_finish();
 }

@@ -856,7 +856,6 @@ static void test_head_free_entropies(void) {
 }
 
 int main(void) {
-  test_head_free_entropies();
   test_worked_example();
   test_batch();
   test_ranks();
@@ -866,5 +865,6 @@ int main(void) {
   test_delta_concurrency();
   test_forward_delta();
   test_truncated_normal();
+  test_head_free_entropies();
   return check_finish();
 }

@@ -577,14 +577,7 @@ static void test_token_errors(void) {
                ERA_STATUS_NULL_POINTER);
   CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, NULL, &tlp, &tH, &tc, &tao, &thr, NULL),
                ERA_STATUS_NULL_POINTER);
-  CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, &ta, NULL, &tH, &tc, &tao, &thr, NULL),
-               ERA_STATUS_NULL_POINTER);
-  CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, &ta, &tlp, NULL, &tc, &tao, &thr, NULL),
-               ERA_STATUS_NULL_POINTER);
-  CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, &ta, &tlp, &tH, NULL, &tao, &thr, NULL),
-               ERA_STATUS_NULL_POINTER);
-  CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, &ta, &tlp, &tH, &tc, NULL, &thr, NULL),
-               ERA_STATUS_NULL_POINTER);
+  /* every output is optional (NULL = not wanted): tested in test_optional_outputs */
   CHECK_STATUS(era_token_backward(NULL, &tl, &tlab, &trid, &tc, &tg, &tgr, NULL), ERA_STATUS_NULL_POINTER);
   CHECK_STATUS(era_token_backward(h, NULL, &tlab, &trid, &tc, &tg, &tgr, NULL), ERA_STATUS_NULL_POINTER);
   CHECK_STATUS(era_token_backward(h, &tl, NULL, &trid, &tc, &tg, &tgr, NULL), ERA_STATUS_NULL_POINTER);
@@ -668,6 +661,50 @@ static void test_token_errors(void) {
   era_head_free(sh);
 }
 
+/* Outputs a caller does not want are NULL: the others are the same as with all of them. */
+static void test_optional_outputs(void) {
+  SECTION("optional token outputs");
+  enum { N = 6, V = 40 };
+  Rng rng = {17};
+  float logits[N * V];
+  for (int i = 0; i < N * V; i++) logits[i] = (float)rng_normal(&rng);
+  int64_t labels[N] = {1, 5, 9, 0, 39, 3}, rid[N] = {0, 0, 1, 1, -1, 1};
+  double adv[N] = {1, 1, -1, -1, 0.5, -1};
+  double lp[N], H[N], c[N], ao[N], hr[N];
+  int64_t sl[2] = {N, V}, sn[1] = {N};
+  DLTensor tl = tensor_f32(logits, 2, sl), tlab = tensor(labels, DT_I64, 1, sn, NULL),
+           trid = tensor(rid, DT_I64, 1, sn, NULL), ta = tensor_f64(adv, 1, sn), tlp = tensor_f64(lp, 1, sn),
+           tH = tensor_f64(H, 1, sn), tc = tensor_f64(c, 1, sn), tao = tensor_f64(ao, 1, sn),
+           thr = tensor_f64(hr, 1, sn);
+  EraHead* h = new_token_default();
+  CHECK_OK(era_token_forward(h, &tl, &tlab, &trid, &ta, &tlp, &tH, &tc, &tao, &thr, NULL));
+  /* log-probs only (PPO/GRPO old log-probs) */
+  double lp2[N];
+  for (int i = 0; i < N; i++) lp2[i] = -123.0;
+  DLTensor tlp2 = tensor_f64(lp2, 1, sn);
+  CHECK_OK(era_token_forward(h, &tl, &tlab, &trid, &ta, &tlp2, NULL, NULL, NULL, NULL, NULL));
+  CHECK_ARRAY_NEAR(lp2, lp, N, 0.0);
+  /* scale only (what the backward needs) and entropy only */
+  double c2[N], H2[N];
+  DLTensor tc2 = tensor_f64(c2, 1, sn), tH2 = tensor_f64(H2, 1, sn);
+  CHECK_OK(era_token_forward(h, &tl, &tlab, &trid, &ta, NULL, NULL, &tc2, NULL, NULL, NULL));
+  CHECK_ARRAY_NEAR(c2, c, N, 0.0);
+  CHECK_OK(era_token_forward(h, &tl, &tlab, &trid, &ta, NULL, &tH2, NULL, NULL, NULL, NULL));
+  CHECK_ARRAY_NEAR(H2, H, N, 0.0);
+  /* no output at all is allowed too: only the inputs are checked */
+  CHECK_OK(era_token_forward(h, &tl, &tlab, &trid, &ta, NULL, NULL, NULL, NULL, NULL, NULL));
+  int64_t bad[N] = {1, 5, 9, 0, 39, 40};
+  DLTensor tbad = tensor(bad, DT_I64, 1, sn, NULL);
+  CHECK_STATUS(era_token_forward(h, &tl, &tbad, &trid, &ta, NULL, NULL, NULL, NULL, NULL, NULL),
+               ERA_STATUS_INVALID_VALUE);
+  /* an output of the wrong shape is still rejected when given */
+  int64_t sbad[1] = {N - 1};
+  DLTensor tshort = tensor_f64(lp2, 1, sbad);
+  CHECK_STATUS(era_token_forward(h, &tl, &tlab, &trid, &ta, NULL, &tshort, NULL, NULL, NULL, NULL),
+               ERA_STATUS_INVALID_SHAPE);
+  era_head_free(h);
+}
+
 int main(void) {
   test_small();
   test_random();
@@ -675,5 +712,6 @@ int main(void) {
   test_dtypes_and_layouts();
   test_topk();
   test_token_errors();
+  test_optional_outputs();
   return check_finish();
 }

@@ -94,3 +94,20 @@ def test_functions_table(era_h):
         assert name in era_h.FUNCTIONS
     assert era_h.FUNCTIONS["era_softmax_entropy"][1][1] is ctypes.c_double
     assert isinstance(era_h.ERA_LN_2PI_E, float) and isinstance(era_h.ERA_ABI_VERSION, int)
+
+
+def test_config_layout_matches_the_library():
+    """Every field of the generated EraConfig at the library's offset and size (run-time check)."""
+    from era_jax import _native
+
+    lib = _native.lib()
+    assert _native.config_layout_mismatch(lib) == ""
+    assert lib.era_config_size() == ctypes.sizeof(_native.EraConfig)
+    # a wrong declaration is caught
+    class Shifted(ctypes.Structure):
+        _fields_ = [(n, t) for n, t in _native.EraConfig._fields_ if n != "reserved0"] + [("reserved0", ctypes.c_uint32)]
+
+    offset = ctypes.c_size_t()
+    assert lib.era_config_field(b"delta_lr", ctypes.byref(offset), None) == 0
+    assert offset.value != Shifted.delta_lr.offset
+    assert lib.era_config_field(b"no_such_field", ctypes.byref(offset), None) != 0

@@ -38,6 +38,11 @@ ERA_ABI_VERSION = 1
 #: `ln(2*pi*e)`: the entropy of a D-dimensional Gaussian is
 #: `sum(log_std) + 0.5*D*ERA_LN_2PI_E` (docs/math.md#gaussian-head).
 ERA_LN_2PI_E = 2.8378770664093453
+#: `sizeof(EraConfig)` in this version of the header: 168 bytes, with no
+#: implicit padding (every byte belongs to a named field). `era_config_size`
+#: returns the library's value and `era_config_field` each field's offset, so
+#: that a binding can check its own declaration at run time.
+ERA_CONFIG_SIZE = 168
 #: Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 ERA_OUTSIDE_TOPK_LOGPROB = -10000.0
 #: Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
@@ -219,6 +224,8 @@ class EraConfig(ctypes.Structure):
         ('delta', ctypes.c_double),
         #: Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM).
         ('delta_optimizer', EraDeltaOptimizer),
+        #: Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+        ('reserved0', ctypes.c_uint32),
         #: Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
         ('delta_lr', ctypes.c_double),
         #: Gaussian: Adam beta1 in [0, 1) (default 0.9).
@@ -243,12 +250,16 @@ class EraConfig(ctypes.Structure):
         ('temperature', ctypes.c_double),
         #: Token: nonzero to divide advantages by the scale (default 1).
         ('advantage_scaling', ctypes.c_uint32),
+        #: Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
+        ('reserved1', ctypes.c_uint32),
         #: Token: log-probs over the K largest logits only; 0 = full vocabulary (default 0).
         ('vocab_topk', ctypes.c_uint64),
         #: All kinds: threads of the head's kernels, at most 1024; 0 (default) = the
         #: `ERA_NUM_THREADS` environment variable if set, else all cores. Inputs below
         #: 32768 elements always run on the calling thread.
         ('num_threads', ctypes.c_uint32),
+        #: Reserved (explicit tail padding): must be 0; `era_config_default` sets it.
+        ('reserved2', ctypes.c_uint32),
     ]
 
 
@@ -373,6 +384,10 @@ FUNCTIONS = {
     'era_last_error': (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t]),
     # EraStatus era_config_default(EraHeadKind kind, EraConfig * out)
     'era_config_default': (EraStatus, [EraHeadKind, ctypes.POINTER(EraConfig)]),
+    # size_t era_config_size()
+    'era_config_size': (ctypes.c_size_t, []),
+    # EraStatus era_config_field(const char * name, size_t * offset, size_t * size)
+    'era_config_field': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]),
     # EraStatus era_truncated_normal_entropy(const DLTensor * mean, const DLTensor * log_std, double low, double high, DLTensor * entropy, void * stream)
     'era_truncated_normal_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_gaussian_entropy(const DLTensor * log_std, DLTensor * entropy, void * stream)
@@ -420,6 +435,8 @@ ARGNAMES = {
     'era_status_str': ['status'],
     'era_last_error': ['buf', 'len'],
     'era_config_default': ['kind', 'out'],
+    'era_config_size': [],
+    'era_config_field': ['name', 'offset', 'size'],
     'era_truncated_normal_entropy': ['mean', 'log_std', 'low', 'high', 'entropy', 'stream'],
     'era_gaussian_entropy': ['log_std', 'entropy', 'stream'],
     'era_softmax_entropy': ['logits', 'temperature', 'entropy', 'stream'],

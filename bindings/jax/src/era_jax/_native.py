@@ -89,15 +89,28 @@ def lib() -> ctypes.CDLL:
     abi = handle.era_abi_version()
     if abi != h.ERA_ABI_VERSION:
         raise ImportError(f"era_jax: {path} has era ABI version {abi}, this package needs {h.ERA_ABI_VERSION}")
-    size = EraConfig()
-    if handle.era_config_default(ERA_HEAD_KIND_TOKEN, ctypes.byref(size)) != 0:
-        raise ImportError("era_jax: era_config_default failed")
-    if size.struct_size != ctypes.sizeof(EraConfig):
-        raise ImportError(
-            f"era_jax: EraConfig has {size.struct_size} bytes in the library but "
-            f"{ctypes.sizeof(EraConfig)} in era_jax; rebuild era_jax"
-        )
+    mismatch = config_layout_mismatch(handle)
+    if mismatch:
+        raise ImportError(f"era_jax: {mismatch}; rebuild era_jax")
     return handle
+
+
+def config_layout_mismatch(handle: ctypes.CDLL) -> str:
+    """Compares the generated ``EraConfig`` with the library's (``era_config_size`` and
+    ``era_config_field`` of every field); returns what differs, or ``""``."""
+    if handle.era_config_size() != ctypes.sizeof(EraConfig):
+        return f"EraConfig has {handle.era_config_size()} bytes in the library but {ctypes.sizeof(EraConfig)} in era_jax"
+    for name, _ in EraConfig._fields_:
+        offset, size = ctypes.c_size_t(), ctypes.c_size_t()
+        if handle.era_config_field(name.encode(), ctypes.byref(offset), ctypes.byref(size)) != 0:
+            return f"the library's EraConfig has no field {name}"
+        field = getattr(EraConfig, name)
+        if (offset.value, size.value) != (field.offset, field.size):
+            return (
+                f"EraConfig.{name} is at offset {offset.value} ({size.value} bytes) in the library "
+                f"but at {field.offset} ({field.size} bytes) in era_jax"
+            )
+    return ""
 
 
 def version() -> str:
