@@ -103,11 +103,22 @@ def test_config_layout_matches_the_library():
     lib = _native.lib()
     assert _native.config_layout_mismatch(lib) == ""
     assert lib.era_config_size() == ctypes.sizeof(_native.EraConfig)
-    # a wrong declaration is caught
-    class Shifted(ctypes.Structure):
-        _fields_ = [(n, t) for n, t in _native.EraConfig._fields_ if n != "reserved0"] + [("reserved0", ctypes.c_uint32)]
+    # a wrong declaration is caught: an extra field shifts everything after it
+    fields = list(_native.EraConfig._fields_)
+    at = [n for n, _ in fields].index("delta_lr")
 
+    class Shifted(ctypes.Structure):
+        _fields_ = fields[:at] + [("extra", ctypes.c_uint32)] + fields[at:]
+
+    assert "bytes" in _native.config_layout_mismatch(lib, Shifted)
+
+    # the same size, one field moved: reserved0 and delta_optimizer swapped names
+    swapped = [(("reserved0" if n == "delta_optimizer" else "delta_optimizer" if n == "reserved0" else n), t) for n, t in fields]
+
+    class Swapped(ctypes.Structure):
+        _fields_ = swapped
+
+    assert ctypes.sizeof(Swapped) == ctypes.sizeof(_native.EraConfig)
+    assert "reserved0 is at offset 52" in _native.config_layout_mismatch(lib, Swapped)
     offset = ctypes.c_size_t()
-    assert lib.era_config_field(b"delta_lr", ctypes.byref(offset), None) == 0
-    assert offset.value != Shifted.delta_lr.offset
     assert lib.era_config_field(b"no_such_field", ctypes.byref(offset), None) != 0
