@@ -119,7 +119,7 @@ fn descriptor_errors_have_statuses_and_messages() {
     let mut good_z = T::f64(&mut z[..3], &[3]);
     let mut good_o = T::f64(&mut o[..3], &[3]);
     let cases: Vec<(Box<T>, EraStatus, &str)> = vec![
-        (T::new(zp as _, F64, &[4], None), EraStatus::InvalidShape, "last dimension"),
+        (T::new(zp as _, F64, &[4], None), EraStatus::InvalidShape, "out has shape [3], but z has shape [4]"),
         (T::new(zp as _, F32, &[3], None), EraStatus::UnsupportedDtype, "float32"),
         (T::new(zp as _, I64, &[3], None), EraStatus::UnsupportedDtype, "int64"),
         (T::new(zp as _, DLDataType { code: 2, bits: 64, lanes: 2 }, &[3], None), EraStatus::UnsupportedDtype, "float64x2"),

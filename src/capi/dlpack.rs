@@ -374,6 +374,34 @@ impl<'a> Desc<'a> {
     }
 }
 
+/// Fails unless every tensor of `others` has the shape of `reference`.
+/// Every C function checks its shapes this way before it reads data or
+/// reserves memory (an input that an output overlaps is copied, and a
+/// broadcast input of huge extent must be rejected before that copy).
+pub(crate) fn expect_same_shape(reference: &Desc<'_>, others: &[&Desc<'_>]) -> Result<()> {
+    for o in others {
+        if o.shape != reference.shape {
+            bail!(InvalidShape, "{} has shape {:?}, but {} has shape {:?}", o.name, o.shape, reference.name, reference.shape);
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `reference` has rank >= `min_rank` and every tensor of
+/// `others` has its shape without the last axis (see [`expect_same_shape`]).
+pub(crate) fn expect_batch_shape(reference: &Desc<'_>, min_rank: usize, others: &[&Desc<'_>]) -> Result<()> {
+    if reference.shape.len() < min_rank.max(1) {
+        bail!(InvalidShape, "{} must have rank >= {}, got shape {:?}", reference.name, min_rank.max(1), reference.shape);
+    }
+    let batch = &reference.shape[..reference.shape.len() - 1];
+    for o in others {
+        if o.shape != batch {
+            bail!(InvalidShape, "{} has shape {:?}, but {} without its last axis has shape {batch:?}", o.name, o.shape, reference.name);
+        }
+    }
+    Ok(())
+}
+
 /// Checks that the outputs of one call are writable and pairwise disjoint.
 pub(crate) fn check_outputs(outputs: &[&Desc<'_>]) -> Result<()> {
     for (i, a) in outputs.iter().enumerate() {

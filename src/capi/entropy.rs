@@ -3,8 +3,9 @@
 
 use std::ffi::c_void;
 
-use crate::capi::dlpack::{check_outputs, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, EraStatus};
+use crate::error::bail;
 use crate::heads::gaussian::{gaussian_entropy, truncated_normal_entropy};
 use crate::heads::softmax::categorical_entropy;
 
@@ -33,6 +34,8 @@ pub unsafe extern "C" fn era_truncated_normal_entropy(
         let ld = Desc::new(log_std, "log_std")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
+        expect_same_shape(&md, &[&ld])?;
+        expect_batch_shape(&md, 1, &[&ed])?;
         with_float!(md.dtype, "mean", T => {
             ld.expect_dtype(md.dtype)?;
             ed.expect_dtype(md.dtype)?;
@@ -60,6 +63,7 @@ pub unsafe extern "C" fn era_gaussian_entropy(log_std: *const DLTensor, entropy:
         let ld = Desc::new(log_std, "log_std")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
+        expect_batch_shape(&ld, 1, &[&ed])?;
         with_float!(ld.dtype, "log_std", T => {
             ed.expect_dtype(ld.dtype)?;
             let l = ld.input::<T>(&[&ed])?;
@@ -92,6 +96,10 @@ pub unsafe extern "C" fn era_softmax_entropy(
         let xd = Desc::new(logits, "logits")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
+        if !(temperature.is_finite() && temperature > 0.0) {
+            bail!(InvalidArgument, "temperature must be finite and > 0, got {temperature}");
+        }
+        expect_batch_shape(&xd, 1, &[&ed])?;
         with_float!(ed.dtype, "entropy", F => {
             with_logits!(xd.dtype, "logits", L => {
                 let x = xd.input::<L>(&[&ed])?;

@@ -3,16 +3,29 @@
 
 use std::ffi::c_void;
 
-use crate::capi::dlpack::{check_outputs, with_float, DLTensor, DType, Desc};
+use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, out_ref, EraStatus};
 use crate::error::Result;
 use crate::heads::gaussian::DeltaArg;
 
+/// Whether a delta tensor is a scalar for all rows (0-d, or one element of rank <= 1).
+fn is_scalar(d: &Desc<'_>) -> bool {
+    d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1)
+}
+
+/// Fails unless `delta` is a scalar or has the shape of `z` without its last axis.
+fn check_delta_shape(z: &Desc<'_>, delta: &Desc<'_>) -> Result<()> {
+    if is_scalar(delta) {
+        return Ok(());
+    }
+    expect_batch_shape(z, 1, &[delta])
+}
+
 /// Reads a delta tensor: 0-d or one element = a scalar for all rows;
 /// otherwise one value per row.
 unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<DeltaArgOwned<'a, T>> {
-    Ok(if d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1) {
+    Ok(if is_scalar(d) {
         let v = d.view::<T>();
         DeltaArgOwned::Scalar(v.iter().next().map(|x| x.to_f64()).unwrap_or(f64::NAN))
     } else {
@@ -60,6 +73,9 @@ pub unsafe extern "C" fn era_gaussian_forward_delta(
         let dd = Desc::new(delta, "delta")?;
         let od = Desc::new(out, "out")?;
         check_outputs(&[&od])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&od])?;
+        check_delta_shape(&zd, &dd)?;
         with_float!(zd.dtype, "z", T => {
             dd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
@@ -102,6 +118,14 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
             outs.push(x);
         }
         check_outputs(&outs)?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&gd, &od])?;
+        check_delta_shape(&zd, &dd)?;
+        if let Some(x) = &gdd {
+            if !is_scalar(&dd) {
+                expect_same_shape(&dd, &[x])?;
+            }
+        }
         with_float!(zd.dtype, "z", T => {
             dd.expect_dtype(zd.dtype)?;
             gd.expect_dtype(zd.dtype)?;

@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 
 use crate::capi::config::{EraConfig, EraHeadKind, ERA_HEAD_KIND_GAUSSIAN, ERA_HEAD_KIND_SOFTMAX, ERA_HEAD_KIND_TOKEN};
-use crate::capi::dlpack::{check_outputs, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, in_ref, out_ref, EraStatus};
 use crate::error::{bail, Result};
 use crate::heads::Head;
@@ -140,6 +140,8 @@ pub unsafe extern "C" fn era_head_forward(head: *const EraHead, z: *const DLTens
         let zd = Desc::new(z, "z")?;
         let od = Desc::new(out, "out")?;
         check_outputs(&[&od])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&od])?;
         with_float!(zd.dtype, "z", T => {
             od.expect_dtype(zd.dtype)?;
             let zi = zd.input::<T>(&[&od])?;
@@ -179,6 +181,8 @@ pub unsafe extern "C" fn era_head_backward(
         let gd = Desc::new(grad_out, "grad_out")?;
         let od = Desc::new(grad_z, "grad_z")?;
         check_outputs(&[&od])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&gd, &od])?;
         with_float!(zd.dtype, "z", T => {
             gd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
@@ -218,6 +222,7 @@ pub unsafe extern "C" fn era_head_entropy(
         let xd = Desc::new(out, "out")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
+        expect_batch_shape(&xd, 1, &[&ed])?;
         if let Head::Token(t) = h {
             return with_float!(ed.dtype, "entropy", F => {
                 with_logits!(xd.dtype, "out", L => {

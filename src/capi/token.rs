@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::dlpack::{check_outputs, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};
@@ -92,12 +92,15 @@ pub unsafe extern "C" fn era_token_forward(
         let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
         let outs: Vec<&Desc<'_>> = [&lp, &en, &sc, &ao, &re].into_iter().flatten().collect();
         check_outputs(&outs)?;
-        let y = index_view(&yd, &outs)?;
-        let r = index_view(&rd, &outs)?;
+        let mut batch = vec![&yd, &rd, &ad];
+        batch.extend(outs.iter().copied());
+        expect_batch_shape(&ld, 2, &batch)?;
         with_float!(ad.dtype, "advantages", F => {
             for o in &outs {
                 o.expect_dtype(ad.dtype)?;
             }
+            let y = index_view(&yd, &outs)?;
+            let r = index_view(&rd, &outs)?;
             with_logits!(ld.dtype, "logits", L => {
                 let x = ld.input::<L>(&outs)?;
                 let a = ad.input::<F>(&outs)?;
@@ -148,12 +151,14 @@ pub unsafe extern "C" fn era_token_backward(
         let od = Desc::new(grad_logits_out, "grad_logits_out")?;
         let outs = [&od];
         check_outputs(&outs)?;
-        let y = index_view(&yd, &outs)?;
-        let r = index_view(&rd, &outs)?;
+        expect_batch_shape(&ld, 2, &[&yd, &rd, &sd, &gd])?;
+        expect_same_shape(&ld, &[&od])?;
         with_float!(sd.dtype, "scale", F => {
             gd.expect_dtype(sd.dtype)?;
             with_logits!(ld.dtype, "logits", L => {
                 od.expect_dtype(ld.dtype)?;
+                let y = index_view(&yd, &outs)?;
+                let r = index_view(&rd, &outs)?;
                 let x = ld.input::<L>(&outs)?;
                 let s = sd.input::<F>(&outs)?;
                 let g = gd.input::<F>(&outs)?;

@@ -215,8 +215,10 @@ impl TokenHead {
         if T::IS_F64 || !self.f32_kernels() {
             return self.forward_reference(logits, labels, response_ids, advantages, out);
         }
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        // every shape before any scratch memory is reserved
+        check_logits_rank(&logits)?;
         self.check_outputs(&logits, &advantages, &out)?;
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let k = self.cfg.k;
@@ -274,8 +276,10 @@ impl TokenHead {
         advantages: ArrayViewD<'_, F>,
         out: TokenOutputs<'_, F>,
     ) -> Result<()> {
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        // every shape before any scratch memory is reserved
+        check_logits_rank(&logits)?;
         self.check_outputs(&logits, &advantages, &out)?;
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let last = Axis(logits.ndim() - 1);
         let mut z = vec![0.0; c.v];
@@ -327,8 +331,10 @@ impl TokenHead {
         if T::IS_F64 || !self.f32_kernels() {
             return self.backward_reference(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
         }
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        // every shape before any scratch memory is reserved
+        check_logits_rank(&logits)?;
         let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
         let inv_t = (1.0 / self.cfg.temperature) as f32;
         let topk = self.effective_topk(c.v);
         let rows = parallel::rows(&logits);
@@ -398,8 +404,10 @@ impl TokenHead {
         grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        // every shape before any scratch memory is reserved
+        check_logits_rank(&logits)?;
         let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
+        let c = self.check_inputs(&logits, &labels, &response_ids)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let last = Axis(logits.ndim() - 1);
@@ -425,6 +433,14 @@ impl TokenHead {
     pub fn entropy<T: Element, F: Element>(&self, logits: ArrayViewD<'_, T>, entropy: ArrayViewMutD<'_, F>) -> Result<()> {
         crate::heads::softmax::categorical_entropy_threads(logits, self.cfg.temperature, entropy, self.threads)
     }
+}
+
+/// Fails unless `logits` has rank >= 2 (`[..., V]` with at least one batch axis).
+fn check_logits_rank<T>(logits: &ArrayViewD<'_, T>) -> Result<()> {
+    if logits.ndim() < 2 {
+        bail!(InvalidShape, "logits must have rank >= 2 ([..., V]), got rank {}", logits.ndim());
+    }
+    Ok(())
 }
 
 /// Per-row results of the fused forward pass.
