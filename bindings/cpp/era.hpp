@@ -259,9 +259,8 @@ template <typename T> struct has_dtype<T, decltype(void(dtype_of<T>::value))> : 
 
 template <typename T> constexpr bool is_index_v = std::is_integral<T>::value && !std::is_same<T, bool>::value;
 template <typename T>
-constexpr bool is_token_index_v = std::is_same<T, std::int32_t>::value || std::is_same<T, std::int64_t>::value ||
-                                  (std::is_integral<T>::value && std::is_signed<T>::value &&
-                                   (sizeof(T) == 4 || sizeof(T) == 8));
+constexpr bool is_token_index_v = std::is_integral<T>::value && std::is_signed<T>::value &&
+                                  (sizeof(T) == 4 || sizeof(T) == 8);
 template <typename T> constexpr bool is_real_v = std::is_same<T, float>::value || std::is_same<T, double>::value;
 
 inline Error shape_error(const std::string& message) { return Error(ERA_STATUS_INVALID_SHAPE, "era.hpp: " + message); }
@@ -642,6 +641,17 @@ enum class DeltaOptimizer : EraDeltaOptimizer {
 }
 
 namespace detail {
+/// A non-negative count of a configuration, from any integer type.
+template <typename I> std::uint64_t to_count(I value, const char* name) {
+    if constexpr (std::is_signed<I>::value) {
+        if (value < 0) {
+            throw Error(ERA_STATUS_INVALID_CONFIG, std::string("era.hpp: ") + name + " = " + std::to_string(value) +
+                                                       " is negative");
+        }
+    }
+    return static_cast<std::uint64_t>(value);
+}
+
 inline Error wrong_kind(EraHeadKind got, EraHeadKind want) {
     return Error(ERA_STATUS_WRONG_HEAD_KIND,
                  "era.hpp: a " + kind_name(got) + " head or config where a " + kind_name(want) + " one is needed");
@@ -687,9 +697,10 @@ protected:
 /// library's values. Setters chain: GaussianConfig{6, -6}.log_std_bounds(-5, 2).delta_sgd(0.05).
 class GaussianConfig : public detail::ConfigBase<GaussianConfig, ERA_HEAD_KIND_GAUSSIAN> {
 public:
-    /// D = dim, H0 = target_entropy.
-    GaussianConfig(std::uint64_t dim, double target_entropy) {
-        c_.dim = dim;
+    /// D = dim (any integer type, checked), H0 = target_entropy.
+    template <typename I, typename = std::enable_if_t<detail::is_index_v<I>>>
+    GaussianConfig(I dim, double target_entropy) {
+        c_.dim = detail::to_count(dim, "dim");
         c_.target_entropy = target_entropy;
     }
 
@@ -753,9 +764,10 @@ private:
 /// entropy H0 (nats); tau defaults to the library's value.
 class SoftmaxConfig : public detail::ConfigBase<SoftmaxConfig, ERA_HEAD_KIND_SOFTMAX> {
 public:
-    /// n = num_classes, H0 = target_entropy.
-    SoftmaxConfig(std::uint64_t num_classes, double target_entropy) {
-        c_.num_classes = num_classes;
+    /// n = num_classes (any integer type, checked), H0 = target_entropy.
+    template <typename I, typename = std::enable_if_t<detail::is_index_v<I>>>
+    SoftmaxConfig(I num_classes, double target_entropy) {
+        c_.num_classes = detail::to_count(num_classes, "num_classes");
         c_.target_entropy = target_entropy;
     }
     /// The sharpness tau >= e (default 4).
@@ -805,9 +817,9 @@ public:
         c_.advantage_scaling = on ? 1u : 0u;
         return *this;
     }
-    /// Log-probs over the K largest logits only; 0 = the full vocabulary.
-    TokenConfig& vocab_topk(std::uint64_t top_k) {
-        c_.vocab_topk = top_k;
+    /// Log-probs over the K largest logits only (any integer type, checked); 0 = the full vocabulary.
+    template <typename I, typename = std::enable_if_t<detail::is_index_v<I>>> TokenConfig& vocab_topk(I top_k) {
+        c_.vocab_topk = detail::to_count(top_k, "vocab_topk");
         return *this;
     }
 
@@ -969,7 +981,8 @@ public:
     template <typename O, typename H, enable_if_input_t<O> = 0, enable_if_output_t<H> = 0>
     void entropy(const O& out, H& entropy, const Shape& shape) const {
         static_assert(std::is_same<element_t<O>, element_t<H>>::value, "era: out and entropy differ in element type");
-        this->entropy(arg(out, shape, "out"), arg(entropy, shape.rows(), "entropy"));
+        const Shape rows = shape.rows();
+        this->entropy(arg(out, shape, "out"), arg(entropy, rows, "entropy"));
     }
     /// entropy into a new vector (one value per row).
     template <typename O, enable_if_input_t<O> = 0>
@@ -1248,7 +1261,8 @@ public:
     /// entropy on contiguous ranges: logits hold `logits_shape`, entropy one value per token.
     template <typename Lg, typename H, detail::enable_if_input_t<Lg> = 0, detail::enable_if_output_t<H> = 0>
     void entropy(const Lg& logits, H& entropy, const Shape& logits_shape) const {
-        this->entropy(detail::arg(logits, logits_shape, "logits"), detail::arg(entropy, logits_shape.rows(), "entropy"));
+        const Shape batch = logits_shape.rows();
+        this->entropy(detail::arg(logits, logits_shape, "logits"), detail::arg(entropy, batch, "entropy"));
     }
 
 private:
@@ -1274,7 +1288,8 @@ template <typename T> void gaussian_entropy(ConstView<T> log_std, View<T> entrop
 /// gaussian_entropy on contiguous ranges: log_std holds `shape`, entropy one value per row.
 template <typename L, typename H, detail::enable_if_input_t<L> = 0, detail::enable_if_output_t<H> = 0>
 void gaussian_entropy(const L& log_std, H& entropy, const Shape& shape) {
-    gaussian_entropy(detail::arg(log_std, shape, "log_std"), detail::arg(entropy, shape.rows(), "entropy"));
+    const Shape rows = shape.rows();
+    gaussian_entropy(detail::arg(log_std, shape, "log_std"), detail::arg(entropy, rows, "entropy"));
 }
 /// gaussian_entropy into a new vector.
 template <typename L, detail::enable_if_input_t<L> = 0>
@@ -1295,7 +1310,8 @@ void softmax_entropy(ConstView<L> logits, double temperature, View<E> entropy, v
 /// softmax_entropy on contiguous ranges: logits hold `shape`, entropy one value per row.
 template <typename L, typename H, detail::enable_if_input_t<L> = 0, detail::enable_if_output_t<H> = 0>
 void softmax_entropy(const L& logits, double temperature, H& entropy, const Shape& shape) {
-    softmax_entropy(detail::arg(logits, shape, "logits"), temperature, detail::arg(entropy, shape.rows(), "entropy"));
+    const Shape rows = shape.rows();
+    softmax_entropy(detail::arg(logits, shape, "logits"), temperature, detail::arg(entropy, rows, "entropy"));
 }
 
 /// Entropy of TN(mean, exp(log_std), [low, high]) summed over the last axis: mean, log_std
@@ -1312,8 +1328,9 @@ template <typename M, typename L, typename H, detail::enable_if_input_t<M> = 0, 
           detail::enable_if_output_t<H> = 0>
 void truncated_normal_entropy(const M& mean, const L& log_std, double low, double high, H& entropy,
                               const Shape& shape) {
+    const Shape rows = shape.rows();
     truncated_normal_entropy(detail::arg(mean, shape, "mean"), detail::arg(log_std, shape, "log_std"), low, high,
-                             detail::arg(entropy, shape.rows(), "entropy"));
+                             detail::arg(entropy, rows, "entropy"));
 }
 
 }  // namespace era
