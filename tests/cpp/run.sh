@@ -28,8 +28,15 @@ for cxx in ${CXX_COMPILERS:-g++ clang++}; do
             -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$prefix" >"$build.configure.log" ||
             { cat "$build.configure.log"; exit 1; }
         cmake --build "$build" --parallel "$jobs" >"$build.build.log" || { cat "$build.build.log"; exit 1; }
-        (cd "$build" && ctest --output-on-failure --parallel "$jobs" -V) | grep -E "passed, .* failed$|tests passed|Test +#|FAIL" |
-            sed 's/^[0-9]*: /  /'
+        if ! (cd "$build" && ctest --output-on-failure --parallel "$jobs" -V) >"$build.ctest.log" 2>&1; then
+            cat "$build.ctest.log"
+            echo "tests/cpp: FAILED with $cxx, C++$std (logs in $scratch)" >&2
+            exit 1
+        fi
+        # one line per test: its name and its "N passed, M failed"
+        awk 'match($0, /Start +[0-9]+: /) { n = substr($0, RSTART + 6, RLENGTH - 8) + 0; name[n] = substr($0, RSTART + RLENGTH) }
+             /^[0-9]+: [0-9]+ passed, [0-9]+ failed$/ { split($0, f, ": "); printf "  %-20s %s\n", name[f[1] + 0], f[2] }' \
+            "$build.ctest.log"
         ran=$((ran + 1))
     done
 done
