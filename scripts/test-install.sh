@@ -2,8 +2,9 @@
 # The packaging test: installs the CMake build in BUILD into a fresh temporary
 # prefix, moves the prefix (the package must be relocatable), checks the
 # installed tree, and builds and runs every consumer against it: the
-# find_package project (era::era, era::static, era.hpp, pkg-config), the C and
-# C++ tests (tests/c, CTest), and examples/c and examples/cpp.
+# find_package project (era::era, era::static, era.hpp, pkg-config), the C tests
+# (tests/c, CTest), the C++ tests (tests/cpp/run.sh: g++ and clang++, C++17 and C++20),
+# and examples/c and examples/cpp.
 #
 #   scripts/test-install.sh BUILD_DIR VERSION [CMAKE_FLAGS...]
 #
@@ -32,6 +33,7 @@ ctest_project() { # SOURCE BUILD
 ctest_project tests/cmake-project "$scratch/consumer"
 sh cmake/check-install.sh "$prefix" "$version" "$scratch/consumer"
 ctest_project tests/c "$scratch/c-tests"
+bash tests/cpp/run.sh "$prefix" "${flags[@]}"
 for lang in c cpp; do
     cmake -S "examples/$lang" -B "$scratch/examples-$lang" "${flags[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix"
     cmake --build "$scratch/examples-$lang" --parallel "$jobs"

@@ -4,6 +4,7 @@
 // guard, so the types are declared once and all of upstream's are there.
 #include <dlpack/dlpack.h>
 #include "era.h"
+#include "era.hpp"  // the wrapper after another DLPack user's header, too
 
 #include <cstdio>
 

@@ -1,7 +1,7 @@
 // era.h first, then another DLPack user's <dlpack/dlpack.h>: the second
 // include adds nothing (same guard) and every upstream declaration is
 // already there, because era ships the upstream header unchanged.
-#include "era.h"
+#include "era.hpp"  // era.h through the wrapper, then the other header
 #include <dlpack/dlpack.h>
 
 #include <cstdio>
