@@ -17,6 +17,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+# the C++ tests build with GCC and clang
+command -v clang++ >/dev/null 2>&1 || missing+=(clang)
 
 # `--hardening`: also clang + its sanitizer runtimes and valgrind (make test-hardening)
 if [ "${1:-}" = "--hardening" ]; then
