@@ -142,16 +142,16 @@ test-miri:
 	    rustup component add --toolchain nightly miri rust-src
 	MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-deterministic-floats" $(CARGO) +nightly miri test $(MIRI_TESTS)
 
-# The C and C++ tests built with clang's AddressSanitizer + UndefinedBehaviorSanitizer.
+# The C tests built with clang's AddressSanitizer + UndefinedBehaviorSanitizer.
 test-sanitize: install
 	bash scripts/bootstrap.sh --hardening
-	cmake -S tests/c -B "$(BUILD)/c-tests-asan" $(CMAKE_FLAGS) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	cmake -S tests/c -B "$(BUILD)/c-tests-asan" $(CMAKE_FLAGS) -DCMAKE_C_COMPILER=clang \
 	    -DERA_C_TESTS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$(PREFIX)"
 	cmake --build "$(BUILD)/c-tests-asan" --parallel $(JOBS)
 	cd "$(BUILD)/c-tests-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
-# The C and C++ tests under valgrind memcheck (ctest -T memcheck; options in tests/c/CMakeLists.txt).
+# The C tests under valgrind memcheck (ctest -T memcheck; options in tests/c/CMakeLists.txt).
 test-valgrind: install
 	bash scripts/bootstrap.sh --hardening
 	cmake -S tests/c -B "$(BUILD)/c-tests" $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$(PREFIX)"
