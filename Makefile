@@ -85,8 +85,15 @@ test-header:
 decls:
 	$(PYTHON) scripts/gen_decls.py
 
-test-decls:
+test-decls: test-julia
 	$(PYTHON) scripts/gen_decls.py --check
+
+# The Julia package checked statically (no Julia runtime: parsing, ccall signatures, struct
+# layouts, drift, Project.toml), then the checker's own tests; `make test` runs it through test-decls.
+test-julia: $(PY)
+	$(PIP) install --quiet tree-sitter tree-sitter-julia pytest
+	"$(PY)" scripts/check_julia.py
+	"$(PY)" -m pytest bindings/julia/tests -q
 
 test-cmake: build
 	bash scripts/test-install.sh "$(BUILD)/cmake" "$(VERSION)" $(CMAKE_FLAGS)
