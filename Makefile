@@ -2,7 +2,7 @@
 # The README's two commands are `make demo` and `make test`.
 #
 #   make demo          bootstrap, examples (C, C++), then a short SAC vs SAC-ERA run
-#   make test          bootstrap, lint, test-rust, test-header, test-decls, test-cmake, test-jax, test-examples
+#   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax, test-examples
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -11,6 +11,7 @@
 #   make test-rust     cargo test (debug build: overflow checks and ndarray's debug assertions on)
 #   make test-header   include/era.h must be what cbindgen generates from src/capi
 #   make test-decls    the generated binding declarations must be what scripts/gen_decls.py makes of era.h
+#   make test-julia    the Julia package, checked statically (no Julia runtime here: see bindings/julia/ERA/README.md)
 #   make test-cmake    scripts/test-install.sh: install into a temporary prefix, then the consumers,
 #                      the C/C++ tests (CTest) and the examples against it
 #   make test-jax      the era_jax package into .venv, then its tests
@@ -38,7 +39,7 @@ VERSION = $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -
 export CARGO
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls \
+.PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
         sac-compare test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
@@ -67,7 +68,7 @@ demo: bootstrap
 	$(MAKE) examples demo-sac
 
 test: bootstrap
-	$(MAKE) lint test-rust test-header test-decls test-cmake test-jax test-examples
+	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-examples
 
 lint:
 	$(CARGO) fmt --check
@@ -85,11 +86,11 @@ test-header:
 decls:
 	$(PYTHON) scripts/gen_decls.py
 
-test-decls: test-julia
+test-decls:
 	$(PYTHON) scripts/gen_decls.py --check
 
 # The Julia package checked statically (no Julia runtime: parsing, ccall signatures, struct
-# layouts, drift, Project.toml), then the checker's own tests; `make test` runs it through test-decls.
+# layouts, drift, Project.toml), then the checker's own tests.
 test-julia: $(PY)
 	$(PIP) install --quiet tree-sitter tree-sitter-julia pytest
 	"$(PY)" scripts/check_julia.py
