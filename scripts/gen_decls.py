@@ -748,6 +748,7 @@ def emit_python(model: Model) -> str:
 #: language -> (output path relative to the repository root, emitter)
 EMITTERS: Dict[str, Tuple[str, Callable[[Model], str]]] = {
     "python": ("bindings/jax/src/era_jax/_era_h.py", emit_python),
+    "python-torch": ("bindings/torch/src/era_torch/_era_h.py", emit_python),
     # "julia": ("bindings/julia/ERA/src/gen/era_h.jl", emit_julia),
 }
 
