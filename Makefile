@@ -127,6 +127,19 @@ bench-jax: jax-install
 bench-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py bench
 
+# era_torch: torch (the default PyPI wheel) and the build dependencies into the venv first.
+.PHONY: torch-install test-torch bench-torch
+torch-install: $(PY)
+	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest
+	$(PIP) install --quiet --no-build-isolation ./bindings/torch
+
+test-torch: torch-install
+	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__)"
+	"$(PY)" -m pytest bindings/torch/tests -q
+
+bench-torch: torch-install
+	"$(PY)" bindings/torch/bench.py
+
 # ---------------------------------------------------------------- hardening
 # Miri: the core math and the ABI layer's pointer handling. Not under Miri (too
 # slow there, no unsafe code of their own): entropy_bounds (proptest),
