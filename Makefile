@@ -2,7 +2,8 @@
 # The README's two commands are `make demo` and `make test`.
 #
 #   make demo          bootstrap, examples (C, C++), then a short SAC vs SAC-ERA run
-#   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax, test-examples
+#   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
+#                      test-examples, test-torch
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -16,6 +17,7 @@
 #                      the C/C++ tests (CTest) and the examples against it
 #   make test-jax      the era_jax package into .venv, then its tests
 #   make test-examples the SAC example's tests
+#   make test-torch    the era_torch package into .venv, then its tests
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
@@ -41,7 +43,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare torch-install test-torch bench-torch test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -68,7 +70,7 @@ demo: bootstrap
 	$(MAKE) examples demo-sac
 
 test: bootstrap
-	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-examples
+	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-examples test-torch
 
 lint:
 	$(CARGO) fmt --check
@@ -134,6 +136,18 @@ bench-jax: jax-install
 
 bench-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py bench
+
+# era_torch: torch (the default PyPI wheel) and the build dependencies into the venv first.
+torch-install: $(PY)
+	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest
+	$(PIP) install --quiet --no-build-isolation ./bindings/torch
+
+test-torch: torch-install
+	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__)"
+	"$(PY)" -m pytest bindings/torch/tests -q
+
+bench-torch: torch-install
+	"$(PY)" bindings/torch/bench.py
 
 # ---------------------------------------------------------------- hardening
 # Miri: the core math and the ABI layer's pointer handling. Not under Miri (too

@@ -894,6 +894,7 @@ def emit_julia(model: Model) -> str:
 EMITTERS: Dict[str, Tuple[str, Callable[[Model], str]]] = {
     "python": ("bindings/jax/src/era_jax/_era_h.py", emit_python),
     "julia": ("bindings/julia/ERA/src/generated/era_h.jl", emit_julia),
+    "python-torch": ("bindings/torch/src/era_torch/_era_h.py", emit_python),
 }
 
 

@@ -1,0 +1,198 @@
+"""era_torch benchmarks (a command, not a test; run with `make bench-torch`).
+
+1. Token head forward+backward, N = 4096 tokens x V = 32000, float32 logits, CPU:
+   era_torch.token_logprobs (custom op + autograd) against the same two C calls made
+   directly through ctypes on the same buffers, and against the straightforward PyTorch
+   transcription of the recipe (tests/torch_ref.py). Each variant runs in its own
+   process so that its peak RSS can be read; times are the median (and min) of REPS runs.
+2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
+   against a plain clamp of the log-stds, interleaved in one process.
+
+    python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+N, V = 4096, 32000
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(N, V, generator=g) * 2
+    labels = torch.randint(0, V, (N,), generator=g)
+    ids = torch.arange(N) // 256  # 16 responses of 256 tokens
+    ids[torch.rand(N, generator=g) < 0.05] = -1
+    adv = torch.randn(N // 256, generator=g)[ids.clamp(min=0)]
+    return logits, labels, ids, adv
+
+
+def _child(variant: str, reps: int) -> dict:
+    import era_torch
+    from era_torch import _native
+
+    logits, labels, ids, adv = _inputs()
+    base = _rss_mib()
+    times = []
+    if variant == "era_torch":
+        x = logits.requires_grad_()
+
+        def run():
+            lp, ent, c, a2 = era_torch.token_logprobs(x, labels, ids, adv)
+            (g,) = torch.autograd.grad(lp, x, grad_outputs=a2)
+            return g
+    elif variant in ("ctypes", "ctypes_alloc"):
+        # the C ABI called directly: the same buffers every run ("ctypes"), or fresh
+        # outputs and gradient per run, as autograd needs ("ctypes_alloc")
+        head = _native.cached_head(_native.ERA_HEAD_KIND_TOKEN, ())
+        lib = _native.lib()
+
+        def buffers():
+            outs = [torch.empty(N) for _ in range(4)] + [torch.empty(N, V)]
+            d = [_native.describe(t) for t in (logits, labels, ids, adv, *outs)]
+            return outs, [ctypes.byref(x) for x in d]
+        fixed = buffers()
+
+        def run():
+            outs, r = buffers() if variant == "ctypes_alloc" else fixed
+            assert lib.era_token_forward(head.ptr, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None, None) == 0
+            # grad_logprobs = advantages_out (the loss sum(logp * A'))
+            assert lib.era_token_backward(head.ptr, r[0], r[1], r[2], r[6], r[7], r[8], None) == 0
+            return outs[-1]
+    else:
+        spec = importlib.util.spec_from_file_location("torch_ref", os.path.join(HERE, "tests", "torch_ref.py"))
+        ref = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ref)
+        x = logits.requires_grad_()
+
+        def run():
+            lp, ent, c, a2, _ = ref.era_logprobs_reference(x, labels, ids, adv)
+            (g,) = torch.autograd.grad(lp, x, grad_outputs=a2)
+            return g
+    run()  # warm-up
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        g = run()
+        times.append(time.perf_counter() - t0)
+        del g
+    # peak RSS above the inputs, less the [N, V] gradient every variant returns
+    return {"variant": variant, "times": times, "extra_peak_mib": _peak_mib() - base - N * V * 4 / 2**20}
+
+
+def bench_token(reps: int) -> dict:
+    res = {}
+    for variant in ("ctypes", "ctypes_alloc", "era_torch", "transcription"):
+        out = subprocess.run([sys.executable, __file__, "--child", variant, "--reps", str(reps)],
+                             check=True, capture_output=True, text=True)
+        res[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    return res
+
+
+def bench_sac(reps: int, iters: int = 50) -> dict:
+    import era_torch
+
+    torch.manual_seed(0)
+    obs_dim, act_dim, batch = 17, 6, 256
+
+    def mlp(i, o):
+        return torch.nn.Sequential(torch.nn.Linear(i, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                   torch.nn.ReLU(), torch.nn.Linear(256, o))
+
+    critic = mlp(obs_dim + act_dim, 1).requires_grad_(False)
+    head = era_torch.EraGaussian(act_dim, -float(act_dim))
+    lo, hi = head.log_std_min, head.log_std_max
+
+    def make(era: bool):
+        actor = mlp(obs_dim, 2 * act_dim)
+        opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
+
+        def loss_fn(obs, eps):
+            mu, z = actor(obs).chunk(2, dim=-1)
+            log_std = head(z) if era else z.clamp(lo, hi)
+            a = torch.tanh(mu + log_std.exp() * eps)
+            return -critic(torch.cat([obs, a], -1)).mean()
+
+        compiled = torch.compile(loss_fn, fullgraph=True)
+
+        def step(obs, eps):
+            opt.zero_grad(set_to_none=True)
+            compiled(obs, eps).backward()
+            opt.step()
+        return step
+
+    steps = {"clamp": make(False), "era": make(True)}
+    obs, eps = torch.randn(batch, obs_dim), torch.randn(batch, act_dim)
+    for s in steps.values():
+        for _ in range(20):
+            s(obs, eps)
+    times = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, s in steps.items():  # interleaved: both see the same machine load
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                s(obs, eps)
+            times[k].append((time.perf_counter() - t0) / iters)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--child")
+    ap.add_argument("--skip-token", action="store_true")
+    ap.add_argument("--skip-sac", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child, args.reps)))
+        return
+    print(f"# era_torch benchmarks: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), {time.strftime('%Y-%m-%d')}")
+    if not args.skip_token:
+        res = bench_token(args.reps)
+        c = statistics.median(res["ctypes"]["times"])
+        print(f"\ntoken head fwd+bwd, N={N} x V={V} float32, {args.reps} runs")
+        ca = statistics.median(res["ctypes_alloc"]["times"])
+        print("| variant | median ms | min ms | vs ctypes | vs ctypes_alloc | peak RSS beyond inputs and gradient, MiB |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for k in ("ctypes", "ctypes_alloc", "era_torch", "transcription"):
+            t = res[k]["times"]
+            print(f"| {k} | {statistics.median(t) * 1e3:.1f} | {min(t) * 1e3:.1f} | "
+                  f"{statistics.median(t) / c:.3f}x | {statistics.median(t) / ca:.3f}x | {res[k]['extra_peak_mib']:.0f} |")
+        tr = statistics.median(res["transcription"]["times"]) / statistics.median(res["era_torch"]["times"])
+        print(f"era_torch is {tr:.1f}x faster than the transcription")
+    if not args.skip_sac:
+        t = bench_sac(4 * args.reps)
+        mc, me = statistics.median(t["clamp"]), statistics.median(t["era"])
+        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {4 * args.reps} x 50 steps, interleaved")
+        print("| log-std | median us/step | min us/step |")
+        print("| --- | --- | --- |")
+        for k in ("clamp", "era"):
+            print(f"| {k} | {statistics.median(t[k]) * 1e6:.0f} | {min(t[k]) * 1e6:.0f} |")
+        print(f"ERA head adds {(me / mc - 1) * 100:+.1f}% (median), {(min(t['era']) / min(t['clamp']) - 1) * 100:+.1f}% (min)")
+
+
+if __name__ == "__main__":
+    main()

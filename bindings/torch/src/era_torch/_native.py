@@ -1,0 +1,261 @@
+"""The native library: loading, errors, DLPack descriptors and the head cache.
+
+``libera.so`` (era's own shared library, built by ``pip install``) ships inside
+the package; Python calls its ``era_*`` C functions through ctypes. Their
+declarations (structs, constants, prototypes) are generated from era.h into
+``_era_h.py`` by ``scripts/gen_decls.py``; nothing here restates them.
+
+Tensors reach the library as borrowed ``DLTensor`` descriptors built from
+``tensor.data_ptr()``, the sizes, the strides (in elements) and the dtype: any
+layout (non-contiguous, permuted, broadcast inputs) is passed as it is, without
+a copy. The ``stream`` argument is NULL for CPU tensors and the current CUDA
+stream for CUDA tensors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+
+import torch
+
+from . import _era_h as h
+from ._era_h import ERA_HEAD_KIND_GAUSSIAN, ERA_HEAD_KIND_SOFTMAX, ERA_HEAD_KIND_TOKEN, ERA_LN_2PI_E, EraConfig
+
+__all__ = [
+    "ERA_HEAD_KIND_GAUSSIAN",
+    "ERA_HEAD_KIND_SOFTMAX",
+    "ERA_HEAD_KIND_TOKEN",
+    "EraConfig",
+    "EraError",
+    "Head",
+    "abi_version",
+    "call",
+    "cached_head",
+    "check",
+    "default_config",
+    "describe",
+    "last_error",
+    "lib",
+    "library_path",
+    "version",
+]
+
+_LIB_NAME = "libera.so"
+
+
+class EraError(ValueError):
+    """An error reported by the era library.
+
+    ``status`` is the status name (``"ERA_STATUS_INVALID_CONFIG"``, ...), ``message``
+    the library's own message (``era_last_error``) and ``function`` the C function
+    that failed."""
+
+    def __init__(self, message: str, status: str = "", function: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.function = function
+
+    def __reduce__(self):  # picklable (torch.compile and multiprocessing re-raise it)
+        return (type(self), (self.message, self.status, self.function))
+
+    def __str__(self) -> str:
+        where = f"{self.function}: " if self.function else ""
+        return f"{self.status}: {where}{self.message}" if self.status else f"{where}{self.message}"
+
+
+def library_path() -> str:
+    """Path of the native library: ``$ERA_TORCH_LIBRARY`` or the packaged ``libera.so``."""
+    env = os.environ.get("ERA_TORCH_LIBRARY")
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), _LIB_NAME)
+
+
+def config_layout_mismatch(handle: ctypes.CDLL, struct: type = EraConfig) -> str:
+    """Compares a ctypes declaration of ``EraConfig`` (the generated one by default) with the
+    library's (``era_config_size``, ``era_config_field`` of every field); returns what
+    differs, or ``""``."""
+    if handle.era_config_size() != ctypes.sizeof(struct):
+        return f"EraConfig has {handle.era_config_size()} bytes in the library but {ctypes.sizeof(struct)} in era_torch"
+    for name, _ in struct._fields_:
+        offset, size = ctypes.c_size_t(), ctypes.c_size_t()
+        if handle.era_config_field(name.encode(), ctypes.byref(offset), ctypes.byref(size)) != 0:
+            return f"the library's EraConfig has no field {name}"
+        field = getattr(struct, name)
+        if (offset.value, size.value) != (field.offset, field.size):
+            return (
+                f"EraConfig.{name} is at offset {offset.value} ({size.value} bytes) in the library "
+                f"but at {field.offset} ({field.size} bytes) in era_torch"
+            )
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def lib() -> ctypes.CDLL:
+    """The loaded native library (loaded once; its ABI version and EraConfig layout checked)."""
+    path = library_path()
+    if not os.path.exists(path):
+        raise ImportError(
+            f"era_torch: the native library {path} is missing; install era_torch with "
+            "`pip install ./bindings/torch` from an era checkout (it builds the library)"
+        )
+    handle = h.bind(ctypes.CDLL(path))
+    abi = handle.era_abi_version()
+    if abi != h.ERA_ABI_VERSION:
+        raise ImportError(f"era_torch: {path} has era ABI version {abi}, this package needs {h.ERA_ABI_VERSION}")
+    mismatch = config_layout_mismatch(handle)
+    if mismatch:
+        raise ImportError(f"era_torch: {mismatch}; rebuild era_torch")
+    return handle
+
+
+def version() -> str:
+    """The era library version ("MAJOR.MINOR.PATCH")."""
+    return lib().era_version().decode()
+
+
+def abi_version() -> int:
+    """The era C ABI version of the loaded library."""
+    return int(lib().era_abi_version())
+
+
+def last_error() -> str:
+    """The message of the last failed era call on this thread."""
+    n = lib().era_last_error(None, 0)
+    buf = ctypes.create_string_buffer(n + 1)
+    lib().era_last_error(buf, n + 1)
+    return buf.value.decode("utf-8", errors="replace")
+
+
+def check(status: int, function: str = "") -> None:
+    """Raises :class:`EraError` with the library's status name and message unless ``status`` is OK."""
+    if status != h.ERA_STATUS_OK:
+        raise EraError(last_error(), lib().era_status_str(status).decode(), function)
+
+
+def default_config(kind: int) -> EraConfig:
+    """The library's defaults for head ``kind`` (``era_config_default``)."""
+    cfg = EraConfig()
+    check(lib().era_config_default(kind, ctypes.byref(cfg)), "era_config_default")
+    return cfg
+
+
+# ------------------------------------------------------------------ heads
+
+
+class Head:
+    """An owned ``EraHead*`` (freed with the object)."""
+
+    __slots__ = ("ptr", "kind", "_free")
+
+    def __init__(self, kind: int, fields: tuple):
+        cfg = default_config(kind)
+        for name, value in fields:
+            setattr(cfg, name, value)
+        ptr = ctypes.c_void_p()
+        check(lib().era_head_new(ctypes.byref(cfg), ctypes.byref(ptr)), "era_head_new")
+        self.ptr = ptr
+        self.kind = kind
+        self._free = lib().era_head_free
+
+    def __del__(self):
+        ptr = getattr(self, "ptr", None)
+        if ptr is not None and ptr.value:
+            self._free(ptr)
+            self.ptr = None
+
+
+_head_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_head(kind: int, fields: tuple) -> Head:
+    return Head(kind, fields)
+
+
+def cached_head(kind: int, fields: tuple) -> Head:
+    """A shared, immutable head for ``era_config_default(kind)`` with ``fields``
+    (``(name, value)`` pairs) set; built (and validated by the library) once per
+    configuration. Forward, backward and entropy calls never mutate a head, so one
+    head serves every thread."""
+    with _head_lock:
+        return _cached_head(kind, fields)
+
+
+# ------------------------------------------------------------ descriptors
+
+_DTYPES = {
+    torch.float32: h.DLDataType(h.kDLFloat, 32, 1),
+    torch.float64: h.DLDataType(h.kDLFloat, 64, 1),
+    torch.float16: h.DLDataType(h.kDLFloat, 16, 1),
+    torch.bfloat16: h.DLDataType(h.kDLBfloat, 16, 1),
+    torch.int8: h.DLDataType(h.kDLInt, 8, 1),
+    torch.int16: h.DLDataType(h.kDLInt, 16, 1),
+    torch.int32: h.DLDataType(h.kDLInt, 32, 1),
+    torch.int64: h.DLDataType(h.kDLInt, 64, 1),
+    torch.uint8: h.DLDataType(h.kDLUInt, 8, 1),
+    torch.bool: h.DLDataType(h.kDLBool, 8, 1),
+    torch.complex64: h.DLDataType(h.kDLComplex, 64, 1),
+    torch.complex128: h.DLDataType(h.kDLComplex, 128, 1),
+}
+_DEVICES = {"cpu": h.kDLCPU, "cuda": h.kDLCUDA}
+_I64P = ctypes.POINTER(ctypes.c_int64)
+
+
+def describe(t: torch.Tensor) -> h.DLTensor:
+    """A borrowed ``DLTensor`` for ``t``: its data pointer (storage offset included),
+    sizes, strides in elements, dtype and device. The descriptor keeps its shape and
+    stride arrays alive; ``t`` must outlive the call it is passed to."""
+    dtype = _DTYPES.get(t.dtype)
+    if dtype is None:
+        raise EraError(f"era_torch: tensors of dtype {t.dtype} cannot be passed to era", "ERA_STATUS_UNSUPPORTED_DTYPE")
+    dev = _DEVICES.get(t.device.type)
+    if dev is None:
+        raise EraError(
+            f"era_torch: tensors on device {t.device} cannot be passed to era (CPU and CUDA only)",
+            "ERA_STATUS_UNSUPPORTED_DEVICE",
+        )
+    n = t.dim()
+    shape = (ctypes.c_int64 * n)(*t.shape)
+    strides = (ctypes.c_int64 * n)(*t.stride())
+    desc = h.DLTensor(
+        t.data_ptr() if t.numel() else None,
+        h.DLDevice(dev, t.device.index or 0),
+        n,
+        dtype,
+        ctypes.cast(shape, _I64P),
+        ctypes.cast(strides, _I64P),
+        0,
+    )
+    desc._keep = (shape, strides)  # the arrays live as long as the descriptor
+    return desc
+
+
+def stream_of(*tensors) -> ctypes.c_void_p:
+    """The ``stream`` argument: NULL for CPU tensors, the current CUDA stream of
+    the first CUDA tensor otherwise."""
+    for t in tensors:
+        if t is not None and t.device.type == "cuda":
+            return ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream)
+    return None
+
+
+def call(function: str, head, *tensors, scalars: tuple = ()) -> None:
+    """Calls ``era_<function>(head?, *descriptors, *scalars, stream)``; ``None``
+    tensors are passed as NULL (optional outputs). Raises :class:`EraError` on failure.
+    ``scalars`` go where the C prototype has them: after the tensors listed in
+    ``tensors[:scalars[0]]`` when given as ``(position, values...)``."""
+    args = []
+    if head is not None:
+        args.append(head.ptr)
+    descs = [None if t is None else ctypes.byref(describe(t)) for t in tensors]
+    if scalars:
+        pos, values = scalars[0], scalars[1:]
+        descs = descs[:pos] + list(values) + descs[pos:]
+    args.extend(descs)
+    args.append(stream_of(*tensors))
+    check(getattr(lib(), "era_" + function)(*args), "era_" + function)

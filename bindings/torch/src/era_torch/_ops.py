@@ -1,0 +1,444 @@
+"""The era heads as ``torch.library`` custom ops (namespace ``era``).
+
+Each op allocates its outputs and hands every tensor to the C ABI as a borrowed
+DLPack descriptor (any strides, no copies); inputs are never modified. Every op
+has a fake (meta) implementation, so it traces under ``torch.compile``, and the
+differentiable ones register an autograd formula that calls the library's own
+backward. The public functions below resolve the library's defaults and the
+dtypes, then call the ops; they hold no math (docs/math.md is the contract).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from . import _native as native
+from ._defaults import GAUSSIAN, SOFTMAX, TOKEN, pick
+from ._native import EraError
+
+__all__ = [
+    "gaussian_entropy",
+    "gaussian_log_std",
+    "softmax_entropy",
+    "softmax_logits",
+    "token_logprobs",
+    "token_outputs",
+    "truncated_normal_entropy",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _last(t: Tensor, empty: int) -> int:
+    """The length of the last axis (``empty`` for a 0-d tensor, which the library then rejects)."""
+    return int(t.shape[-1]) if t.dim() else empty
+
+
+def _new(shape, dtype, like: Tensor) -> Tensor:
+    return torch.empty(tuple(shape), dtype=dtype, device=like.device)
+
+
+# ------------------------------------------------------------------ Gaussian head
+
+
+def _gaussian_head(dim: int, h0: float, lo: float, hi: float):
+    # The stored delta is never used (every call passes its own): a value far inside the
+    # feasible range, so that the head exists for any target and the call's delta decides.
+    probe = -(abs(h0) + dim * (abs(hi) + native.ERA_LN_2PI_E) + 1.0)
+    fields = (("dim", dim), ("target_entropy", h0), ("log_std_min", lo), ("log_std_max", hi), ("delta", probe))
+    return native.cached_head(native.ERA_HEAD_KIND_GAUSSIAN, fields)
+
+
+@torch.library.custom_op("era::gaussian_log_std", mutates_args=())
+def _gaussian_fwd(z: Tensor, delta: Tensor, target_entropy: float, log_std_min: float, log_std_max: float) -> Tensor:
+    head = _gaussian_head(_last(z, 1), target_entropy, log_std_min, log_std_max)
+    out = _new(z.shape, z.dtype, z)
+    native.call("gaussian_forward_delta", head, z, delta, out)
+    return out
+
+
+@_gaussian_fwd.register_fake
+def _(z, delta, target_entropy, log_std_min, log_std_max):
+    return z.new_empty(z.shape)
+
+
+@torch.library.custom_op("era::gaussian_log_std_backward", mutates_args=())
+def _gaussian_bwd(
+    z: Tensor, delta: Tensor, grad: Tensor, target_entropy: float, log_std_min: float, log_std_max: float
+) -> Tuple[Tensor, Tensor]:
+    head = _gaussian_head(_last(z, 1), target_entropy, log_std_min, log_std_max)
+    gz = _new(z.shape, z.dtype, z)
+    gd = _new(delta.shape, delta.dtype, delta)
+    native.call("gaussian_backward_delta", head, z, delta, grad, gz, gd)
+    return gz, gd
+
+
+@_gaussian_bwd.register_fake
+def _(z, delta, grad, target_entropy, log_std_min, log_std_max):
+    return z.new_empty(z.shape), delta.new_empty(delta.shape)
+
+
+def _gaussian_setup(ctx, inputs, output):
+    z, delta, h0, lo, hi = inputs
+    ctx.save_for_backward(z, delta)
+    ctx.cfg = (h0, lo, hi)
+
+
+def _gaussian_grad(ctx, grad):
+    z, delta = ctx.saved_tensors
+    gz, gd = _gaussian_bwd(z, delta, grad.to(z.dtype), *ctx.cfg)
+    return gz, gd, None, None, None
+
+
+_gaussian_fwd.register_autograd(_gaussian_grad, setup_context=_gaussian_setup)
+
+
+def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_std_max=None, delta=None) -> Tensor:
+    """ERA Gaussian head (docs/math.md#gaussian-head): log-stds ``[..., D]`` whose Gaussian
+    entropy is at least ``target_entropy + delta`` in every row.
+
+    Args:
+      z: raw log-std pre-activations ``[..., D]``, float32 or float64 (float16/bfloat16,
+        e.g. under autocast, are computed and returned in float32); any layout.
+      target_entropy: ``H0``, nats, of the whole D-dimensional Gaussian.
+      log_std_min, log_std_max: the log-std bounds (None: the library's defaults).
+      delta: the compensation: a float, a 0-d tensor, or a tensor with one value per row
+        (``z.shape[:-1]``); differentiable (d/d delta from the library's backward).
+        None: the library's default.
+
+    Returns:
+      ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``, shape of ``z``.
+
+    Raises:
+      EraError: the library's status and message for an invalid configuration, an
+        infeasible ``target_entropy + delta``, a NaN delta, a bad shape or dtype.
+    """
+    if z.dtype in _HALF:
+        z = z.float()
+    lo = float(pick(log_std_min, GAUSSIAN.log_std_min))
+    hi = float(pick(log_std_max, GAUSSIAN.log_std_max))
+    delta = pick(delta, GAUSSIAN.delta)
+    if isinstance(delta, Tensor):
+        delta = delta.to(dtype=z.dtype, device=z.device)
+    else:
+        delta = torch.full((), float(delta), dtype=z.dtype, device=z.device)
+    return _gaussian_fwd(z, delta, float(target_entropy), lo, hi)
+
+
+# ------------------------------------------------------------------ softmax head
+
+
+def _softmax_head(n: int, h0: float, tau: float):
+    fields = (("num_classes", n), ("target_entropy", h0), ("tau", tau))
+    return native.cached_head(native.ERA_HEAD_KIND_SOFTMAX, fields)
+
+
+@torch.library.custom_op("era::softmax_logits", mutates_args=())
+def _softmax_fwd(z: Tensor, target_entropy: float, tau: float) -> Tensor:
+    head = _softmax_head(_last(z, 2), target_entropy, tau)
+    out = _new(z.shape, z.dtype, z)
+    native.call("head_forward", head, z, out)
+    return out
+
+
+@_softmax_fwd.register_fake
+def _(z, target_entropy, tau):
+    return z.new_empty(z.shape)
+
+
+@torch.library.custom_op("era::softmax_logits_backward", mutates_args=())
+def _softmax_bwd(z: Tensor, grad: Tensor, target_entropy: float, tau: float) -> Tensor:
+    head = _softmax_head(_last(z, 2), target_entropy, tau)
+    gz = _new(z.shape, z.dtype, z)
+    native.call("head_backward", head, z, grad, gz)
+    return gz
+
+
+@_softmax_bwd.register_fake
+def _(z, grad, target_entropy, tau):
+    return z.new_empty(z.shape)
+
+
+def _softmax_setup(ctx, inputs, output):
+    z, h0, tau = inputs
+    ctx.save_for_backward(z)
+    ctx.cfg = (h0, tau)
+
+
+def _softmax_grad(ctx, grad):
+    (z,) = ctx.saved_tensors
+    return _softmax_bwd(z, grad.to(z.dtype), *ctx.cfg), None, None
+
+
+_softmax_fwd.register_autograd(_softmax_grad, setup_context=_softmax_setup)
+
+
+def softmax_logits(z: Tensor, *, target_entropy: float, tau=None) -> Tensor:
+    """ERA softmax head (docs/math.md#softmax-head): logits ``[..., n]`` whose softmax has
+    entropy at least ``target_entropy`` in every row.
+
+    Args:
+      z: raw logits ``[..., n]``, float32 or float64 (float16/bfloat16 computed and returned
+        in float32); any layout.
+      target_entropy: ``H0`` in nats.
+      tau: sharpness ``>= e`` (None: the library's default).
+
+    Returns:
+      the output logits, shape of ``z``; differentiable (the library's VJP).
+    """
+    if z.dtype in _HALF:
+        z = z.float()
+    return _softmax_fwd(z, float(target_entropy), float(pick(tau, SOFTMAX.tau)))
+
+
+# ------------------------------------------------------------------ token head
+
+
+def _token_head(k, omega_low, omega_high, top_fraction, temperature, scaling, topk):
+    if topk < 0:
+        raise EraError(f"vocab_topk must be >= 0 (0 = full vocabulary), got {topk}", "ERA_STATUS_INVALID_CONFIG")
+    fields = (
+        ("k", k),
+        ("omega_low", omega_low),
+        ("omega_high", omega_high),
+        ("top_fraction", top_fraction),
+        ("temperature", temperature),
+        ("advantage_scaling", 1 if scaling else 0),
+        ("vocab_topk", topk),
+    )
+    return native.cached_head(native.ERA_HEAD_KIND_TOKEN, fields)
+
+
+@torch.library.custom_op("era::token_forward", mutates_args=())
+def _token_fwd(
+    logits: Tensor,
+    labels: Tensor,
+    response_ids: Tensor,
+    advantages: Tensor,
+    k: float,
+    omega_low: float,
+    omega_high: float,
+    top_fraction: float,
+    temperature: float,
+    advantage_scaling: bool,
+    vocab_topk: int,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    head = _token_head(k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk)
+    outs = [_new(logits.shape[:-1], advantages.dtype, logits) for _ in range(5)]
+    native.call("token_forward", head, logits, labels, response_ids, advantages, *outs)
+    return tuple(outs)
+
+
+@_token_fwd.register_fake
+def _(logits, labels, response_ids, advantages, *cfg):
+    return tuple(logits.new_empty(logits.shape[:-1], dtype=advantages.dtype) for _ in range(5))
+
+
+@torch.library.custom_op("era::token_backward", mutates_args=())
+def _token_bwd(
+    logits: Tensor,
+    labels: Tensor,
+    response_ids: Tensor,
+    scale: Tensor,
+    grad_logprobs: Tensor,
+    k: float,
+    omega_low: float,
+    omega_high: float,
+    top_fraction: float,
+    temperature: float,
+    advantage_scaling: bool,
+    vocab_topk: int,
+) -> Tensor:
+    head = _token_head(k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk)
+    grad = _new(logits.shape, logits.dtype, logits)
+    native.call("token_backward", head, logits, labels, response_ids, scale, grad_logprobs, grad)
+    return grad
+
+
+@_token_bwd.register_fake
+def _(logits, labels, response_ids, scale, grad_logprobs, *cfg):
+    return logits.new_empty(logits.shape)
+
+
+def _token_setup(ctx, inputs, output):
+    logits, labels, ids = inputs[:3]
+    ctx.save_for_backward(logits, labels, ids, output[2])
+    ctx.cfg = tuple(inputs[4:])
+    ctx.mark_non_differentiable(output[1], output[2], output[4])
+
+
+def _token_grad(ctx, g_logp, g_entropy, g_scale, g_adv, g_hresp):
+    logits, labels, ids, scale = ctx.saved_tensors
+    g_logits = None
+    if ctx.needs_input_grad[0]:
+        g_logits = _token_bwd(logits, labels, ids, scale, g_logp.to(scale.dtype), *ctx.cfg)
+    g_advantages = None
+    if ctx.needs_input_grad[3]:
+        # advantages_out = advantages / scale with advantage scaling (the scale is a constant)
+        g_advantages = g_adv / scale if ctx.cfg[5] else g_adv
+    return (g_logits, None, None, g_advantages) + (None,) * 7
+
+
+_token_fwd.register_autograd(_token_grad, setup_context=_token_setup)
+
+
+def token_outputs(
+    logits: Tensor,
+    labels: Tensor,
+    response_ids: Tensor,
+    advantages: Tensor,
+    *,
+    k=None,
+    omega_low=None,
+    omega_high=None,
+    top_fraction=None,
+    temperature=None,
+    advantage_scaling=None,
+    vocab_topk=None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`token_logprobs` with the fifth output of the library: each token's response
+    entropy (the mean entropy of its response's top-rho tokens; 0 for masked tokens)."""
+    single = logits.dim() == 1
+    if single:  # one token: the C ABI wants [..., V] with at least one batch axis
+        logits, labels, response_ids = logits.unsqueeze(0), labels.reshape(1), response_ids.reshape(1)
+        advantages = advantages.reshape(1)
+    out_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    if not isinstance(advantages, Tensor):
+        advantages = torch.as_tensor(advantages)
+    advantages = advantages.to(dtype=out_dtype, device=logits.device)
+    outs = _token_fwd(
+        logits,
+        labels,
+        response_ids,
+        advantages,
+        float(pick(k, TOKEN.k)),
+        float(pick(omega_low, TOKEN.omega_low)),
+        float(pick(omega_high, TOKEN.omega_high)),
+        float(pick(top_fraction, TOKEN.top_fraction)),
+        float(pick(temperature, TOKEN.temperature)),
+        bool(pick(advantage_scaling, TOKEN.advantage_scaling)),
+        int(pick(vocab_topk, TOKEN.vocab_topk)),
+    )
+    if single:
+        outs = tuple(o[0] for o in outs)
+    return outs
+
+
+def token_logprobs(
+    logits: Tensor,
+    labels: Tensor,
+    response_ids: Tensor,
+    advantages: Tensor,
+    *,
+    k=None,
+    omega_low=None,
+    omega_high=None,
+    top_fraction=None,
+    temperature=None,
+    advantage_scaling=None,
+    vocab_topk=None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """ERA token head (docs/math.md#token-head) for LLM policy updates (GRPO, PPO).
+
+    Args:
+      logits: ``[..., V]``: float32, float64, bfloat16 or float16 (e.g. under autocast); any layout.
+      labels: ``[...]`` sampled token ids (int32/int64), in ``[0, V)`` for unmasked tokens.
+      response_ids: ``[...]`` (int32/int64): the response of each token (any id >= 0, any
+        order), or -1 for masked/padding tokens.
+      advantages: ``[...]``, cast to the output dtype.
+      k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk:
+        the head's configuration (None: the library's defaults, ``era_torch.defaults.TOKEN``).
+
+    Returns:
+      ``(logprobs, entropy, scale, advantages_out)``, each ``[...]``, float64 for float64
+      logits and float32 otherwise: the log-prob of each label under the scaled logits
+      ``c*logits/T``, the per-token entropy of ``softmax(logits/T)``, the scale ``c`` in
+      ``{k, 1, 1/k}``, and ``advantages/c`` (with advantage scaling). ``logprobs`` is
+      differentiable w.r.t. ``logits`` (the library's backward) and ``advantages_out``
+      w.r.t. ``advantages``; the entropy and the scale are not (the scale decision is a constant).
+
+    Raises:
+      EraError: the library's status and message (bad configuration, shapes, dtypes, a
+        label outside ``[0, V)``, a response id below -1).
+    """
+    outs = token_outputs(
+        logits,
+        labels,
+        response_ids,
+        advantages,
+        k=k,
+        omega_low=omega_low,
+        omega_high=omega_high,
+        top_fraction=top_fraction,
+        temperature=temperature,
+        advantage_scaling=advantage_scaling,
+        vocab_topk=vocab_topk,
+    )
+    return outs[0], outs[1], outs[2], outs[3]
+
+
+# ------------------------------------------------------- entropies (no gradient)
+
+
+def _float_out(t: Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+@torch.library.custom_op("era::gaussian_entropy", mutates_args=())
+def _gaussian_entropy(log_std: Tensor) -> Tensor:
+    out = _new(log_std.shape[:-1], log_std.dtype, log_std)
+    native.call("gaussian_entropy", None, log_std, out)
+    return out
+
+
+@_gaussian_entropy.register_fake
+def _(log_std):
+    return log_std.new_empty(log_std.shape[:-1])
+
+
+@torch.library.custom_op("era::softmax_entropy", mutates_args=())
+def _softmax_entropy(logits: Tensor, temperature: float) -> Tensor:
+    out = _new(logits.shape[:-1], _float_out(logits), logits)
+    native.call("softmax_entropy", None, logits, out, scalars=(1, temperature))
+    return out
+
+
+@_softmax_entropy.register_fake
+def _(logits, temperature):
+    return logits.new_empty(logits.shape[:-1], dtype=_float_out(logits))
+
+
+@torch.library.custom_op("era::truncated_normal_entropy", mutates_args=())
+def _truncnorm_entropy(mean: Tensor, log_std: Tensor, low: float, high: float) -> Tensor:
+    out = _new(log_std.shape[:-1], log_std.dtype, log_std)
+    native.call("truncated_normal_entropy", None, mean, log_std, out, scalars=(2, low, high))
+    return out
+
+
+@_truncnorm_entropy.register_fake
+def _(mean, log_std, low, high):
+    return log_std.new_empty(log_std.shape[:-1])
+
+
+def gaussian_entropy(log_std: Tensor) -> Tensor:
+    """Entropy of ``N(mu, diag(exp(log_std))^2)`` per row (docs/math.md#gaussian-entropy):
+    ``[..., D]`` -> ``[...]``, float32 or float64. Not differentiable."""
+    return _gaussian_entropy(log_std)
+
+
+def softmax_entropy(logits: Tensor, *, temperature=None) -> Tensor:
+    """Entropy of ``softmax(logits / temperature)`` per row (docs/math.md#categorical-entropy):
+    ``[..., n]`` (float32/64, bfloat16, float16) -> ``[...]`` (float64 for float64 logits,
+    else float32). ``temperature`` None: the token head's default sampling temperature.
+    Not differentiable."""
+    return _softmax_entropy(logits, float(pick(temperature, TOKEN.temperature)))
+
+
+def truncated_normal_entropy(mean: Tensor, log_std: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
+    """Entropy of ``TN(mean, exp(log_std), [low, high])`` summed over the last axis
+    (docs/math.md#truncated-normal-entropy): ``[..., D]`` -> ``[...]``, float32 or float64;
+    infinite bounds allowed. Not differentiable."""
+    return _truncnorm_entropy(mean, log_std, float(low), float(high))
