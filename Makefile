@@ -128,6 +128,16 @@ demo-sac: example-deps
 sac-compare: example-deps
 	PYTHON="$(PY)" bash examples/jax/compare.sh
 
+# Wheels (bindings/jax/wheel.sh): a self-contained era_jax wheel in dist/ (the CPU build of the
+# native library inside, repaired by auditwheel), and its tests from a fresh venv whose PATH has
+# no cargo or cmake.
+.PHONY: wheel test-wheel
+wheel: $(PY)
+	PYTHON="$(PY)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh build
+
+test-wheel: wheel
+	PYTHON="$(PYTHON)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh test
+
 bench:
 	$(CARGO) bench --bench table
 

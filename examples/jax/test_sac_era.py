@@ -273,3 +273,25 @@ def test_command_line_gives_the_configs_of_the_committed_runs(monkeypatch):
         assert R.run_name(cfg) == name
         with open(os.path.join(os.path.dirname(__file__), "results", name + ".json")) as f:
             assert json.load(f)["config"] == dataclasses.asdict(cfg)
+
+
+def test_the_bindings_recipe_matches_this_agent():
+    """bindings/jax/README.md's SAC-ERA recipe (era_jax.GaussianEra, era_jax.policies)
+    has this agent's settings, initial delta and truncated normal."""
+    import era_jax
+
+    cfg = _era_cfg(policy="truncnorm")
+    for act_dim in (1, 3, 6):
+        era = era_jax.GaussianEra(act_dim, S.target_entropy(act_dim), cfg.log_std_min, cfg.log_std_max,
+                                  mode="bounded")
+        assert era.initial_delta == pytest.approx(S.initial_delta(cfg, act_dim), rel=1e-12)
+        assert (era.optimizer, era.lr) == (cfg.delta_optimizer, cfg.delta_lr)
+    rng = np.random.default_rng(3)
+    mean = jnp.asarray(rng.normal(size=(64, 6)), jnp.float32)
+    log_std = jnp.asarray(rng.uniform(-3.0, 0.0, size=(64, 6)), jnp.float32)
+    key = jax.random.PRNGKey(5)
+    a, logp, h = S.sample_action(cfg, mean, log_std, key)
+    pi = era_jax.policies.TruncatedNormal(jnp.tanh(mean), log_std)
+    np.testing.assert_allclose(pi.sample(key), a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pi.log_prob(a), logp, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pi.entropy(), h, rtol=1e-6, atol=1e-6)

@@ -6,7 +6,11 @@ shared object shipped with this package), differentiable through
 and usable inside ``jax.jit`` and ``shard_map``.
 
     import era_jax
-    log_std = era_jax.gaussian_log_std(z, target_entropy=-6.0, delta=delta)
+    era = era_jax.GaussianEra(6, target_entropy=-6.0, mode="bounded")   # settings of head + delta
+    delta = era.init_delta()
+    pi = era_jax.policies.TruncatedNormal(jnp.tanh(mean), era.log_std(z, delta))
+    delta = era.update_delta(delta, pi.entropy())
+    log_std = era_jax.gaussian_log_std(z, target_entropy=-6.0, delta=delta)   # the functional API
     logits = era_jax.softmax_logits(z, target_entropy=1.0)
     logp, ent, scale, adv = era_jax.token_logprobs(logits, labels, response_ids, advantages)
 
@@ -26,6 +30,8 @@ from ._ops import (
     truncated_normal_entropy,
 )
 from .delta import DeltaState, delta_init, delta_update, max_delta
+from .gaussian_era import GaussianEra, truncation_gap_bound
+from . import policies  # noqa: E402  (TruncatedNormal, TanhGaussian)
 
 __version__ = "0.1.0"
 
@@ -37,6 +43,7 @@ _native.register_targets()
 __all__ = [
     "DeltaState",
     "EraError",
+    "GaussianEra",
     "abi_version",
     "delta_init",
     "delta_update",
@@ -44,10 +51,12 @@ __all__ = [
     "gaussian_log_std",
     "library_path",
     "max_delta",
+    "policies",
     "softmax_entropy",
     "softmax_logits",
     "token_entropy",
     "token_logprobs",
     "truncated_normal_entropy",
+    "truncation_gap_bound",
     "version",
 ]

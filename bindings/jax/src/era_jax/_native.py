@@ -197,6 +197,39 @@ def validate_truncation(low: float, high: float) -> None:
     )
 
 
+def _f64_tensor(values, ndim: int) -> tuple:
+    """A float64 DLTensor over a ctypes array (kept alive by the returned tuple)."""
+    shape = (ctypes.c_int64 * 1)(len(values))
+    buf = (ctypes.c_double * max(len(values), 1))(*values)
+    t = h.DLTensor(
+        ctypes.cast(buf, ctypes.c_void_p), h.DLDevice(h.kDLCPU, 0), ndim, h.DLDataType(h.kDLFloat, 64, 1),
+        ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64)), None, 0,
+    )
+    return t, buf, shape
+
+
+def gaussian_entropy_f64(log_std: float) -> float:
+    """``era_gaussian_entropy`` of one log-std (a one-dimensional Gaussian), in float64
+    through ctypes: usable at trace time, outside any JAX computation."""
+    x = _f64_tensor([log_std], 1)
+    e = _f64_tensor([0.0], 0)
+    check(lib().era_gaussian_entropy(ctypes.byref(x[0]), ctypes.byref(e[0]), None), "era_gaussian_entropy")
+    return float(e[1][0])
+
+
+def truncated_normal_entropy_f64(mean: float, log_std: float, low: float, high: float) -> float:
+    """``era_truncated_normal_entropy`` of one dimension, in float64 through ctypes."""
+    m = _f64_tensor([mean], 1)
+    s = _f64_tensor([log_std], 1)
+    e = _f64_tensor([0.0], 0)
+    check(
+        lib().era_truncated_normal_entropy(ctypes.byref(m[0]), ctypes.byref(s[0]), low, high, ctypes.byref(e[0]),
+                                           None),
+        "era_truncated_normal_entropy",
+    )
+    return float(e[1][0])
+
+
 # ------------------------------------------------------------ FFI targets
 
 
