@@ -3,7 +3,7 @@
 #
 #   make demo          bootstrap, examples (C, C++), then a short SAC vs SAC-ERA run
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-examples, test-torch
+#                      test-wheel, test-examples, test-torch
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -16,6 +16,8 @@
 #   make test-cmake    scripts/test-install.sh: install into a temporary prefix, then the consumers,
 #                      the C/C++ tests (CTest) and the examples against it
 #   make test-jax      the era_jax package into .venv, then its tests
+#   make wheel         a self-contained era_jax wheel in dist/ (auditwheel-repaired);  make test-wheel: its
+#                      tests from a fresh venv whose PATH has no cargo or cmake
 #   make test-examples the SAC example's tests
 #   make test-torch    the era_torch package into .venv, then its tests
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
@@ -43,7 +45,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare torch-install test-torch bench-torch test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -70,7 +72,7 @@ demo: bootstrap
 	$(MAKE) examples demo-sac
 
 test: bootstrap
-	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-examples test-torch
+	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch
 
 lint:
 	$(CARGO) fmt --check
@@ -131,7 +133,6 @@ sac-compare: example-deps
 # Wheels (bindings/jax/wheel.sh): a self-contained era_jax wheel in dist/ (the CPU build of the
 # native library inside, repaired by auditwheel), and its tests from a fresh venv whose PATH has
 # no cargo or cmake.
-.PHONY: wheel test-wheel
 wheel: $(PY)
 	PYTHON="$(PY)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh build
 
