@@ -680,6 +680,12 @@ EraStatus era_token_forward(const struct EraHead *head,
  * `scale` and `grad_logprobs` `[...]` are float32/float64 (the same);
  * `grad_logits_out` has the shape and dtype of `logits`.
  *
+ * What the backward reads: `logits` (recomputes the softmax; nothing of the
+ * forward is stored), `labels` (the one-hot term), `response_ids` (only to
+ * zero masked tokens; the per-response statistics are not recomputed),
+ * `scale` (the forward's `scale_out`) and `grad_logprobs`. It needs neither
+ * the advantages nor any other forward output.
+ *
  * Errors: as `era_token_forward`; `INVALID_VALUE` also for a scale that is
  * not finite and positive.
  *
