@@ -632,7 +632,8 @@ def _used_names(model: Model) -> List[str]:
 
 
 def emit_python(model: Model) -> str:
-    """``_era_h.py``: ctypes declarations of era.h for era_jax."""
+    """``_era_h.py``: ctypes declarations of era.h for the Python bindings, followed by
+    the runtime support they share (``scripts/python_support.py``)."""
     out = [
         '"""ctypes declarations of the era C ABI (include/era.h and the DLPack types it uses).',
         "",
@@ -739,7 +740,12 @@ def emit_python(model: Model) -> str:
         "        fn.argtypes = argtypes",
         "    return lib",
         "",
+        "",
     ]
+    # the runtime support both Python bindings share, written once beside this script
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_support.py"), encoding="utf-8") as f:
+        out.append(f.read().rstrip("\n"))
+    out.append("")
     return "\n".join(out)
 
 

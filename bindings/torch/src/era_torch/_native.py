@@ -77,21 +77,8 @@ def library_path() -> str:
 
 def config_layout_mismatch(handle: ctypes.CDLL, struct: type = EraConfig) -> str:
     """Compares a ctypes declaration of ``EraConfig`` (the generated one by default) with the
-    library's (``era_config_size``, ``era_config_field`` of every field); returns what
-    differs, or ``""``."""
-    if handle.era_config_size() != ctypes.sizeof(struct):
-        return f"EraConfig has {handle.era_config_size()} bytes in the library but {ctypes.sizeof(struct)} in era_torch"
-    for name, _ in struct._fields_:
-        offset, size = ctypes.c_size_t(), ctypes.c_size_t()
-        if handle.era_config_field(name.encode(), ctypes.byref(offset), ctypes.byref(size)) != 0:
-            return f"the library's EraConfig has no field {name}"
-        field = getattr(struct, name)
-        if (offset.value, size.value) != (field.offset, field.size):
-            return (
-                f"EraConfig.{name} is at offset {offset.value} ({size.value} bytes) in the library "
-                f"but at {field.offset} ({field.size} bytes) in era_torch"
-            )
-    return ""
+    library's; returns what differs, or ``""`` (the shared support of ``_era_h``)."""
+    return h.config_layout_mismatch(handle, struct)
 
 
 @functools.lru_cache(maxsize=None)
