@@ -497,6 +497,35 @@ def config_layout_mismatch(lib, struct=None):
     return ""
 
 
+def load(path, package):
+    """Loads the era library at ``path`` for ``package`` (a name for messages), declares its
+    functions (:func:`bind`) and checks its ABI version and ``EraConfig`` layout against these
+    declarations; raises ImportError when the library is missing or does not match."""
+    import os
+
+    if not os.path.exists(path):
+        raise ImportError(
+            f"{package}: the native library {path} is missing; install {package} from an era "
+            "checkout (it builds the library) or from its wheel"
+        )
+    lib = bind(ctypes.CDLL(path))
+    abi = lib.era_abi_version()
+    if abi != ERA_ABI_VERSION:
+        raise ImportError(f"{package}: {path} has era ABI version {abi}, this package needs {ERA_ABI_VERSION}")
+    mismatch = config_layout_mismatch(lib)
+    if mismatch:
+        raise ImportError(f"{package}: {mismatch}; rebuild {package}")
+    return lib
+
+
+def last_error(lib):
+    """The message of the last failed era call on this thread (``era_last_error``)."""
+    n = lib.era_last_error(None, 0)
+    buf = ctypes.create_string_buffer(n + 1)
+    lib.era_last_error(buf, n + 1)
+    return buf.value.decode("utf-8", errors="replace")
+
+
 def default_config(lib, kind):
     """``era_config_default(kind)`` as an ``EraConfig``; raises ValueError for an unknown kind."""
     cfg = EraConfig()

@@ -78,20 +78,8 @@ def _declare_shim(lib: ctypes.CDLL) -> None:
 @functools.lru_cache(maxsize=None)
 def lib() -> ctypes.CDLL:
     """The loaded native library (loaded once)."""
-    path = library_path()
-    if not os.path.exists(path):
-        raise ImportError(
-            f"era_jax: the native library {path} is missing; install era_jax with "
-            "`pip install ./bindings/jax` from an era checkout (it builds the library)"
-        )
-    handle = h.bind(ctypes.CDLL(path))
+    handle = h.load(library_path(), "era_jax")
     _declare_shim(handle)
-    abi = handle.era_abi_version()
-    if abi != h.ERA_ABI_VERSION:
-        raise ImportError(f"era_jax: {path} has era ABI version {abi}, this package needs {h.ERA_ABI_VERSION}")
-    mismatch = config_layout_mismatch(handle)
-    if mismatch:
-        raise ImportError(f"era_jax: {mismatch}; rebuild era_jax")
     return handle
 
 
@@ -113,10 +101,7 @@ def abi_version() -> int:
 
 def last_error() -> str:
     """The message of the last failed era call on this thread."""
-    n = lib().era_last_error(None, 0)
-    buf = ctypes.create_string_buffer(n + 1)
-    lib().era_last_error(buf, n + 1)
-    return buf.value.decode("utf-8", errors="replace")
+    return h.last_error(lib())
 
 
 def check(status: int, what: str = "") -> None:

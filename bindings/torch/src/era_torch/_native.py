@@ -84,19 +84,7 @@ def config_layout_mismatch(handle: ctypes.CDLL, struct: type = EraConfig) -> str
 @functools.lru_cache(maxsize=None)
 def lib() -> ctypes.CDLL:
     """The loaded native library (loaded once; its ABI version and EraConfig layout checked)."""
-    path = library_path()
-    if not os.path.exists(path):
-        raise ImportError(
-            f"era_torch: the native library {path} is missing; install era_torch with "
-            "`pip install ./bindings/torch` from an era checkout (it builds the library)"
-        )
-    handle = h.bind(ctypes.CDLL(path))
-    abi = handle.era_abi_version()
-    if abi != h.ERA_ABI_VERSION:
-        raise ImportError(f"era_torch: {path} has era ABI version {abi}, this package needs {h.ERA_ABI_VERSION}")
-    mismatch = config_layout_mismatch(handle)
-    if mismatch:
-        raise ImportError(f"era_torch: {mismatch}; rebuild era_torch")
+    handle = h.load(library_path(), "era_torch")
     return handle
 
 
@@ -112,10 +100,7 @@ def abi_version() -> int:
 
 def last_error() -> str:
     """The message of the last failed era call on this thread."""
-    n = lib().era_last_error(None, 0)
-    buf = ctypes.create_string_buffer(n + 1)
-    lib().era_last_error(buf, n + 1)
-    return buf.value.decode("utf-8", errors="replace")
+    return h.last_error(lib())
 
 
 def check(status: int, function: str = "") -> None:
