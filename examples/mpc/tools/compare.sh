@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The full comparison behind examples/mpc/RESULTS.md: every task x planner x variant over a short
+# sweep of its setting, then the tables and the plot (tools/analyze.py).
+#
+#   examples/mpc/tools/compare.sh [RUNNER] [OUT]      (make mpc-compare builds and runs it)
+#
+# RUNNER: the era_mpc binary [build/mpc/era_mpc]; OUT: the log directory [build/mpc-compare].
+# Sized for about an hour on 2 cores: the light tasks (cartpole swing-up, cheetah run) run 300
+# control steps with 5 seeds per setting; the heavy ones (walker walk: 100 steps, humanoid stand:
+# 50 steps) 3 seeds per setting. The planners run at their sources' sizes (MPPI: TD-MPC2's 512
+# samples, 64 elites, 6 iterations, horizon 3; cross-entropy: 64 samples, 6 elites, horizon 25
+# control steps on 5 knots, one iteration per control step).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+runner=${1:-build/mpc/era_mpc}
+out=${2:-build/mpc-compare}
+python=${PYTHON:-python3}
+threads=${THREADS:-2}
+mkdir -p "$out"
+rm -f "$out/episodes.csv" "$out/steps.csv"
+
+# The settings: the std floor, or the per-dimension std of the ERA target entropy. The sources'
+# floors are in each list: TD-MPC2's min_std 0.05 (MPPI); MuJoCo MPC's std_min, 0.1 in its
+# cross-entropy planner's source and commonly 0.01 in its tasks (cross-entropy).
+declare -A settings=([mppi]="0.02 0.05 0.2" [cem]="0.01 0.03 0.1")
+declare -A steps=([cartpole-swingup]=300 [cheetah-run]=300 [walker-walk]=100 [humanoid-stand]=50)
+declare -A seeds=([cartpole-swingup]=1,2,3,4,5 [cheetah-run]=1,2,3,4,5 [walker-walk]=1,2,3 [humanoid-stand]=1,2,3)
+
+{
+    echo "started: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "runner: $runner, threads: $threads"
+} > "$out/meta.txt"
+start=$(date +%s)
+for task in cartpole-swingup cheetah-run walker-walk humanoid-stand; do
+    for planner in mppi cem; do
+        for variant in floor era era-min; do
+            for setting in ${settings[$planner]}; do
+                "$runner" --task "$task" --planner "$planner" --variant "$variant" --setting "$setting" \
+                    --seeds "${seeds[$task]}" --steps "${steps[$task]}" --threads "$threads" --out "$out" --quiet \
+                    2> >(grep -v settotalmass >&2)
+                echo "$task $planner $variant $setting: $(( $(date +%s) - start )) s"
+            done
+        done
+    done
+done
+echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - start )) s" >> "$out/meta.txt"
+"$python" "$here/analyze.py" "$out" --out "$out"
