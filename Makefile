@@ -1,9 +1,9 @@
 # era: a menu over cargo, CMake, CTest and the scripts in scripts/ and examples/.
 # The README's two commands are `make demo` and `make test`.
 #
-#   make demo          bootstrap, examples (C, C++), then a short SAC vs SAC-ERA run
+#   make demo          bootstrap, examples (C, C++), a short SAC vs SAC-ERA run, a short planner episode
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-wheel, test-examples, test-torch
+#                      test-wheel, test-examples, test-torch, test-mpc
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -20,6 +20,9 @@
 #                      tests from a fresh venv whose PATH has no cargo or cmake
 #   make test-examples the SAC example's tests
 #   make test-torch    the era_torch package into .venv, then its tests
+#   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
+#                      make demo-mpc: a short episode;  make mpc-compare: the full comparison of
+#                      examples/mpc/RESULTS.md (about 90 minutes);  make bench-mpc: its performance figures
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
@@ -45,7 +48,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare test-mpc demo-mpc mpc-compare bench-mpc torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -69,10 +72,11 @@ examples: install
 	done
 
 demo: bootstrap
-	$(MAKE) examples demo-sac
+	$(MAKE) examples demo-sac demo-mpc
 
 test: bootstrap
-	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch
+	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
+	    test-mpc
 
 lint:
 	$(CARGO) fmt --check
@@ -159,6 +163,23 @@ test-torch: torch-install
 
 bench-torch: torch-install
 	"$(PY)" bindings/torch/bench.py
+
+# ---------------------------------------------------------------- C++ planners on MuJoCo (examples/mpc)
+# scripts/mpc.sh installs MuJoCo (the mujoco-core wheel) and dm_control's models into the venv and
+# builds the example against $(PREFIX); test-mpc skips, saying why, only if they cannot be installed.
+MPC = PY="$(PY)" PREFIX="$(PREFIX)" BUILD="$(BUILD)" JOBS=$(JOBS) CMAKE_FLAGS="$(CMAKE_FLAGS)" bash scripts/mpc.sh
+
+test-mpc: install $(PY)
+	$(MPC) test
+
+demo-mpc: install $(PY)
+	$(MPC) demo
+
+mpc-compare: install $(PY)
+	$(MPC) compare
+
+bench-mpc: install $(PY)
+	$(MPC) bench
 
 # ---------------------------------------------------------------- hardening
 # Miri: the core math and the ABI layer's pointer handling. Not under Miri (too

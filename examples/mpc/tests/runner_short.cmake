@@ -1,1 +1,48 @@
+# A short run of the era_mpc runner for every planner and variant (cmake -P; RUNNER and OUT are
+# given by CTest): the CSV logs must have their headers and one row per episode or step, and a
+# bad option must fail with a message.
+file(REMOVE_RECURSE "${OUT}")
+set(runs 0)
+foreach(planner cem mppi)
+  foreach(variant floor era era-min)
+    execute_process(
+      COMMAND "${RUNNER}" --task cartpole-swingup --planner ${planner} --variant ${variant} --setting 0.1
+              --seeds 1,2 --steps 4 --samples 32 --elites 4 --iterations 2 --horizon 6 --threads 2 --out "${OUT}" --quiet
+      RESULT_VARIABLE rc ERROR_VARIABLE err)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${planner} ${variant}: exit ${rc}: ${err}")
+    endif()
+    math(EXPR runs "${runs} + 1")
+  endforeach()
+endforeach()
 
+file(STRINGS "${OUT}/episodes.csv" episodes)
+file(STRINGS "${OUT}/steps.csv" steps)
+list(LENGTH episodes n_episodes)
+list(LENGTH steps n_steps)
+math(EXPR want_episodes "1 + ${runs} * 2")
+math(EXPR want_steps "1 + ${runs} * 2 * 4")
+if(NOT n_episodes EQUAL want_episodes OR NOT n_steps EQUAL want_steps)
+  message(FATAL_ERROR "episodes.csv has ${n_episodes} lines (want ${want_episodes}), steps.csv ${n_steps} (want ${want_steps})")
+endif()
+list(GET episodes 0 header)
+if(NOT header MATCHES "^task,planner,variant,setting,seed,episode,steps,return,mean_entropy,mean_trunc_entropy,mean_plan_ms,mean_era_ms")
+  message(FATAL_ERROR "episodes.csv header: ${header}")
+endif()
+list(GET episodes 1 first)
+if(NOT first MATCHES "^cartpole-swingup,cem,floor,0.1,1,0,4,[0-9.]+,")
+  message(FATAL_ERROR "episodes.csv row: ${first}")
+endif()
+foreach(row IN LISTS steps)
+  if(row MATCHES "nan|inf")
+    message(FATAL_ERROR "steps.csv has a non-finite value: ${row}")
+  endif()
+endforeach()
+
+foreach(bad "--planner;ilqg" "--variant;clamp" "--task;no-such-task" "--steps;x" "--setting;5;--variant;era" "--bogus;1")
+  execute_process(COMMAND "${RUNNER}" ${bad} --steps 1 RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "era_mpc: ")
+    message(FATAL_ERROR "'${bad}' should fail with a message (exit ${rc}): ${err}")
+  endif()
+endforeach()
+message(STATUS "runner: ${runs} configurations, ${n_episodes} episode rows, ${n_steps} step rows")
