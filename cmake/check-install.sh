@@ -23,6 +23,8 @@ ok() { echo "check-install: ok: $*"; }
 
 # Files.
 for f in include/era.h include/era/dlpack.h include/era.hpp \
+         include/era/error.hpp include/era/element.hpp include/era/view.hpp include/era/config.hpp \
+         include/era/head.hpp include/era/token.hpp include/era/entropy.hpp \
          "lib/libera.so.$version" lib/libera.a \
          lib/cmake/era/eraConfig.cmake lib/cmake/era/eraConfigVersion.cmake \
          lib/pkgconfig/era.pc; do
