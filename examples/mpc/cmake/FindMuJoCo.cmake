@@ -19,18 +19,14 @@ elseif(DEFINED ENV{MuJoCo_ROOT})
   list(APPEND _mujoco_hints "$ENV{MuJoCo_ROOT}")
 endif()
 
+include("${CMAKE_CURRENT_LIST_DIR}/PythonPackageDir.cmake")
 if(NOT _mujoco_hints)
   if(NOT MuJoCo_PYTHON)
     find_program(MuJoCo_PYTHON NAMES python3 python)
   endif()
-  if(MuJoCo_PYTHON)
-    execute_process(
-      COMMAND "${MuJoCo_PYTHON}" -c
-              "import importlib.util as u; s = u.find_spec('mujoco'); print(s.submodule_search_locations[0] if s else '')"
-      OUTPUT_VARIABLE _mujoco_package OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _mujoco_rc)
-    if(_mujoco_rc EQUAL 0 AND _mujoco_package)
-      list(APPEND _mujoco_hints "${_mujoco_package}")
-    endif()
+  python_package_dir("${MuJoCo_PYTHON}" mujoco _mujoco_package)
+  if(_mujoco_package)
+    list(APPEND _mujoco_hints "${_mujoco_package}")
   endif()
 endif()
 

@@ -5,7 +5,8 @@ The C++ example (``cem`` / ``mppi`` planners on dm_control tasks) writes, per
 output directory, ``episodes.csv`` (one row per episode) and ``steps.csv``
 (one row per control step).  Each planner keeps its sampling distribution
 alive either with a per-coordinate std floor (variant ``floor``) or with the
-ERA Gaussian head (variant ``era``); ``setting`` is the variant's numeric knob.
+ERA Gaussian head (variants ``era`` and ``era-min``); ``setting`` is the
+variant's numeric knob.
 
 Usage::
 
@@ -17,7 +18,7 @@ return with a 95% percentile bootstrap interval (10,000 resamples over
 episodes, fixed seed, so reruns give identical numbers), mean entropies,
 planning time and the share of it spent in ERA.  It then picks, for every
 (task, planner), the best setting of each variant by mean return and
-bootstraps the era - floor difference (each group resampled independently).
+bootstraps each variant's difference from the floor (each group resampled independently).
 Note that the best setting is chosen on the same episodes it is evaluated on,
 so the difference interval is optimistic for whichever variant has more
 settings.
@@ -43,7 +44,7 @@ EPISODE_COLS = ["task", "planner", "variant", "setting", "seed", "episode", "ste
 STEP_COLS = ["task", "planner", "variant", "setting", "seed", "episode", "step", "entropy"]
 N_BOOT = 10_000
 BOOT_SEED = 20240611
-VARIANT_COLORS = {"floor": "tab:blue", "era": "tab:orange"}
+VARIANT_COLORS = {"floor": "tab:blue", "era": "tab:orange", "era-min": "tab:green"}
 PLANNER_STYLES = ["-", "--", ":", "-."]
 
 
@@ -130,7 +131,8 @@ def summarise(episodes):
 
 
 def main_comparison(stats):
-    """For each (task, planner): best setting per variant by mean return, and era - floor difference."""
+    """For each (task, planner): best setting per variant by mean return, and each variant's
+    difference from the floor's (variant - floor)."""
     best = {}
     for key, s in stats.items():
         k = (key[0], key[1], key[2])
@@ -143,11 +145,14 @@ def main_comparison(stats):
                "best": {v: {"setting": s["setting"], "return_mean": s["return_mean"],
                             "return_lo": s["return_lo"], "return_hi": s["return_hi"],
                             "n_episodes": s["n_episodes"]} for v, s in sorted(variants.items())}}
-        if "era" in variants and "floor" in variants:
-            d, lo, hi = boot_diff_ci(variants["era"]["returns"], variants["floor"]["returns"])
-            single = min(len(variants["era"]["returns"]), len(variants["floor"]["returns"])) < 2
-            row["era_minus_floor"] = {"mean": d, "lo": lo, "hi": hi,  # None: a group has 1 episode
-                                      "excludes_zero": None if single else (lo > 0 or hi < 0)}
+        row["vs_floor"] = {}
+        for v in sorted(variants):
+            if v == "floor" or "floor" not in variants:
+                continue
+            d, lo, hi = boot_diff_ci(variants[v]["returns"], variants["floor"]["returns"])
+            single = min(len(variants[v]["returns"]), len(variants["floor"]["returns"])) < 2
+            row["vs_floor"][v] = {"mean": d, "lo": lo, "hi": hi,  # None: a group has 1 episode
+                                  "excludes_zero": None if single else (lo > 0 or hi < 0)}
         rows.append(row)
     return rows
 
@@ -183,22 +188,21 @@ def write_markdown(path, stats, comparison):
                          f"{fmt(s['trunc_entropy'], 3)} | {fmt(s['plan_ms'])} | {share} |")
         lines.append("")
     lines += ["## Main comparison", "",
-              "Best setting of each variant by mean return; era − floor with a 95% bootstrap "
+              "Best setting of each variant by mean return; variant − floor with a 95% bootstrap "
               "interval (groups resampled independently). The selection uses the same episodes, "
               "so intervals are somewhat optimistic.", "",
-              "| task | planner | floor setting | floor return | era setting | era return | "
-              "era − floor [lo, hi] | excludes 0 |", "|---|---|---|---|---|---|---|---|"]
+              "| task | planner | variant | setting | return | floor setting | floor return | "
+              "variant − floor [lo, hi] | excludes 0 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in comparison:
-        cells = [row["task"], row["planner"]]
-        for v in ("floor", "era"):
-            b = row["best"].get(v)
-            cells += [b["setting"], f"{fmt(b['return_mean'])} [{fmt(b['return_lo'])}, "
-                      f"{fmt(b['return_hi'])}]"] if b else ["–", "–"]
-        d = row.get("era_minus_floor")
-        cells += ([f"{fmt(d['mean'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]",
-                   {True: "yes", False: "no", None: "n/a (1 episode)"}[d["excludes_zero"]]]
-                  if d else ["–", "–"])
-        lines.append("| " + " | ".join(cells) + " |")
+        f = row["best"].get("floor")
+        for v, d in row.get("vs_floor", {}).items():
+            b = row["best"][v]
+            lines.append("| " + " | ".join([
+                row["task"], row["planner"], v, b["setting"],
+                f"{fmt(b['return_mean'])} [{fmt(b['return_lo'])}, {fmt(b['return_hi'])}]",
+                f["setting"], f"{fmt(f['return_mean'])} [{fmt(f['return_lo'])}, {fmt(f['return_hi'])}]",
+                f"{fmt(d['mean'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]",
+                {True: "yes", False: "no", None: "n/a (1 episode)"}[d["excludes_zero"]]]) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 
