@@ -159,8 +159,7 @@ def test_delta_learner_and_module(gen):
 
 
 def test_torch_func_functional_call(gen):
-    # torch.func.functional_call over the module (functorch transforms such as torch.func.grad
-    # do not support the registered autograd of torch.library custom ops)
+    # torch.func.functional_call over the module (with torch.func.grad: tests/test_func.py)
     head = era_torch.EraGaussian(4, -4.0)
     z = torch.randn(3, 4, generator=gen, requires_grad=True)
     out = torch.func.functional_call(head, {"delta": torch.tensor(-0.5, dtype=torch.float64)}, (z,))

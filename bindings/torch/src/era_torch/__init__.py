@@ -2,7 +2,8 @@
 
 Every op is a ``torch.library`` custom op over era's C ABI (namespace ``era``):
 it works in eager mode, under ``torch.compile(fullgraph=True)``, with autograd
-(the library's own backward) and under autocast. Defaults come from the library
+(the library's own backward), under autocast and under ``torch.func`` (``grad``,
+``vjp``, ``jacrev``, ``vmap`` with batching rules). Defaults come from the library
 (``era_config_default``), see :mod:`era_torch.defaults`.
 """
 

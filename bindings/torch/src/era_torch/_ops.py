@@ -4,8 +4,14 @@ Each op allocates its outputs and hands every tensor to the C ABI as a borrowed
 DLPack descriptor (any strides, no copies); inputs are never modified. Every op
 has a fake (meta) implementation, so it traces under ``torch.compile``, and the
 differentiable ones register an autograd formula that calls the library's own
-backward. The public functions below resolve the library's defaults and the
-dtypes, then call the ops; they hold no math (docs/math.md is the contract).
+backward, and every op has a batching rule (``torch.library.register_vmap``).
+
+The public functions go through ``torch.autograd.Function`` subclasses (forward: the
+forward op, backward: the backward op) rather than the ops' registered autograd: unlike
+the function that ``register_autograd`` generates, they define ``setup_context`` as a
+staticmethod, which the ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``,
+``vmap`` of those) require. They resolve the library's defaults and the dtypes, then
+call the ops; they hold no math (docs/math.md is the contract).
 """
 
 from __future__ import annotations
@@ -39,6 +45,35 @@ def _last(t: Tensor, empty: int) -> int:
 
 def _new(shape, dtype, like: Tensor) -> Tensor:
     return torch.empty(tuple(shape), dtype=dtype, device=like.device)
+
+
+# ------------------------------------------------------------ torch.func support
+
+
+def _front(t: Tensor, bdim, n: int) -> Tensor:
+    """``t`` with its vmapped axis first; an unbatched ``t`` broadcast (stride 0, no copy)."""
+    if bdim is None:
+        return t.unsqueeze(0).expand((n,) + tuple(t.shape))
+    return t.movedim(bdim, 0)
+
+
+class _FirstOrder(torch.autograd.Function):
+    """Base of the ``autograd.Function`` around each backward op: the library gives first
+    derivatives only, so differentiating a backward (``create_graph=True``, ``grad`` of
+    ``grad``, ``jacrev`` of ``jacrev``) raises instead of returning wrong numbers."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            "era_torch: the ERA heads have no double backward (second derivatives: create_graph=True, "
+            "torch.func.grad of grad, jacrev of jacrev); the library provides first derivatives only"
+        )
 
 
 # ------------------------------------------------------------------ Gaussian head
@@ -89,11 +124,66 @@ def _gaussian_setup(ctx, inputs, output):
 
 def _gaussian_grad(ctx, grad):
     z, delta = ctx.saved_tensors
-    gz, gd = _gaussian_bwd(z, delta, grad.to(z.dtype), *ctx.cfg)
+    gz, gd = _GaussianBackward.apply(z, delta, grad.to(z.dtype), *ctx.cfg)
     return gz, gd, None, None, None
 
 
+def _gaussian_delta_rows(delta: Tensor, dbdim, rows: tuple, n: int) -> Tensor:
+    """The batched ``delta`` (0-d, ``[1]`` or one value per row of each example) as one value
+    per row of the batched ``z`` (``rows``: its shape without the last axis)."""
+    delta = _front(delta, dbdim, n)
+    if tuple(delta.shape[1:]) in ((), (1,)):
+        delta = delta.reshape((n,) + (1,) * (len(rows) - 1))
+    if delta.dim() == len(rows) and all(d in (1, r) for d, r in zip(delta.shape, rows)):
+        delta = delta.expand(rows)
+    return delta  # a delta of another shape: the library's shape error
+
+
+def _gaussian_fwd_vmap(info, in_dims, z, delta, target_entropy, log_std_min, log_std_max):
+    zb, db = in_dims[0], in_dims[1]
+    z = _front(z, zb, info.batch_size)
+    if db is not None or delta.dim() > 1 or (delta.dim() == 1 and delta.shape[0] != 1):
+        delta = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), info.batch_size)
+    # else: one delta for every row of every example, as it is
+    return _gaussian_fwd(z, delta, target_entropy, log_std_min, log_std_max), 0
+
+
+def _gaussian_bwd_vmap(info, in_dims, z, delta, grad, target_entropy, log_std_min, log_std_max):
+    zb, db, gb = in_dims[0], in_dims[1], in_dims[2]
+    n = info.batch_size
+    z, grad = _front(z, zb, n), _front(grad, gb, n)
+    shape = tuple(delta.shape[1:]) if db is not None else tuple(delta.shape)  # delta of one example
+    # each example needs its own d/d delta: one delta per row, then the sum over an example's rows
+    rows = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), n)
+    gz, gd = _gaussian_bwd(z, rows, grad, target_entropy, log_std_min, log_std_max)
+    if shape in ((), (1,)) and gd.dim() > 1:
+        # a scalar delta's gradient: the sum over the example's rows in row order, in float64 (as the library)
+        gd = gd.reshape(n, -1).double().cumsum(1)[:, -1].to(gd.dtype)
+    return (gz, gd.reshape((n,) + shape)), (0, 0)
+
+
 _gaussian_fwd.register_autograd(_gaussian_grad, setup_context=_gaussian_setup)
+torch.library.register_vmap(_gaussian_fwd, _gaussian_fwd_vmap)
+torch.library.register_vmap(_gaussian_bwd, _gaussian_bwd_vmap)
+
+
+class _GaussianBackward(_FirstOrder):
+    @staticmethod
+    def forward(z, delta, grad, target_entropy, log_std_min, log_std_max):
+        return _gaussian_bwd(z, delta, grad, target_entropy, log_std_min, log_std_max)
+
+
+class _GaussianLogStd(torch.autograd.Function):
+    """The Gaussian head for the public function (and ``torch.func``)."""
+
+    generate_vmap_rule = True  # the ops' batching rules
+
+    @staticmethod
+    def forward(z, delta, target_entropy, log_std_min, log_std_max):
+        return _gaussian_fwd(z, delta, target_entropy, log_std_min, log_std_max)
+
+    setup_context = staticmethod(_gaussian_setup)
+    backward = staticmethod(_gaussian_grad)
 
 
 def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_std_max=None, delta=None) -> Tensor:
@@ -125,7 +215,7 @@ def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_
         delta = delta.to(dtype=z.dtype, device=z.device)
     else:
         delta = torch.full((), float(delta), dtype=z.dtype, device=z.device)
-    return _gaussian_fwd(z, delta, float(target_entropy), lo, hi)
+    return _GaussianLogStd.apply(z, delta, float(target_entropy), lo, hi)
 
 
 # ------------------------------------------------------------------ softmax head
@@ -170,10 +260,40 @@ def _softmax_setup(ctx, inputs, output):
 
 def _softmax_grad(ctx, grad):
     (z,) = ctx.saved_tensors
-    return _softmax_bwd(z, grad.to(z.dtype), *ctx.cfg), None, None
+    return _SoftmaxBackward.apply(z, grad.to(z.dtype), *ctx.cfg), None, None
+
+
+def _softmax_fwd_vmap(info, in_dims, z, target_entropy, tau):
+    return _softmax_fwd(_front(z, in_dims[0], info.batch_size), target_entropy, tau), 0
+
+
+def _softmax_bwd_vmap(info, in_dims, z, grad, target_entropy, tau):
+    n = info.batch_size
+    return _softmax_bwd(_front(z, in_dims[0], n), _front(grad, in_dims[1], n), target_entropy, tau), 0
 
 
 _softmax_fwd.register_autograd(_softmax_grad, setup_context=_softmax_setup)
+torch.library.register_vmap(_softmax_fwd, _softmax_fwd_vmap)
+torch.library.register_vmap(_softmax_bwd, _softmax_bwd_vmap)
+
+
+class _SoftmaxBackward(_FirstOrder):
+    @staticmethod
+    def forward(z, grad, target_entropy, tau):
+        return _softmax_bwd(z, grad, target_entropy, tau)
+
+
+class _SoftmaxLogits(torch.autograd.Function):
+    """The softmax head for the public function (and ``torch.func``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, target_entropy, tau):
+        return _softmax_fwd(z, target_entropy, tau)
+
+    setup_context = staticmethod(_softmax_setup)
+    backward = staticmethod(_softmax_grad)
 
 
 def softmax_logits(z: Tensor, *, target_entropy: float, tau=None) -> Tensor:
@@ -191,7 +311,7 @@ def softmax_logits(z: Tensor, *, target_entropy: float, tau=None) -> Tensor:
     """
     if z.dtype in _HALF:
         z = z.float()
-    return _softmax_fwd(z, float(target_entropy), float(pick(tau, SOFTMAX.tau)))
+    return _SoftmaxLogits.apply(z, float(target_entropy), float(pick(tau, SOFTMAX.tau)))
 
 
 # ------------------------------------------------------------------ token head
@@ -274,7 +394,7 @@ def _token_grad(ctx, g_logp, g_entropy, g_scale, g_adv, g_hresp):
     logits, labels, ids, scale = ctx.saved_tensors
     g_logits = None
     if ctx.needs_input_grad[0]:
-        g_logits = _token_bwd(logits, labels, ids, scale, g_logp.to(scale.dtype), *ctx.cfg)
+        g_logits = _TokenBackward.apply(logits, labels, ids, scale, g_logp.to(scale.dtype), *ctx.cfg)
     g_advantages = None
     if ctx.needs_input_grad[3]:
         # advantages_out = advantages / scale with advantage scaling (the scale is a constant)
@@ -282,7 +402,63 @@ def _token_grad(ctx, g_logp, g_entropy, g_scale, g_adv, g_hresp):
     return (g_logits, None, None, g_advantages) + (None,) * 7
 
 
+def _separate_responses(ids: Tensor) -> Tensor:
+    """Response ids ``[B, ...]`` of B independent examples made distinct across examples
+    (``id * B + example``; -1 and invalid negative ids kept), so that one call of the library
+    groups the tokens of each example's responses as B separate calls would."""
+    n = ids.shape[0]
+    ids = ids.to(torch.int64)
+    fits = ids <= (2**63 - 1 - n) // n
+    if not torch.compiler.is_compiling() and not torch._C._functorch.is_batchedtensor(ids):
+        if not bool(fits.all()):
+            raise EraError(
+                f"a response id of {int(ids.max())} is too large to batch {n} examples under vmap "
+                f"(id * {n} must fit in int64)",
+                "ERA_STATUS_INVALID_VALUE",
+            )
+    # where the check cannot run (under an outer vmap, while compiling) an id that does not
+    # fit becomes -2, which the library rejects: never a silent merge of two responses
+    example = torch.arange(n, device=ids.device).reshape((n,) + (1,) * (ids.dim() - 1))
+    return torch.where(ids < 0, ids, torch.where(fits, ids * n + example, -2))
+
+
+def _token_fwd_vmap(info, in_dims, logits, labels, response_ids, advantages, *cfg):
+    n = info.batch_size
+    logits, labels, response_ids, advantages = (_front(t, b, n) for t, b in
+                                                zip((logits, labels, response_ids, advantages), in_dims))
+    outs = _token_fwd(logits, labels, _separate_responses(response_ids), advantages, *cfg)
+    return outs, (0,) * 5
+
+
+def _token_bwd_vmap(info, in_dims, logits, labels, response_ids, scale, grad_logprobs, *cfg):
+    # the backward reads the response ids only to zero masked tokens: no regrouping needed
+    n = info.batch_size
+    args = (_front(t, b, n) for t, b in zip((logits, labels, response_ids, scale, grad_logprobs), in_dims))
+    return _token_bwd(*args, *cfg), 0
+
+
 _token_fwd.register_autograd(_token_grad, setup_context=_token_setup)
+torch.library.register_vmap(_token_fwd, _token_fwd_vmap)
+torch.library.register_vmap(_token_bwd, _token_bwd_vmap)
+
+
+class _TokenBackward(_FirstOrder):
+    @staticmethod
+    def forward(logits, labels, response_ids, scale, grad_logprobs, *cfg):
+        return _token_bwd(logits, labels, response_ids, scale, grad_logprobs, *cfg)
+
+
+class _TokenOutputs(torch.autograd.Function):
+    """The token head for the public functions (and ``torch.func``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, labels, response_ids, advantages, *cfg):
+        return _token_fwd(logits, labels, response_ids, advantages, *cfg)
+
+    setup_context = staticmethod(_token_setup)
+    backward = staticmethod(_token_grad)
 
 
 def token_outputs(
@@ -309,7 +485,7 @@ def token_outputs(
     if not isinstance(advantages, Tensor):
         advantages = torch.as_tensor(advantages)
     advantages = advantages.to(dtype=out_dtype, device=logits.device)
-    outs = _token_fwd(
+    outs = _TokenOutputs.apply(
         logits,
         labels,
         response_ids,
@@ -421,6 +597,24 @@ def _truncnorm_entropy(mean: Tensor, log_std: Tensor, low: float, high: float) -
 @_truncnorm_entropy.register_fake
 def _(mean, log_std, low, high):
     return log_std.new_empty(log_std.shape[:-1])
+
+
+def _gaussian_entropy_vmap(info, in_dims, log_std):
+    return _gaussian_entropy(_front(log_std, in_dims[0], info.batch_size)), 0
+
+
+def _softmax_entropy_vmap(info, in_dims, logits, temperature):
+    return _softmax_entropy(_front(logits, in_dims[0], info.batch_size), temperature), 0
+
+
+def _truncnorm_entropy_vmap(info, in_dims, mean, log_std, low, high):
+    n = info.batch_size
+    return _truncnorm_entropy(_front(mean, in_dims[0], n), _front(log_std, in_dims[1], n), low, high), 0
+
+
+torch.library.register_vmap(_gaussian_entropy, _gaussian_entropy_vmap)
+torch.library.register_vmap(_softmax_entropy, _softmax_entropy_vmap)
+torch.library.register_vmap(_truncnorm_entropy, _truncnorm_entropy_vmap)
 
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:
