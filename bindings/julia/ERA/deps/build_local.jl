@@ -7,8 +7,10 @@
 # With `cargo` (the default) it runs `cargo build --release` at the repository root; with
 # `cmake` the CMake front end (`cmake -S . -B build/julia`, then `cmake --build`).
 # Environment: CARGO, CMAKE (the programs), ERA_CARGO_FLAGS (extra cargo arguments).
+#
+# Only standard libraries are used, so the script runs before the package's dependencies
+# are installed. The active project must be ERA itself or an environment that has ERA.
 
-using Preferences: set_preferences!
 using TOML: TOML
 using Libdl: Libdl
 
@@ -42,6 +44,17 @@ how in ("cargo", "cmake") || error("build_local.jl: the argument is `cargo` or `
 lib = how == "cargo" ? build_cargo() : build_cmake()
 isfile(lib) || error("build_local.jl: the build did not produce $lib")
 
+# The preference as Preferences.jl stores it: [ERA] libera = "..." in LocalPreferences.toml
+# next to the active project.
+project = Base.active_project()
+project === nothing && error("build_local.jl: no active project; run it with `--project`")
 uuid = Base.UUID(TOML.parsefile(joinpath(PACKAGE, "Project.toml"))["uuid"])
-set_preferences!(uuid, "libera" => lib; force = true)
-println("ERA: libera = ", lib, " (written to LocalPreferences.toml; restart Julia if ERA is loaded)")
+if !isfile(project) || Base.get_uuid_name(project, uuid) === nothing
+    @warn "build_local.jl: the active project $project does not list ERA, so ERA will not see the preference; " *
+          "run this script with `--project` naming ERA's folder or an environment that has ERA"
+end
+prefs_file = joinpath(dirname(project), "LocalPreferences.toml")
+prefs = isfile(prefs_file) ? TOML.parsefile(prefs_file) : Dict{String,Any}()
+get!(Dict{String,Any}, prefs, "ERA")["libera"] = lib
+open(io -> TOML.print(io, prefs; sorted = true), prefs_file, "w")
+println("ERA: libera = ", lib, " (written to ", prefs_file, "; restart Julia if ERA is loaded)")

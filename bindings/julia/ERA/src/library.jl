@@ -22,9 +22,8 @@ function Base.showerror(io::IO, e::ERAError)
     isempty(e.context) || print(io, ", in ", e.context)
     print(io, ")")
     if e.status == ERA_STATUS_UNSUPPORTED_DEVICE
-        print(io, "\nThis libera cannot compute on the arrays' device: a CPU build answers ",
-              "ERA_STATUS_UNSUPPORTED_DEVICE for GPU memory. Use a CUDA build of era, ",
-              "or move the arrays to the CPU with `Array(x)`.")
+        print(io, "\nThis libera computes on CPU memory only: move the arrays to the CPU ",
+              "with `Array(x)`.")
     end
 end
 
@@ -63,10 +62,12 @@ function set_library!(path::Union{AbstractString,Nothing})
     isfile(path) || throw(ArgumentError("ERA.set_library!: no file at $path"))
     full = abspath(path)
     Preferences.@set_preferences!("libera" => full)
-    if isempty(_LIBPATH[])
+    if isempty(_LIBSOURCE[])
         _load_library!(full, "preference")
     elseif _LIBPATH[] != full
-        @info "ERA: the preference now names $full; restart Julia to use it (loaded: $(_LIBPATH[]))"
+        # a library was opened in this session: the ccalls stay bound to it
+        loaded = isempty(_LIBPATH[]) ? "none usable" : _LIBPATH[]
+        @info "ERA: the preference now names $full; restart Julia to use it (loaded: $loaded)"
     end
     return full
 end
@@ -100,30 +101,37 @@ function _jll_library()
     return path isa AbstractString && !isempty(path) ? String(path) : nothing
 end
 
+# Opens `path` and checks it. Each generated @ccall site keeps the function pointer of
+# its first call, so the first library opened here stays the one in use for the session
+# (`_LIBSOURCE` records that one was opened; `_LIBPATH` is cleared if it failed a check).
 function _load_library!(path::AbstractString, source::AbstractString)
     Libdl.dlopen(path; throw_error = true)
     _LIBPATH[] = path
     _LIBSOURCE[] = source
-    abi = era_abi_version()
-    if abi != ERA_ABI_VERSION
+    try
+        abi = era_abi_version()
+        abi == ERA_ABI_VERSION ||
+            error("ERA: $path has era ABI version $abi, this package needs $ERA_ABI_VERSION")
+        check_layout()
+    catch
         _LIBPATH[] = ""
-        error("ERA: $path has era ABI version $abi, this package needs $ERA_ABI_VERSION")
+        rethrow()
     end
-    check_layout()
     return path
 end
 
+# Never throws: a library that cannot be used is reported, and `using ERA` still works
+# (so that `ERA.set_library!` can name another one for the next session).
 function _init_library()
     found = _find_library()
     found === nothing && return nothing
     path, source = found
     try
-        Libdl.dlopen(path; throw_error = true)
+        _load_library!(path, source)
     catch err
-        @warn "ERA: cannot load the era library $path (from $source)" exception = err
-        return nothing
+        msg = "ERA: cannot use the era library $path (from $source); name another with `ERA.set_library!(path)` and restart Julia"
+        @warn msg exception = err
     end
-    _load_library!(path, source)
     return nothing
 end
 

@@ -185,8 +185,9 @@ end
             err
         end
         @test e isa ERAError && e.status == ERA.ERA_STATUS_INVALID_SHAPE && !isempty(e.message)
+        @test_throws MethodError delta(h)        # delta is a method of GaussianHead only
         e = try
-            delta(h)
+            ERA.check(ERA.era_head_delta(h, Ref{Cdouble}(0)), "era_head_delta")
         catch err
             err
         end
