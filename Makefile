@@ -19,7 +19,9 @@
 #   make wheel         a self-contained era_jax wheel in dist/ (auditwheel-repaired);  make test-wheel: its
 #                      tests from a fresh venv whose PATH has no cargo or cmake
 #   make test-examples the SAC example's tests
-#   make test-torch    the era_torch package into .venv, then its tests
+#   make test-torch    the era_torch package into .venv, then its tests and the GRPO example's
+#   make grpo-demo     GRPO / GRPO + entropy bonus / GRPO-ERA, one short seed (examples/torch/grpo_era.py);
+#                      make grpo-compare: the full comparison (about 75 minutes on 2 cores) and its report
 #   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
 #                      make demo-mpc: a short episode;  make mpc-compare: the full comparison of
 #                      examples/mpc/RESULTS.md (about 90 minutes);  make bench-mpc: its performance figures
@@ -48,7 +50,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare test-mpc demo-mpc mpc-compare bench-mpc torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -159,7 +161,14 @@ torch-install: $(PY)
 
 test-torch: torch-install
 	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__)"
-	"$(PY)" -m pytest bindings/torch/tests -q
+	"$(PY)" -m pytest bindings/torch/tests examples/torch -q
+
+grpo-demo: torch-install
+	"$(PY)" examples/torch/grpo_era.py demo
+
+grpo-compare: torch-install
+	"$(PY)" examples/torch/grpo_era.py compare
+	"$(PY)" examples/torch/grpo_era.py report
 
 bench-torch: torch-install
 	"$(PY)" bindings/torch/bench.py
