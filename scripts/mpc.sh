@@ -51,7 +51,7 @@ case "${1:-}" in
         echo "== examples/mpc: cheetah run, MPPI at TD-MPC2's sizes, 60 control steps (0.6 s), 2 threads"
         for variant in floor era; do
             "$build/era_mpc" --task cheetah-run --planner mppi --variant "$variant" --setting 0.2 --steps 60 --threads 2 \
-                2> >(grep -v settotalmass >&2)
+                2> >(grep -v -e settotalmass -e '^$' >&2)
         done
         echo "(columns: task,planner,variant,setting,seed,episode,steps,return,entropy/step,truncated entropy/step," \
              "ms/planning step,ERA ms/step,threads,samples,iterations,horizon)"
