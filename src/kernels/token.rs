@@ -279,8 +279,14 @@ pub fn response_entropies(entropy: &[f64], ids: &[i64], rho: f64) -> Vec<f64> {
     let means: BTreeMap<i64, f64> = groups
         .into_iter()
         .map(|(id, mut hs)| {
-            // descending; NaN sorts first (as the largest), so it poisons the mean
-            hs.sort_by(|a, b| b.total_cmp(a));
+            // descending; a NaN of either sign sorts first (as the largest), so it poisons
+            // the mean (total_cmp alone would put a negative NaN last)
+            hs.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Less,
+                (false, true) => std::cmp::Ordering::Greater,
+                (false, false) => b.total_cmp(a),
+            });
             let k = forking_count(rho, hs.len());
             (id, hs[..k].iter().sum::<f64>() / k as f64)
         })
@@ -389,6 +395,20 @@ pub fn reference_grad_row(z: &[f64], y: usize, c: f64, f: f64, topk: Option<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_entropy_of_either_sign_poisons_its_response() {
+        let neg_nan = -f64::NAN;
+        assert!(neg_nan.is_sign_negative());
+        for nan in [f64::NAN, neg_nan] {
+            // response 0: five tokens, rho 0.2 -> the single largest, which is the NaN
+            let h = [0.5, nan, 0.1, 0.2, 0.3, 1.0, 2.0];
+            let ids = [0, 0, 0, 0, 0, 1, -1];
+            let r = response_entropies(&h, &ids, 0.2);
+            assert!(r[0].is_nan() && r[4].is_nan(), "{r:?}");
+            assert_eq!((r[5], r[6]), (1.0, 0.0));
+        }
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "rows of several thousand elements")]
