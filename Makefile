@@ -3,7 +3,7 @@
 #
 #   make demo          bootstrap, examples (C, C++), a short SAC vs SAC-ERA run, a short planner episode
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-wheel, test-examples, test-torch, test-mpc
+#                      test-wheel, test-examples, test-torch, test-mpc, test-cuda
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -25,6 +25,9 @@
 #   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
 #                      make demo-mpc: a short episode;  make mpc-compare: the full comparison of
 #                      examples/mpc/RESULTS.md (about 90 minutes);  make bench-mpc: its performance figures
+#   make test-cuda     scripts/cuda.sh test: the CUDA build (nvcc from PyPI wheels) and every test that needs
+#                      no GPU against it, the kernels on the CPU through tests/cuda/emu; make cuda-artifacts:
+#                      what scripts/gpu-check.sh runs on a GPU machine (build/cuda/gpu-check)
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
@@ -50,7 +53,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -78,11 +81,13 @@ demo: bootstrap
 
 test: bootstrap
 	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
-	    test-mpc
+	    test-mpc test-cuda
 
-lint:
+lint: $(PY)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	ERA_NVCC="$$(PYTHON="$(PY)" bash scripts/cuda.sh toolchain)" CARGO_TARGET_DIR="$(BUILD)/cuda-target" \
+	    $(CARGO) clippy --all-targets --features cuda -- -D warnings
 
 test-rust:
 	$(CARGO) test
@@ -189,6 +194,15 @@ mpc-compare: install $(PY)
 
 bench-mpc: install $(PY)
 	$(MPC) bench
+
+# ---------------------------------------------------------------- CUDA (docs/cuda.md)
+CUDA = PYTHON="$(PY)" BUILD="$(BUILD)" PREFIX="$(PREFIX)" JOBS=$(JOBS) CMAKE_FLAGS="$(CMAKE_FLAGS)" bash scripts/cuda.sh
+
+test-cuda: install $(PY)
+	$(CUDA) test
+
+cuda-artifacts: $(PY)
+	$(CUDA) artifacts
 
 # ---------------------------------------------------------------- hardening
 # Miri: the core math and the ABI layer's pointer handling. Not under Miri (too

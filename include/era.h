@@ -126,6 +126,12 @@ enum EraStatus
    */
   ERA_STATUS_OUT_OF_MEMORY = 13,
   /**
+   * CUDA buffers in a build with CUDA support, on a machine where CUDA cannot be used
+   * (no driver, no device of that ordinal, a driver too old for the kernels, or a
+   * failed launch); `era_cuda_available` says in advance whether CUDA is usable.
+   */
+  ERA_STATUS_DEVICE_UNAVAILABLE = 14,
+  /**
    * A bug in era: a panic was caught at the ABI boundary. Please report it.
    */
   ERA_STATUS_INTERNAL = 99,
@@ -364,6 +370,26 @@ size_t era_config_size(void);
  * `name` is NULL or a NUL-terminated string; `offset` and `size` are NULL or writable.
  */
 EraStatus era_config_field(const char *name, size_t *offset, size_t *size);
+
+/**
+ * 1 if CUDA buffers can be computed on: the library was built with CUDA
+ * support, the CUDA driver loads and at least one device is visible; else 0
+ * (`era_cuda_device_count` then says why). Loads the driver on first use;
+ * never fails.
+ */
+int32_t era_cuda_available(void);
+
+/**
+ * Stores the number of visible CUDA devices in `*count`.
+ *
+ * Errors: `NULL_POINTER` (count); `DEVICE_UNAVAILABLE` when CUDA cannot be
+ * used (a build without CUDA support, no driver, a driver that fails to
+ * initialise), with the reason in `era_last_error`.
+ *
+ * # Safety
+ * `count` is NULL or writable.
+ */
+EraStatus era_cuda_device_count(int32_t *count);
 
 /**
  * Entropy of the truncated normal `TN(mean, exp(log_std), [low, high])`

@@ -14,7 +14,9 @@
 4. every struct of ``src/generated/`` has the fields of the C struct in order, and the
    sizes and offsets that Julia's C-compatible layout gives them equal a C compiler's
    (a small C program compiled against include/era.h);
-5. the generated layer has no drift (``gen_decls.py --check``);
+5. the generated layer has no drift (``gen_decls.py --check``), ``src/generated/`` holds
+   only the generator's Julia outputs (``era_types.jl``, ``era_functions.jl``), each
+   ``include``d once and in that order, and every ``include("...")`` names a file;
 6. ``Project.toml`` is valid TOML with a UUID, compat entries for every dep, weakdep and
    extra (and julia), extensions naming weakdeps, and the known UUIDs of the packages used.
 
@@ -363,6 +365,52 @@ def check_layouts(root, trees, model, aliases, generated, rel) -> Tuple[List[str
     return errors, checked
 
 
+# ------------------------------------------------------------------ includes
+
+
+def check_includes(trees, generated: str, rel) -> List[str]:
+    """The generated files are exactly gen_decls.py's Julia outputs, each included once and
+    in the generator's order (types before the functions that use them); every literal
+    ``include("...")`` names an existing file."""
+    errors = []
+    outputs = [os.path.basename(p) for p, _ in gen_decls.EMITTERS["julia"]]
+    present = sorted(f for f in os.listdir(generated) if f.endswith(".jl")) if os.path.isdir(generated) else []
+    for f in present:
+        if f not in outputs:
+            errors.append(f"{rel(os.path.join(generated, f))}: not an output of scripts/gen_decls.py "
+                          f"(its Julia outputs: {', '.join(outputs)}); delete it")
+    sites: Dict[str, List[Tuple[str, int]]] = {}  # generated file -> [(including file, line)]
+    order: Dict[str, List[str]] = {}  # including file -> generated files in include order
+    for path, tree in trees.items():
+        for n in _walk(tree.root_node):
+            if n.type != "call_expression" or _text(n.named_children[0]) != "include":
+                continue
+            argl = [c for c in n.named_children if c.type == "argument_list"]
+            args = argl[0].named_children if argl else []
+            if len(args) != 1 or args[0].type != "string_literal" or not re.fullmatch(r'"[^"$\\]*"', _text(args[0])):
+                continue  # a computed path: not checked
+            where = f"{rel(path)}:{n.start_point[0] + 1}"
+            target = os.path.normpath(os.path.join(os.path.dirname(path), _text(args[0])[1:-1]))
+            if not os.path.isfile(target):
+                errors.append(f"{where}: include({_text(args[0])}) names no file")
+            if os.path.dirname(target) == os.path.normpath(generated):
+                name = os.path.basename(target)
+                sites.setdefault(name, []).append((rel(path), n.start_point[0] + 1))
+                order.setdefault(rel(path), []).append(name)
+    for name in outputs:
+        found = sites.get(name, [])
+        if not found:
+            errors.append(f"{rel(os.path.join(generated, name))}: not included by the package")
+        elif len(found) > 1:
+            errors.append(f"{rel(os.path.join(generated, name))}: included {len(found)} times "
+                          f"({', '.join(f'{f}:{line}' for f, line in found)})")
+    for path, names in order.items():
+        known = [n for n in names if n in outputs]
+        if known != sorted(known, key=outputs.index):
+            errors.append(f"{path}: includes {', '.join(known)}; the generator's order is {', '.join(outputs)}")
+    return errors
+
+
 # ------------------------------------------------------------------ drift, Project.toml
 
 #: UUIDs of the packages the ERA package may name (General registry and stdlibs).
@@ -472,13 +520,14 @@ def run(root: str = ROOT, package: Optional[str] = None, lib: Optional[str] = No
     for name in model.functions:
         if name not in called:
             errors.append(f"{rel(generated)}: no ccall of {name}")
+    errors += check_includes(trees, generated, rel)
     if drift:
         errors += check_drift(root)
     errors += check_project(package, rel)
     if not quiet:
         print(f"check_julia: {len(files)} files parsed, {n_ccalls} ccalls against {len(model.functions)} C functions"
               f"{' and ' + rel(lib) + ' exports' if exported is not None else ''}, {n_fields} struct fields laid out, "
-              f"{'drift checked, ' if drift else ''}Project.toml checked: {len(errors)} problem(s)")
+              f"includes, {'drift, ' if drift else ''}Project.toml checked: {len(errors)} problem(s)")
     return errors
 
 

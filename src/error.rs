@@ -34,6 +34,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// Scratch memory the call needs could not be allocated.
     OutOfMemory,
+    /// CUDA buffers where CUDA cannot be used (no driver or device, a failed launch).
+    DeviceUnavailable,
     /// A bug inside the library (a caught panic).
     Internal,
 }

@@ -130,11 +130,47 @@ fn dl_name(t: DLDataType) -> String {
     }
 }
 
+/// Where a tensor's memory is, as far as computing on it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Device {
+    /// Host memory (DLPack CPU, and pinned CUDA host memory).
+    Cpu,
+    /// Memory of CUDA device `ordinal` (DLPack CUDA and CUDA managed memory).
+    Cuda(i32),
+}
+
+/// The one device every tensor of a call lives on. Tensors on different CUDA
+/// devices, or host and CUDA tensors mixed, are `UNSUPPORTED_DEVICE`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn call_device(descs: &[&Desc<'_>]) -> Result<Device> {
+    let Some(first) = descs.first() else { return Ok(Device::Cpu) };
+    for d in &descs[1..] {
+        if d.device != first.device {
+            let place = |x: &Desc<'_>| match x.device {
+                Device::Cpu => "in host memory".to_string(),
+                Device::Cuda(i) => format!("on CUDA device {i}"),
+            };
+            bail!(
+                UnsupportedDevice,
+                "{} is {} but {} is {}: all tensors of one call must be on the same device",
+                first.name,
+                place(first),
+                d.name,
+                place(d)
+            );
+        }
+    }
+    Ok(first.device)
+}
+
 /// A checked tensor descriptor: what a `DLTensor` says, validated.
 #[derive(Debug)]
 pub(crate) struct Desc<'a> {
     pub name: &'static str,
     pub dtype: DType,
+    /// Where the memory is.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub device: Device,
     pub shape: Vec<usize>,
     /// Strides in elements (signed).
     strides: Vec<isize>,
@@ -157,15 +193,24 @@ impl<'a> Desc<'a> {
         let Some(t) = t.as_ref() else {
             bail!(NullPointer, "{name} must not be NULL");
         };
-        match t.device.device_type {
-            KDL_CPU | KDL_CUDA_HOST => {}
+        let device = match t.device.device_type {
+            KDL_CPU | KDL_CUDA_HOST => Device::Cpu,
+            KDL_CUDA | KDL_CUDA_MANAGED if cfg!(feature = "cuda") => {
+                if t.device.device_id < 0 {
+                    bail!(UnsupportedDevice, "{name} is on CUDA device {}, which is not a device ordinal", t.device.device_id);
+                }
+                Device::Cuda(t.device.device_id)
+            }
             KDL_CUDA | KDL_CUDA_MANAGED => bail!(
                 UnsupportedDevice,
                 "{name} is a CUDA buffer (device_type {}), but this build of era has no CUDA support",
                 t.device.device_type
             ),
+            d if cfg!(feature = "cuda") => {
+                bail!(UnsupportedDevice, "{name} has device_type {d}, which era cannot compute on (CPU and CUDA only)")
+            }
             d => bail!(UnsupportedDevice, "{name} has device_type {d}, which this build of era cannot compute on (CPU only)"),
-        }
+        };
         if t.ndim < 0 || t.ndim > MAX_NDIM {
             bail!(InvalidShape, "{name} has rank {}, expected 0..={MAX_NDIM}", t.ndim);
         }
@@ -216,7 +261,7 @@ impl<'a> Desc<'a> {
             st
         };
         if numel == 0 {
-            return Ok(Desc { name, dtype, shape, strides, first: std::ptr::null_mut(), lo: 0, hi: 0, _life: PhantomData });
+            return Ok(Desc { name, dtype, device, shape, strides, first: std::ptr::null_mut(), lo: 0, hi: 0, _life: PhantomData });
         }
         if t.data.is_null() {
             bail!(InvalidLayout, "{name} has {numel} elements but a NULL data pointer");
@@ -249,6 +294,7 @@ impl<'a> Desc<'a> {
         Ok(Desc {
             name,
             dtype,
+            device,
             shape,
             strides,
             // keep the pointer's provenance: derive it from `data`, not from the integer
@@ -464,3 +510,43 @@ macro_rules! with_logits {
     };
 }
 pub(crate) use with_logits;
+
+#[cfg(feature = "cuda")]
+impl Desc<'_> {
+    /// The tensor as the CUDA kernels see it: rows along the last axis
+    /// (`cols`), or one element per row (a per-row tensor: every axis is a
+    /// batch axis).
+    pub fn cuda_rows(&self, cols: bool) -> Result<crate::heads::cuda::Rows> {
+        use crate::kernels::cuda::{Dtype, Tensor};
+        let dtype = match self.dtype {
+            DType::F32 => Dtype::F32,
+            DType::F64 => Dtype::F64,
+            DType::BF16 => Dtype::Bf16,
+            DType::F16 => Dtype::F16,
+            DType::I32 => Dtype::I32,
+            DType::I64 => Dtype::I64,
+        };
+        let nb = if cols { self.shape.len().saturating_sub(1) } else { self.shape.len() };
+        let (ncols, col_stride) = if cols && !self.shape.is_empty() { (self.shape[nb], self.strides[nb]) } else { (1, 0) };
+        let t = Tensor::rows(self.first, dtype, &self.shape[..nb], &self.strides[..nb], col_stride, self.name)?;
+        Ok(crate::heads::cuda::Rows { t, rows: self.shape[..nb].iter().product(), cols: ncols, dtype })
+    }
+
+    /// Fails if this input overlaps `output` other than as exactly the same
+    /// tensor (same first element, shape, strides and dtype): the CUDA kernels
+    /// read each row before writing it, which makes only exact aliasing safe.
+    pub fn cuda_alias_ok(&self, output: &Desc<'_>) -> Result<()> {
+        if !self.overlaps(output) {
+            return Ok(());
+        }
+        if self.first == output.first && self.shape == output.shape && self.strides == output.strides && self.dtype == output.dtype {
+            return Ok(());
+        }
+        bail!(
+            InvalidLayout,
+            "{} overlaps {} in device memory other than as the same tensor; on CUDA an output may alias an input only exactly",
+            self.name,
+            output.name
+        )
+    }
+}

@@ -3,6 +3,10 @@
 
 use std::ffi::c_void;
 
+#[cfg(feature = "cuda")]
+use crate::capi::cuda;
+#[cfg(feature = "cuda")]
+use crate::capi::dlpack::{call_device, Device};
 use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::bail;
@@ -29,13 +33,21 @@ pub unsafe extern "C" fn era_truncated_normal_entropy(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let md = Desc::new(mean, "mean")?;
         let ld = Desc::new(log_std, "log_std")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
         expect_same_shape(&md, &[&ld])?;
         expect_batch_shape(&md, 1, &[&ed])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&md, &ld, &ed])? {
+            #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN bounds must fail too
+            if !(low < high) {
+                bail!(InvalidArgument, "the truncation bounds must satisfy low < high, got low = {low}, high = {high}");
+            }
+            return cuda::entropy("truncnorm_entropy", dev, stream, &md, Some(&ld), &ed, 1.0, (low, high));
+        }
         with_float!(md.dtype, "mean", T => {
             ld.expect_dtype(md.dtype)?;
             ed.expect_dtype(md.dtype)?;
@@ -59,11 +71,15 @@ pub unsafe extern "C" fn era_truncated_normal_entropy(
 #[no_mangle]
 pub unsafe extern "C" fn era_gaussian_entropy(log_std: *const DLTensor, entropy: *mut DLTensor, stream: *mut c_void) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let ld = Desc::new(log_std, "log_std")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
         expect_batch_shape(&ld, 1, &[&ed])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&ld, &ed])? {
+            return cuda::entropy("gaussian_entropy", dev, stream, &ld, None, &ed, 1.0, (0.0, 0.0));
+        }
         with_float!(ld.dtype, "log_std", T => {
             ed.expect_dtype(ld.dtype)?;
             let l = ld.input::<T>(&[&ed])?;
@@ -92,7 +108,7 @@ pub unsafe extern "C" fn era_softmax_entropy(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let xd = Desc::new(logits, "logits")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
@@ -100,6 +116,10 @@ pub unsafe extern "C" fn era_softmax_entropy(
             bail!(InvalidArgument, "temperature must be finite and > 0, got {temperature}");
         }
         expect_batch_shape(&xd, 1, &[&ed])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&xd, &ed])? {
+            return cuda::entropy("softmax_entropy", dev, stream, &xd, None, &ed, 1.0 / temperature, (0.0, 0.0));
+        }
         with_float!(ed.dtype, "entropy", F => {
             with_logits!(xd.dtype, "logits", L => {
                 let x = xd.input::<L>(&[&ed])?;

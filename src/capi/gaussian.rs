@@ -3,6 +3,10 @@
 
 use std::ffi::c_void;
 
+#[cfg(feature = "cuda")]
+use crate::capi::cuda;
+#[cfg(feature = "cuda")]
+use crate::capi::dlpack::{call_device, Device};
 use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, out_ref, EraStatus};
@@ -67,7 +71,7 @@ pub unsafe extern "C" fn era_gaussian_forward_delta(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let g = head_ref(head)?.as_gaussian("era_gaussian_forward_delta")?;
         let zd = Desc::new(z, "z")?;
         let dd = Desc::new(delta, "delta")?;
@@ -76,6 +80,10 @@ pub unsafe extern "C" fn era_gaussian_forward_delta(
         expect_batch_shape(&zd, 1, &[])?;
         expect_same_shape(&zd, &[&od])?;
         check_delta_shape(&zd, &dd)?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&zd, &dd, &od])? {
+            return cuda::gaussian_delta(g, dev, stream, &zd, &dd, is_scalar(&dd), None, &od, None);
+        }
         with_float!(zd.dtype, "z", T => {
             dd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
@@ -106,7 +114,7 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let g = head_ref(head)?.as_gaussian("era_gaussian_backward_delta")?;
         let zd = Desc::new(z, "z")?;
         let dd = Desc::new(delta, "delta")?;
@@ -124,6 +132,14 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
         if let Some(x) = &gdd {
             if !is_scalar(&dd) {
                 expect_same_shape(&dd, &[x])?;
+            }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let mut all = vec![&zd, &dd, &gd, &od];
+            all.extend(gdd.as_ref());
+            if let Device::Cuda(dev) = call_device(&all)? {
+                return cuda::gaussian_delta(g, dev, stream, &zd, &dd, is_scalar(&dd), Some(&gd), &od, gdd.as_ref());
             }
         }
         with_float!(zd.dtype, "z", T => {

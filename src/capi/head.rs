@@ -4,6 +4,10 @@
 use std::ffi::c_void;
 
 use crate::capi::config::{EraConfig, EraHeadKind, ERA_HEAD_KIND_GAUSSIAN, ERA_HEAD_KIND_SOFTMAX, ERA_HEAD_KIND_TOKEN};
+#[cfg(feature = "cuda")]
+use crate::capi::cuda;
+#[cfg(feature = "cuda")]
+use crate::capi::dlpack::{call_device, Device};
 use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, in_ref, out_ref, EraStatus};
 use crate::error::{bail, Result};
@@ -132,7 +136,7 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
 #[no_mangle]
 pub unsafe extern "C" fn era_head_forward(head: *const EraHead, z: *const DLTensor, out: *mut DLTensor, stream: *mut c_void) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let h = head_ref(head)?;
         if let Head::Token(_) = h {
             bail!(WrongHeadKind, "era_head_forward needs a gaussian or softmax head; use era_token_forward for a token head");
@@ -142,6 +146,10 @@ pub unsafe extern "C" fn era_head_forward(head: *const EraHead, z: *const DLTens
         check_outputs(&[&od])?;
         expect_batch_shape(&zd, 1, &[])?;
         expect_same_shape(&zd, &[&od])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&zd, &od])? {
+            return cuda::head_apply(h, dev, stream, &zd, None, &od);
+        }
         with_float!(zd.dtype, "z", T => {
             od.expect_dtype(zd.dtype)?;
             let zi = zd.input::<T>(&[&od])?;
@@ -172,7 +180,7 @@ pub unsafe extern "C" fn era_head_backward(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let h = head_ref(head)?;
         if let Head::Token(_) = h {
             bail!(WrongHeadKind, "era_head_backward needs a gaussian or softmax head; use era_token_backward for a token head");
@@ -183,6 +191,10 @@ pub unsafe extern "C" fn era_head_backward(
         check_outputs(&[&od])?;
         expect_batch_shape(&zd, 1, &[])?;
         expect_same_shape(&zd, &[&gd, &od])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&zd, &gd, &od])? {
+            return cuda::head_apply(h, dev, stream, &zd, Some(&gd), &od);
+        }
         with_float!(zd.dtype, "z", T => {
             gd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
@@ -217,12 +229,31 @@ pub unsafe extern "C" fn era_head_entropy(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let h = head_ref(head)?;
         let xd = Desc::new(out, "out")?;
         let ed = Desc::new(entropy, "entropy")?;
         check_outputs(&[&ed])?;
         expect_batch_shape(&xd, 1, &[&ed])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&xd, &ed])? {
+            return match h {
+                Head::Gaussian(g) => {
+                    if xd.shape.last() != Some(&g.config().dim) {
+                        bail!(InvalidShape, "out has shape {:?}, but the head has dim D = {}", xd.shape, g.config().dim);
+                    }
+                    cuda::entropy("gaussian_entropy", dev, stream, &xd, None, &ed, 1.0, (0.0, 0.0))
+                }
+                Head::Softmax(s) => {
+                    if xd.shape.last() != Some(&s.config().num_classes) {
+                        bail!(InvalidShape, "out has shape {:?}, but the head has num_classes n = {}", xd.shape, s.config().num_classes);
+                    }
+                    ed.expect_dtype(xd.dtype)?;
+                    cuda::entropy("softmax_entropy", dev, stream, &xd, None, &ed, 1.0, (0.0, 0.0))
+                }
+                Head::Token(t) => cuda::entropy("softmax_entropy", dev, stream, &xd, None, &ed, 1.0 / t.config().temperature, (0.0, 0.0)),
+            };
+        }
         if let Head::Token(t) = h {
             return with_float!(ed.dtype, "entropy", F => {
                 with_logits!(xd.dtype, "out", L => {

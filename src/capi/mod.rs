@@ -17,6 +17,7 @@ use std::ffi::c_char;
 
 pub mod boundary;
 pub mod config;
+pub mod cuda;
 pub mod dlpack;
 pub mod entropy;
 pub mod gaussian;
@@ -29,6 +30,7 @@ pub mod token;
 pub use boundary::era_last_error;
 pub(crate) use boundary::{ffi_boundary, in_ref, out_ref};
 pub use config::*;
+pub use cuda::{era_cuda_available, era_cuda_device_count};
 pub use dlpack::{DLDataType, DLDevice, DLTensor};
 pub use entropy::*;
 pub use gaussian::*;

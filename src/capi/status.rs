@@ -44,6 +44,10 @@ pub enum EraStatus {
     /// The scratch memory the call needs (per-row buffers, a copy of an input that an
     /// output overlaps) could not be allocated, e.g. for a broadcast input of huge extent.
     OutOfMemory = 13,
+    /// CUDA buffers in a build with CUDA support, on a machine where CUDA cannot be used
+    /// (no driver, no device of that ordinal, a driver too old for the kernels, or a
+    /// failed launch); `era_cuda_available` says in advance whether CUDA is usable.
+    DeviceUnavailable = 14,
     /// A bug in era: a panic was caught at the ABI boundary. Please report it.
     Internal = 99,
 }
@@ -108,6 +112,7 @@ status_table! {
     BufferTooSmall = 11, "ERA_STATUS_BUFFER_TOO_SMALL", BufferTooSmall;
     InvalidArgument = 12, "ERA_STATUS_INVALID_ARGUMENT", InvalidArgument;
     OutOfMemory = 13, "ERA_STATUS_OUT_OF_MEMORY", OutOfMemory;
+    DeviceUnavailable = 14, "ERA_STATUS_DEVICE_UNAVAILABLE", DeviceUnavailable;
     Internal = 99, "ERA_STATUS_INTERNAL", Internal;
 }
 
@@ -127,7 +132,7 @@ mod tests {
             assert_eq!(EraStatus::from_code(s as i32), Some(s));
             assert!(s.name().starts_with("ERA_STATUS_"));
         }
-        for code in [-1, 14, 98, 100, i32::MIN, i32::MAX] {
+        for code in [-1, 15, 98, 100, i32::MIN, i32::MAX] {
             assert_eq!(name_of(code), "ERA_STATUS_UNKNOWN");
             assert_eq!(EraStatus::from_code(code), None);
         }
@@ -150,6 +155,7 @@ mod tests {
             BufferTooSmall,
             InvalidArgument,
             OutOfMemory,
+            DeviceUnavailable,
             Internal,
         ];
         let statuses: std::collections::HashSet<EraStatus> = kinds.iter().map(|&k| EraStatus::from(k)).collect();

@@ -2,6 +2,10 @@
 
 use std::ffi::c_void;
 
+#[cfg(feature = "cuda")]
+use crate::capi::cuda;
+#[cfg(feature = "cuda")]
+use crate::capi::dlpack::{call_device, Device};
 use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
@@ -79,7 +83,7 @@ pub unsafe extern "C" fn era_token_forward(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let t = head_ref(head)?.as_token("era_token_forward")?;
         let ld = Desc::new(logits, "logits")?;
         let yd = Desc::new(labels, "labels")?;
@@ -95,6 +99,14 @@ pub unsafe extern "C" fn era_token_forward(
         let mut batch = vec![&yd, &rd, &ad];
         batch.extend(outs.iter().copied());
         expect_batch_shape(&ld, 2, &batch)?;
+        #[cfg(feature = "cuda")]
+        {
+            let mut all = batch.clone();
+            all.push(&ld);
+            if let Device::Cuda(dev) = call_device(&all)? {
+                return cuda::token_forward(t, dev, stream, &ld, &yd, &rd, &ad, [&lp, &en, &sc, &ao, &re]);
+            }
+        }
         with_float!(ad.dtype, "advantages", F => {
             for o in &outs {
                 o.expect_dtype(ad.dtype)?;
@@ -147,7 +159,7 @@ pub unsafe extern "C" fn era_token_backward(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CPU buffers only so far: nothing is launched on it
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let t = head_ref(head)?.as_token("era_token_backward")?;
         let ld = Desc::new(logits, "logits")?;
         let yd = Desc::new(labels, "labels")?;
@@ -159,6 +171,10 @@ pub unsafe extern "C" fn era_token_backward(
         check_outputs(&outs)?;
         expect_batch_shape(&ld, 2, &[&yd, &rd, &sd, &gd])?;
         expect_same_shape(&ld, &[&od])?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(dev) = call_device(&[&ld, &yd, &rd, &sd, &gd, &od])? {
+            return cuda::token_backward(t, dev, stream, &ld, &yd, &rd, &sd, &gd, &od);
+        }
         with_float!(sd.dtype, "scale", F => {
             gd.expect_dtype(sd.dtype)?;
             with_logits!(ld.dtype, "logits", L => {

@@ -4,6 +4,8 @@
 //! and dispatches to the arithmetic in [`crate::kernels`]; it holds no
 //! arithmetic loops and never touches threads itself.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod delta;
 pub mod gaussian;
 mod json;

@@ -13,6 +13,8 @@
 //! Kernels are arithmetic on slices: no shape checks, no configuration
 //! validation and no threading (those live in [`crate::heads`]).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod element;
 pub mod gaussian;
 pub mod parallel;

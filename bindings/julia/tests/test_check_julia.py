@@ -16,7 +16,9 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PKG = os.path.join("bindings", "julia", "ERA")
-GENERATED = os.path.join(PKG, "src", "generated", "era_h.jl")
+GENERATED_DIR = os.path.join(PKG, "src", "generated")
+TYPES = os.path.join(GENERATED_DIR, "era_types.jl")  # constants, enums, structs
+FUNCTIONS = os.path.join(GENERATED_DIR, "era_functions.jl")  # the ccall wrappers
 
 
 def _load_checker(root):
@@ -66,33 +68,33 @@ def test_the_checkout_passes():
 
 
 def test_wrong_function_name(tree):
-    edit(tree, GENERATED, "liberapath().era_head_free(", "liberapath().era_head_freee(")
+    edit(tree, FUNCTIONS, "liberapath().era_head_free(", "liberapath().era_head_freee(")
     errors = check(tree, drift=False)
-    assert has(errors, "era_h.jl:", "era_head_freee is not a function of include/era.h")
+    assert has(errors, "era_functions.jl:", "era_head_freee is not a function of include/era.h")
     assert has(errors, "no ccall of era_head_free")
 
 
 def test_wrong_arity(tree):
-    edit(tree, GENERATED, "era_head_forward(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor}, stream::Ptr{Cvoid})",
+    edit(tree, FUNCTIONS, "era_head_forward(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor}, stream::Ptr{Cvoid})",
          "era_head_forward(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor})")
     errors = check(tree, drift=False)
     assert has(errors, "era_head_forward takes 4 arguments in era.h, the ccall passes 3")
 
 
 def test_wrong_argument_type(tree):
-    edit(tree, GENERATED, "era_last_error(buf::Ptr{Cchar}, len::Csize_t)", "era_last_error(buf::Ptr{Cchar}, len::Cint)")
+    edit(tree, FUNCTIONS, "era_last_error(buf::Ptr{Cchar}, len::Csize_t)", "era_last_error(buf::Ptr{Cchar}, len::Cint)")
     errors = check(tree, drift=False)
     assert has(errors, "era_last_error argument 2 (len)", "size_t", "Cint")
 
 
 def test_wrong_pointer_type(tree):
-    edit(tree, GENERATED, "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cdouble})",
+    edit(tree, FUNCTIONS, "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cdouble})",
          "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cfloat})")
     assert has(check(tree, drift=False), "era_head_delta argument 2 (out)", "Ptr{Float64}")
 
 
 def test_wrong_return_type(tree):
-    edit(tree, GENERATED, "liberapath().era_config_size()::Csize_t", "liberapath().era_config_size()::Cint")
+    edit(tree, FUNCTIONS, "liberapath().era_config_size()::Csize_t", "liberapath().era_config_size()::Cint")
     assert has(check(tree, drift=False), "era_config_size returns `size_t`")
 
 
@@ -103,9 +105,47 @@ def test_handwritten_ccall_is_checked_too(tree):
 
 
 def test_drifted_generated_file(tree):
-    edit(tree, GENERATED, "const ERA_ABI_VERSION = 1", "const ERA_ABI_VERSION = 2")
+    edit(tree, TYPES, "const ERA_ABI_VERSION = 1", "const ERA_ABI_VERSION = 2")
     errors = check(tree)
-    assert has(errors, "drift:", "era_h.jl is out of date")
+    assert has(errors, "drift:", "era_types.jl is out of date")
+
+
+def test_drifted_functions_file(tree):
+    edit(tree, FUNCTIONS, "# name -> argument names, in header order.", "# name -> argument names.")
+    errors = check(tree)
+    assert has(errors, "drift:", "era_functions.jl is out of date")
+    assert not has(errors, "era_types.jl is out of date")
+
+
+def test_missing_generated_file(tree):
+    os.remove(os.path.join(tree, FUNCTIONS))
+    errors = check(tree)
+    assert has(errors, "drift:", "era_functions.jl is missing")
+    assert has(errors, "ERA.jl:", 'include("generated/era_functions.jl") names no file')
+    assert has(errors, "no ccall of era_head_new")
+
+
+def test_retired_era_h_jl_reappears(tree):
+    # the single generated file that era_types.jl + era_functions.jl replaced
+    with open(os.path.join(tree, GENERATED_DIR, "era_h.jl"), "w", encoding="utf-8") as f:
+        f.write("# an old copy\n")
+    errors = check(tree)
+    assert has(errors, "era_h.jl:", "not an output of scripts/gen_decls.py")
+    assert has(errors, "drift:", "era_h.jl is no longer generated")
+    gen = _load_checker(str(tree)).gen_decls
+    assert gen.main(["--check", "--root", str(tree), "--lang", "julia"]) == 1
+    assert gen.main(["--root", str(tree), "--lang", "julia"]) == 0  # a run deletes it
+    assert not os.path.exists(os.path.join(tree, GENERATED_DIR, "era_h.jl"))
+    assert check(tree) == []
+
+
+def test_generated_includes(tree):
+    rel = os.path.join(PKG, "src", "ERA.jl")
+    edit(tree, rel, 'include("generated/era_types.jl")\ninclude("generated/era_functions.jl")\n',
+         'include("generated/era_functions.jl")\ninclude("generated/era_types.jl")\n')
+    assert has(check(tree, drift=False), "ERA.jl: includes era_functions.jl, era_types.jl; the generator's order is")
+    edit(tree, rel, 'include("generated/era_types.jl")\n', "")
+    assert has(check(tree, drift=False), "era_types.jl: not included by the package")
 
 
 def test_syntax_error_with_file_and_line(tree):
@@ -120,15 +160,15 @@ def test_syntax_error_with_file_and_line(tree):
 
 
 def test_struct_layout_mismatch(tree):
-    edit(tree, GENERATED, "    ndim::Int32\n", "    ndim::Int64\n")
+    edit(tree, TYPES, "    ndim::Int32\n", "    ndim::Int64\n")
     errors = check(tree, drift=False)
     assert has(errors, "DLTensor.dtype::DLDataType is at offset 24 in Julia, 20 in C")
 
 
 def test_struct_field_order(tree):
     # the same types, two names swapped: reserved0 first, then delta_optimizer
-    edit(tree, GENERATED, "    reserved0::UInt32\n", "    delta_optimizer::UInt32\n")
-    edit(tree, GENERATED, "    delta_optimizer::EraDeltaOptimizer\n", "    reserved0::EraDeltaOptimizer\n")
+    edit(tree, TYPES, "    reserved0::UInt32\n", "    delta_optimizer::UInt32\n")
+    edit(tree, TYPES, "    delta_optimizer::EraDeltaOptimizer\n", "    reserved0::EraDeltaOptimizer\n")
     assert has(check(tree, drift=False), "EraConfig has fields")
 
 
@@ -162,7 +202,7 @@ def test_exports_of_a_built_library(tree):
     if not os.path.isfile(lib) or shutil.which("nm") is None:
         pytest.skip("no built libera (cargo build --release, or ERA_LIBRARY) or no nm")
     assert check(tree, lib=lib, drift=False) == []
-    edit(tree, GENERATED, "liberapath().era_head_free(", "liberapath().era_head_freee(")
+    edit(tree, FUNCTIONS, "liberapath().era_head_free(", "liberapath().era_head_freee(")
     edit(tree, os.path.join("include", "era.h"), "void era_head_free(struct EraHead *head);",
          "void era_head_free(struct EraHead *head);\nvoid era_head_freee(struct EraHead *head);")
     assert has(check(tree, lib=lib, drift=False), "era_head_freee is not exported by the built libera")

@@ -163,6 +163,10 @@ ERA_STATUS_INVALID_ARGUMENT = 12
 #: The scratch memory the call needs (per-row buffers, a copy of an input that an
 #: output overlaps) could not be allocated, e.g. for a broadcast input of huge extent.
 ERA_STATUS_OUT_OF_MEMORY = 13
+#: CUDA buffers in a build with CUDA support, on a machine where CUDA cannot be used
+#: (no driver, no device of that ordinal, a driver too old for the kernels, or a
+#: failed launch); `era_cuda_available` says in advance whether CUDA is usable.
+ERA_STATUS_DEVICE_UNAVAILABLE = 14
 #: A bug in era: a panic was caught at the ABI boundary. Please report it.
 ERA_STATUS_INTERNAL = 99
 
@@ -182,6 +186,7 @@ STATUS_NAMES = {
     11: 'ERA_STATUS_BUFFER_TOO_SMALL',
     12: 'ERA_STATUS_INVALID_ARGUMENT',
     13: 'ERA_STATUS_OUT_OF_MEMORY',
+    14: 'ERA_STATUS_DEVICE_UNAVAILABLE',
     99: 'ERA_STATUS_INTERNAL',
 }
 
@@ -388,6 +393,10 @@ FUNCTIONS = {
     'era_config_size': (ctypes.c_size_t, []),
     # EraStatus era_config_field(const char * name, size_t * offset, size_t * size)
     'era_config_field': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]),
+    # int32_t era_cuda_available()
+    'era_cuda_available': (ctypes.c_int32, []),
+    # EraStatus era_cuda_device_count(int32_t * count)
+    'era_cuda_device_count': (EraStatus, [ctypes.POINTER(ctypes.c_int32)]),
     # EraStatus era_truncated_normal_entropy(const DLTensor * mean, const DLTensor * log_std, double low, double high, DLTensor * entropy, void * stream)
     'era_truncated_normal_entropy': (EraStatus, [ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_double, ctypes.c_double, ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_gaussian_entropy(const DLTensor * log_std, DLTensor * entropy, void * stream)
@@ -437,6 +446,8 @@ ARGNAMES = {
     'era_config_default': ['kind', 'out'],
     'era_config_size': [],
     'era_config_field': ['name', 'offset', 'size'],
+    'era_cuda_available': [],
+    'era_cuda_device_count': ['count'],
     'era_truncated_normal_entropy': ['mean', 'log_std', 'low', 'high', 'entropy', 'stream'],
     'era_gaussian_entropy': ['log_std', 'entropy', 'stream'],
     'era_softmax_entropy': ['logits', 'temperature', 'entropy', 'stream'],

@@ -235,16 +235,19 @@ _register_lock = threading.Lock()
 
 def register_targets() -> None:
     """Registers every FFI target of the native library with XLA (once): the
-    CPU handlers always, the CUDA handlers when the library was built with them."""
+    CPU handlers always; the CUDA handlers when the library was built with them and
+    CUDA is usable here (``era_cuda_available``: a driver and a device), so that a CUDA
+    build imports and runs on machines without a GPU."""
     global _registered
     if _registered:
         return
     with _register_lock:
         if _registered:
             return
+        gpu = bool(lib().era_cuda_available())
         for name, (cpu, cuda) in targets().items():
             _compat.ffi.register_ffi_target(name, _compat.ffi.pycapsule(cpu), platform="cpu", api_version=1)
-            if cuda:
+            if cuda and gpu:
                 _compat.ffi.register_ffi_target(name, _compat.ffi.pycapsule(cuda), platform="CUDA", api_version=1)
         _registered = True
 

@@ -7,7 +7,8 @@ lower bound built into a network's output layer. Three heads: [`GaussianHead`](@
 [`SoftmaxHead`](@ref) (logits) and [`TokenHead`](@ref) (LLM policy updates).
 
 Every computation happens in the era C library (`libera`), called through the generated
-`ccall` layer `src/generated/era_h.jl`; this package holds no math of its own.
+`ccall` layer (`src/generated/era_types.jl`, `src/generated/era_functions.jl`); this
+package holds no math of its own.
 
 Array layout: Julia arrays are column-major, era's tensors row-major. A `(D, B)` Matrix
 (one column per row of the batch) is era's `[B, D]` tensor with no copy: the head acts
@@ -25,7 +26,8 @@ export delta, set_delta!, update_delta!, to_json, from_json, config
 export token_forward, token_backward
 export gaussian_entropy, softmax_entropy, truncated_normal_entropy
 
-include("generated/era_h.jl")
+include("generated/era_types.jl")
+include("generated/era_functions.jl")
 include("library.jl")
 include("dlpack.jl")
 include("heads.jl")
