@@ -80,7 +80,7 @@ case "${1:-}" in
         build
         check_needed
         nvcc=$(nvcc_path)
-        ERA_NVCC=$nvcc CARGO_TARGET_DIR=$target_dir "$CARGO" test --features cuda
+        ERA_NVCC=$nvcc CARGO_TARGET_DIR=$target_dir "$CARGO" test --features cuda --no-fail-fast
         c_tests
         bash tests/cuda/emu/run.sh
         ;;
