@@ -198,7 +198,7 @@ bench-mpc: install $(PY)
 # ---------------------------------------------------------------- CUDA (docs/cuda.md)
 CUDA = PYTHON="$(PY)" BUILD="$(BUILD)" PREFIX="$(PREFIX)" JOBS=$(JOBS) CMAKE_FLAGS="$(CMAKE_FLAGS)" bash scripts/cuda.sh
 
-test-cuda: install $(PY)
+test-cuda: install jax-install torch-install
 	$(CUDA) test
 
 cuda-artifacts: $(PY)

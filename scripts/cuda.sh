@@ -7,9 +7,10 @@
 #   scripts/cuda.sh test        every test that needs no GPU against the CUDA build: the Rust
 #                               tests with the cuda feature (the CUDA tests among them skip,
 #                               saying so, where no GPU is usable), the library's dynamic
-#                               dependencies (no libcuda, no libcudart), the C tests against
-#                               the CUDA library, and the kernels run on the CPU through the
-#                               emulation in tests/cuda/emu
+#                               dependencies (no libcuda, no libcudart), the C tests, the
+#                               era_torch and era_jax tests against the CUDA library (era_jax
+#                               with its CUDA handlers built in), and the kernels run on the
+#                               CPU through the emulation in tests/cuda/emu
 #   scripts/cuda.sh artifacts   build/cuda/gpu-check: what scripts/gpu-check.sh needs on a GPU
 #                               machine without Rust or internet
 #
@@ -65,6 +66,24 @@ check_needed() {
     fi
 }
 
+jax_module() {
+    # era_jax's native module with the CUDA handlers (XLA FFI API 0.1, so the jaxlib of
+    # a GPU machine may be newer than the one whose headers it was built against)
+    local nvcc=$1
+    ERA_NVCC=$nvcc cmake -S bindings/jax -B "$BUILD/cuda/jax" -DCMAKE_BUILD_TYPE=Release -DERA_CUDA=ON \
+        -DPython_EXECUTABLE="$PYTHON" -DERA_CARGO_TARGET_DIR="$target_dir" ${CMAKE_FLAGS:-} >/dev/null
+    ERA_NVCC=$nvcc cmake --build "$BUILD/cuda/jax" --parallel "${JOBS:-2}" >/dev/null
+}
+
+binding_tests() {
+    # the bindings' own tests against the CUDA build, on a machine where CUDA may be
+    # unusable: the library and era_jax's CUDA handlers must stay out of the way
+    jax_module "$1"
+    ERA_TORCH_LIBRARY=$BUILD/cuda/lib/libera.so "$PYTHON" -m pytest bindings/torch/tests -q -p no:cacheprovider
+    ERA_JAX_LIBRARY=$BUILD/cuda/jax/liberajax.so PYTHONPATH=$root/bindings/jax/src${PYTHONPATH:+:$PYTHONPATH} \
+        "$PYTHON" -m pytest bindings/jax/tests -q -p no:cacheprovider
+}
+
 c_tests() {
     # the C tests of tests/c, linked against libera.so, run with the CUDA build in its place
     local dir=$BUILD/cuda/c-tests
@@ -82,6 +101,7 @@ case "${1:-}" in
         nvcc=$(nvcc_path)
         ERA_NVCC=$nvcc CARGO_TARGET_DIR=$target_dir "$CARGO" test --features cuda --no-fail-fast
         c_tests
+        binding_tests "$nvcc"
         bash tests/cuda/emu/run.sh
         ;;
     artifacts)
@@ -95,16 +115,12 @@ case "${1:-}" in
         bin=$(ERA_NVCC=$nvcc CARGO_TARGET_DIR=$target_dir "$CARGO" test --release --features cuda --test cuda --no-run --message-format=json 2>/dev/null |
             "$PYTHON" -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m.get("target", {}).get("name") == "cuda"][-1])')
         cp "$bin" "$out/cuda-tests"
-        # era_jax's native module with the CUDA handlers (XLA FFI API 0.1, so the jaxlib of
-        # the GPU machine may be newer than the one whose headers it was built against)
-        ERA_NVCC=$nvcc cmake -S bindings/jax -B "$BUILD/cuda/jax" -DCMAKE_BUILD_TYPE=Release -DERA_CUDA=ON \
-            -DPython_EXECUTABLE="$PYTHON" -DERA_CARGO_TARGET_DIR="$target_dir" ${CMAKE_FLAGS:-} >/dev/null
-        ERA_NVCC=$nvcc cmake --build "$BUILD/cuda/jax" --parallel "${JOBS:-2}" >/dev/null
+        jax_module "$nvcc"
         cp "$BUILD/cuda/jax/liberajax.so" "$out/liberajax.so"
         echo "cuda.sh: artifacts in $out"
         ;;
     *)
-        sed -n '2,18p' "$0"
+        sed -n '2,19p' "$0"
         exit 2
         ;;
 esac
