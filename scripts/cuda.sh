@@ -10,7 +10,9 @@
 #                               dependencies (no libcuda, no libcudart), the C tests, the
 #                               era_torch and era_jax tests against the CUDA library (era_jax
 #                               with its CUDA handlers built in), and the kernels run on the
-#                               CPU through the emulation in tests/cuda/emu
+#                               CPU through the emulation in tests/cuda/emu; then the GPU
+#                               tests (scripts/gpu_check.py --quick) where a GPU is usable,
+#                               else a visible skip
 #   scripts/cuda.sh artifacts   build/cuda/gpu-check: what scripts/gpu-check.sh needs on a GPU
 #                               machine without Rust or internet
 #
@@ -84,6 +86,19 @@ binding_tests() {
         "$PYTHON" -m pytest bindings/jax/tests -q -p no:cacheprovider
 }
 
+gpu_tests() {
+    # the GPU tests: where CUDA is usable here (a driver, a GPU and a CUDA build of torch),
+    # scripts/gpu_check.py --quick; elsewhere a visible skip
+    local lib=$BUILD/cuda/lib/libera.so
+    if ERA_TORCH_LIBRARY=$lib "$PYTHON" -c 'import sys, torch; from era_torch import _native
+sys.exit(0 if torch.cuda.is_available() and _native.lib().era_cuda_available() else 1)' 2>/dev/null; then
+        ERA_TORCH_LIBRARY=$lib PYTHONPATH=$root/bindings/torch/src${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" scripts/gpu_check.py --quick
+    else
+        echo "cuda.sh: GPU tests SKIPPED: no usable CUDA GPU here (era_cuda_available() = 0 or torch sees no GPU);"
+        echo "cuda.sh: scripts/gpu-check.sh runs them on a GPU machine"
+    fi
+}
+
 c_tests() {
     # the C tests of tests/c, linked against libera.so, run with the CUDA build in its place
     local dir=$BUILD/cuda/c-tests
@@ -103,6 +118,7 @@ case "${1:-}" in
         c_tests
         binding_tests "$nvcc"
         bash tests/cuda/emu/run.sh
+        gpu_tests
         ;;
     artifacts)
         build
@@ -120,7 +136,7 @@ case "${1:-}" in
         echo "cuda.sh: artifacts in $out"
         ;;
     *)
-        sed -n '2,19p' "$0"
+        sed -n '2,21p' "$0"
         exit 2
         ;;
 esac
