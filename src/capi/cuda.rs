@@ -52,24 +52,19 @@ pub(crate) use branches::*;
 #[cfg(feature = "cuda")]
 mod branches {
     use super::*;
-    use crate::capi::dlpack::{DType, Desc};
+    use crate::capi::dlpack::{with_float, with_logits, DType, Desc};
     use crate::error::bail;
     use crate::heads::cuda::{self as hc, CudaDelta, TokenTensors};
     use crate::heads::Head;
     use crate::kernels::cuda::Tensor;
 
-    fn floats(d: &Desc<'_>, what: &str) -> Result<()> {
-        if !matches!(d.dtype, DType::F32 | DType::F64) {
-            bail!(UnsupportedDtype, "{} has dtype {}; {what} takes float32 or float64", d.name, d.dtype.name());
-        }
-        Ok(())
+    // the dtype checks of the CPU branches (`with_float!`, `with_logits!`), without their dispatch
+    fn floats(d: &Desc<'_>) -> Result<()> {
+        with_float!(d.dtype, d.name, _T => Ok(()))
     }
 
     fn logits(d: &Desc<'_>) -> Result<()> {
-        if matches!(d.dtype, DType::I32 | DType::I64) {
-            bail!(UnsupportedDtype, "{} has dtype {}; this operation takes float32, float64, bfloat16 or float16", d.name, d.dtype.name());
-        }
-        Ok(())
+        with_logits!(d.dtype, d.name, _T => Ok(()))
     }
 
     fn indices(d: &Desc<'_>) -> Result<()> {
@@ -97,7 +92,7 @@ mod branches {
         g: Option<&Desc<'_>>,
         out: &Desc<'_>,
     ) -> Result<()> {
-        floats(z, "this head")?;
+        floats(z)?;
         for d in g.iter().copied().chain([out]) {
             d.expect_dtype(z.dtype)?;
         }
@@ -126,7 +121,7 @@ mod branches {
         out: &Desc<'_>,
         grad_delta: Option<&Desc<'_>>,
     ) -> Result<()> {
-        floats(z, "the Gaussian head")?;
+        floats(z)?;
         for d in [delta, out].into_iter().chain(g).chain(grad_delta) {
             d.expect_dtype(z.dtype)?;
         }
@@ -164,11 +159,11 @@ mod branches {
         inv_temperature: f64,
         bounds: (f64, f64),
     ) -> Result<()> {
-        floats(out, "an entropy output")?;
+        floats(out)?;
         if family == "softmax_entropy" {
             logits(x)?;
         } else {
-            floats(x, "this entropy")?;
+            floats(x)?;
             out.expect_dtype(x.dtype)?;
         }
         if let Some(x2) = x2 {
@@ -196,7 +191,7 @@ mod branches {
         logits(logits_d)?;
         indices(labels)?;
         indices(ids)?;
-        floats(adv, "advantages")?;
+        floats(adv)?;
         let present: Vec<&Desc<'_>> = outs.iter().filter_map(|o| o.as_ref()).collect();
         for o in &present {
             o.expect_dtype(adv.dtype)?;
@@ -237,7 +232,7 @@ mod branches {
         logits(logits_d)?;
         indices(labels)?;
         indices(ids)?;
-        floats(scale, "scale")?;
+        floats(scale)?;
         grad_logprobs.expect_dtype(scale.dtype)?;
         out.expect_dtype(logits_d.dtype)?;
         aliases(&[logits_d, labels, ids, scale, grad_logprobs], &[out])?;
