@@ -68,9 +68,15 @@ def check(name: str, dtype, fn, tol=None):
         torch.cuda.synchronize()
         cpu = cpu if isinstance(cpu, tuple) else (cpu,)
         gpu = gpu if isinstance(gpu, tuple) else (gpu,)
-        e = max(err(g, c) for g, c in zip(gpu, cpu))
         t = tol if tol is not None else TOL[dtype]
-        ok = e <= t
+        # an output stored in bfloat16/float16 (the token head's gradient) may differ by the
+        # rounding of that dtype where the f32 values on both sides straddle a rounding
+        # boundary: up to 2 units in the last place, relative, for those outputs
+        e, ok = 0.0, True
+        for g, c in zip(gpu, cpu):
+            ti = max(t, 2 * torch.finfo(c.dtype).eps) if c.dtype in (torch.bfloat16, torch.float16) else t
+            ei = err(g, c)
+            e, ok = max(e, ei), ok and ei <= ti
         ROWS.append((name, str(dtype).replace("torch.", ""), f"{e:.2e}", f"{t:.0e}", "ok" if ok else "FAIL"))
         if not ok:
             FAILS.append(f"{name} {dtype}: max error {e:.3e} > {t:.0e}")
