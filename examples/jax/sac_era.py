@@ -90,6 +90,13 @@ class Config:
     eval_every: int = 5_000
     eval_episodes: int = 5
     log_every: int = 1_000
+    activation: str = "relu"  # hidden layers of the actor and the critics: "relu" or "elu"
+    utd: int = 1  # gradient updates per environment step
+    # sac-era only: what H0 means (bindings/jax/README.md, "Which target entropy").
+    # "bounded": H0 = -|A| for the bounded policy, met by learning delta;
+    # "gaussian": H0 = 0.25 |A|, a floor on the Gaussian in every state with delta fixed (the paper's)
+    target: str = "bounded"
+    preset: str = "default"  # "paper" when PRESETS["paper"] chose the settings (a label in the logs)
 
     def __post_init__(self) -> None:
         lo, hi = default_log_std_bounds(self.agent)
@@ -97,10 +104,28 @@ class Config:
             object.__setattr__(self, "log_std_min", lo)
         if self.log_std_max is None:
             object.__setattr__(self, "log_std_max", hi)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {self.activation!r}")
+        if self.utd < 1:
+            raise ValueError(f"utd must be >= 1, not {self.utd}")
+        if self.target not in ("bounded", "gaussian"):
+            raise ValueError(f"target must be 'bounded' or 'gaussian', not {self.target!r}")
+        if self.is_era and self.target == "gaussian" and self.delta != "fixed":
+            # the learner steers the bounded policy's entropy to H0: meaningless for a Gaussian floor
+            raise ValueError("target 'gaussian' (a floor on the Gaussian) needs delta 'fixed'")
 
     @property
     def is_era(self) -> bool:
         return self.agent == "sac-era"
+
+
+ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu}
+
+# --preset paper: the official SAC-ERA code's settings (examples/jax/README.md lists what
+# still differs). Shared by both agents, so that SAC is compared at the same network size
+# and update ratio; PRESET_ERA adds SAC-ERA's own. Explicit command-line values win.
+PRESETS = {"paper": {"hidden": 512, "activation": "elu", "utd": 2, "batch": 256}}
+PRESET_ERA = {"paper": {"target": "gaussian", "delta": "fixed", "delta_init": 0.0, "policy": "truncnorm"}}
 
 
 def default_log_std_bounds(agent: str) -> tuple[float, float]:
@@ -126,15 +151,20 @@ def mlp_init(key, sizes):
     return [(init(k, (m, n)), jnp.zeros((n,))) for k, m, n in zip(keys, sizes[:-1], sizes[1:])]
 
 
-def mlp_apply(params, x):
+def mlp_apply(params, x, activation: str = "relu"):
+    f = ACTIVATIONS[activation]
     for w, b in params[:-1]:
-        x = jax.nn.relu(x @ w + b)
+        x = f(x @ w + b)
     w, b = params[-1]
     return x @ w + b
 
 
-def target_entropy(act_dim: int) -> float:
-    """H0 for both agents: SAC's usual -|A| (for the bounded policy)."""
+def target_entropy(cfg: Config, act_dim: int) -> float:
+    """H0: SAC's usual -|A| for the bounded policy (SAC, and SAC-ERA with target
+    "bounded"); the paper's 0.25 nats per dimension on the Gaussian for SAC-ERA with
+    target "gaussian"."""
+    if cfg.is_era and cfg.target == "gaussian":
+        return 0.25 * act_dim
     return -float(act_dim)
 
 
@@ -164,14 +194,14 @@ def initial_delta(cfg: Config, act_dim: int) -> float:
 def actor_dist(cfg: Config, params, obs, delta):
     """Mean and log-std of the actor's Gaussian. The only place the agents differ
     in the policy: SAC squashes z into [lo, hi] with tanh, SAC-ERA applies ERA."""
-    out = mlp_apply(params, obs)
+    out = mlp_apply(params, obs, cfg.activation)
     act_dim = out.shape[-1] // 2
     mean, z = out[..., :act_dim], out[..., act_dim:]
     lo, hi = cfg.log_std_min, cfg.log_std_max
     if not cfg.is_era:
         return mean, lo + 0.5 * (hi - lo) * (jnp.tanh(z) + 1.0)
     head = era_jax.gaussian_log_std if cfg.head == "native" else pure_jax_reference().gaussian_log_std
-    log_std = head(z, target_entropy=target_entropy(act_dim), log_std_min=lo, log_std_max=hi, delta=delta)
+    log_std = head(z, target_entropy=target_entropy(cfg, act_dim), log_std_min=lo, log_std_max=hi, delta=delta)
     return mean, log_std
 
 
@@ -246,14 +276,15 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
     return init, opt
 
 
-def q_values(critic, obs, act):
+def q_values(critic, obs, act, activation: str = "relu"):
     sa = jnp.concatenate([obs, act], axis=-1)
-    return jax.vmap(lambda p: mlp_apply(p, sa)[..., 0])(critic)  # [2, B]
+    return jax.vmap(lambda p: mlp_apply(p, sa, activation)[..., 0])(critic)  # [2, B]
 
 
 def make_update(cfg: Config, act_dim: int, opt):
     """One SAC / SAC-ERA gradient step on a batch, for one seed."""
-    h0 = target_entropy(act_dim)
+    h0 = target_entropy(cfg, act_dim)
+    fn = cfg.activation
 
     def update(agent: Agent, batch):
         obs, act, rew, nobs, done = batch
@@ -264,13 +295,13 @@ def make_update(cfg: Config, act_dim: int, opt):
         # critic: r + gamma * (min Q'(s', a') [- alpha log pi(a'|s') for SAC])
         nmean, nlog_std = actor_dist(cfg, agent.actor, nobs, delta)
         nact, nlogp, _ = sample_action(cfg, nmean, nlog_std, k_next)
-        next_q = jnp.min(q_values(agent.target, nobs, nact), axis=0)
+        next_q = jnp.min(q_values(agent.target, nobs, nact, fn), axis=0)
         if not cfg.is_era:
             next_q = next_q - alpha * nlogp
         y = jax.lax.stop_gradient(rew + cfg.gamma * (1.0 - done) * next_q)
 
         def critic_loss(critic):
-            q = q_values(critic, obs, act)
+            q = q_values(critic, obs, act, fn)
             return jnp.mean(jnp.sum((q - y[None]) ** 2, axis=0)), jnp.mean(q)
 
         (c_loss, q_mean), c_grad = jax.value_and_grad(critic_loss, has_aux=True)(agent.critic)
@@ -281,7 +312,7 @@ def make_update(cfg: Config, act_dim: int, opt):
         def actor_loss(actor):
             mean, log_std = actor_dist(cfg, actor, obs, delta)
             a, logp, h_bounded = sample_action(cfg, mean, log_std, k_pi)
-            q = jnp.min(q_values(critic, obs, a), axis=0)
+            q = jnp.min(q_values(critic, obs, a, fn), axis=0)
             loss = -jnp.mean(q) if cfg.is_era else jnp.mean(alpha * logp - q)
             return loss, (logp, log_std, h_bounded)
 
@@ -327,8 +358,9 @@ def make_update(cfg: Config, act_dim: int, opt):
 
 
 def make_step(cfg: Config, act_dim: int, opt):
-    """The jitted per-environment-step call, vmapped over seeds: optionally one
-    update on a replay batch, then actions for the current observations."""
+    """The jitted per-environment-step call, vmapped over seeds: `cfg.utd` updates
+    (one replay batch each: with utd > 1 the batch leaves and the metrics carry a
+    leading [utd] axis after the seed axis), then actions for the current observations."""
     update = make_update(cfg, act_dim, opt)
 
     def act(agent: Agent, obs):
@@ -338,7 +370,10 @@ def make_step(cfg: Config, act_dim: int, opt):
         return agent._replace(key=key), a[0]
 
     def train_and_act(agent, batch, obs):
-        agent, metrics = update(agent, batch)
+        if cfg.utd == 1:
+            agent, metrics = update(agent, batch)
+        else:
+            agent, metrics = jax.lax.scan(update, agent, batch)
         agent, a = act(agent, obs)
         return agent, a, metrics
 
@@ -357,16 +392,26 @@ def make_step(cfg: Config, act_dim: int, opt):
 # ------------------------------------------------------------------- training
 
 
+def make_env(task: str):
+    """The task with actions in [-1, 1]^D, the box both policies act in: tasks with
+    other bounds (Humanoid-v5: [-0.4, 0.4]) are rescaled affinely."""
+    env = gym.make(task)
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
+        ones = np.ones(env.action_space.shape, np.float32)
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
+    return env
+
+
 def train(cfg: Config, seeds: list[int], out_dir: str, progress: bool = True) -> dict:
     """Train `cfg.agent` on `cfg.task` for every seed (vmapped); write
     <out_dir>/<task>_<agent>.csv and a summary JSON (sac_run.py); return the summary."""
     quiet_mujoco()
     n = len(seeds)
-    envs = [gym.make(cfg.task) for _ in seeds]
-    eval_envs = [gym.make(cfg.task) for _ in seeds]
+    envs = [make_env(cfg.task) for _ in seeds]
+    eval_envs = [make_env(cfg.task) for _ in seeds]
     obs_dim = envs[0].observation_space.shape[0]
     act_dim = envs[0].action_space.shape[0]
-    assert np.allclose(envs[0].action_space.low, -1) and np.allclose(envs[0].action_space.high, 1)
     init, opt = make_agent(cfg, obs_dim, act_dim)
     train_and_act, act, greedy, _ = make_step(cfg, act_dim, opt)
     agent = jax.vmap(init)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
@@ -380,7 +425,7 @@ def train(cfg: Config, seeds: list[int], out_dir: str, progress: bool = True) ->
     finished: list[list[float]] = [[] for _ in seeds]  # every finished episode's return, per seed
     last_eval = np.full(n, np.nan)
     actions = None
-    log = RunLog(cfg, seeds, out_dir, target_entropy(act_dim), progress)
+    log = RunLog(cfg, seeds, out_dir, target_entropy(cfg, act_dim), progress)
 
     for t in range(cfg.steps):
         if t < cfg.start_steps:
@@ -406,10 +451,19 @@ def train(cfg: Config, seeds: list[int], out_dir: str, progress: bool = True) ->
         replay.add(obs, actions, rew, nobs, term)
         obs = reset_obs
         if t + 1 >= cfg.start_steps:
-            batch = tuple(jnp.asarray(x) for x in replay.sample(cfg.batch))
+            if cfg.utd == 1:
+                batch = tuple(jnp.asarray(x) for x in replay.sample(cfg.batch))
+            else:  # [seeds, utd, batch, ...]
+                draws = [replay.sample(cfg.batch) for _ in range(cfg.utd)]
+                batch = tuple(jnp.asarray(np.stack(xs, axis=1)) for xs in zip(*draws))
             agent, a, metrics = train_and_act(agent, batch, jnp.asarray(obs))
             actions = np.asarray(a)
-            log.update(metrics)
+            if cfg.utd == 1:
+                log.update(metrics)
+            else:
+                metrics = jax.device_get(metrics)
+                for u in range(cfg.utd):
+                    log.update({k: v[:, u] for k, v in metrics.items()})
         step = t + 1
         evaluated = step % cfg.eval_every == 0 or step == cfg.steps
         if evaluated:
@@ -423,10 +477,21 @@ def train(cfg: Config, seeds: list[int], out_dir: str, progress: bool = True) ->
 
 
 def _cfg_from_args(a, agent: str) -> Config:
-    policy = a.policy if a.policy != "auto" else default_policy(agent)
+    """The Config of the command line: the preset's values (PRESETS, and PRESET_ERA for
+    sac-era), then every option given explicitly; Config's defaults for the rest."""
+    kw = {"preset": a.preset}
+    if a.preset != "default":
+        kw.update(PRESETS[a.preset])
+        if agent == "sac-era":
+            kw.update(PRESET_ERA[a.preset])
     fields = ("task", "head", "delta", "delta_init", "delta_optimizer", "delta_lr", "log_std_min", "log_std_max",
-              "steps", "start_steps", "eval_every", "eval_episodes", "log_every")  # fmt: skip
-    return Config(agent=agent, policy=policy, **{f: getattr(a, f) for f in fields})
+              "steps", "start_steps", "eval_every", "eval_episodes", "log_every", "hidden", "activation", "utd",
+              "batch", "target")  # fmt: skip
+    kw.update({f: getattr(a, f) for f in fields if getattr(a, f) is not None})
+    if a.policy != "auto":
+        kw["policy"] = a.policy
+    kw.setdefault("policy", default_policy(agent))
+    return Config(agent=agent, **kw)
 
 
 TOOL_COMMANDS = ("report", "plot", "bench")  # run by sac_tools.py
@@ -444,7 +509,15 @@ def main(argv=None) -> int:
         arg("--task", default="HalfCheetah-v5")
         arg("--policy", choices=["auto", "tanh", "truncnorm"], default="auto", help="auto: tanh for sac, truncnorm for sac-era")
         arg("--head", choices=["native", "jax"], default="native", help="sac-era: ERA head implementation")
-        arg("--delta", choices=["learned", "fixed"], default="learned", help="sac-era: delta learning")
+        arg("--preset", choices=["default", *PRESETS], default="default",
+            help="paper: the official SAC-ERA settings (PRESETS, PRESET_ERA); explicit options override them")
+        arg("--delta", choices=["learned", "fixed"], default=None, help="sac-era: delta learning (default: learned)")
+        arg("--target", choices=["bounded", "gaussian"], default=None,
+            help="sac-era: H0 = -|A| for the bounded policy (default), or 0.25 |A| on the Gaussian (needs --delta fixed)")
+        arg("--hidden", type=int, default=None, help=f"hidden width (default {Config.hidden})")
+        arg("--activation", choices=sorted(ACTIVATIONS), default=None, help=f"default {Config.activation}")
+        arg("--utd", type=int, default=None, help=f"updates per environment step (default {Config.utd})")
+        arg("--batch", type=int, default=None, help=f"default {Config.batch}")
         arg("--delta-init", type=float, default=None, help="sac-era: initial (or fixed) delta (default: initial_delta)")
         arg("--delta-optimizer", choices=["sgd", "adam"], default=Config.delta_optimizer, help="sac-era: delta learner")
         arg("--delta-lr", type=float, default=Config.delta_lr, help="sac-era: delta learning rate")

@@ -104,10 +104,12 @@ def evaluate(greedy, agent, envs, episodes: int, seed: int):
 
 
 def run_name(cfg) -> str:
-    """`<task>_<agent>[-fixed][_<policy>]`: the CSV and JSON names of a run."""
+    """`<task>_<agent>[-fixed][_<policy>][_<preset>]`: the CSV and JSON names of a run."""
     name = f"{cfg.task}_{cfg.agent}" + ("" if cfg.delta == "learned" or not cfg.is_era else "-fixed")
     if cfg.policy != "tanh":
         name += f"_{cfg.policy}"
+    if getattr(cfg, "preset", "default") != "default":
+        name += f"_{cfg.preset}"
     return name
 
 
@@ -199,6 +201,7 @@ class RunLog:
                     "task": cfg.task,
                     "policy": cfg.policy,
                     "delta_mode": cfg.delta if cfg.is_era else "",
+                    "preset": getattr(cfg, "preset", "default"),
                     "seed": s,
                     "step": step,
                     "eval_return": float(eval_returns[i]) if eval_returns is not None else "",

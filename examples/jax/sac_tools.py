@@ -31,6 +31,8 @@ def run_label(r: dict) -> str:
         lab += " (fixed delta)"
     if r.get("policy", "tanh") != "tanh":
         lab += f" [{r['policy']}]"
+    if r.get("preset", "default") not in ("", "default"):
+        lab += f", {r['preset']} preset"
     return lab
 
 
@@ -106,7 +108,7 @@ def report(run_dir: str) -> str:
             f"| {s['task']} | {s['agent']} | {s['steps']} | {len(s['seeds'])} | {s['mean']:.0f} "
             f"[{s['ci'][0]:.0f}, {s['ci'][1]:.0f}] | {per_seed} "
             f"| {s['bounded_entropy_final']:.2f} / {s['bounded_entropy_min']:.2f} / {low_batch} "
-            f"| {s['target']:.0f} | {margin} | {s['delta_final']:.2f} | {s['steps_per_s']:.0f} |"
+            f"| {s['target']:g} | {margin} | {s['delta_final']:.2f} | {s['steps_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -172,8 +174,11 @@ def plot(run_dir: str, path: str) -> None:
                 if len(st):
                     h0 = float(rs[0]["target_entropy"])
                     ax_h.plot(st, h0 + np.nanmean(m, 0), color=c, ls="-.", lw=0.8, label=f"{label}: H0 + delta (Gaussian floor)")
-        target = float(next(r for r in rows if r["task"] == task)["target_entropy"])
-        ax_h.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.0f}")
+        # one line per target: a -|A| target is on the bounded policy, a positive one
+        # (the paper's 0.25 |A|) is a floor on the Gaussian
+        for j, target in enumerate(sorted({float(r["target_entropy"]) for r in rows if r["task"] == task})):
+            what = "Gaussian floor" if target > 0 else "bounded policy"
+            ax_h.axhline(target, color="k", ls=("--", ":")[j % 2], lw=1, label=f"target {target:g} ({what})")
         ax_r.set(title=f"{task}: evaluation return", xlabel="environment steps", ylabel="return")
         ax_h.set(title=f"{task}: policy entropy (nats)", xlabel="environment steps", ylabel="entropy")
         ax_r.legend(fontsize=8)

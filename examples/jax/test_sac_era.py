@@ -36,7 +36,7 @@ def test_era_actor_meets_h0_plus_delta_in_every_row():
         for delta in (-1.0, 0.0, 2.5):
             _, log_std = S.actor_dist(cfg, params, obs, jnp.float32(delta))
             h = np.asarray(log_std, np.float64).sum(-1) + 0.5 * act_dim * L2PE
-            assert h.min() >= S.target_entropy(act_dim) + delta - 1e-4
+            assert h.min() >= S.target_entropy(cfg, act_dim) + delta - 1e-4
             assert np.all(np.asarray(log_std) >= cfg.log_std_min - 1e-6)
             assert np.all(np.asarray(log_std) <= cfg.log_std_max + 1e-6)
 
@@ -179,7 +179,7 @@ def test_initial_delta_puts_every_state_at_or_above_h0():
 
     cfg = _era_cfg(policy="truncnorm")
     obs_dim, act_dim = 17, 6
-    h0 = S.target_entropy(act_dim)
+    h0 = S.target_entropy(cfg, act_dim)
     d0 = S.initial_delta(cfg, act_dim)
     assert d0 == pytest.approx(act_dim * S.truncation_gap_bound(0.0))
     assert S.initial_delta(_era_cfg(policy="tanh"), act_dim) == 0.0
@@ -272,7 +272,13 @@ def test_command_line_gives_the_configs_of_the_committed_runs(monkeypatch):
         assert (seeds, out, progress) == ([0, 1], "x", False)
         assert R.run_name(cfg) == name
         with open(os.path.join(os.path.dirname(__file__), "results", name + ".json")) as f:
-            assert json.load(f)["config"] == dataclasses.asdict(cfg)
+            recorded = json.load(f)["config"]
+        # fields added since those runs hold the values that reproduce them
+        now = dataclasses.asdict(cfg)
+        assert {k: now[k] for k in recorded} == recorded
+        assert {k: v for k, v in now.items() if k not in recorded} == {
+            "activation": "relu", "utd": 1, "target": "bounded", "preset": "default"
+        }
 
 
 def test_the_bindings_recipe_matches_this_agent():
@@ -282,7 +288,7 @@ def test_the_bindings_recipe_matches_this_agent():
 
     cfg = _era_cfg(policy="truncnorm")
     for act_dim in (1, 3, 6):
-        era = era_jax.GaussianEra(act_dim, S.target_entropy(act_dim), cfg.log_std_min, cfg.log_std_max,
+        era = era_jax.GaussianEra(act_dim, S.target_entropy(cfg, act_dim), cfg.log_std_min, cfg.log_std_max,
                                   mode="bounded")
         assert era.initial_delta == pytest.approx(S.initial_delta(cfg, act_dim), rel=1e-12)
         assert (era.optimizer, era.lr) == (cfg.delta_optimizer, cfg.delta_lr)
