@@ -301,3 +301,81 @@ def test_the_bindings_recipe_matches_this_agent():
     np.testing.assert_allclose(pi.sample(key), a, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pi.log_prob(a), logp, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(pi.entropy(), h, rtol=1e-6, atol=1e-6)
+
+
+def test_paper_preset_builds_the_official_settings(monkeypatch):
+    """--preset paper: both agents at 512x512 ELU, two updates per step, batch 256;
+    SAC-ERA with the 0.25/dim Gaussian floor, delta fixed at 0, the truncated normal;
+    an explicit option overrides the preset."""
+    seen = {}
+
+    def fake_train(cfg, seeds, out, progress=True):
+        seen[cfg.agent] = cfg
+        return {"seeds": seeds, "final_eval_return": [0.0], "train_steps_per_s": 1.0, "wall_s": 1.0}
+
+    monkeypatch.setattr(S, "train", fake_train)
+    for agent in ("sac", "sac-era"):
+        S.main(["train", "--agent", agent, "--preset", "paper", "--task", "Humanoid-v5"])
+    sac, era = seen["sac"], seen["sac-era"]
+    for cfg in (sac, era):
+        assert (cfg.hidden, cfg.activation, cfg.utd, cfg.batch, cfg.preset) == (512, "elu", 2, 256, "paper")
+    assert (sac.policy, sac.target, sac.log_std_min, sac.log_std_max) == ("tanh", "bounded", -5.0, 2.0)
+    assert (era.policy, era.target, era.delta, era.delta_init) == ("truncnorm", "gaussian", "fixed", 0.0)
+    assert (era.log_std_min, era.log_std_max) == (-8.0, 0.0)
+    assert S.target_entropy(era, 17) == pytest.approx(4.25) and S.target_entropy(sac, 17) == -17.0
+    assert S.initial_delta(era, 17) == 0.0
+    assert R.run_name(era) == "Humanoid-v5_sac-era-fixed_truncnorm_paper" and R.run_name(sac) == "Humanoid-v5_sac_paper"
+    S.main(["train", "--agent", "sac-era", "--preset", "paper", "--hidden", "64", "--utd", "3"])
+    assert (seen["sac-era"].hidden, seen["sac-era"].utd, seen["sac-era"].activation) == (64, 3, "elu")
+    S.main(["train", "--agent", "sac-era"])  # no preset: the defaults of the committed runs
+    assert (seen["sac-era"].hidden, seen["sac-era"].utd, seen["sac-era"].target) == (256, 1, "bounded")
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"activation": "tanh"}, "activation"),
+        ({"utd": 0}, "utd"),
+        ({"target": "floor"}, "target"),
+        ({"agent": "sac-era", "target": "gaussian"}, "delta 'fixed'"),
+    ],
+)
+def test_config_rejects_inconsistent_settings(kw, message):
+    with pytest.raises(ValueError, match=message):
+        S.Config(**kw)
+
+
+def test_elu_network_and_two_updates_per_step(tmp_path):
+    """utd = 2 scans two replay batches per environment step: the log's windows hold
+    twice the updates, the agent matches two single updates on the same batches,
+    and the ELU network is the one mlp_apply computes."""
+    params = S.mlp_init(jax.random.PRNGKey(0), [3, 4, 2])
+    x = jnp.asarray([[-2.0, 0.5, 1.0]])
+    (w1, b1), (w2, b2) = params
+    np.testing.assert_allclose(S.mlp_apply(params, x, "elu"), jax.nn.elu(x @ w1 + b1) @ w2 + b2, rtol=1e-6)
+    obs_dim, act_dim, batch = 5, 2, 16
+    cfg = _era_cfg(hidden=16, utd=2, activation="elu", target="gaussian", delta="fixed", delta_init=0.0)
+    init, opt = S.make_agent(cfg, obs_dim, act_dim)
+    step, _, _, upd = S.make_step(cfg, act_dim, opt)
+    rng = np.random.default_rng(9)
+    b1, b2 = (T.random_batch(rng, obs_dim, act_dim, batch) for _ in range(2))
+    agent = init(jax.random.PRNGKey(1))
+    one = jax.jit(upd)
+    ref, m1 = one(agent, b1)
+    ref, m2 = one(ref, b2)
+    both = tuple(jnp.stack([x, y])[None] for x, y in zip(b1, b2))  # [seeds=1, utd=2, batch, ...]
+    got, _, m = step(jax.tree_util.tree_map(lambda v: v[None], agent), both, jnp.zeros((1, obs_dim)))
+    np.testing.assert_allclose(np.asarray(got.actor[0][0][0]), np.asarray(ref.actor[0][0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(m["critic_loss"])[0], [m1["critic_loss"], m2["critic_loss"]], rtol=1e-5)
+    s = S.train(
+        S.Config(agent="sac-era", task="Hopper-v5", policy="truncnorm", target="gaussian", delta="fixed", delta_init=0.0,
+                 utd=2, activation="elu", steps=150, start_steps=100, batch=16, hidden=16, eval_every=150,
+                 eval_episodes=1, log_every=150),  # fmt: skip
+        [0],
+        str(tmp_path),
+        progress=False,
+    )
+    assert np.isfinite(s["final_eval_return"]).all()
+    rows = R.load_runs(str(tmp_path))
+    assert rows[-1]["preset"] == "default" and float(rows[-1]["target_entropy"]) == pytest.approx(0.75)  # 0.25 * |A|, Hopper: |A| = 3
+    assert float(rows[-1]["gauss_margin_min"]) > -1e-4

@@ -278,3 +278,24 @@ def test_compare_script_fails_when_a_run_fails(tmp_path):
         text=True,
     )
     assert r.returncode == 1 and "a training run failed" in r.stderr
+
+
+def test_compare_script_paper_preset_starts_the_paper_runs(tmp_path):
+    """compare.sh --preset paper: both agents at the paper's settings on HalfCheetah-v5
+    then Humanoid-v5, into results-paper and sac_era_paper.png by default."""
+    record = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> "{record}"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "SAC_RESULTS", "SAC_PNG")}
+    subprocess.run(["bash", "compare.sh", "--preset", "paper", "--python", str(fake)], cwd=HERE, env=env, check=True)
+    calls = record.read_text().splitlines()
+    sac = os.path.join(HERE, "sac_era.py")
+    out = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "jax", "results-paper")
+    common = f"--preset paper --steps 10000 --start-steps 2000 --eval-every 2000 --seeds 0 1 2 3 4 --threads 1 --out {out} --no-progress"
+    trains = {f"{sac} train --agent {a} --task {t} {common}" for a in ("sac", "sac-era") for t in ("HalfCheetah-v5", "Humanoid-v5")}
+    assert set(calls[:4]) == trains and len(calls) == 6
+    png = os.path.join(os.path.dirname(out), "sac_era_paper.png")
+    assert calls[4:] == [f"{sac} report --runs {out}", f"{sac} plot --runs {out} --png {png}"]
+    r = subprocess.run(["bash", "compare.sh", "--preset", "huge", "--python", str(fake)], cwd=HERE, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown preset" in r.stderr
