@@ -345,6 +345,51 @@ fn softmax_f32_kernel_matches_the_f64_path() {
     }
 }
 
+/// Short rows (`n` up to the SIMD width) run one row per lane, 16 rows at a
+/// time: every row count around a group (the last group padded) gives the
+/// f64 path's values, and a row's result does not depend on its neighbours
+/// or on where the group boundaries fall.
+#[test]
+fn softmax_short_rows_across_lanes_match_the_f64_path_for_any_row_count() {
+    use era::{SoftmaxConfig, SoftmaxHead};
+    let mut rng = Rng(27);
+    for n in [2usize, 3, 10, LANES] {
+        let head = SoftmaxHead::new(SoftmaxConfig { num_classes: n, target_entropy: 0.3 * (n as f64).ln(), tau: 4.0 }).unwrap();
+        assert!(head.f32_kernels());
+        let all = rng.array(&[2 * LANES + 1, n], 3.0).mapv(|v| v as f32);
+        let g_all = rng.array(&[2 * LANES + 1, n], 1.0).mapv(|v| v as f32);
+        let run = |z: ndarray::ArrayViewD<'_, f32>, g: ndarray::ArrayViewD<'_, f32>| {
+            let mut o = ArrayD::<f32>::zeros(z.raw_dim());
+            head.forward(z.view(), o.view_mut()).unwrap();
+            let mut d = ArrayD::<f32>::zeros(z.raw_dim());
+            head.backward(z, g, d.view_mut()).unwrap();
+            (o, d)
+        };
+        let (full_o, full_d) = run(all.view(), g_all.view());
+        for rows in [1usize, LANES - 1, LANES, LANES + 1, 2 * LANES + 1] {
+            for start in [0usize, 1, LANES - 1] {
+                if start + rows > 2 * LANES + 1 {
+                    continue;
+                }
+                let z = all.slice(s![start..start + rows, ..]).to_owned().into_dyn();
+                let g = g_all.slice(s![start..start + rows, ..]).to_owned().into_dyn();
+                let (o, d) = run(z.view(), g.view());
+                let bits = |a: ndarray::ArrayViewD<'_, f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(o.view()), bits(full_o.slice(s![start..start + rows, ..]).into_dyn()), "n={n} rows={rows} start={start}");
+                assert_eq!(bits(d.view()), bits(full_d.slice(s![start..start + rows, ..]).into_dyn()), "n={n} rows={rows} start={start}");
+                let (zr, gr) = (z.mapv(|v| v as f64), g.mapv(|v| v as f64));
+                let mut want = ArrayD::<f64>::zeros(zr.raw_dim());
+                head.forward(zr.view(), want.view_mut()).unwrap();
+                let mut want_d = ArrayD::<f64>::zeros(zr.raw_dim());
+                head.backward(zr.view(), gr.view(), want_d.view_mut()).unwrap();
+                for (a, b) in o.iter().zip(want.iter()).chain(d.iter().zip(want_d.iter())) {
+                    assert!((*a as f64 - b).abs() <= 2e-5 * (1.0 + b.abs()), "n={n} rows={rows}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
 /// Heads whose `u = -1 - ln(h)` can reach 0 (tau = e) or whose `b` is below
 /// 1e-30 (the lower end of the H0 range, where `b` is 0 up to rounding) keep
 /// f32 inputs on the f64 kernels; strided f32 inputs take the f64 path too.

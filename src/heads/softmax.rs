@@ -5,7 +5,10 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::config::SoftmaxConfig;
 use crate::error::{bail, check_same_shape, Result};
-use crate::kernels::softmax::{backward_row, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32};
+use crate::kernels::softmax::{
+    backward_row, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32, softmax_head_rows_f32, softmax_head_rows_grad_f32,
+    ROWS_ACROSS_LANES_MAX_N,
+};
 use crate::kernels::vmath::softmax_entropy;
 use crate::kernels::{parallel, Element};
 
@@ -79,6 +82,10 @@ impl SoftmaxHead {
                 let (slope, b) = (k.slope as f32, k.b as f32);
                 parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, os, n, |c| {
                     let zc = &zs[c.rows.start * n..c.rows.end * n];
+                    if n <= ROWS_ACROSS_LANES_MAX_N {
+                        softmax_head_rows_f32(zc, n, slope, b, c.a);
+                        return;
+                    }
                     for (zr, or) in zc.chunks_exact(n).zip(c.a.chunks_exact_mut(n)) {
                         softmax_head_row_f32(zr, slope, b, or);
                     }
@@ -110,6 +117,10 @@ impl SoftmaxHead {
                 let (slope, b) = (k.slope as f32, k.b as f32);
                 parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, ds, n, |c| {
                     let r = c.rows.start * n..c.rows.end * n;
+                    if n <= ROWS_ACROSS_LANES_MAX_N {
+                        softmax_head_rows_grad_f32(&zs[r.clone()], &gs[r], n, slope, b, c.a);
+                        return;
+                    }
                     let mut scratch = Vec::new();
                     for ((zr, gr), dr) in zs[r.clone()].chunks_exact(n).zip(gs[r].chunks_exact(n)).zip(c.a.chunks_exact_mut(n)) {
                         softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);

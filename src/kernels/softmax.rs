@@ -341,3 +341,122 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
         *d = slope * *d * (a - dot);
     }
 }
+
+/// Rows at most this long take the rows-across-lanes kernels
+/// ([`softmax_head_rows_f32`], [`softmax_head_rows_grad_f32`]); longer rows are
+/// vectorised along the row. At `n = 10` a row fills 10 of 16 lanes and the
+/// per-row passes cost more than the arithmetic (BENCHMARKS.md).
+pub const ROWS_ACROSS_LANES_MAX_N: usize = LANES;
+
+/// Loads rows `g0..g0 + LANES` of `src` (rows of `n`) into `t`, transposed: `t[j][i]`
+/// holds element `j` of row `g0 + i`. Rows past the end of `src` read as `pad`.
+#[inline(always)]
+fn load_group(src: &[f32], n: usize, g0: usize, pad: f32, t: &mut [V]) {
+    let rows = src.len() / n;
+    for i in 0..LANES {
+        if g0 + i < rows {
+            let row = &src[(g0 + i) * n..(g0 + i + 1) * n];
+            for (tj, &v) in t.iter_mut().zip(row) {
+                tj[i] = v;
+            }
+        } else {
+            for tj in t.iter_mut() {
+                tj[i] = pad;
+            }
+        }
+    }
+}
+
+/// Stores the rows of `t` that exist in `dst` (the inverse of [`load_group`]), `f` applied
+/// to each value with its lane.
+#[inline(always)]
+fn store_group(t: &[V], n: usize, g0: usize, dst: &mut [f32], f: impl Fn(usize, f32) -> f32) {
+    let rows = dst.len() / n;
+    for i in 0..LANES.min(rows.saturating_sub(g0)) {
+        let row = &mut dst[(g0 + i) * n..(g0 + i + 1) * n];
+        for (o, tj) in row.iter_mut().zip(t) {
+            *o = f(i, tj[i]);
+        }
+    }
+}
+
+/// `t[j] = exp(t[j] - max_j t[j])` lane by lane, and `1 / sum_j` of those per lane
+/// (the maximum ignores NaN as [`block_max`] does; a NaN or +inf entry, or a row of
+/// -inf, then makes the row's sum NaN, as in the row kernels).
+#[inline(always)]
+fn exp_lanes(t: &mut [V]) -> V {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    for tj in t.iter() {
+        m = vzip(m, *tj, |a, v| if v > a { v } else { a });
+    }
+    let mut s = [0.0f32; LANES];
+    for tj in t.iter_mut() {
+        let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+        *tj = e;
+        s = vzip(s, e, |a, b| a + b);
+    }
+    vmap(s, |v| 1.0 / v)
+}
+
+/// Softmax-head forward of contiguous f32 rows of length `n` (docs/math.md#softmax-head),
+/// [`LANES`] rows at a time with one row per lane, so that short rows (`n` up to
+/// [`ROWS_ACROSS_LANES_MAX_N`]) fill the vector registers: the same three steps as
+/// [`softmax_head_row_f32`] (exponentials and their sum, the map to `w`, the shift by
+/// `min w`), each lane summing its row in order. The last group is padded with rows of
+/// zeros that are computed and dropped, so every row gets the same arithmetic however
+/// the rows are split across threads.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn softmax_head_rows_f32(z: &[f32], n: usize, slope: f32, b: f32, out: &mut [f32]) {
+    if n == 0 {
+        return;
+    }
+    let rows = z.len() / n;
+    let mut t = vec![[0.0f32; LANES]; n];
+    for g0 in (0..rows).step_by(LANES) {
+        load_group(z, n, g0, 0.0, &mut t);
+        let inv = exp_lanes(&mut t);
+        let mut wmin = [f32::INFINITY; LANES];
+        for tj in t.iter_mut() {
+            let w = vzip(*tj, inv, |e, iv| softmax_head_w(slope, b, e * iv));
+            *tj = w;
+            wmin = vzip(wmin, w, min_nan);
+        }
+        store_group(&t, n, g0, out, |i, w| w - wmin[i]);
+    }
+}
+
+/// Softmax-head backward of contiguous f32 rows of length `n`, rows across lanes as in
+/// [`softmax_head_rows_f32`]: `dz_j = slope * s_j * (a_j - sum_i a_i s_i)` with the `a_i`
+/// of [`softmax_head_row_grad_f32`].
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn softmax_head_rows_grad_f32(z: &[f32], g: &[f32], n: usize, slope: f32, b: f32, dz: &mut [f32]) {
+    if slope == 0.0 {
+        // degenerate head (C = n*ub): the output does not depend on z
+        dz.fill(0.0);
+        return;
+    }
+    if n == 0 {
+        return;
+    }
+    let rows = z.len() / n;
+    let mut tz = vec![[0.0f32; LANES]; n];
+    let mut tg = tz.clone();
+    for g0 in (0..rows).step_by(LANES) {
+        load_group(z, n, g0, 0.0, &mut tz);
+        load_group(g, n, g0, 0.0, &mut tg);
+        let inv = exp_lanes(&mut tz);
+        let mut dot = [0.0f32; LANES];
+        for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
+            let s = vzip(*tj, inv, |e, iv| e * iv);
+            let a = vzip(*gj, s, |gi, si| softmax_head_a(slope, b, gi, si));
+            *tj = s;
+            *gj = a;
+            dot = vzip3(a, s, dot, |x, y, c| x.mul_add(y, c));
+        }
+        for (tj, gj) in tz.iter_mut().zip(tg.iter()) {
+            let d = vzip(*gj, dot, |a, dv| a - dv);
+            *tj = vzip(*tj, d, |s, x| slope * s * x);
+        }
+        store_group(&tz, n, g0, dz, |_, v| v);
+    }
+}
