@@ -335,6 +335,7 @@ impl TokenHead {
         check_logits_rank(&logits)?;
         let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        advise_huge_pages(&mut grad_logits);
         let inv_t = (1.0 / self.cfg.temperature) as f32;
         let topk = self.effective_topk(c.v);
         let rows = parallel::rows(&logits);
@@ -408,6 +409,7 @@ impl TokenHead {
         check_logits_rank(&logits)?;
         let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
         let c = self.check_inputs(&logits, &labels, &response_ids)?;
+        advise_huge_pages(&mut grad_logits);
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let last = Axis(logits.ndim() - 1);
@@ -452,6 +454,16 @@ struct FastRow {
     /// the label is outside the top-K, else the top-K maximum and
     /// `ln(sum(exp(c*(z - max))))` for `c` in `{1, k, 1/k}`.
     topk_ln: Option<Option<(f64, [f64; 3])>>,
+}
+
+/// The gradient of the logits, the one large output of the token head, onto
+/// transparent huge pages where its memory is one block
+/// ([`crate::kernels::advise_huge_pages`]): written in full by the backward,
+/// it is often freshly allocated by a framework for every call.
+fn advise_huge_pages<T>(grad_logits: &mut ArrayViewMutD<'_, T>) {
+    if let Some(s) = grad_logits.as_slice_memory_order_mut() {
+        crate::kernels::advise_huge_pages(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s));
+    }
 }
 
 /// A row as contiguous f32: the row itself for contiguous f32 data, else

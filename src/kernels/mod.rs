@@ -70,3 +70,51 @@ pub fn row_scratch_bytes(rows: usize, n: usize, arrays: usize, threads: usize) -
     let chunks = threads.saturating_mul(4).min(rows.max(1));
     rows.saturating_mul(per_row).saturating_add(chunks.saturating_mul(per_chunk))
 }
+
+/// Outputs at least this large are advised onto transparent huge pages
+/// ([`advise_huge_pages`]).
+pub const HUGE_PAGE_ADVICE_MIN_BYTES: usize = 32 << 20;
+
+/// Asks the OS to back the whole 2 MiB pages inside `[ptr, ptr + bytes)` with
+/// transparent huge pages (Linux `madvise(MADV_HUGEPAGE)`), for an output the
+/// caller is about to write in full; nothing for smaller ranges, under Miri or
+/// on other systems. A freshly allocated buffer (a framework's new gradient)
+/// then takes one page fault per 2 MiB on its first write instead of one per
+/// 4 KiB: about 250,000 fewer for the token head's gradient at 4096 x 32000
+/// f32 (BENCHMARKS.md). It is advice: it changes no value, memory already
+/// touched keeps its pages, and a refusal (a file mapping, huge pages
+/// disabled) is ignored.
+pub fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    const HUGE: usize = 2 << 20;
+    if bytes < HUGE_PAGE_ADVICE_MIN_BYTES || cfg!(miri) || !cfg!(target_os = "linux") {
+        return;
+    }
+    let start = (ptr as usize).div_ceil(HUGE).saturating_mul(HUGE);
+    let end = (ptr as usize).saturating_add(bytes) / HUGE * HUGE;
+    if end > start {
+        os::madvise_hugepage(start, end - start);
+    }
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+mod os {
+    extern "C" {
+        fn madvise(addr: *mut core::ffi::c_void, len: usize, advice: core::ffi::c_int) -> core::ffi::c_int;
+    }
+    /// `MADV_HUGEPAGE` (the same value on every Linux architecture).
+    const MADV_HUGEPAGE: core::ffi::c_int = 14;
+
+    pub fn madvise_hugepage(start: usize, len: usize) {
+        // SAFETY: [start, start + len) lies inside a buffer the caller owns; MADV_HUGEPAGE
+        // is a hint that changes no contents; a failure (EINVAL for a range that cannot
+        // take huge pages) leaves the memory as it was and is ignored.
+        unsafe {
+            madvise(start as *mut core::ffi::c_void, len, MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+mod os {
+    pub fn madvise_hugepage(_start: usize, _len: usize) {}
+}
