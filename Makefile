@@ -31,6 +31,7 @@
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
+#   make sac-compare-paper  the same at the official SAC-ERA settings, HalfCheetah-v5 and Humanoid-v5
 #   make test-hardening  Miri, ASan+UBSan C tests, valgrind C tests (ctest -T memcheck), TSan, fuzz smoke
 #   make fuzz          every fuzz target for FUZZ_SECONDS (default 600) each
 #   make clean         remove build/ (cargo's target/ stays; `make distclean` removes it too)
@@ -53,7 +54,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare sac-compare-paper test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -140,6 +141,9 @@ demo-sac: example-deps
 
 sac-compare: example-deps
 	PYTHON="$(PY)" bash examples/jax/compare.sh
+
+sac-compare-paper: example-deps
+	PYTHON="$(PY)" bash examples/jax/compare.sh --preset paper
 
 # Wheels (bindings/jax/wheel.sh): a self-contained era_jax wheel in dist/ (the CPU build of the
 # native library inside, repaired by auditwheel), and its tests from a fresh venv whose PATH has
