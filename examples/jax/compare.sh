@@ -5,9 +5,9 @@
 # Then the table (stdout) and the plot. Its longest run logged 89 minutes on a
 # 2-vCPU machine.
 # With --preset paper: both agents at the official SAC-ERA settings (sac_era.py's
-# PRESETS), HalfCheetah-v5 then Humanoid-v5 for 10k steps each (2000 random steps
+# PRESETS), HalfCheetah-v5 for 10k steps then Humanoid-v5 for 6k (2000 random steps
 # first, evaluations every 2000), five seeds; results in examples/jax/results-paper
-# and examples/jax/sac_era_paper.png unless given. About 75 minutes on 2 vCPUs.
+# and examples/jax/sac_era_paper.png unless given. About 90 minutes on 2 vCPUs.
 #
 #   examples/jax/compare.sh [--preset paper] [--python PY] [--out DIR] [--png FILE]
 #
@@ -45,9 +45,9 @@ seeds=(0 1 2 3 4)
 worker() {
     local agent=$1 common=(--seeds "${seeds[@]}" --threads 1 --out "$out" --no-progress)
     if [ "$preset" = paper ]; then
-        common=(--preset paper --steps 10000 --start-steps 2000 --eval-every 2000 "${common[@]}")
-        "${sac[@]}" train --agent "$agent" --task HalfCheetah-v5 "${common[@]}"
-        "${sac[@]}" train --agent "$agent" --task Humanoid-v5 "${common[@]}"
+        common=(--preset paper --start-steps 2000 --eval-every 2000 "${common[@]}")
+        "${sac[@]}" train --agent "$agent" --task HalfCheetah-v5 --steps 10000 "${common[@]}"
+        "${sac[@]}" train --agent "$agent" --task Humanoid-v5 --steps 6000 "${common[@]}"
         return
     fi
     "${sac[@]}" train --agent "$agent" --task HalfCheetah-v5 --steps 100000 "${common[@]}"

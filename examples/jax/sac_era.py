@@ -14,6 +14,8 @@ the logs; sac_tools.py the report, the plot and the update benchmark, and runs
 the `report`, `plot` and `bench` commands:
 
   python examples/jax/sac_era.py train --task HalfCheetah-v5 --agent sac-era --seeds 0 1 2 3 4
+  python examples/jax/sac_era.py train --task Humanoid-v5 --agent sac-era --preset paper --seeds 0 1 2 3 4
+                                                          # the official SAC-ERA settings (PRESETS, README.md)
   python examples/jax/sac_era.py demo                     # a few minutes: both agents, small table
   python examples/jax/sac_era.py report --runs runs/sac   # markdown table (bootstrap CIs)
   python examples/jax/sac_era.py plot   --runs runs/sac   # PNG of returns and entropies

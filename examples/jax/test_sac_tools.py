@@ -185,12 +185,14 @@ def test_report_labels_fixed_delta_and_reads_logs_without_the_lowest_batch(tmp_p
     assert "| -2.00 / -2.00 / - |" in line
 
 
-def test_report_of_the_committed_results_is_the_table_of_results_md():
+@pytest.mark.parametrize("runs", ["results", "results-paper"])
+def test_report_of_the_committed_results_is_the_table_of_results_md(runs):
+    """Each committed comparison's report is one of RESULTS.md's tables, whole."""
     with open(os.path.join(HERE, "RESULTS.md")) as f:
         results_md = f.read().splitlines()
-    table = T.report(os.path.join(HERE, "results")).splitlines()
-    i = results_md.index(table[0])
-    assert results_md[i : i + len(table)] == table
+    table = T.report(os.path.join(HERE, runs)).splitlines()
+    i = results_md.index(table[2])  # the first row: the header is the same in both tables
+    assert results_md[i - 2 : i - 2 + len(table)] == table
 
 
 def _run(*args, **env):
@@ -292,8 +294,9 @@ def test_compare_script_paper_preset_starts_the_paper_runs(tmp_path):
     calls = record.read_text().splitlines()
     sac = os.path.join(HERE, "sac_era.py")
     out = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "jax", "results-paper")
-    common = f"--preset paper --steps 10000 --start-steps 2000 --eval-every 2000 --seeds 0 1 2 3 4 --threads 1 --out {out} --no-progress"
-    trains = {f"{sac} train --agent {a} --task {t} {common}" for a in ("sac", "sac-era") for t in ("HalfCheetah-v5", "Humanoid-v5")}
+    common = f"--preset paper --start-steps 2000 --eval-every 2000 --seeds 0 1 2 3 4 --threads 1 --out {out} --no-progress"
+    trains = {f"{sac} train --agent {a} --task {t} --steps {n} {common}"
+              for a in ("sac", "sac-era") for t, n in (("HalfCheetah-v5", 10000), ("Humanoid-v5", 6000))}
     assert set(calls[:4]) == trains and len(calls) == 6
     png = os.path.join(os.path.dirname(out), "sac_era_paper.png")
     assert calls[4:] == [f"{sac} report --runs {out}", f"{sac} plot --runs {out} --png {png}"]
