@@ -8,6 +8,8 @@ Cases (forward and the VJP of a weighted sum of the outputs):
   gaussian   B in {256, 4096, 65536} x D in {6, 21, 61}            float32
   softmax    B = 256 x n in {10, 1000, 32000}                      float32
   token      N = 4096 x V in {32000, 152064}, logits float32 and bfloat16
+  binding    the token head at N = 4096 x V = 32000 f32 through era_jax against the same
+             two C ABI calls made directly (buffers reused; a new gradient buffer per call)
 
 Each case is timed per Python call of the jitted function ("call": includes
 dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
@@ -20,6 +22,7 @@ numbers only: nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import platform
 import statistics
@@ -195,10 +198,84 @@ def run_token(rng, quick, rows):
                 print(f"token N={n} V={v} {dname}: skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
 
 
+def _dl(a: np.ndarray):
+    """A DLTensor over a C-contiguous numpy array (kept alive by the caller)."""
+    from era_jax import _era_h as h
+
+    code = {"f": h.kDLFloat, "i": h.kDLInt}[a.dtype.kind]
+    shape = (ctypes.c_int64 * a.ndim)(*a.shape)
+    t = h.DLTensor(ctypes.c_void_p(a.ctypes.data), h.DLDevice(h.kDLCPU, 0), a.ndim,
+                   h.DLDataType(code, 8 * a.itemsize, 1), ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64)), None, 0)
+    return t, shape
+
+
+def run_binding_cost(rng, quick, reps=7):
+    """The token head's forward + backward at N = 4096 x V = 32000 f32 three ways, interleaved
+    in this process: the two C ABI calls on buffers allocated once (the kernels alone); the
+    same calls with the [N, V] gradient allocated per call, as every framework that returns a
+    new gradient does (numpy's allocator, glibc malloc, as XLA's CPU buffers are); and
+    era_jax under jit(value_and_grad). Prints the median of `reps` calls of each."""
+    from era_jax import _era_h as h
+    from era_jax import _native
+
+    n, v = (256, 32000) if quick else (4096, 32000)
+    logits, labels, ids, adv = (np.asarray(x) for x in token_batch(rng, n, v, jnp.float32))
+    lib = _native.lib()
+    cfg = _native.default_config(h.ERA_HEAD_KIND_TOKEN)
+    cfg.omega_low, cfg.omega_high = 2.0, 9.0
+    head = ctypes.c_void_p()
+    _native.check(lib.era_head_new(ctypes.byref(cfg), ctypes.byref(head)), "era_head_new")
+    outs = [np.empty(n, np.float32) for _ in range(4)]
+    grad = np.empty((n, v), np.float32)
+    keep = [_dl(x) for x in (logits, labels, ids, adv, *outs, grad)]
+    d = [ctypes.byref(t) for t, _ in keep]
+
+    def c_abi(fresh: bool):
+        _native.check(lib.era_token_forward(head, *d[:8], None, None), "era_token_forward")
+        g, dg = grad, d[8]
+        if fresh:
+            g = np.empty((n, v), np.float32)
+            t = _dl(g)
+            dg = ctypes.byref(t[0])
+        # the loss sum(logp * advantages_out): its gradient wrt logp is advantages_out
+        _native.check(lib.era_token_backward(head, d[0], d[1], d[2], d[6], d[7], dg, None), "era_token_backward")
+        return g
+
+    jl, jy, jr, ja = (jnp.asarray(x) for x in (logits, labels, ids, adv))
+
+    def loss(x):
+        lp, _, _, a2 = era_jax.token_logprobs(x, jy, jr, ja, omega_low=2.0, omega_high=9.0)
+        return jnp.sum(lp * jax.lax.stop_gradient(a2))
+
+    vg = jax.jit(jax.value_and_grad(loss))
+    variants = {
+        "C ABI, buffers reused": lambda: c_abi(False),
+        "C ABI, new gradient buffer per call": lambda: c_abi(True),
+        "era_jax, jit(value_and_grad)": lambda: jax.block_until_ready(vg(jl)),
+    }
+    np.testing.assert_allclose(np.asarray(variants["era_jax, jit(value_and_grad)"]()[1]), c_abi(False), rtol=1e-5, atol=1e-9)
+    times = {k: [] for k in variants}
+    for _ in range(reps):  # interleaved, so that drifts of a noisy machine hit all three alike
+        for k, f in variants.items():
+            t0 = time.perf_counter()
+            r = f()
+            times[k].append(time.perf_counter() - t0)
+            del r
+    lib.era_head_free(head)
+    base = statistics.median(times["C ABI, buffers reused"])
+    fresh = statistics.median(times["C ABI, new gradient buffer per call"])
+    print(f"\ntoken N={n} V={v} float32, forward + backward, median of {reps} interleaved calls"
+          f" (GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}):")
+    for k, ts in times.items():
+        m = statistics.median(ts)
+        print(f"  {k:<38} {m * 1e3:9.1f} ms   x{m / base:5.2f} of reused   x{m / fresh:5.2f} of new gradient")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes only")
-    p.add_argument("--heads", default="gaussian,softmax,token", help="comma-separated subset to run")
+    p.add_argument("--heads", default="gaussian,softmax,token,binding", help="comma-separated subset to run "
+                   "(binding: the token head through era_jax against the C ABI called directly)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
@@ -216,6 +293,8 @@ def main(argv=None):
         run_softmax(rng, a.quick, rows)
     if "token" in heads:
         run_token(rng, a.quick, rows)
+    if "binding" in heads:
+        run_binding_cost(rng, a.quick)
     if rows:
         ratios = [tr / tn for _, _, _, tn, tr in rows]
         print(f"\n{len(rows)} measurements; geometric mean jax/native = "

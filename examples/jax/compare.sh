@@ -7,7 +7,7 @@
 # With --preset paper: both agents at the official SAC-ERA settings (sac_era.py's
 # PRESETS), HalfCheetah-v5 for 10k steps then Humanoid-v5 for 6k (2000 random steps
 # first, evaluations every 2000), five seeds; results in examples/jax/results-paper
-# and examples/jax/sac_era_paper.png unless given. About 90 minutes on 2 vCPUs.
+# and examples/jax/sac_era_paper.png unless given. Each worker took 105 minutes on 2 vCPUs.
 #
 #   examples/jax/compare.sh [--preset paper] [--python PY] [--out DIR] [--png FILE]
 #
