@@ -128,7 +128,7 @@ def test_run_log_rows_window_means_minima_and_summary(tmp_path, monkeypatch):
     with open(tmp_path / "Hopper-v5_sac-era_truncnorm.csv") as f:
         header = next(csv.reader(f))
     assert header == [
-        "agent", "task", "policy", "delta_mode", "seed", "step", "eval_return", "train_return", "target_entropy",
+        "agent", "task", "policy", "delta_mode", "preset", "seed", "step", "eval_return", "train_return", "target_entropy",
         *sorted(keys), "wall_s", "train_steps_per_s",
     ]  # fmt: skip
     with open(tmp_path / "Hopper-v5_sac-era_truncnorm.json") as f:
