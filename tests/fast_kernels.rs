@@ -366,6 +366,15 @@ fn softmax_short_rows_across_lanes_match_the_f64_path_for_any_row_count() {
             (o, d)
         };
         let (full_o, full_d) = run(all.view(), g_all.view());
+        // the head dispatches these rows to the rows-across-lanes kernels: the same
+        // values as those kernels called directly
+        let (slope, b) = (head.constants().slope as f32, head.constants().b as f32);
+        let (zs, gs) = (all.as_slice().unwrap(), g_all.as_slice().unwrap());
+        let mut direct = vec![0.0f32; zs.len()];
+        era::kernels::softmax::softmax_head_rows_f32(zs, n, slope, b, &mut direct);
+        assert_eq!(direct.as_slice(), full_o.as_slice().unwrap(), "n={n}: forward not through the rows kernel");
+        era::kernels::softmax::softmax_head_rows_grad_f32(zs, gs, n, slope, b, &mut direct);
+        assert_eq!(direct.as_slice(), full_d.as_slice().unwrap(), "n={n}: backward not through the rows kernel");
         for rows in [1usize, LANES - 1, LANES, LANES + 1, 2 * LANES + 1] {
             for start in [0usize, 1, LANES - 1] {
                 if start + rows > 2 * LANES + 1 {

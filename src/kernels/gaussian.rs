@@ -5,7 +5,7 @@
 use multiversion::multiversion;
 
 use crate::config::{GaussianConfig, L2PE};
-use crate::kernels::vmath::{exp_f32, softmax_into, vmap, vzip, vzip3, LANES};
+use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, LANES};
 
 /// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
 #[inline]
@@ -82,22 +82,8 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
     for g in (0..full).step_by(LANES) {
-        let zg = &z[g * d..(g + LANES) * d];
-        for (i, row) in zg.chunks_exact(d).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                t[j][i] = v;
-            }
-        }
-        let mut m = [f32::NEG_INFINITY; LANES];
-        for tj in &t {
-            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
-        }
-        let mut s = [0.0f32; LANES];
-        for tj in t.iter_mut() {
-            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
-            *tj = e;
-            s = vzip(s, e, |a, b| a + b);
-        }
+        load_lanes(z, d, g, &mut t);
+        let s = exp_lanes(&mut t);
         let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
         for tj in t.iter_mut() {
             *tj = vzip(f, *tj, |fi, e| {
@@ -111,12 +97,7 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
                 }
             });
         }
-        let og = &mut out[g * d..(g + LANES) * d];
-        for (i, row) in og.chunks_exact_mut(d).enumerate() {
-            for (j, o) in row.iter_mut().enumerate() {
-                *o = t[j][i];
-            }
-        }
+        store_lanes(&t, d, g, out, |_, v| v);
     }
     for (j, (zr, or)) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).enumerate() {
         let k = row_k(ks, full + j);
@@ -152,23 +133,9 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
     let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
     let mut tg = tz.clone();
     for r0 in (0..full).step_by(LANES) {
-        for (i, (zr, gr)) in z[r0 * d..(r0 + LANES) * d].chunks_exact(d).zip(g[r0 * d..(r0 + LANES) * d].chunks_exact(d)).enumerate() {
-            for j in 0..d {
-                tz[j][i] = zr[j];
-                tg[j][i] = gr[j];
-            }
-        }
-        let mut m = [f32::NEG_INFINITY; LANES];
-        for tj in &tz {
-            m = vzip(m, *tj, |a, v| if v > a || v.is_nan() { v } else { a });
-        }
-        let mut s = [0.0f32; LANES];
-        for tj in tz.iter_mut() {
-            let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
-            *tj = e;
-            s = vzip(s, e, |a, b| a + b);
-        }
-        let inv: [f32; LANES] = vmap(s, |v| 1.0 / v);
+        load_lanes(z, d, r0, &mut tz);
+        load_lanes(g, d, r0, &mut tg);
+        let inv: [f32; LANES] = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
         let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, r0 + i) as f32);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
@@ -183,11 +150,7 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
             let kd = vzip(*gj, dot, |gv, dv| gv - dv);
             *tj = vzip3(k, *tj, kd, |kk, sv, x| kk * sv * x);
         }
-        for (i, row) in dz[r0 * d..(r0 + LANES) * d].chunks_exact_mut(d).enumerate() {
-            for (j, o) in row.iter_mut().enumerate() {
-                *o = tz[j][i];
-            }
-        }
+        store_lanes(&tz, d, r0, dz, |_, v| v);
         for i in 0..LANES {
             dd[r0 + i] = dot[i] as f64;
         }

@@ -4,7 +4,7 @@
 use multiversion::multiversion;
 
 use crate::config::SoftmaxConfig;
-use crate::kernels::vmath::{block_max, exp_f32, ln_f32, min_nan, vmap, vzip, vzip3, BLOCK, LANES, V};
+use crate::kernels::vmath::{block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, BLOCK, LANES, V};
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -344,59 +344,9 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
 
 /// Rows at most this long take the rows-across-lanes kernels
 /// ([`softmax_head_rows_f32`], [`softmax_head_rows_grad_f32`]); longer rows are
-/// vectorised along the row. At `n = 10` a row fills 10 of 16 lanes and the
-/// per-row passes cost more than the arithmetic (BENCHMARKS.md).
+/// vectorised along the row (at `n = 10` a row would fill 10 of 16 lanes). The
+/// limit is one vector's width; it has not been tuned by measurement.
 pub const ROWS_ACROSS_LANES_MAX_N: usize = LANES;
-
-/// Loads rows `g0..g0 + LANES` of `src` (rows of `n`) into `t`, transposed: `t[j][i]`
-/// holds element `j` of row `g0 + i`. Rows past the end of `src` read as `pad`.
-#[inline(always)]
-fn load_group(src: &[f32], n: usize, g0: usize, pad: f32, t: &mut [V]) {
-    let rows = src.len() / n;
-    for i in 0..LANES {
-        if g0 + i < rows {
-            let row = &src[(g0 + i) * n..(g0 + i + 1) * n];
-            for (tj, &v) in t.iter_mut().zip(row) {
-                tj[i] = v;
-            }
-        } else {
-            for tj in t.iter_mut() {
-                tj[i] = pad;
-            }
-        }
-    }
-}
-
-/// Stores the rows of `t` that exist in `dst` (the inverse of [`load_group`]), `f` applied
-/// to each value with its lane.
-#[inline(always)]
-fn store_group(t: &[V], n: usize, g0: usize, dst: &mut [f32], f: impl Fn(usize, f32) -> f32) {
-    let rows = dst.len() / n;
-    for i in 0..LANES.min(rows.saturating_sub(g0)) {
-        let row = &mut dst[(g0 + i) * n..(g0 + i + 1) * n];
-        for (o, tj) in row.iter_mut().zip(t) {
-            *o = f(i, tj[i]);
-        }
-    }
-}
-
-/// `t[j] = exp(t[j] - max_j t[j])` lane by lane, and `1 / sum_j` of those per lane
-/// (the maximum ignores NaN as [`block_max`] does; a NaN or +inf entry, or a row of
-/// -inf, then makes the row's sum NaN, as in the row kernels).
-#[inline(always)]
-fn exp_lanes(t: &mut [V]) -> V {
-    let mut m = [f32::NEG_INFINITY; LANES];
-    for tj in t.iter() {
-        m = vzip(m, *tj, |a, v| if v > a { v } else { a });
-    }
-    let mut s = [0.0f32; LANES];
-    for tj in t.iter_mut() {
-        let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
-        *tj = e;
-        s = vzip(s, e, |a, b| a + b);
-    }
-    vmap(s, |v| 1.0 / v)
-}
 
 /// Softmax-head forward of contiguous f32 rows of length `n` (docs/math.md#softmax-head),
 /// [`LANES`] rows at a time with one row per lane, so that short rows (`n` up to
@@ -413,15 +363,15 @@ pub fn softmax_head_rows_f32(z: &[f32], n: usize, slope: f32, b: f32, out: &mut 
     let rows = z.len() / n;
     let mut t = vec![[0.0f32; LANES]; n];
     for g0 in (0..rows).step_by(LANES) {
-        load_group(z, n, g0, 0.0, &mut t);
-        let inv = exp_lanes(&mut t);
+        load_lanes(z, n, g0, &mut t);
+        let inv = vmap(exp_lanes(&mut t), |v| 1.0 / v);
         let mut wmin = [f32::INFINITY; LANES];
         for tj in t.iter_mut() {
             let w = vzip(*tj, inv, |e, iv| softmax_head_w(slope, b, e * iv));
             *tj = w;
             wmin = vzip(wmin, w, min_nan);
         }
-        store_group(&t, n, g0, out, |i, w| w - wmin[i]);
+        store_lanes(&t, n, g0, out, |i, w| w - wmin[i]);
     }
 }
 
@@ -442,9 +392,9 @@ pub fn softmax_head_rows_grad_f32(z: &[f32], g: &[f32], n: usize, slope: f32, b:
     let mut tz = vec![[0.0f32; LANES]; n];
     let mut tg = tz.clone();
     for g0 in (0..rows).step_by(LANES) {
-        load_group(z, n, g0, 0.0, &mut tz);
-        load_group(g, n, g0, 0.0, &mut tg);
-        let inv = exp_lanes(&mut tz);
+        load_lanes(z, n, g0, &mut tz);
+        load_lanes(g, n, g0, &mut tg);
+        let inv = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
             let s = vzip(*tj, inv, |e, iv| e * iv);
@@ -457,6 +407,6 @@ pub fn softmax_head_rows_grad_f32(z: &[f32], g: &[f32], n: usize, slope: f32, b:
             let d = vzip(*gj, dot, |a, dv| a - dv);
             *tj = vzip(*tj, d, |s, x| slope * s * x);
         }
-        store_group(&tz, n, g0, dz, |_, v| v);
+        store_lanes(&tz, n, g0, dz, |_, v| v);
     }
 }

@@ -160,6 +160,55 @@ pub(crate) fn vzip3(a: V, b: V, c: V, f: impl Fn(f32, f32, f32) -> f32) -> V {
     o
 }
 
+/// Loads rows `g0..g0 + LANES` of `src` (contiguous rows of `n`) into `t`,
+/// transposed so that lane `i` holds row `g0 + i`: `t[j][i]` is element `j` of
+/// that row. Lanes past the last row are zero (computed by the caller and
+/// dropped by [`store_lanes`]), so each row gets the same arithmetic wherever
+/// group boundaries fall. The layout of the rows-across-lanes kernels.
+#[inline(always)]
+pub(crate) fn load_lanes(src: &[f32], n: usize, g0: usize, t: &mut [V]) {
+    let rows = src.len() / n.max(1);
+    for i in 0..LANES {
+        if g0 + i < rows {
+            let row = &src[(g0 + i) * n..(g0 + i + 1) * n];
+            t.iter_mut().zip(row).for_each(|(tj, &v)| tj[i] = v);
+        } else {
+            t.iter_mut().for_each(|tj| tj[i] = 0.0);
+        }
+    }
+}
+
+/// Writes the lanes of `t` whose rows exist in `dst` back as rows (the inverse of
+/// [`load_lanes`]), each value passed through `f(lane, value)`.
+#[inline(always)]
+pub(crate) fn store_lanes(t: &[V], n: usize, g0: usize, dst: &mut [f32], f: impl Fn(usize, f32) -> f32) {
+    let rows = dst.len() / n.max(1);
+    for i in 0..LANES.min(rows.saturating_sub(g0)) {
+        let row = &mut dst[(g0 + i) * n..(g0 + i + 1) * n];
+        for (o, tj) in row.iter_mut().zip(t) {
+            *o = f(i, tj[i]);
+        }
+    }
+}
+
+/// `t[j] = exp(t[j] - max_j t[j])` lane by lane; returns each lane's sum of
+/// those. The maximum skips NaN (as [`block_max`] does): a NaN or +inf entry,
+/// or a row of -inf, makes that lane's sum NaN.
+#[inline(always)]
+pub(crate) fn exp_lanes(t: &mut [V]) -> V {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    for tj in t.iter() {
+        m = vzip(m, *tj, |a, v| if v > a { v } else { a });
+    }
+    let mut s = [0.0f32; LANES];
+    for tj in t.iter_mut() {
+        let e = vzip(*tj, m, |v, mi| exp_f32(v - mi));
+        *tj = e;
+        s = vzip(s, e, |a, b| a + b);
+    }
+    s
+}
+
 /// Largest `x * inv_t` of a block (NaN entries are skipped here: they make
 /// the exponential sums NaN, which is how the caller detects them). The
 /// maximum is taken over `x` and scaled once: `inv_t > 0` and rounding is
