@@ -32,11 +32,13 @@ fn advised(addr: usize) -> bool {
     panic!("no mapping holds {addr:#x}");
 }
 
-/// Huge pages exist in this kernel (the advice is refused otherwise).
+/// The kernel supports transparent huge pages, so it records the advice
+/// (whatever the system-wide mode in `enabled`, even `never`); a kernel built
+/// without them refuses it, and then there is nothing to observe.
 fn thp_available() -> bool {
-    let ok = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").map(|s| !s.contains("[never]")).unwrap_or(false);
+    let ok = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").is_dir();
     if !ok {
-        eprintln!("transparent huge pages unavailable here: the advice cannot be observed, test skipped");
+        eprintln!("SKIPPED: this kernel has no transparent huge pages; the advice cannot be observed");
     }
     ok
 }

@@ -80,8 +80,8 @@ pub const HUGE_PAGE_ADVICE_MIN_BYTES: usize = 32 << 20;
 /// caller is about to write in full; nothing for smaller ranges, under Miri or
 /// on other systems. A freshly allocated buffer (a framework's new gradient)
 /// then takes one page fault per 2 MiB on its first write instead of one per
-/// 4 KiB: about 250,000 fewer for the token head's gradient at 4096 x 32000
-/// f32 (BENCHMARKS.md). It is advice: it changes no value, memory already
+/// 4 KiB: 250 instead of 128,000 for the token head's gradient at 4096 x 32000
+/// f32 (500 MiB; BENCHMARKS.md). It is advice: it changes no value, memory already
 /// touched keeps its pages, and a refusal (a file mapping, huge pages
 /// disabled) is ignored.
 pub fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
