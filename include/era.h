@@ -712,6 +712,14 @@ EraStatus era_token_forward(const struct EraHead *head,
  * `scale` (the forward's `scale_out`) and `grad_logprobs`. It needs neither
  * the advantages nor any other forward output.
  *
+ * In place: on CPU, `grad_logits_out` may be `logits` itself (the same
+ * data, byte offset, shape, strides and dtype); each row is then read
+ * before its gradient overwrites it, and the call needs no memory of the
+ * logits' size (a training step can give up its logits, which are dead
+ * after their backward). Any other overlap of an output with an input is
+ * handled by copying the input first. On CUDA, `grad_logits_out` must not
+ * overlap `logits` (`INVALID_LAYOUT`).
+ *
  * On Linux, a contiguous CPU `grad_logits_out` of 32 MiB or more is advised
  * onto transparent huge pages (`madvise(MADV_HUGEPAGE)`) before it is
  * written: a buffer the caller has just allocated then takes one page fault

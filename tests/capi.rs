@@ -392,3 +392,71 @@ fn head_free_entropies_match_the_heads_and_report_errors() {
     let st = unsafe { era_softmax_entropy(zt().p(), 1.0, T::new(ids.as_mut_ptr() as _, I64, &[2], None).p(), null_mut()) };
     assert_eq!(st, EraStatus::UnsupportedDtype);
 }
+
+/// The token backward with its gradient written over the logits (the same
+/// tensor, however its address is split between `data` and `byte_offset`)
+/// equals the backward into a separate buffer; an output that overlaps the
+/// logits in any other way is still correct (the logits are copied first);
+/// an invalid call in place leaves the logits as they were.
+#[test]
+fn token_backward_in_place_and_overlapping_outputs() {
+    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
+    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_TOKEN, &mut c) }, EraStatus::Ok);
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    let (n, v) = (4usize, 40usize);
+    let logits: Vec<f32> = (0..n * v).map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0).collect();
+    let mut labels = [3i64, 0, 39, 7];
+    let mut ids = [0i64, 0, -1, 1];
+    let mut scale = [2.0f64, 1.0, 1.0, 0.5];
+    let mut g = [1.0f64, -0.5, 2.0, 0.25];
+    let (sh, bsh) = ([n as i64, v as i64], [n as i64]);
+    let mut ty = T::new(labels.as_mut_ptr() as _, I64, &bsh, None);
+    let mut tr = T::new(ids.as_mut_ptr() as _, I64, &bsh, None);
+    let mut ts = T::f64(&mut scale, &bsh);
+    let mut tg = T::f64(&mut g, &bsh);
+    let f32t = |p: *mut f32, off: u64| {
+        let mut t = T::new(p as *mut c_void, F32, &sh, None);
+        t.t.byte_offset = off;
+        t
+    };
+    // separate output
+    let mut x = logits.clone();
+    let mut want = vec![0.0f32; n * v];
+    let (mut tx, mut tw) = (f32t(x.as_mut_ptr(), 0), f32t(want.as_mut_ptr(), 0));
+    let st = unsafe { era_token_backward(h, tx.p(), ty.p(), tr.p(), ts.p(), tg.p(), tw.p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok, "{}", last_error());
+    assert_eq!(x, logits, "the logits are an input");
+    assert!(want[2 * v..3 * v].iter().all(|&e| e == 0.0), "masked token");
+    // in place, the same descriptor twice and the address split differently
+    for split in [false, true] {
+        // with `split`, the logits start at element 1: `data` + 4 bytes for the
+        // input, `data + 1` for the output
+        let mut buf = vec![0.0f32; 1];
+        buf.extend_from_slice(&logits);
+        let p = buf.as_mut_ptr();
+        let (mut tin, mut tout) =
+            if split { (f32t(p, 4), f32t(unsafe { p.add(1) }, 0)) } else { (f32t(unsafe { p.add(1) }, 0), f32t(unsafe { p.add(1) }, 0)) };
+        let st = unsafe { era_token_backward(h, tin.p(), ty.p(), tr.p(), ts.p(), tg.p(), tout.p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        assert_eq!(&buf[1..], &want[..], "in place (split = {split})");
+        assert_eq!(buf[0], 0.0, "written outside the tensor");
+    }
+    // an output one row past the logits in the same buffer: overlapping, not the same tensor
+    let mut buf = vec![0.0f32; (n + 1) * v];
+    buf[..n * v].copy_from_slice(&logits);
+    let p = buf.as_mut_ptr();
+    let (mut tin, mut tout) = (f32t(p, 0), f32t(unsafe { p.add(v) }, 0));
+    let st = unsafe { era_token_backward(h, tin.p(), ty.p(), tr.p(), ts.p(), tg.p(), tout.p(), null_mut()) };
+    assert_eq!(st, EraStatus::Ok, "{}", last_error());
+    assert_eq!(&buf[v..], &want[..], "overlapping output");
+    // in place with an invalid scale: rejected, nothing written
+    let mut bad = [2.0f64, 1.0, 1.0, 0.0];
+    let mut tb = T::f64(&mut bad, &bsh);
+    let mut buf = logits.clone();
+    let (mut tin, mut tout) = (f32t(buf.as_mut_ptr(), 0), f32t(buf.as_mut_ptr(), 0));
+    let st = unsafe { era_token_backward(h, tin.p(), ty.p(), tr.p(), tb.p(), tg.p(), tout.p(), null_mut()) };
+    assert_eq!(st, EraStatus::InvalidValue);
+    assert_eq!(buf, logits, "an invalid in-place call wrote the logits");
+    unsafe { era_head_free(h) };
+}

@@ -187,6 +187,63 @@ fn backward_matches_reference_for_every_dtype_and_layout() {
     }
 }
 
+/// The in-place backward (gradient over the logits) against the backward
+/// into a separate buffer: bit for bit, for every dtype, contiguous and
+/// strided rows, top-K, masked tokens, zero upstream gradients, NaN/inf rows
+/// and both thread counts; on an error the logits are left untouched.
+#[test]
+fn backward_in_place_equals_the_separate_output() {
+    fn check<T: era::Element + PartialEq + std::fmt::Debug>(
+        head: &TokenHead,
+        x: &ArrayD<T>,
+        y: &ArrayD<i64>,
+        ids: &ArrayD<i64>,
+        sc: &ArrayD<f64>,
+        g: &ArrayD<f64>,
+        what: &str,
+    ) {
+        let (yv, iv) = (IndexView::from(y.view()), IndexView::from(ids.view()));
+        let mut want = x.clone();
+        head.backward(x.view(), yv.clone(), iv.clone(), sc.view(), g.view(), want.view_mut()).unwrap();
+        let mut got = x.clone();
+        head.backward_in_place(got.view_mut(), yv.clone(), iv.clone(), sc.view(), g.view()).unwrap();
+        let bits = |a: &ArrayD<T>| a.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{what}: contiguous");
+        // column-major storage: the rows are strided
+        let mut xt = x.t().as_standard_layout().into_owned();
+        head.backward_in_place(xt.view_mut().reversed_axes(), yv, iv, sc.view(), g.view()).unwrap();
+        assert_eq!(bits(&xt.t().to_owned()), bits(&want), "{what}: strided rows");
+    }
+    let mut rng = Rng(26);
+    for cfg in configs() {
+        for v in [LANES + 1, BLOCK + 1, 3 * BLOCK + 7] {
+            for threads in [1, 2] {
+                let head = TokenHead::new(cfg).unwrap().with_num_threads(threads);
+                let n = 9;
+                let (mut x, y, ids, adv) = batch(&mut rng, n, v, 1.5);
+                x[[2, 1]] = f32::NAN;
+                x[[3, 0]] = f32::INFINITY;
+                let fwd = forward(&head, x.view(), &y, &ids, &adv, true);
+                let sc = ArrayD::from_shape_vec(IxDyn(&[n]), fwd.c.iter().map(|c| if c.is_nan() { 1.0 } else { *c }).collect()).unwrap();
+                let g = ArrayD::from_shape_fn(IxDyn(&[n]), |i| if i[0] == 4 { 0.0 } else { rng.normal() });
+                let what = format!("{cfg:?} V={v} threads={threads}");
+                check(&head, &x, &y, &ids, &sc, &g, &format!("f32 {what}"));
+                check(&head, &x.mapv(bf16::from_f32), &y, &ids, &sc, &g, &format!("bf16 {what}"));
+                check(&head, &x.mapv(f16::from_f32), &y, &ids, &sc, &g, &format!("f16 {what}"));
+                check(&head, &x.mapv(|v| v as f64), &y, &ids, &sc, &g, &format!("f64 {what}"));
+                // an invalid scale: an error, and the logits as they were
+                let mut bad = sc.clone();
+                bad[[n - 1]] = 0.0;
+                let mut kept = x.clone();
+                let err =
+                    head.backward_in_place(kept.view_mut(), IndexView::from(y.view()), IndexView::from(ids.view()), bad.view(), g.view());
+                assert!(err.is_err(), "{what}: a zero scale must be rejected");
+                assert_eq!(format!("{kept:?}"), format!("{x:?}"), "{what}: the logits were written before the error");
+            }
+        }
+    }
+}
+
 #[test]
 fn thread_counts_give_identical_results() {
     let mut rng = Rng(23);

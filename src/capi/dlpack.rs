@@ -319,6 +319,12 @@ impl<'a> Desc<'a> {
         self.shape.iter().product()
     }
 
+    /// Whether two descriptors name exactly the same elements in the same
+    /// order: the same first element, shape, strides and dtype.
+    pub fn same_tensor(&self, other: &Desc<'_>) -> bool {
+        self.first == other.first && self.shape == other.shape && self.strides == other.strides && self.dtype == other.dtype
+    }
+
     /// Whether two tensors' byte ranges intersect.
     pub fn overlaps(&self, other: &Desc<'_>) -> bool {
         self.lo < self.hi && other.lo < other.hi && self.lo < other.hi && other.lo < self.hi
@@ -539,7 +545,7 @@ impl Desc<'_> {
         if !self.overlaps(output) {
             return Ok(());
         }
-        if self.first == output.first && self.shape == output.shape && self.strides == output.strides && self.dtype == output.dtype {
+        if self.same_tensor(output) {
             return Ok(());
         }
         bail!(

@@ -142,6 +142,14 @@ pub unsafe extern "C" fn era_token_forward(
 /// `scale` (the forward's `scale_out`) and `grad_logprobs`. It needs neither
 /// the advantages nor any other forward output.
 ///
+/// In place: on CPU, `grad_logits_out` may be `logits` itself (the same
+/// data, byte offset, shape, strides and dtype); each row is then read
+/// before its gradient overwrites it, and the call needs no memory of the
+/// logits' size (a training step can give up its logits, which are dead
+/// after their backward). Any other overlap of an output with an input is
+/// handled by copying the input first. On CUDA, `grad_logits_out` must not
+/// overlap `logits` (`INVALID_LAYOUT`).
+///
 /// On Linux, a contiguous CPU `grad_logits_out` of 32 MiB or more is advised
 /// onto transparent huge pages (`madvise(MADV_HUGEPAGE)`) before it is
 /// written: a buffer the caller has just allocated then takes one page fault
@@ -186,10 +194,15 @@ pub unsafe extern "C" fn era_token_backward(
                 od.expect_dtype(ld.dtype)?;
                 let y = index_view(&yd, &outs)?;
                 let r = index_view(&rd, &outs)?;
-                let x = ld.input::<L>(&outs)?;
                 let s = sd.input::<F>(&outs)?;
                 let g = gd.input::<F>(&outs)?;
-                t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
+                if ld.same_tensor(&od) {
+                    // in place: each row is read before the gradient overwrites it
+                    t.backward_in_place(od.view_mut::<L>(), y.view(), r.view(), s.view(), g.view())
+                } else {
+                    let x = ld.input::<L>(&outs)?;
+                    t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
+                }
             })
         })
     }

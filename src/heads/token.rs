@@ -326,19 +326,59 @@ impl TokenHead {
         response_ids: IndexView<'_>,
         scale: ArrayViewD<'_, F>,
         grad_logprobs: ArrayViewD<'_, F>,
+        grad_logits: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.backward_rows(Some(logits), labels, response_ids, scale, grad_logprobs, grad_logits)
+    }
+
+    /// [`TokenHead::backward`] with the gradient written over the logits:
+    /// `logits_grad` holds the logits on entry and their gradient on return,
+    /// the same values [`TokenHead::backward`] writes into a separate
+    /// buffer, bit for bit. Each row is read before it is overwritten, so
+    /// the call reads and writes the logits' memory once and needs no buffer
+    /// of their size; a training step can afford it because the logits are
+    /// dead after their backward. On an error nothing has been written.
+    pub fn backward_in_place<T: Element, F: Element>(
+        &self,
+        logits_grad: ArrayViewMutD<'_, T>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        scale: ArrayViewD<'_, F>,
+        grad_logprobs: ArrayViewD<'_, F>,
+    ) -> Result<()> {
+        self.backward_rows(None, labels, response_ids, scale, grad_logprobs, logits_grad)
+    }
+
+    /// The backward from `logits`, or in place from `grad_logits` itself when
+    /// `logits` is None.
+    fn backward_rows<T: Element, F: Element>(
+        &self,
+        logits: Option<ArrayViewD<'_, T>>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        scale: ArrayViewD<'_, F>,
+        grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
         if T::IS_F64 || !self.f32_kernels() {
-            return self.backward_reference(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
+            return self.reference_rows(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
         }
         // every shape before any scratch memory is reserved
-        check_logits_rank(&logits)?;
-        let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
-        advise_huge_pages(&mut grad_logits);
+        let (sc, g, c) = {
+            let x = match &logits {
+                Some(l) => l.view(),
+                None => grad_logits.view(),
+            };
+            check_logits_rank(&x)?;
+            let (sc, g) = self.check_backward(&x, &scale, &grad_logprobs, grad_logits.shape())?;
+            (sc, g, self.check_inputs(&x, &labels, &response_ids)?)
+        };
+        if logits.is_some() {
+            advise_huge_pages(&mut grad_logits);
+        }
         let inv_t = (1.0 / self.cfg.temperature) as f32;
         let topk = self.effective_topk(c.v);
-        let rows = parallel::rows(&logits);
+        let rows = logits.as_ref().map(parallel::rows);
         let mut grows = parallel::rows_mut(&mut grad_logits);
         let threads = parallel::resolve_threads(self.threads);
         let per_row = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<(f32, usize)>), t: usize, grow: &mut ArrayViewMut1<'_, T>| {
@@ -348,7 +388,29 @@ impl TokenHead {
                 return;
             }
             let y = c.labels[t] as usize;
-            let x = row_f32(&rows[t], buf);
+            let ct = sc[t] as f32;
+            let f = (sc[t] * inv_t as f64 * g[t]) as f32;
+            if rows.is_none() {
+                // in place, straight over contiguous f32 rows
+                if let Some(row) = grow.as_slice_mut().and_then(T::as_f32_slice_mut) {
+                    let thr = topk.map(|kk| kernel::topk_threshold(row, kk, heap));
+                    match thr {
+                        Some(th) if !kernel::in_topk(row[y], y, th) => row.fill(0.0),
+                        _ => kernel::token_row_grad_in_place(row, inv_t, ct, f, y, thr),
+                    }
+                    return;
+                }
+            }
+            // the row as f32 (for an in-place row: converted into `buf`, so that
+            // the gradient may overwrite it)
+            let x = match &rows {
+                Some(r) => row_f32(&r[t], buf),
+                None => {
+                    buf.clear();
+                    buf.extend(grow.iter().map(|v| v.to_f32()));
+                    &buf[..]
+                }
+            };
             let thr = topk.map(|kk| kernel::topk_threshold(x, kk, heap));
             if let Some(th) = thr {
                 if !kernel::in_topk(x[y], y, th) {
@@ -356,8 +418,6 @@ impl TokenHead {
                     return;
                 }
             }
-            let ct = sc[t] as f32;
-            let f = (sc[t] * inv_t as f64 * g[t]) as f32;
             match grow.as_slice_mut().and_then(T::as_f32_slice_mut) {
                 Some(out) => kernel::token_row_grad(x, inv_t, ct, f, y, thr, out),
                 None => {
@@ -379,12 +439,12 @@ impl TokenHead {
         logits: &ArrayViewD<'_, T>,
         scale: &ArrayViewD<'_, F>,
         grad_logprobs: &ArrayViewD<'_, F>,
-        grad_logits: &ArrayViewMutD<'_, T>,
+        grad_shape: &[usize],
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let batch = &logits.shape()[..logits.ndim() - 1];
         check_same_shape("scale", scale.shape(), "logits without its last axis", batch)?;
         check_same_shape("grad_logprobs", grad_logprobs.shape(), "logits without its last axis", batch)?;
-        check_same_shape("grad_logits", grad_logits.shape(), "logits", logits.shape())?;
+        check_same_shape("grad_logits", grad_shape, "logits", logits.shape())?;
         let sc: Vec<f64> = scale.iter().map(|v| v.to_f64()).collect();
         for (t, &s) in sc.iter().enumerate() {
             if !(s.is_finite() && s > 0.0) {
@@ -403,25 +463,53 @@ impl TokenHead {
         response_ids: IndexView<'_>,
         scale: ArrayViewD<'_, F>,
         grad_logprobs: ArrayViewD<'_, F>,
+        grad_logits: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.reference_rows(Some(logits), labels, response_ids, scale, grad_logprobs, grad_logits)
+    }
+
+    /// [`TokenHead::backward_reference`] from `logits`, or in place from
+    /// `grad_logits` itself when `logits` is None (each row is loaded into
+    /// f64 before it is overwritten).
+    fn reference_rows<T: Element, F: Element>(
+        &self,
+        logits: Option<ArrayViewD<'_, T>>,
+        labels: IndexView<'_>,
+        response_ids: IndexView<'_>,
+        scale: ArrayViewD<'_, F>,
+        grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
         // every shape before any scratch memory is reserved
-        check_logits_rank(&logits)?;
-        let (sc, g) = self.check_backward(&logits, &scale, &grad_logprobs, &grad_logits)?;
-        let c = self.check_inputs(&logits, &labels, &response_ids)?;
-        advise_huge_pages(&mut grad_logits);
+        let (sc, g, c) = {
+            let x = match &logits {
+                Some(l) => l.view(),
+                None => grad_logits.view(),
+            };
+            check_logits_rank(&x)?;
+            let (sc, g) = self.check_backward(&x, &scale, &grad_logprobs, grad_logits.shape())?;
+            (sc, g, self.check_inputs(&x, &labels, &response_ids)?)
+        };
+        if logits.is_some() {
+            advise_huge_pages(&mut grad_logits);
+        }
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
-        let last = Axis(logits.ndim() - 1);
+        let last = Axis(grad_logits.ndim() - 1);
+        let mut rows = logits.as_ref().map(|x| x.lanes(last).into_iter());
         let mut z = vec![0.0; c.v];
         let mut out = vec![0.0; c.v];
         let mut heap = Vec::new();
-        for (t, (row, mut grow)) in logits.lanes(last).into_iter().zip(grad_logits.lanes_mut(last)).enumerate() {
+        for (t, mut grow) in grad_logits.lanes_mut(last).into_iter().enumerate() {
+            let row = rows.as_mut().and_then(|r| r.next());
             if c.ids[t] < 0 || g[t] == 0.0 {
                 grow.fill(T::from_f64(0.0));
                 continue;
             }
-            load(&mut z, row.iter());
+            match row {
+                Some(row) => load(&mut z, row.iter()),
+                None => load(&mut z, grow.iter()),
+            }
             z.iter_mut().for_each(|x| *x *= inv_t);
             let ct = sc[t];
             kernel::reference_grad_row(&z, c.labels[t] as usize, ct, ct * inv_t * g[t], topk, &mut heap, &mut out);

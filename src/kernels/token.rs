@@ -152,48 +152,87 @@ pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
 /// maximum, the exponentials (stored in `out`) with their sum, and the scaling.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: Option<(f32, usize)>, out: &mut [f32]) {
+    let m = grad_max(x, inv_t, thr);
+    let mut total = 0.0f64;
+    for (bi, (xb, ob)) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).enumerate() {
+        grad_block(xb, ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
+    }
+    grad_finish(out, total, f, label);
+}
+
+/// [`token_row_grad`] with the gradient written over the row it is computed
+/// from (`row` holds `x` on entry and the gradient on return), bit for bit
+/// the same result. Each block of the row is copied to the stack before its
+/// exponentials overwrite it, so the row is still read once from memory and
+/// written once.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn token_row_grad_in_place(row: &mut [f32], inv_t: f32, c: f32, f: f32, label: usize, thr: Option<(f32, usize)>) {
+    let m = grad_max(row, inv_t, thr);
+    let mut total = 0.0f64;
+    let mut xb = [0.0f32; BLOCK];
+    for (bi, ob) in row.chunks_mut(BLOCK).enumerate() {
+        let xs = &mut xb[..ob.len()];
+        xs.copy_from_slice(ob);
+        grad_block(xs, ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
+    }
+    grad_finish(row, total, f, label);
+}
+
+/// The maximum of `x * inv_t` over the kept entries (the first pass of
+/// [`token_row_grad`]).
+#[inline(always)]
+fn grad_max(x: &[f32], inv_t: f32, thr: Option<(f32, usize)>) -> f32 {
+    match thr {
+        None => block_max(x, inv_t),
+        Some(t) => x.iter().enumerate().filter(|&(i, &v)| in_topk(v, i, t)).map(|(_, &v)| v * inv_t).fold(f32::NEG_INFINITY, |a, b| {
+            if b > a {
+                b
+            } else {
+                a
+            }
+        }),
+    }
+}
+
+/// One block of the second pass of [`token_row_grad`]: `ob = exp(c*(xb*inv_t - m))`
+/// on the kept entries (0 elsewhere; `base` is the block's offset in the row),
+/// added to the row's running sum `total`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_block(xb: &[f32], ob: &mut [f32], base: usize, inv_t: f32, c: f32, m: f32, thr: Option<(f32, usize)>, total: &mut f64) {
     let keep = |i: usize, v: f32| match thr {
         None => true,
         Some(t) => in_topk(v, i, t),
     };
-    let m = match thr {
-        None => block_max(x, inv_t),
-        Some(_) => {
-            x.iter()
-                .enumerate()
-                .filter(|&(i, &v)| keep(i, v))
-                .map(|(_, &v)| v * inv_t)
-                .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a })
-        }
-    };
-    let mut total = 0.0f64;
-    for (bi, (xb, ob)) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).enumerate() {
-        let mut s = [0.0f32; LANES];
-        let base = bi * BLOCK;
-        let mut xs = xb.chunks_exact(LANES);
-        let mut os = ob.chunks_exact_mut(LANES);
-        let mut off = 0;
-        for (xc, oc) in (&mut xs).zip(&mut os) {
-            let xv: &V = xc.try_into().unwrap_or(&[0.0; LANES]);
-            let mut e = vmap(*xv, |v| exp_nonpos_f32(c * (v * inv_t - m)));
-            if thr.is_some() {
-                for i in 0..LANES {
-                    if !keep(base + off + i, xv[i]) {
-                        e[i] = 0.0;
-                    }
+    let mut s = [0.0f32; LANES];
+    let mut xs = xb.chunks_exact(LANES);
+    let mut os = ob.chunks_exact_mut(LANES);
+    let mut off = 0;
+    for (xc, oc) in (&mut xs).zip(&mut os) {
+        let xv: &V = xc.try_into().unwrap_or(&[0.0; LANES]);
+        let mut e = vmap(*xv, |v| exp_nonpos_f32(c * (v * inv_t - m)));
+        if thr.is_some() {
+            for i in 0..LANES {
+                if !keep(base + off + i, xv[i]) {
+                    e[i] = 0.0;
                 }
             }
-            oc.copy_from_slice(&e);
-            s = vzip(s, e, |a, b| a + b);
-            off += LANES;
         }
-        total += s.iter().map(|&v| v as f64).sum::<f64>();
-        for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
-            let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
-            *o = e;
-            total += e as f64;
-        }
+        oc.copy_from_slice(&e);
+        s = vzip(s, e, |a, b| a + b);
+        off += LANES;
     }
+    *total += s.iter().map(|&v| v as f64).sum::<f64>();
+    for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
+        let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
+        *o = e;
+        *total += e as f64;
+    }
+}
+
+/// The last pass of [`token_row_grad`]: `out = -f * out / total`, plus `f` at the label.
+#[inline(always)]
+fn grad_finish(out: &mut [f32], total: f64, f: f32, label: usize) {
     let scale = -((f as f64) / total) as f32;
     for o in out.iter_mut() {
         *o *= scale;
