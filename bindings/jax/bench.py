@@ -8,8 +8,9 @@ Cases (forward and the VJP of a weighted sum of the outputs):
   gaussian   B in {256, 4096, 65536} x D in {6, 21, 61}            float32
   softmax    B = 256 x n in {10, 1000, 32000}                      float32
   token      N = 4096 x V in {32000, 152064}, logits float32 and bfloat16
-  binding    the token head at N = 4096 x V = 32000 f32 through era_jax against the same
-             two C ABI calls made directly (buffers reused; a new gradient buffer per call)
+  binding    the token head at N = 4096 x V = 32000 f32 through era_jax (as it is, and in place
+             on donated logits) against the same two C ABI calls made directly (buffers
+             reused; a new gradient buffer per call; the gradient over the logits)
 
 Each case is timed per Python call of the jitted function ("call": includes
 dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
@@ -210,11 +211,15 @@ def _dl(a: np.ndarray):
 
 
 def run_binding_cost(rng, quick, reps=7):
-    """The token head's forward + backward at N = 4096 x V = 32000 f32 three ways, interleaved
+    """The token head's forward + backward at N = 4096 x V = 32000 f32 five ways, interleaved
     in this process: the two C ABI calls on buffers allocated once (the kernels alone); the
     same calls with the [N, V] gradient allocated per call, as every framework that returns a
-    new gradient does (numpy's allocator, glibc malloc, as XLA's CPU buffers are); and
-    era_jax under jit(value_and_grad). Prints the median of `reps` calls of each."""
+    new gradient does (numpy's allocator, glibc malloc, as XLA's CPU buffers are); the C ABI
+    with the gradient written over the logits (in place); era_jax under jit(value_and_grad);
+    and era_jax with ``inplace_backward=True`` on donated logits, where XLA hands the logits'
+    buffer to the gradient. The in-place variants get a fresh copy of the logits before each
+    call, outside the timed region (in a training step the logits are the output of the
+    unembedding matmul). Prints the median of `reps` calls of each."""
     from era_jax import _era_h as h
     from era_jax import _native
 
@@ -227,36 +232,62 @@ def run_binding_cost(rng, quick, reps=7):
     _native.check(lib.era_head_new(ctypes.byref(cfg), ctypes.byref(head)), "era_head_new")
     outs = [np.empty(n, np.float32) for _ in range(4)]
     grad = np.empty((n, v), np.float32)
-    keep = [_dl(x) for x in (logits, labels, ids, adv, *outs, grad)]
+    work = logits.copy()
+    keep = [_dl(x) for x in (logits, labels, ids, adv, *outs, grad, work)]
     d = [ctypes.byref(t) for t, _ in keep]
 
-    def c_abi(fresh: bool):
-        _native.check(lib.era_token_forward(head, *d[:8], None, None), "era_token_forward")
+    def c_abi(mode: str):
+        x = d[9] if mode == "in place" else d[0]
+        _native.check(lib.era_token_forward(head, x, *d[1:8], None, None), "era_token_forward")
         g, dg = grad, d[8]
-        if fresh:
+        if mode == "fresh":
             g = np.empty((n, v), np.float32)
             t = _dl(g)
             dg = ctypes.byref(t[0])
+        elif mode == "in place":
+            g, dg = work, d[9]
         # the loss sum(logp * advantages_out): its gradient wrt logp is advantages_out
-        _native.check(lib.era_token_backward(head, d[0], d[1], d[2], d[6], d[7], dg, None), "era_token_backward")
+        _native.check(lib.era_token_backward(head, x, d[1], d[2], d[6], d[7], dg, None), "era_token_backward")
         return g
 
     jl, jy, jr, ja = (jnp.asarray(x) for x in (logits, labels, ids, adv))
 
-    def loss(x):
-        lp, _, _, a2 = era_jax.token_logprobs(x, jy, jr, ja, omega_low=2.0, omega_high=9.0)
+    def loss(x, inplace):
+        lp, _, _, a2 = era_jax.token_logprobs(x, jy, jr, ja, omega_low=2.0, omega_high=9.0, inplace_backward=inplace)
         return jnp.sum(lp * jax.lax.stop_gradient(a2))
 
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jax.jit(jax.value_and_grad(lambda x: loss(x, False)))
+    vg_donated = jax.jit(jax.value_and_grad(lambda x: loss(x, True)), donate_argnums=0)
+    fresh_logits = {}
+
+    def refill():
+        np.copyto(work, logits)
+
+    def new_logits():
+        fresh_logits["x"] = jax.block_until_ready(jnp.array(jl, copy=True))
+
+    def donated():
+        return jax.block_until_ready(vg_donated(fresh_logits.pop("x")))
+
+    # name -> (untimed setup, timed call)
     variants = {
-        "C ABI, buffers reused": lambda: c_abi(False),
-        "C ABI, new gradient buffer per call": lambda: c_abi(True),
-        "era_jax, jit(value_and_grad)": lambda: jax.block_until_ready(vg(jl)),
+        "C ABI, buffers reused": (None, lambda: c_abi("reused")),
+        "C ABI, new gradient buffer per call": (None, lambda: c_abi("fresh")),
+        "C ABI, gradient over the logits": (refill, lambda: c_abi("in place")),
+        "era_jax, jit(value_and_grad)": (None, lambda: jax.block_until_ready(vg(jl))),
+        "era_jax, inplace_backward, donated": (new_logits, donated),
     }
-    np.testing.assert_allclose(np.asarray(variants["era_jax, jit(value_and_grad)"]()[1]), c_abi(False), rtol=1e-5, atol=1e-9)
+    want = c_abi("reused").copy()
+    for k, (setup, f) in variants.items():
+        if setup:
+            setup()
+        r = f()
+        np.testing.assert_allclose(np.asarray(r[1] if isinstance(r, tuple) else r), want, rtol=1e-5, atol=1e-9, err_msg=k)
     times = {k: [] for k in variants}
-    for _ in range(reps):  # interleaved, so that drifts of a noisy machine hit all three alike
-        for k, f in variants.items():
+    for _ in range(reps):  # interleaved, so that drifts of a noisy machine hit all alike
+        for k, (setup, f) in variants.items():
+            if setup:
+                setup()
             t0 = time.perf_counter()
             r = f()
             times[k].append(time.perf_counter() - t0)

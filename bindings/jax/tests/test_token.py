@@ -196,6 +196,57 @@ def test_nested_vmap_and_grad(rng):
     np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, jnp.bfloat16, np.float16])
+def test_inplace_backward_gives_the_same_gradients(rng, dtype):
+    """inplace_backward hands the logits' buffer to their gradient (on CPU): the
+    gradient is the same bit for bit, whether XLA can reuse the buffer (an
+    intermediate, donated logits) or must keep the logits (used again after the
+    backward, an argument that is not donated), under jit, vmap and eagerly."""
+    logits, labels, ids, adv = make_batch(rng, 30, 2 * 64 + 3, dtype=np.float64)
+    logits = jnp.asarray(logits).astype(dtype)
+    w = jnp.asarray(rng.normal(size=30)).astype(jnp.float32 if dtype != np.float64 else jnp.float64)
+    cfg = dict(omega_low=1.0, omega_high=1.4)
+
+    def loss(inplace, extra):
+        def f(x):
+            lp = era_jax.token_logprobs(x * 1.5, labels, ids, adv, inplace_backward=inplace, **cfg)[0]
+            # `extra`: the logits are needed again after the token backward
+            return jnp.sum(lp * w) + (jnp.sum(jnp.sin(x * 1.5).astype(w.dtype)) if extra else 0.0)
+        return f
+
+    for extra in (False, True):
+        want = jax.jit(jax.grad(loss(False, extra)))(logits)
+        got = jax.jit(jax.grad(loss(True, extra)))(logits)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=f"extra={extra}")
+        eager = [np.asarray(jax.grad(loss(inplace, extra))(logits)) for inplace in (True, False)]
+        np.testing.assert_array_equal(eager[0], eager[1], err_msg=f"eager, extra={extra}")
+    # the logits themselves, not an intermediate: an argument kept by the caller, and donated
+    direct = lambda inplace: jax.grad(  # noqa: E731
+        lambda x: jnp.sum(era_jax.token_logprobs(x, labels, ids, adv, inplace_backward=inplace, **cfg)[0] * w))
+    want = jax.jit(direct(False))(logits)
+    if not era_jax._compat._FFI_CALL_TAKES_ARGS and jax.default_backend() == "cpu":  # aliasing needs jax >= 0.4.35
+        hlo = lambda inplace: jax.jit(direct(inplace)).lower(logits).compile().as_text()  # noqa: E731
+        assert "output_to_operand_aliasing" in hlo(True)
+        assert "output_to_operand_aliasing" not in hlo(False)
+    before = np.asarray(logits).copy()
+    np.testing.assert_array_equal(np.asarray(jax.jit(direct(True))(logits)), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(logits), before)  # the caller's logits are untouched
+    donated = jax.jit(direct(True), donate_argnums=0)(jnp.array(logits, copy=True))
+    np.testing.assert_array_equal(np.asarray(donated), np.asarray(want))
+    # vmapped: each instance its own responses
+    stack = jnp.stack([logits, logits[::-1]])
+    vm = lambda inplace: jax.jit(jax.vmap(direct(inplace)))(stack)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(vm(True)), np.asarray(vm(False)))
+
+
+def test_inplace_backward_is_a_static_flag(rng):
+    logits, labels, ids, adv = make_batch(rng, 4, 5)
+    with pytest.raises(TypeError, match="inplace_backward must be True or False"):
+        era_jax.token_logprobs(logits, labels, ids, adv, inplace_backward=1)
+    with pytest.raises(TypeError, match="inplace_backward must be True or False"):
+        jax.jit(lambda f: era_jax.token_logprobs(logits, labels, ids, adv, inplace_backward=f))(True)
+
+
 def test_errors(rng):
     logits = jnp.zeros((4, 5))
     y = jnp.zeros(4, jnp.int32)

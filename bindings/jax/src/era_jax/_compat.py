@@ -52,8 +52,12 @@ _register_shard_map_rules()
 _FFI_CALL_TAKES_ARGS = "vmap_method" not in inspect.signature(ffi.ffi_call).parameters
 
 
-def ffi_call(name, result_shape_dtypes, *args, **attrs):
+def ffi_call(name, result_shape_dtypes, *args, input_output_aliases=None, **attrs):
     """``jax.ffi.ffi_call(name, result_shape_dtypes)(*args, **attrs)`` on every version.
+
+    ``input_output_aliases`` (``{operand: result}``) lets XLA give a result the
+    operand's buffer; JAX before 0.4.35 has no such option, and there the
+    result gets a buffer of its own (the same values).
 
     Batching never reaches the call: every era operation is wrapped in a
     ``custom_vmap`` whose rule calls it again with the batch axis folded in.
@@ -65,7 +69,8 @@ def ffi_call(name, result_shape_dtypes, *args, **attrs):
     if _FFI_CALL_TAKES_ARGS:
         out = ffi.ffi_call(name, result_shape_dtypes, *args, **attrs)
     else:
-        out = ffi.ffi_call(name, result_shape_dtypes)(*args, **attrs)
+        kw = {"input_output_aliases": input_output_aliases} if input_output_aliases else {}
+        out = ffi.ffi_call(name, result_shape_dtypes, **kw)(*args, **attrs)
     axes = frozenset().union(*(vma(a) for a in args)) if args else frozenset()
     if not axes:
         return out

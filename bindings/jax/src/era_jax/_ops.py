@@ -83,6 +83,12 @@ def _static_int(value, name: str) -> int:
     return int(value)
 
 
+def _static_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"era_jax: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _float_array(x, name: str, allowed=_F32_F64, min_rank: int = 1):
     x = jnp.asarray(x)
     if x.dtype not in allowed:
@@ -328,7 +334,7 @@ def _offset_response_ids(ids, axis_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool, topk: int):
+def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool, topk: int, inplace: bool):
     attrs = dict(
         k=np.float64(k),
         omega_low=np.float64(omega_low),
@@ -352,9 +358,15 @@ def _token_fn(k, omega_low, omega_high, top_fraction, temperature, scaling: bool
 
     @_compat.custom_vmap
     def bwd_call(logits, labels, ids, scale, g):
-        return _compat.ffi_call(
-            _TOKEN_BWD, _out(logits.shape, logits.dtype, logits), logits, labels, ids, scale, g, **attrs
-        )
+        out = _out(logits.shape, logits.dtype, logits)
+        plain = lambda *a: _compat.ffi_call(_TOKEN_BWD, out, *a, **attrs)  # noqa: E731
+        if not inplace:
+            return plain(logits, labels, ids, scale, g)
+        # On CPU the gradient takes the logits' buffer (era_token_backward in place): XLA
+        # reuses it where the logits are dead after the backward, and copies them first
+        # where they are still needed. CUDA keeps a buffer of its own.
+        aliased = lambda *a: _compat.ffi_call(_TOKEN_BWD, out, *a, input_output_aliases={0: 0}, **attrs)  # noqa: E731
+        return jax.lax.platform_dependent(logits, labels, ids, scale, g, cpu=aliased, default=plain)
 
     @bwd_call.def_vmap
     def _bwd_rule(axis_size, in_batched, *args):
@@ -397,6 +409,7 @@ def token_logprobs(
     temperature=None,
     advantage_scaling=None,
     vocab_topk=None,
+    inplace_backward=False,
 ):
     """ERA token head (docs/math.md#token-head) for LLM policy updates.
 
@@ -411,6 +424,15 @@ def token_logprobs(
       k, omega_low, omega_high, top_fraction, temperature, advantage_scaling,
         vocab_topk: the head's configuration (static; None: the library's
         default, ``era_jax._defaults.TOKEN``).
+      inplace_backward: on CPU, let the backward write the logits' gradient into the
+        logits' own buffer (static; the values are the same bit for bit). Inside a
+        jitted training step the logits are an intermediate that is dead after this
+        backward, and XLA then reuses their buffer, sparing the gradient's
+        allocation (a fresh ``[..., V]`` buffer every step). Where the logits are
+        still needed (an argument of the jitted function that is not donated, or
+        another use after the backward), XLA copies them first, which costs more
+        than a buffer of its own: hence off by default. CUDA buffers always get a
+        gradient buffer of their own.
 
     Returns:
       ``(logprobs, entropy, scale, advantages_out)``, each ``[...]``, float64 for
@@ -440,6 +462,7 @@ def token_logprobs(
         _static_float(pick(temperature, TOKEN.temperature), "temperature"),
         bool(pick(advantage_scaling, TOKEN.advantage_scaling)),
         _static_int(pick(vocab_topk, TOKEN.vocab_topk), "vocab_topk"),
+        _static_bool(inplace_backward, "inplace_backward"),
     )
     if cfg[6] < 0:
         raise EraError(f"era_jax: vocab_topk must be >= 0 (0 = full vocabulary), got {cfg[6]}", "ERA_STATUS_INVALID_CONFIG")
