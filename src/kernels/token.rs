@@ -155,25 +155,21 @@ pub fn token_row_grad(x: &[f32], inv_t: f32, c: f32, f: f32, label: usize, thr: 
     let m = grad_max(x, inv_t, thr);
     let mut total = 0.0f64;
     for (bi, (xb, ob)) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)).enumerate() {
-        grad_block(xb, ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
+        grad_block(Some(xb), ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
     }
     grad_finish(out, total, f, label);
 }
 
 /// [`token_row_grad`] with the gradient written over the row it is computed
 /// from (`row` holds `x` on entry and the gradient on return), bit for bit
-/// the same result. Each block of the row is copied to the stack before its
-/// exponentials overwrite it, so the row is still read once from memory and
-/// written once.
+/// the same result: each vector of the row is loaded before its exponentials
+/// overwrite it, so the row is still read once from memory and written once.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn token_row_grad_in_place(row: &mut [f32], inv_t: f32, c: f32, f: f32, label: usize, thr: Option<(f32, usize)>) {
     let m = grad_max(row, inv_t, thr);
     let mut total = 0.0f64;
-    let mut xb = [0.0f32; BLOCK];
     for (bi, ob) in row.chunks_mut(BLOCK).enumerate() {
-        let xs = &mut xb[..ob.len()];
-        xs.copy_from_slice(ob);
-        grad_block(xs, ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
+        grad_block(None, ob, bi * BLOCK, inv_t, c, m, thr, &mut total);
     }
     grad_finish(row, total, f, label);
 }
@@ -194,23 +190,27 @@ fn grad_max(x: &[f32], inv_t: f32, thr: Option<(f32, usize)>) -> f32 {
     }
 }
 
-/// One block of the second pass of [`token_row_grad`]: `ob = exp(c*(xb*inv_t - m))`
+/// One block of the second pass of [`token_row_grad`]: `ob = exp(c*(x*inv_t - m))`
 /// on the kept entries (0 elsewhere; `base` is the block's offset in the row),
-/// added to the row's running sum `total`.
+/// added to the row's running sum `total`. `x` is `xb`, or `ob` itself when
+/// `xb` is None (each vector is loaded before it is overwritten).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn grad_block(xb: &[f32], ob: &mut [f32], base: usize, inv_t: f32, c: f32, m: f32, thr: Option<(f32, usize)>, total: &mut f64) {
+fn grad_block(xb: Option<&[f32]>, ob: &mut [f32], base: usize, inv_t: f32, c: f32, m: f32, thr: Option<(f32, usize)>, total: &mut f64) {
     let keep = |i: usize, v: f32| match thr {
         None => true,
         Some(t) => in_topk(v, i, t),
     };
+    let n = ob.len();
+    let full = n - n % LANES;
     let mut s = [0.0f32; LANES];
-    let mut xs = xb.chunks_exact(LANES);
-    let mut os = ob.chunks_exact_mut(LANES);
-    let mut off = 0;
-    for (xc, oc) in (&mut xs).zip(&mut os) {
-        let xv: &V = xc.try_into().unwrap_or(&[0.0; LANES]);
-        let mut e = vmap(*xv, |v| exp_nonpos_f32(c * (v * inv_t - m)));
+    for off in (0..full).step_by(LANES) {
+        let src = match xb {
+            Some(x) => &x[off..off + LANES],
+            None => &ob[off..off + LANES],
+        };
+        let xv: V = src.try_into().unwrap_or([0.0; LANES]);
+        let mut e = vmap(xv, |v| exp_nonpos_f32(c * (v * inv_t - m)));
         if thr.is_some() {
             for i in 0..LANES {
                 if !keep(base + off + i, xv[i]) {
@@ -218,14 +218,14 @@ fn grad_block(xb: &[f32], ob: &mut [f32], base: usize, inv_t: f32, c: f32, m: f3
                 }
             }
         }
-        oc.copy_from_slice(&e);
+        ob[off..off + LANES].copy_from_slice(&e);
         s = vzip(s, e, |a, b| a + b);
-        off += LANES;
     }
     *total += s.iter().map(|&v| v as f64).sum::<f64>();
-    for (j, (&v, o)) in xs.remainder().iter().zip(os.into_remainder()).enumerate() {
-        let e = if keep(base + off + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
-        *o = e;
+    for j in full..n {
+        let v = xb.map_or(ob[j], |x| x[j]);
+        let e = if keep(base + j, v) { exp_f32(c * (v * inv_t - m)) } else { 0.0 };
+        ob[j] = e;
         *total += e as f64;
     }
 }
