@@ -1,9 +1,10 @@
 """era_torch benchmarks (a command, not a test; run with `make bench-torch`).
 
 1. Token head forward+backward, N = 4096 tokens x V = 32000, float32 logits, CPU:
-   era_torch.token_logprobs (custom op + autograd) against the same two C calls made
-   directly through ctypes on the same buffers, and against the straightforward PyTorch
-   transcription of the recipe (tests/torch_ref.py). Each variant runs in its own
+   era_torch.token_logprobs (custom op + autograd; also with inplace_backward=True, the
+   gradient written over a fresh copy of the logits) against the same two C calls made
+   directly through ctypes (on the same buffers; with new buffers per run; in place), and
+   against the straightforward PyTorch transcription of the recipe (tests/torch_ref.py). Each variant runs in its own
    process so that its peak RSS can be read; times are the median (and min) of REPS runs.
 2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
    against a plain clamp of the log-stds, interleaved in one process.
@@ -29,6 +30,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N, V = 4096, 32000
+VARIANTS = ("ctypes", "ctypes_alloc", "ctypes_inplace", "era_torch", "era_torch_inplace", "transcription")
 
 
 def _rss_mib() -> float:
@@ -57,24 +59,43 @@ def _child(variant: str, reps: int) -> dict:
     logits, labels, ids, adv = _inputs()
     base = _rss_mib()
     times = []
-    if variant == "era_torch":
+    setup = None  # untimed, before each run
+    if variant in ("era_torch", "era_torch_inplace"):
+        inplace = variant == "era_torch_inplace"
         x = logits.requires_grad_()
+        if inplace:
+            # the logits are overwritten by their gradient: a fresh copy before each run, as a
+            # training step's unembedding matmul makes them
+            work = logits.detach().clone()
+            box = {}
+
+            def setup():
+                work.copy_(logits.detach())
+                box["x"] = work.detach().requires_grad_()
 
         def run():
-            lp, ent, c, a2 = era_torch.token_logprobs(x, labels, ids, adv)
-            (g,) = torch.autograd.grad(lp, x, grad_outputs=a2)
+            xx = box["x"] if inplace else x
+            lp, ent, c, a2 = era_torch.token_logprobs(xx, labels, ids, adv, inplace_backward=inplace)
+            (g,) = torch.autograd.grad(lp, xx, grad_outputs=a2)
             return g
-    elif variant in ("ctypes", "ctypes_alloc"):
-        # the C ABI called directly: the same buffers every run ("ctypes"), or fresh
-        # outputs and gradient per run, as autograd needs ("ctypes_alloc")
+    elif variant in ("ctypes", "ctypes_alloc", "ctypes_inplace"):
+        # the C ABI called directly: the same buffers every run ("ctypes"), fresh outputs
+        # and gradient per run, as autograd needs ("ctypes_alloc"), or the gradient written
+        # over a fresh copy of the logits ("ctypes_inplace")
         head = _native.cached_head(_native.ERA_HEAD_KIND_TOKEN, ())
         lib = _native.lib()
+        work = logits.clone() if variant == "ctypes_inplace" else None
 
         def buffers():
-            outs = [torch.empty(N) for _ in range(4)] + [torch.empty(N, V)]
-            d = [_native.describe(t) for t in (logits, labels, ids, adv, *outs)]
+            grad = work if variant == "ctypes_inplace" else torch.empty(N, V)
+            x = work if variant == "ctypes_inplace" else logits
+            outs = [torch.empty(N) for _ in range(4)] + [grad]
+            d = [_native.describe(t) for t in (x, labels, ids, adv, *outs)]
             return outs, [ctypes.byref(x) for x in d]
         fixed = buffers()
+        if variant == "ctypes_inplace":
+            def setup():
+                work.copy_(logits)
 
         def run():
             outs, r = buffers() if variant == "ctypes_alloc" else fixed
@@ -92,19 +113,24 @@ def _child(variant: str, reps: int) -> dict:
             lp, ent, c, a2, _ = ref.era_logprobs_reference(x, labels, ids, adv)
             (g,) = torch.autograd.grad(lp, x, grad_outputs=a2)
             return g
+    if setup:
+        setup()
     run()  # warm-up
     for _ in range(reps):
+        if setup:
+            setup()
         t0 = time.perf_counter()
         g = run()
         times.append(time.perf_counter() - t0)
         del g
-    # peak RSS above the inputs, less the [N, V] gradient every variant returns
+    # peak RSS above the inputs, less the [N, V] gradient every variant returns (for the
+    # in-place variants: the working copy of the logits that becomes the gradient)
     return {"variant": variant, "times": times, "extra_peak_mib": _peak_mib() - base - N * V * 4 / 2**20}
 
 
 def bench_token(reps: int) -> dict:
     res = {}
-    for variant in ("ctypes", "ctypes_alloc", "era_torch", "transcription"):
+    for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--child", variant, "--reps", str(reps)],
                              check=True, capture_output=True, text=True)
         res[variant] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -177,7 +203,7 @@ def main() -> None:
         ca = statistics.median(res["ctypes_alloc"]["times"])
         print("| variant | median ms | min ms | vs ctypes | vs ctypes_alloc | peak RSS beyond inputs and gradient, MiB |")
         print("| --- | --- | --- | --- | --- | --- |")
-        for k in ("ctypes", "ctypes_alloc", "era_torch", "transcription"):
+        for k in VARIANTS:
             t = res[k]["times"]
             print(f"| {k} | {statistics.median(t) * 1e3:.1f} | {min(t) * 1e3:.1f} | "
                   f"{statistics.median(t) / c:.3f}x | {statistics.median(t) / ca:.3f}x | {res[k]['extra_peak_mib']:.0f} |")

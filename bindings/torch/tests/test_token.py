@@ -74,6 +74,77 @@ def test_token_opcheck(gen, layout):
     torch.library.opcheck(torch.ops.era.token_backward.default, (logits.detach(), labels, ids, scale, g) + cfg)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "permuted"])
+def test_token_inplace_backward(gen, dtype, layout):
+    """inplace_backward writes the logits' gradient over the logits (an intermediate here,
+    as the unembedding matmul's output is): the same gradients bit for bit, the logits
+    then hold their gradient, and every other input is untouched."""
+    logits0, labels, ids, adv = batch(gen, n=20, v=40)
+    src = layouts(logits0.to(dtype))[layout]
+
+    def run(inplace):
+        w = src.detach().clone().requires_grad_()  # clone keeps the layout
+        a = adv.clone().requires_grad_()
+        x = w * 1.0  # an intermediate, in w's layout
+        before = snapshot(labels, ids)
+        lp, _, _, a2 = era_torch.token_logprobs(x, labels, ids, a, inplace_backward=inplace, **CFG)
+        ((lp * a2.detach()).sum() + a2.sum()).backward()
+        assert_unchanged(before, (labels, ids))
+        return w.grad, a.grad, x.detach()
+
+    gw, ga, x = run(False)
+    gw1, ga1, x1 = run(True)
+    assert torch.equal(gw1, gw) and torch.equal(ga1, ga)
+    assert torch.equal(x, src) and torch.equal(x1, gw)  # the logits now hold their gradient
+
+
+def test_token_inplace_backward_compiled_and_transformed(gen):
+    logits, labels, ids, adv = batch(gen, n=16, v=30, dtype=torch.float32)
+
+    def loss(w, inplace):
+        lp, _, _, a2 = era_torch.token_logprobs(w * 2.0, labels, ids, adv, inplace_backward=inplace, **CFG)
+        return (lp * a2).sum()
+
+    want = torch.func.grad(lambda w: loss(w, False))(logits)
+    # torch.func transforms: the gradient gets a buffer of its own
+    assert torch.equal(torch.func.grad(lambda w: loss(w, True))(logits), want)
+    stacked = torch.stack([logits, logits.flip(0)])
+    vm = torch.func.vmap(torch.func.grad(lambda w: loss(w, True)))(stacked)
+    assert torch.equal(vm[0], want)
+    # torch.compile(fullgraph=True)
+    w = logits.clone().requires_grad_()
+    torch.compile(lambda w: loss(w, True), fullgraph=True)(w).backward()
+    torch.testing.assert_close(w.grad, want, rtol=1e-6, atol=1e-7)
+    # create_graph=True: no in-place write; the double backward raises as without the flag
+    w = logits.clone().requires_grad_()
+    (g,) = torch.autograd.grad(loss(w, True), w, create_graph=True)
+    assert torch.equal(g, want)
+    with pytest.raises(NotImplementedError, match="no double backward"):
+        g.sum().backward()
+
+
+def test_token_inplace_backward_guards(gen):
+    logits, labels, ids, adv = batch(gen, n=12, v=9)
+    # an op that saved the logits and differentiates after the token backward sees them modified
+    w = logits.clone().requires_grad_()
+    x = w * 1.0
+    sq = (x * x).sum()  # saves x; created first, so its backward runs after the token head's
+    lp = era_torch.token_logprobs(x, labels, ids, adv, inplace_backward=True, **CFG)[0]
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (lp.sum() + sq).backward()
+    with pytest.raises(TypeError, match="inplace_backward must be True or False"):
+        era_torch.token_logprobs(logits, labels, ids, adv, inplace_backward=1)
+    scale = era_torch.token_logprobs(logits, labels, ids, adv, **CFG)[2]
+    g = torch.randn(12, generator=gen, dtype=torch.float64)
+    cfg = (2.0, 1.2, 1.6, 0.3, 0.8, True, 0)
+    torch.library.opcheck(torch.ops.era.token_backward_.default, (logits.clone(), labels, ids, scale, g) + cfg)
+    # the op in place equals the op into a new buffer
+    x = logits.clone()
+    torch.ops.era.token_backward_(x, labels, ids, scale, g, *cfg)
+    assert torch.equal(x, torch.ops.era.token_backward(logits, labels, ids, scale, g, *cfg))
+
+
 def test_token_single_token_and_batch_shape(gen):
     logits, labels, ids, adv = batch(gen, n=12, v=7)
     flat = era_torch.token_logprobs(logits, labels, ids, adv)

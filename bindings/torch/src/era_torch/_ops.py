@@ -383,10 +383,41 @@ def _(logits, labels, response_ids, scale, grad_logprobs, *cfg):
     return logits.new_empty(logits.shape)
 
 
+@torch.library.custom_op("era::token_backward_", mutates_args=("logits",))
+def _token_bwd_inplace(
+    logits: Tensor,
+    labels: Tensor,
+    response_ids: Tensor,
+    scale: Tensor,
+    grad_logprobs: Tensor,
+    k: float,
+    omega_low: float,
+    omega_high: float,
+    top_fraction: float,
+    temperature: float,
+    advantage_scaling: bool,
+    vocab_topk: int,
+) -> None:
+    """The token backward written over ``logits`` (era_token_backward in place, CPU)."""
+    head = _token_head(k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk)
+    native.call("token_backward", head, logits, labels, response_ids, scale, grad_logprobs, logits)
+
+
+@_token_bwd_inplace.register_fake
+def _(logits, labels, response_ids, scale, grad_logprobs, *cfg):
+    return None
+
+
+# the configuration arguments of the token ops (k ... vocab_topk)
+_TOKEN_CFG = 7
+
+
 def _token_setup(ctx, inputs, output):
     logits, labels, ids = inputs[:3]
     ctx.save_for_backward(logits, labels, ids, output[2])
-    ctx.cfg = tuple(inputs[4:])
+    ctx.cfg = tuple(inputs[4:4 + _TOKEN_CFG])
+    # _TokenOutputs passes inplace_backward after the configuration; the op itself has none
+    ctx.inplace = bool(inputs[4 + _TOKEN_CFG]) if len(inputs) > 4 + _TOKEN_CFG else False
     ctx.mark_non_differentiable(output[1], output[2], output[4])
 
 
@@ -394,12 +425,27 @@ def _token_grad(ctx, g_logp, g_entropy, g_scale, g_adv, g_hresp):
     logits, labels, ids, scale = ctx.saved_tensors
     g_logits = None
     if ctx.needs_input_grad[0]:
-        g_logits = _TokenBackward.apply(logits, labels, ids, scale, g_logp.to(scale.dtype), *ctx.cfg)
+        g = g_logp.to(scale.dtype)
+        if ctx.inplace and _can_write_in_place(logits):
+            _token_bwd_inplace(logits, labels, ids, scale, g, *ctx.cfg)
+            g_logits = logits
+        else:
+            g_logits = _TokenBackward.apply(logits, labels, ids, scale, g, *ctx.cfg)
     g_advantages = None
     if ctx.needs_input_grad[3]:
         # advantages_out = advantages / scale with advantage scaling (the scale is a constant)
         g_advantages = g_adv / scale if ctx.cfg[5] else g_adv
-    return (g_logits, None, None, g_advantages) + (None,) * 7
+    return (g_logits, None, None, g_advantages) + (None,) * (len(ctx.needs_input_grad) - 4)
+
+
+def _can_write_in_place(logits: Tensor) -> bool:
+    """Whether the token backward may overwrite ``logits``: CPU memory, eager (a compiled
+    graph would functionalize the write into a copy), outside ``torch.func`` transforms, and
+    not a double backward (``create_graph=True`` raises in :class:`_FirstOrder`)."""
+    if torch.compiler.is_compiling():
+        return False
+    return (logits.device.type == "cpu" and not torch.is_grad_enabled()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(logits))
 
 
 def _separate_responses(ids: Tensor) -> Tensor:
@@ -454,8 +500,8 @@ class _TokenOutputs(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(logits, labels, response_ids, advantages, *cfg):
-        return _token_fwd(logits, labels, response_ids, advantages, *cfg)
+    def forward(logits, labels, response_ids, advantages, *cfg_and_inplace):
+        return _token_fwd(logits, labels, response_ids, advantages, *cfg_and_inplace[:_TOKEN_CFG])
 
     setup_context = staticmethod(_token_setup)
     backward = staticmethod(_token_grad)
@@ -474,9 +520,12 @@ def token_outputs(
     temperature=None,
     advantage_scaling=None,
     vocab_topk=None,
+    inplace_backward=False,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:func:`token_logprobs` with the fifth output of the library: each token's response
     entropy (the mean entropy of its response's top-rho tokens; 0 for masked tokens)."""
+    if not isinstance(inplace_backward, bool):
+        raise TypeError(f"era_torch: inplace_backward must be True or False, got {inplace_backward!r}")
     single = logits.dim() == 1
     if single:  # one token: the C ABI wants [..., V] with at least one batch axis
         logits, labels, response_ids = logits.unsqueeze(0), labels.reshape(1), response_ids.reshape(1)
@@ -497,6 +546,7 @@ def token_outputs(
         float(pick(temperature, TOKEN.temperature)),
         bool(pick(advantage_scaling, TOKEN.advantage_scaling)),
         int(pick(vocab_topk, TOKEN.vocab_topk)),
+        inplace_backward,
     )
     if single:
         outs = tuple(o[0] for o in outs)
@@ -516,6 +566,7 @@ def token_logprobs(
     temperature=None,
     advantage_scaling=None,
     vocab_topk=None,
+    inplace_backward=False,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """ERA token head (docs/math.md#token-head) for LLM policy updates (GRPO, PPO).
 
@@ -527,6 +578,15 @@ def token_logprobs(
       advantages: ``[...]``, cast to the output dtype.
       k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk:
         the head's configuration (None: the library's defaults, ``era_torch.defaults.TOKEN``).
+      inplace_backward: write the gradient of ``logits`` over ``logits`` themselves in the
+        backward (CPU tensors; the values are the same bit for bit), as verl does with
+        flash-attn's cross-entropy: no ``[..., V]`` gradient is allocated. ``logits`` must
+        be dead after the backward: an intermediate such as the unembedding matmul's
+        output, which nothing else reads afterwards (an op that saved ``logits`` for its
+        own backward and runs after this one raises PyTorch's in-place modification
+        error). The gradient returned for ``logits`` is then ``logits`` itself. CUDA
+        tensors, ``torch.compile``'d graphs, ``torch.func`` transforms and
+        ``create_graph=True`` get a gradient of their own.
 
     Returns:
       ``(logprobs, entropy, scale, advantages_out)``, each ``[...]``, float64 for float64
@@ -552,6 +612,7 @@ def token_logprobs(
         temperature=temperature,
         advantage_scaling=advantage_scaling,
         vocab_topk=vocab_topk,
+        inplace_backward=inplace_backward,
     )
     return outs[0], outs[1], outs[2], outs[3]
 

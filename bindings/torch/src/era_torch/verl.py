@@ -51,6 +51,7 @@ def verl_era_logprobs(
     temperature=None,
     vocab_topk=None,
     advantage_scaling=None,
+    inplace_backward=False,
 ) -> EraLogprobs:
     """The ERA step of the verl actor, fused.
 
@@ -68,6 +69,9 @@ def verl_era_logprobs(
       vocab_topk: the recipe's ``apply_topk`` (it used 20); 0 = the full vocabulary.
       advantage_scaling: divide the advantages by the scale (the library's default: on).
       Every None takes the library's default.
+      inplace_backward: the gradient written over ``logits`` in the backward (CPU), as the
+        recipe's ``logprobs_from_logits`` does with flash-attn's ``inplace_backward=True``;
+        see :func:`era_torch.token_logprobs`.
 
     Returns:
       :class:`EraLogprobs` in the layout of ``labels``. Masked tokens get log-prob 0 (the
@@ -90,5 +94,6 @@ def verl_era_logprobs(
         temperature=temperature,
         advantage_scaling=advantage_scaling,
         vocab_topk=vocab_topk,
+        inplace_backward=inplace_backward,
     )
     return EraLogprobs(*(o.reshape(layout) for o in outs))
