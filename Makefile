@@ -3,7 +3,7 @@
 #
 #   make demo          bootstrap, examples (C, C++), a short SAC vs SAC-ERA run, a short planner episode
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-wheel, test-examples, test-torch, test-mpc, test-cuda
+#                      test-wheel, test-examples, test-torch, test-mpc, test-cuda, test-wheel-cuda
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -17,7 +17,8 @@
 #                      the C/C++ tests (CTest) and the examples against it
 #   make test-jax      the era_jax package into .venv, then its tests
 #   make wheel         a self-contained era_jax wheel in dist/ (auditwheel-repaired);  make test-wheel: its
-#                      tests from a fresh venv whose PATH has no cargo or cmake
+#                      tests from a fresh venv whose PATH has no cargo or cmake;  make wheel-cuda,
+#                      make test-wheel-cuda: the same for the CUDA variant (dist/cuda/)
 #   make test-examples the SAC example's tests
 #   make test-torch    the era_torch package into .venv, then its tests and the GRPO example's
 #   make grpo-demo     GRPO / GRPO + entropy bonus / GRPO-ERA, one short seed (examples/torch/grpo_era.py);
@@ -54,7 +55,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare sac-compare-paper test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare sac-compare-paper test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -82,7 +83,7 @@ demo: bootstrap
 
 test: bootstrap
 	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
-	    test-mpc test-cuda
+	    test-mpc test-cuda test-wheel-cuda
 
 lint: $(PY)
 	$(CARGO) fmt --check
@@ -153,6 +154,14 @@ wheel: $(PY)
 
 test-wheel: wheel
 	PYTHON="$(PYTHON)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh test
+
+# The CUDA variant (dist/cuda/): era's CUDA kernels and era_jax's CUDA handlers inside, nvcc from
+# the pinned PyPI wheels; its test runs the CPU tests where no GPU is usable.
+wheel-cuda: $(PY)
+	VARIANT=cuda PYTHON="$(PY)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh build
+
+test-wheel-cuda: wheel-cuda
+	VARIANT=cuda PYTHON="$(PYTHON)" BUILD="$(BUILD)" bash bindings/jax/wheel.sh test
 
 bench:
 	$(CARGO) bench --bench table

