@@ -363,19 +363,7 @@ impl TokenHead {
         if T::IS_F64 || !self.f32_kernels() {
             return self.reference_rows(logits, labels, response_ids, scale, grad_logprobs, grad_logits);
         }
-        // every shape before any scratch memory is reserved
-        let (sc, g, c) = {
-            let x = match &logits {
-                Some(l) => l.view(),
-                None => grad_logits.view(),
-            };
-            check_logits_rank(&x)?;
-            let (sc, g) = self.check_backward(&x, &scale, &grad_logprobs, grad_logits.shape())?;
-            (sc, g, self.check_inputs(&x, &labels, &response_ids)?)
-        };
-        if logits.is_some() {
-            advise_huge_pages(&mut grad_logits);
-        }
+        let (sc, g, c) = self.prepare_backward(logits.as_ref(), &mut grad_logits, &labels, &response_ids, &scale, &grad_logprobs)?;
         let inv_t = (1.0 / self.cfg.temperature) as f32;
         let topk = self.effective_topk(c.v);
         let rows = logits.as_ref().map(parallel::rows);
@@ -434,17 +422,40 @@ impl TokenHead {
         Ok(())
     }
 
-    fn check_backward<T, F: Element>(
+    /// Everything a backward checks, before any scratch memory is reserved (shapes, then
+    /// labels and ids), and the huge-page advice for a separate gradient: returns the
+    /// scales and upstream gradients as f64 and the checked labels and ids. `logits`
+    /// None: the logits are `grad_logits` itself (in place).
+    fn prepare_backward<T, F: Element>(
         &self,
-        logits: &ArrayViewD<'_, T>,
+        logits: Option<&ArrayViewD<'_, T>>,
+        grad_logits: &mut ArrayViewMutD<'_, T>,
+        labels: &IndexView<'_>,
+        response_ids: &IndexView<'_>,
         scale: &ArrayViewD<'_, F>,
         grad_logprobs: &ArrayViewD<'_, F>,
-        grad_shape: &[usize],
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let batch = &logits.shape()[..logits.ndim() - 1];
-        check_same_shape("scale", scale.shape(), "logits without its last axis", batch)?;
-        check_same_shape("grad_logprobs", grad_logprobs.shape(), "logits without its last axis", batch)?;
-        check_same_shape("grad_logits", grad_shape, "logits", logits.shape())?;
+    ) -> Result<(Vec<f64>, Vec<f64>, Checked)> {
+        let (sc, g, c) = {
+            let logits = match logits {
+                Some(l) => l.view(),
+                None => grad_logits.view(),
+            };
+            check_logits_rank(&logits)?;
+            let batch = &logits.shape()[..logits.ndim() - 1];
+            check_same_shape("scale", scale.shape(), "logits without its last axis", batch)?;
+            check_same_shape("grad_logprobs", grad_logprobs.shape(), "logits without its last axis", batch)?;
+            check_same_shape("grad_logits", grad_logits.shape(), "logits", logits.shape())?;
+            let (sc, g) = Self::backward_scalars(scale, grad_logprobs)?;
+            (sc, g, self.check_inputs(&logits, labels, response_ids)?)
+        };
+        if logits.is_some() {
+            advise_huge_pages(grad_logits);
+        }
+        Ok((sc, g, c))
+    }
+
+    /// The scales (finite and > 0, checked) and the upstream gradients as f64.
+    fn backward_scalars<F: Element>(scale: &ArrayViewD<'_, F>, grad_logprobs: &ArrayViewD<'_, F>) -> Result<(Vec<f64>, Vec<f64>)> {
         let sc: Vec<f64> = scale.iter().map(|v| v.to_f64()).collect();
         for (t, &s) in sc.iter().enumerate() {
             if !(s.is_finite() && s > 0.0) {
@@ -480,19 +491,7 @@ impl TokenHead {
         grad_logprobs: ArrayViewD<'_, F>,
         mut grad_logits: ArrayViewMutD<'_, T>,
     ) -> Result<()> {
-        // every shape before any scratch memory is reserved
-        let (sc, g, c) = {
-            let x = match &logits {
-                Some(l) => l.view(),
-                None => grad_logits.view(),
-            };
-            check_logits_rank(&x)?;
-            let (sc, g) = self.check_backward(&x, &scale, &grad_logprobs, grad_logits.shape())?;
-            (sc, g, self.check_inputs(&x, &labels, &response_ids)?)
-        };
-        if logits.is_some() {
-            advise_huge_pages(&mut grad_logits);
-        }
+        let (sc, g, c) = self.prepare_backward(logits.as_ref(), &mut grad_logits, &labels, &response_ids, &scale, &grad_logprobs)?;
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let last = Axis(grad_logits.ndim() - 1);

@@ -383,23 +383,17 @@ def _(logits, labels, response_ids, scale, grad_logprobs, *cfg):
     return logits.new_empty(logits.shape)
 
 
-@torch.library.custom_op("era::token_backward_", mutates_args=("logits",))
-def _token_bwd_inplace(
-    logits: Tensor,
-    labels: Tensor,
-    response_ids: Tensor,
-    scale: Tensor,
-    grad_logprobs: Tensor,
-    k: float,
-    omega_low: float,
-    omega_high: float,
-    top_fraction: float,
-    temperature: float,
-    advantage_scaling: bool,
-    vocab_topk: int,
-) -> None:
+@torch.library.custom_op(
+    "era::token_backward_",
+    mutates_args=("logits",),
+    # era::token_backward's arguments, the logits written in place
+    schema="(Tensor(a!) logits, Tensor labels, Tensor response_ids, Tensor scale, Tensor grad_logprobs, float k, "
+    "float omega_low, float omega_high, float top_fraction, float temperature, bool advantage_scaling, "
+    "int vocab_topk) -> ()",
+)
+def _token_bwd_inplace(logits, labels, response_ids, scale, grad_logprobs, *cfg) -> None:
     """The token backward written over ``logits`` (era_token_backward in place, CPU)."""
-    head = _token_head(k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk)
+    head = _token_head(*cfg)
     native.call("token_backward", head, logits, labels, response_ids, scale, grad_logprobs, logits)
 
 
