@@ -14,7 +14,8 @@
 #                               tests (scripts/gpu_check.py --quick) where a GPU is usable,
 #                               else a visible skip
 #   scripts/cuda.sh artifacts   build/cuda/gpu-check: what scripts/gpu-check.sh needs on a GPU
-#                               machine without Rust or internet
+#                               machine without Rust or internet (the libraries, the Rust CUDA
+#                               tests, era_jax's CUDA module, optax for the SAC update benchmark)
 #
 # Environment: ERA_NVCC (an nvcc to use instead of the wheels), PYTHON (for pip; default
 # .venv/bin/python), CARGO (default cargo), BUILD (default build/).
@@ -133,6 +134,10 @@ case "${1:-}" in
         cp "$bin" "$out/cuda-tests"
         jax_module "$nvcc"
         cp "$BUILD/cuda/jax/liberajax.so" "$out/liberajax.so"
+        # the SAC example's one dependency beyond jax and numpy, for its update benchmark
+        # there (pure Python; the GPU machine has no internet)
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --target "$out/pylib" \
+            optax==0.2.8 absl-py==2.5.1
         echo "cuda.sh: artifacts in $out"
         ;;
     *)

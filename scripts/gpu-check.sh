@@ -10,7 +10,10 @@
 # through era_torch (bindings/torch/src) on the CUDA build of libera.so: every operation and
 # dtype on the GPU against the CPU path (max error), stream, no-synchronisation and CUDA-graph
 # checks, and the throughput table against the copy bandwidth measured in the same run.
-# Each step has its own time limit (30 + 130 + 70 + 50 s), so the whole check ends within
+# Then era_jax on the GPU: its tests, its token and Gaussian heads against the pure-JAX
+# formulation, and a jitted SAC update (batch 256, HalfCheetah's sizes) with era_jax's head
+# against the pure-JAX head (examples/jax/sac_era.py bench; optax from the artifacts).
+# Each step has its own time limit (30 + 130 + 60 + 40 + 30 s), so the whole check ends within
 # 5 minutes on one H100/H200 even where a step hangs. Exit status non-zero on a failure.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,9 +36,13 @@ ERA_TORCH_LIBRARY=$art/lib/libera.so PYTHONPATH=$root/bindings/torch/src${PYTHON
 if [ -f "$art/liberajax.so" ] && python3 -c "import jax, pytest" 2>/dev/null; then
     echo "== era_jax's tests on the GPU (CUDA handlers, XLA's stream)"
     ERA_JAX_LIBRARY=$art/liberajax.so PYTHONPATH=$root/bindings/jax/src${PYTHONPATH:+:$PYTHONPATH} JAX_PLATFORMS=cuda,cpu \
-        timeout 70 python3 -m pytest bindings/jax/tests -q -x -p no:cacheprovider || status=1
+        timeout 60 python3 -m pytest bindings/jax/tests -q -x -p no:cacheprovider || status=1
     echo "== era_jax against the pure-JAX formulation (XLA on the GPU): token and Gaussian heads"
     ERA_JAX_LIBRARY=$art/liberajax.so PYTHONPATH=$root/bindings/jax/src${PYTHONPATH:+:$PYTHONPATH} JAX_PLATFORMS=cuda \
-        timeout 50 python3 bindings/jax/bench.py --heads token,gaussian || status=1
+        timeout 40 python3 bindings/jax/bench.py --heads token,gaussian || status=1
+    echo "== a jitted SAC update on the GPU: era_jax's Gaussian head against the pure-JAX head"
+    ERA_JAX_LIBRARY=$art/liberajax.so PYTHONPATH=$root/bindings/jax/src:$art/pylib${PYTHONPATH:+:$PYTHONPATH} \
+        JAX_PLATFORMS=cuda timeout 30 python3 examples/jax/sac_era.py bench --obs-dim 17 --act-dim 6 --batch 256 \
+        --iters 50 --repeats 3 || status=1
 fi
 exit $status

@@ -209,19 +209,25 @@ def random_batch(rng, obs_dim: int, act_dim: int, batch: int):
     )
 
 
-def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repeats: int = 7) -> list[dict]:
+def bench(batch: int = 256, task: str = "HalfCheetah-v5", iters: int = 200, repeats: int = 7,
+          dims: tuple[int, int] | None = None) -> list[dict]:
     """Time one jitted update step (one seed, batch `batch`) of plain SAC, SAC-ERA
     with the native head and SAC-ERA with the pure-JAX head (all three with the
     tanh-Gaussian policy, so that only the head differs), and SAC-ERA as the
     comparison runs it (native head, truncated normal); the variants are
-    interleaved in every repeat and the median per-step time is reported."""
-    import gymnasium as gym
+    interleaved in every repeat and the median per-step time is reported.
+    `dims` = (obs_dim, act_dim) replaces the task's sizes (no environment is made:
+    the batch is random either way)."""
     import jax
 
     import sac_era  # here, not at the top: report and plot need no jax
-    quiet_mujoco()
-    env = gym.make(task)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    if dims is None:
+        import gymnasium as gym
+
+        quiet_mujoco()
+        env = gym.make(task)
+        dims = (env.observation_space.shape[0], env.action_space.shape[0])
+    obs_dim, act_dim = dims
     b = random_batch(np.random.default_rng(0), obs_dim, act_dim, batch)
     variants = {
         "sac": sac_era.Config(agent="sac", task=task),
@@ -274,7 +280,12 @@ def main(argv=None) -> int:
     bq.add_argument("--iters", type=int, default=200)
     bq.add_argument("--repeats", type=int, default=7)
     bq.add_argument("--threads", type=int, default=0)
+    bq.add_argument("--obs-dim", type=int, default=None, help="with --act-dim: these sizes instead of the task's "
+                    "(no environment needed: gymnasium and MuJoCo may be absent)")
+    bq.add_argument("--act-dim", type=int, default=None)
     a = p.parse_args(argv)
+    if a.cmd == "bench" and (a.obs_dim is None) != (a.act_dim is None):
+        p.error("bench: --obs-dim and --act-dim go together")
 
     if a.cmd == "report":
         print(report(a.runs))
@@ -286,8 +297,10 @@ def main(argv=None) -> int:
         configure_threads(a.threads)  # before jax's first computation
         import jax
 
-        res = bench(batch=a.batch, task=a.task, iters=a.iters, repeats=a.repeats)
-        print(f"one update step, batch {a.batch}, {a.task}, jax {jax.__version__}, {jax.devices()[0].platform}")
+        dims = (a.obs_dim, a.act_dim) if a.obs_dim is not None else None
+        res = bench(batch=a.batch, task=a.task, iters=a.iters, repeats=a.repeats, dims=dims)
+        what = f"obs {a.obs_dim}, act {a.act_dim}" if dims else a.task
+        print(f"one update step, batch {a.batch}, {what}, jax {jax.__version__}, {jax.devices()[0].platform}")
         print(f"{'variant':<26} {'ms/update':>10} {'vs sac':>8}")
         for r in res:
             print(f"{r['variant']:<26} {r['ms_per_update']:>10.3f} {r['vs_sac']:>8.3f}")

@@ -236,6 +236,21 @@ def test_update_benchmark_runs():
     assert all(r["ms_per_update"] > 0 for r in res) and res[0]["vs_sac"] == 1.0
 
 
+def test_update_benchmark_without_an_environment(tmp_path):
+    """bench --obs-dim/--act-dim (the GPU check's SAC-size update) runs where gymnasium
+    and MuJoCo cannot be imported: a stand-in module that raises on import shadows it."""
+    (tmp_path / "gymnasium.py").write_text("raise ImportError('no gymnasium here')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), HERE, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, os.path.join(HERE, "sac_era.py"), "bench", "--obs-dim", "5",
+                          "--act-dim", "3", "--batch", "8", "--iters", "2", "--repeats", "1"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "obs 5, act 3" in out.stdout and "sac-era (native head)" in out.stdout
+    bad = subprocess.run([sys.executable, os.path.join(HERE, "sac_era.py"), "bench", "--obs-dim", "5"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode != 0 and "--obs-dim and --act-dim go together" in bad.stderr
+
+
 @pytest.mark.parametrize("how", ["env", "args"])
 def test_compare_script_starts_the_runs_of_results_md(tmp_path, how):
     """compare.sh with a stand-in interpreter that records its arguments: the
