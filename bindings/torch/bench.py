@@ -9,7 +9,10 @@
 2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
    against a plain clamp of the log-stds, interleaved in one process.
 
-    python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac]
+3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
+   Python body, the op through the dispatcher, a compiled forward + backward of the head).
+
+    python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac] [--op-cost]
 """
 
 from __future__ import annotations
@@ -184,12 +187,60 @@ def bench_sac(reps: int, iters: int = 50) -> dict:
     return times
 
 
+def bench_op_cost(reps: int) -> dict:
+    """Where a Gaussian op's time goes at 256 x 6 (microseconds per call, best of `reps`
+    repeats): the library's two calls on descriptors built once, era_torch's Python body
+    (descriptors + the foreign call), the op through the dispatcher (no grad), and a compiled
+    forward + backward of the head alone against the same with a clamp."""
+    import era_torch
+    from era_torch import _native, _ops
+
+    z, d = torch.randn(256, 6), torch.zeros(())
+    out, g, gz, gd = torch.empty(256, 6), torch.ones(256, 6), torch.empty(256, 6), torch.empty(())
+    head = _ops._gaussian_head(6, -6.0, -8.0, 0.0)
+    lib = _native.lib()
+    keep = [_native.describe(t) for t in (z, d, out, g, gz, gd)]
+    p = [ctypes.byref(x) for x in keep]
+
+    def best(fn, k):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            ts.append((time.perf_counter() - t0) / k * 1e6)
+        return min(ts)
+
+    res = {
+        "library forward (ctypes, descriptors built once)": best(lambda: lib.era_gaussian_forward_delta(head.ptr, p[0], p[1], p[2], None), 5000),
+        "library backward (ctypes, descriptors built once)": best(lambda: lib.era_gaussian_backward_delta(head.ptr, p[0], p[1], p[3], p[4], p[5], None), 5000),
+        "era_torch body of the forward (_native.call)": best(lambda: _native.call("gaussian_forward_delta", head, z, d, out), 5000),
+    }
+    op = torch.ops.era.gaussian_log_std.default
+    with torch.no_grad():
+        res["torch.ops.era.gaussian_log_std, no grad"] = best(lambda: op(z, d, -6.0, -8.0, 0.0), 2000)
+    era_head = era_torch.EraGaussian(6, -6.0)
+    x = torch.randn(256, 12, requires_grad=True)
+
+    def head_only(use_era):
+        def f(x):
+            mu, s = x.chunk(2, -1)
+            return (mu * (era_head(s) if use_era else s.clamp(-8.0, 0.0)).exp()).sum()
+        c = torch.compile(f, fullgraph=True)
+        return lambda: c(x).backward()
+    for name, use_era in (("compiled head alone fwd+bwd, clamp", False), ("compiled head alone fwd+bwd, ERA", True)):
+        res[name] = best(head_only(use_era), 300)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--child")
     ap.add_argument("--skip-token", action="store_true")
     ap.add_argument("--skip-sac", action="store_true")
+    ap.add_argument("--op-cost", action="store_true", help="also: where a Gaussian op's time goes (256 x 6)")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_child(args.child, args.reps)))
@@ -218,6 +269,12 @@ def main() -> None:
         for k in ("clamp", "era"):
             print(f"| {k} | {statistics.median(t[k]) * 1e6:.0f} | {min(t[k]) * 1e6:.0f} |")
         print(f"ERA head adds {(me / mc - 1) * 100:+.1f}% (median), {(min(t['era']) / min(t['clamp']) - 1) * 100:+.1f}% (min)")
+    if args.op_cost:
+        print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats")
+        print("| measurement | us per call |")
+        print("| --- | --- |")
+        for k, v in bench_op_cost(args.reps).items():
+            print(f"| {k} | {v:.1f} |")
 
 
 if __name__ == "__main__":
