@@ -14,10 +14,9 @@ from ._ops import (
     gaussian_log_std,
     softmax_entropy,
     softmax_logits,
-    token_logprobs,
-    token_outputs,
     truncated_normal_entropy,
 )
+from ._token import token_logprobs, token_outputs
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
 from .verl import EraLogprobs, response_ids_from_mask, verl_era_logprobs
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._ops import token_outputs
+from ._token import token_outputs
 
 __all__ = ["EraLogprobs", "response_ids_from_mask", "verl_era_logprobs"]
 
