@@ -485,8 +485,11 @@ fn softmax_f32_inputs_outside_the_fast_kernels() {
         head.forward(zr.view(), want.view_mut()).unwrap();
         let mut got = ArrayD::<f32>::zeros(zr.raw_dim());
         head.forward(zs.view(), got.view_mut()).unwrap();
+        // the f64 kernels round once, to f32; the f32 kernels (strided rows take
+        // them too) within their documented tolerance
+        let tol = if head.f32_kernels() { 2e-5 } else { 1e-6 };
         for (a, b) in got.iter().zip(want.iter()) {
-            assert!((*a as f64 - b).abs() <= 1e-6 * (1.0 + b.abs()), "{cfg:?}: {a} vs {b}");
+            assert!((*a as f64 - b).abs() <= tol * (1.0 + b.abs()), "{cfg:?}: {a} vs {b}");
         }
     }
 }

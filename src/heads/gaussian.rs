@@ -177,14 +177,19 @@ impl GaussianHead {
         let ks = self.ks(&z, &delta)?;
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
-        // contiguous f32: the vectorised kernel, rows split across threads
-        if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
+        // f32: the vectorised kernel, rows split across threads (strided
+        // tensors gathered into, or written from, a contiguous buffer first)
+        if let Some(zs) = parallel::dense_f32(&z)? {
             let d = self.cfg.dim;
-            parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), zs.len() / d, os, d, |c| {
-                let zc = &zs[c.rows.start * d..c.rows.end * d];
-                gaussian_rows_f32(zc, d, k_chunk(&ks, c.rows.start, c.rows.len()), lo as f32, hi as f32, c.a)
-            });
-            return Ok(());
+            let done = parallel::with_dense_f32(&mut out, |os| {
+                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), zs.len() / d, os, d, |c| {
+                    let zc = &zs[c.rows.start * d..c.rows.end * d];
+                    gaussian_rows_f32(zc, d, k_chunk(&ks, c.rows.start, c.rows.len()), lo as f32, hi as f32, c.a)
+                });
+            })?;
+            if done.is_some() {
+                return Ok(());
+            }
         }
         parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
             forward_row(ins[0], row_k(&ks, r), lo, hi, o);
@@ -227,13 +232,14 @@ impl GaussianHead {
         let scalar = matches!(delta, DeltaArg::Scalar(_));
         // d/d delta: per row, or (scalar delta) the sum over rows, which each
         // parallel chunk accumulates on its own (no per-row buffer to fill first)
-        let dd: Vec<f64> = match (
-            z.as_slice().and_then(T::as_f32_slice),
-            grad_out.as_slice().and_then(T::as_f32_slice),
-            grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
-        ) {
-            (Some(zs), Some(gs), Some(ds)) => {
-                // contiguous f32: the vectorised kernel, rows split into chunks
+        let dense = match (parallel::dense_f32(&z)?, parallel::dense_f32(&grad_out)?) {
+            (Some(zs), Some(gs)) => Some((zs, gs)),
+            _ => None,
+        };
+        let fast = match &dense {
+            Some((zs, gs)) => parallel::with_dense_f32(&mut grad_z, |ds| {
+                // f32: the vectorised kernel, rows split into chunks (strided
+                // tensors gathered into, or written from, contiguous buffers)
                 let d = self.cfg.dim;
                 let rows = zs.len() / d;
                 let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
@@ -266,8 +272,12 @@ impl GaussianHead {
                 } else {
                     dd
                 }
-            }
-            _ => {
+            })?,
+            None => None,
+        };
+        let dd: Vec<f64> = match fast {
+            Some(dd) => dd,
+            None => {
                 let (zv, gv) = (z.view(), grad_out.view());
                 parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], row_k(&ks, r), lo, hi, o))?
             }

@@ -77,20 +77,26 @@ impl SoftmaxHead {
         let k = self.k;
         let threads = parallel::resolve_threads(self.threads);
         let n = self.cfg.num_classes;
+        // f32: the vectorised kernels (strided tensors gathered into, or
+        // written from, a contiguous buffer first)
         if self.f32_kernels() {
-            if let (Some(zs), Some(os)) = (z.as_slice().and_then(T::as_f32_slice), out.as_slice_mut().and_then(T::as_f32_slice_mut)) {
+            if let Some(zs) = parallel::dense_f32(&z)? {
                 let (slope, b) = (k.slope as f32, k.b as f32);
-                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, os, n, |c| {
-                    let zc = &zs[c.rows.start * n..c.rows.end * n];
-                    if n <= ROWS_ACROSS_LANES_MAX_N {
-                        softmax_head_rows_f32(zc, n, slope, b, c.a);
-                        return;
-                    }
-                    for (zr, or) in zc.chunks_exact(n).zip(c.a.chunks_exact_mut(n)) {
-                        softmax_head_row_f32(zr, slope, b, or);
-                    }
-                });
-                return Ok(());
+                let done = parallel::with_dense_f32(&mut out, |os| {
+                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, os, n, |c| {
+                        let zc = &zs[c.rows.start * n..c.rows.end * n];
+                        if n <= ROWS_ACROSS_LANES_MAX_N {
+                            softmax_head_rows_f32(zc, n, slope, b, c.a);
+                            return;
+                        }
+                        for (zr, or) in zc.chunks_exact(n).zip(c.a.chunks_exact_mut(n)) {
+                            softmax_head_row_f32(zr, slope, b, or);
+                        }
+                    });
+                })?;
+                if done.is_some() {
+                    return Ok(());
+                }
             }
         }
         parallel::map_rows(threads, &[&z], &mut out, |_, ins, o| {
@@ -109,24 +115,24 @@ impl SoftmaxHead {
         let threads = parallel::resolve_threads(self.threads);
         let n = self.cfg.num_classes;
         if self.f32_kernels() {
-            if let (Some(zs), Some(gs), Some(ds)) = (
-                z.as_slice().and_then(T::as_f32_slice),
-                grad_out.as_slice().and_then(T::as_f32_slice),
-                grad_z.as_slice_mut().and_then(T::as_f32_slice_mut),
-            ) {
+            if let (Some(zs), Some(gs)) = (parallel::dense_f32(&z)?, parallel::dense_f32(&grad_out)?) {
                 let (slope, b) = (k.slope as f32, k.b as f32);
-                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, ds, n, |c| {
-                    let r = c.rows.start * n..c.rows.end * n;
-                    if n <= ROWS_ACROSS_LANES_MAX_N {
-                        softmax_head_rows_grad_f32(&zs[r.clone()], &gs[r], n, slope, b, c.a);
-                        return;
-                    }
-                    let mut scratch = Vec::new();
-                    for ((zr, gr), dr) in zs[r.clone()].chunks_exact(n).zip(gs[r].chunks_exact(n)).zip(c.a.chunks_exact_mut(n)) {
-                        softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
-                    }
-                });
-                return Ok(());
+                let done = parallel::with_dense_f32(&mut grad_z, |ds| {
+                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, ds, n, |c| {
+                        let r = c.rows.start * n..c.rows.end * n;
+                        if n <= ROWS_ACROSS_LANES_MAX_N {
+                            softmax_head_rows_grad_f32(&zs[r.clone()], &gs[r], n, slope, b, c.a);
+                            return;
+                        }
+                        let mut scratch = Vec::new();
+                        for ((zr, gr), dr) in zs[r.clone()].chunks_exact(n).zip(gs[r].chunks_exact(n)).zip(c.a.chunks_exact_mut(n)) {
+                            softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
+                        }
+                    });
+                })?;
+                if done.is_some() {
+                    return Ok(());
+                }
             }
         }
         let (zv, gv) = (z.view(), grad_out.view());

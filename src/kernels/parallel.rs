@@ -9,6 +9,7 @@
 //! smaller than [`PAR_MIN_ELEMENTS`] run on the calling thread: starting
 //! work on other threads costs more than it saves there.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -278,4 +279,51 @@ pub fn store_values<U: Element>(out: &mut ArrayViewMutD<'_, U>, values: &[f64]) 
     for (o, &v) in out.iter_mut().zip(values) {
         *o = U::from_f64(v);
     }
+}
+
+/// The elements of `v` in logical row-major order as one f32 slice, for the
+/// vectorised f32 kernels: `v`'s own memory when it is contiguous, else a
+/// copy gathered a row at a time (rows whose elements are adjacent, such as
+/// the columns `[:, D:]` of a wider array, are copied as slices). `None` when
+/// `T` is not f32.
+pub fn dense_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<Cow<'a, [f32]>>> {
+    if T::as_f32_slice(&[]).is_none() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_slice().and_then(T::as_f32_slice) {
+        return Ok(Some(Cow::Borrowed(s)));
+    }
+    crate::kernels::reserve(v.len().saturating_mul(4), "a contiguous copy of a strided f32 input")?;
+    let mut buf = Vec::with_capacity(v.len());
+    if v.ndim() > 0 {
+        for row in v.lanes(Axis(v.ndim() - 1)) {
+            match row.as_slice() {
+                Some(s) => T::extend_f32(s, &mut buf),
+                None => buf.extend(row.iter().map(|x| x.to_f32())),
+            }
+        }
+    } else {
+        buf.extend(v.iter().map(|x| x.to_f32()));
+    }
+    Ok(Some(Cow::Owned(buf)))
+}
+
+/// Runs `f` on the elements of the f32 output `out` as one slice in logical
+/// row-major order: `out`'s own memory when it is contiguous, else a buffer
+/// that is copied into `out` after `f` returns. `None` (and `f` not run) when
+/// `T` is not f32.
+pub fn with_dense_f32<T: Element, R>(out: &mut ArrayViewMutD<'_, T>, f: impl FnOnce(&mut [f32]) -> R) -> Result<Option<R>> {
+    if T::as_f32_slice(&[]).is_none() {
+        return Ok(None);
+    }
+    if let Some(s) = out.as_slice_mut().and_then(T::as_f32_slice_mut) {
+        return Ok(Some(f(s)));
+    }
+    crate::kernels::reserve(out.len().saturating_mul(4), "a contiguous buffer for a strided f32 output")?;
+    let mut buf = vec![0.0f32; out.len()];
+    let r = f(&mut buf);
+    for (o, &v) in out.iter_mut().zip(&buf) {
+        *o = T::from_f32(v);
+    }
+    Ok(Some(r))
 }
