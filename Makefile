@@ -172,14 +172,18 @@ bench-jax: jax-install
 bench-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py bench
 
-# era_torch: torch (the default PyPI wheel) and the build dependencies into the venv first.
+# era_torch: torch (the default PyPI wheel) and the build dependencies into the venv first;
+# built against that torch, with its C++ CPU kernels required (ERA_TORCH_CPU_OPS=ON).
 torch-install: $(PY)
 	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest
-	$(PIP) install --quiet --no-build-isolation ./bindings/torch
+	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
 
+# The tests with the C++ CPU kernels (which must be there), then again with the ops' Python
+# implementations only (ERA_TORCH_CPU_KERNELS=0).
 test-torch: torch-install
-	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__)"
-	"$(PY)" -m pytest bindings/torch/tests examples/torch -q
+	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__, 'C++ CPU kernels:', era_torch.cpu_kernels())"
+	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch -q
+	ERA_TORCH_CPU_KERNELS=0 "$(PY)" -m pytest bindings/torch/tests -q
 
 grpo-demo: torch-install
 	"$(PY)" examples/torch/grpo_era.py demo

@@ -7,7 +7,10 @@
    against the straightforward PyTorch transcription of the recipe (tests/torch_ref.py). Each variant runs in its own
    process so that its peak RSS can be read; times are the median (and min) of REPS runs.
 2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
-   against a plain clamp of the log-stds, interleaved in one process.
+   against a plain clamp of the log-stds, interleaved in one process; the added time is the
+   median (and quartiles) of the per-repeat ratios. With the C++ CPU kernels (when built),
+   then again in a child process with the ops' Python implementations
+   (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
    Python body, the op through the dispatcher, a compiled forward + backward of the head).
@@ -216,10 +219,13 @@ def bench_op_cost(reps: int) -> dict:
         "library forward (ctypes, descriptors built once)": best(lambda: lib.era_gaussian_forward_delta(head.ptr, p[0], p[1], p[2], None), 5000),
         "library backward (ctypes, descriptors built once)": best(lambda: lib.era_gaussian_backward_delta(head.ptr, p[0], p[1], p[3], p[4], p[5], None), 5000),
         "era_torch body of the forward (_native.call)": best(lambda: _native.call("gaussian_forward_delta", head, z, d, out), 5000),
+        "the forward's Python implementation (head lookup, output, _native.call)": best(
+            lambda: _ops._gaussian_fwd_impl(z, d, -6.0, -8.0, 0.0), 5000),
     }
     op = torch.ops.era.gaussian_log_std.default
+    kernels = "C++ CPU kernel" if era_torch.cpu_kernels() else "Python implementation"
     with torch.no_grad():
-        res["torch.ops.era.gaussian_log_std, no grad"] = best(lambda: op(z, d, -6.0, -8.0, 0.0), 2000)
+        res[f"torch.ops.era.gaussian_log_std, no grad ({kernels})"] = best(lambda: op(z, d, -6.0, -8.0, 0.0), 2000)
     era_head = era_torch.EraGaussian(6, -6.0)
     x = torch.randn(256, 12, requires_grad=True)
 
@@ -242,6 +248,9 @@ def main() -> None:
     ap.add_argument("--skip-sac", action="store_true")
     ap.add_argument("--op-cost", action="store_true", help="also: where a Gaussian op's time goes (256 x 6)")
     args = ap.parse_args()
+    if args.child == "sac":
+        print(json.dumps(bench_sac(args.reps)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.reps)))
         return
@@ -261,14 +270,24 @@ def main() -> None:
         tr = statistics.median(res["transcription"]["times"]) / statistics.median(res["era_torch"]["times"])
         print(f"era_torch is {tr:.1f}x faster than the transcription")
     if not args.skip_sac:
-        t = bench_sac(4 * args.reps)
-        mc, me = statistics.median(t["clamp"]), statistics.median(t["era"])
-        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {4 * args.reps} x 50 steps, interleaved")
-        print("| log-std | median us/step | min us/step |")
-        print("| --- | --- | --- |")
-        for k in ("clamp", "era"):
-            print(f"| {k} | {statistics.median(t[k]) * 1e6:.0f} | {min(t[k]) * 1e6:.0f} |")
-        print(f"ERA head adds {(me / mc - 1) * 100:+.1f}% (median), {(min(t['era']) / min(t['clamp']) - 1) * 100:+.1f}% (min)")
+        import era_torch
+
+        reps = 4 * args.reps
+        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {reps} x 50 steps, "
+              "ERA interleaved with a clamp; added time = median [quartiles] of the per-repeat ratios")
+        print("| ERA ops | clamp median us/step | ERA median us/step | ERA adds |")
+        print("| --- | --- | --- | --- |")
+        runs = [("C++ CPU kernels" if era_torch.cpu_kernels() else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(reps))]
+        if era_torch.cpu_kernels():
+            env = dict(os.environ, ERA_TORCH_CPU_KERNELS="0")
+            out = subprocess.run([sys.executable, __file__, "--child", "sac", "--reps", str(reps)], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            runs.append(("Python implementations (ERA_TORCH_CPU_KERNELS=0, own process)", json.loads(out.splitlines()[-1])))
+        for name, t in runs:
+            r = sorted(e / c for e, c in zip(t["era"], t["clamp"]))
+            q = [(r[round(f * (len(r) - 1))] - 1) * 100 for f in (0.25, 0.5, 0.75)]
+            print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['era']) * 1e6:.0f} | "
+                  f"{q[1]:+.1f}% [{q[0]:+.1f}%, {q[2]:+.1f}%] |")
     if args.op_cost:
         print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats")
         print("| measurement | us per call |")

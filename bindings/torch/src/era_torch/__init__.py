@@ -4,11 +4,13 @@ Every op is a ``torch.library`` custom op over era's C ABI (namespace ``era``):
 it works in eager mode, under ``torch.compile(fullgraph=True)``, with autograd
 (the library's own backward), under autocast and under ``torch.func`` (``grad``,
 ``vjp``, ``jacrev``, ``vmap`` with batching rules). Defaults come from the library
-(``era_config_default``), see :mod:`era_torch.defaults`.
+(``era_config_default``), see :mod:`era_torch.defaults`. On CPU the Gaussian and
+softmax ops run in C++ kernels over the same C ABI where the package was built with
+torch at hand (:func:`cpu_kernels`), in Python otherwise, with the same results.
 """
 
 from . import _defaults as defaults
-from ._native import EraError, abi_version, library_path, version
+from ._native import EraError, abi_version, cpu_kernels, cpu_kernels_status, library_path, version
 from ._ops import (
     gaussian_entropy,
     gaussian_log_std,
@@ -19,6 +21,9 @@ from ._ops import (
 from ._token import token_logprobs, token_outputs
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
 from .verl import EraLogprobs, response_ids_from_mask, verl_era_logprobs
+from ._native import load_cpu_kernels as _load_cpu_kernels
+
+_load_cpu_kernels()  # after the ops are defined: their CPU kernels in C++, where built
 
 __version__ = "0.1.0"
 
@@ -29,6 +34,8 @@ __all__ = [
     "EraLogprobs",
     "EraSoftmax",
     "abi_version",
+    "cpu_kernels",
+    "cpu_kernels_status",
     "defaults",
     "gaussian_entropy",
     "gaussian_log_std",

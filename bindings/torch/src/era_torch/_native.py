@@ -35,11 +35,15 @@ __all__ = [
     "call",
     "cached_head",
     "check",
+    "cpu_kernels",
+    "cpu_kernels_status",
     "default_config",
     "describe",
+    "function_address",
     "last_error",
     "lib",
     "library_path",
+    "load_cpu_kernels",
     "version",
 ]
 
@@ -178,10 +182,15 @@ _DEVICES = {"cpu": h.kDLCPU, "cuda": h.kDLCUDA}
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
 
-def describe(t: torch.Tensor) -> h.DLTensor:
-    """A borrowed ``DLTensor`` for ``t``: its data pointer (storage offset included),
-    sizes, strides in elements, dtype and device. The descriptor keeps its shape and
-    stride arrays alive; ``t`` must outlive the call it is passed to."""
+# The parts of a descriptor that depend on a tensor's dtype, device, shape and strides only
+# (the shape and stride arrays, the DLDevice and DLDataType), built once per layout: a call
+# then only builds the DLTensor around the data pointer. The arrays are never written (the
+# library reads descriptors only), so one entry serves every thread. Bounded: cleared when full.
+_LAYOUTS: dict = {}
+_LAYOUTS_MAX = 4096
+
+
+def _layout(t: torch.Tensor, key: tuple) -> tuple:
     dtype = _DTYPES.get(t.dtype)
     if dtype is None:
         raise EraError(f"era_torch: tensors of dtype {t.dtype} cannot be passed to era", "ERA_STATUS_UNSUPPORTED_DTYPE")
@@ -192,18 +201,26 @@ def describe(t: torch.Tensor) -> h.DLTensor:
             "ERA_STATUS_UNSUPPORTED_DEVICE",
         )
     n = t.dim()
-    shape = (ctypes.c_int64 * n)(*t.shape)
-    strides = (ctypes.c_int64 * n)(*t.stride())
-    desc = h.DLTensor(
-        t.data_ptr() if t.numel() else None,
-        h.DLDevice(dev, t.device.index or 0),
-        n,
-        dtype,
-        ctypes.cast(shape, _I64P),
-        ctypes.cast(strides, _I64P),
-        0,
-    )
-    desc._keep = (shape, strides)  # the arrays live as long as the descriptor
+    dims = (ctypes.c_int64 * max(2 * n, 1))(*key[2], *key[3])
+    shape = ctypes.cast(dims, _I64P)
+    strides = ctypes.cast(ctypes.byref(dims, 8 * n), _I64P)
+    entry = (h.DLDevice(dev, t.device.index or 0), n, dtype, shape, strides, dims)
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = entry
+    return entry
+
+
+def describe(t: torch.Tensor) -> h.DLTensor:
+    """A borrowed ``DLTensor`` for ``t``: its data pointer (storage offset included),
+    sizes, strides in elements, dtype and device. The descriptor keeps its shape and
+    stride arrays alive; ``t`` must outlive the call it is passed to."""
+    key = (t.dtype, t.device, t.shape, t.stride())
+    e = _LAYOUTS.get(key)
+    if e is None:
+        e = _layout(t, key)
+    desc = h.DLTensor(t.data_ptr() if t.numel() else None, e[0], e[1], e[2], e[3], e[4], 0)
+    desc._keep = e  # the arrays live as long as the descriptor
     return desc
 
 
@@ -211,9 +228,20 @@ def stream_of(*tensors) -> ctypes.c_void_p:
     """The ``stream`` argument: NULL for CPU tensors, the current CUDA stream of
     the first CUDA tensor otherwise."""
     for t in tensors:
-        if t is not None and t.device.type == "cuda":
+        if t is not None and t.is_cuda:
             return ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream)
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _function(name: str):
+    return getattr(lib(), name)
+
+
+def function_address(name: str) -> int:
+    """The address of the loaded library's C function ``name`` (for the C++ CPU kernels, so
+    that they call the library era_torch loaded, never a second copy of it)."""
+    return ctypes.cast(_function(name), ctypes.c_void_p).value
 
 
 def call(function: str, head, *tensors, scalars: tuple = ()) -> None:
@@ -221,13 +249,68 @@ def call(function: str, head, *tensors, scalars: tuple = ()) -> None:
     tensors are passed as NULL (optional outputs). Raises :class:`EraError` on failure.
     ``scalars`` go where the C prototype has them: after the tensors listed in
     ``tensors[:scalars[0]]`` when given as ``(position, values...)``."""
-    args = []
-    if head is not None:
-        args.append(head.ptr)
     descs = [None if t is None else ctypes.byref(describe(t)) for t in tensors]
     if scalars:
         pos, values = scalars[0], scalars[1:]
         descs = descs[:pos] + list(values) + descs[pos:]
-    args.extend(descs)
-    args.append(stream_of(*tensors))
-    check(getattr(lib(), "era_" + function)(*args), "era_" + function)
+    name = "era_" + function
+    if head is not None:
+        status = _function(name)(head.ptr, *descs, stream_of(*tensors))
+    else:
+        status = _function(name)(*descs, stream_of(*tensors))
+    if status != h.ERA_STATUS_OK:
+        check(status, name)
+
+
+# ------------------------------------------------------------ the C++ CPU kernels
+
+_CPU_OPS_NAME = "_cpu_ops.so"
+_cpu_ops: dict = {"loaded": False, "why": "not loaded yet"}
+
+
+def load_cpu_kernels() -> None:
+    """Loads the C++ CPU kernels of the Gaussian and softmax ops (``_cpu_ops.so``, built with
+    the package when torch was importable at build time) after the ops are defined. Skipped
+    when ``ERA_TORCH_CPU_KERNELS=0``, or when the file is absent; a file that cannot be loaded
+    (built against another torch) is reported by a warning. Either way every op still works,
+    through its Python implementation."""
+    if os.environ.get("ERA_TORCH_CPU_KERNELS", "1") == "0":
+        _cpu_ops.update(loaded=False, why="disabled by ERA_TORCH_CPU_KERNELS=0")
+        return
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), _CPU_OPS_NAME)
+    if not os.path.exists(path):
+        _cpu_ops.update(loaded=False, why=f"{_CPU_OPS_NAME} was not built (torch was not importable at build time)")
+        return
+    import sys
+    import warnings
+
+    here = f"torch={torch.__version__}\npython={sys.version_info[0]}.{sys.version_info[1]}\n"
+    try:
+        with open(path[: -len(".so")] + ".built") as f:
+            built = f.read()
+    except OSError:
+        built = "(unknown)"
+    if built != here:
+        why = f"{_CPU_OPS_NAME} was built for {built.split()} and this is {here.split()}: rebuild era_torch"
+        warnings.warn(f"era_torch: {why}; the ops run in Python", stacklevel=2)
+        _cpu_ops.update(loaded=False, why=why)
+        return
+    try:
+        torch.ops.load_library(path)
+    except OSError as e:
+        warnings.warn(f"era_torch: the C++ CPU kernels could not be loaded ({e}); the ops run in Python", stacklevel=2)
+        _cpu_ops.update(loaded=False, why=str(e))
+        return
+    _cpu_ops.update(loaded=True, why=path)
+
+
+def cpu_kernels() -> bool:
+    """Whether the CPU calls of the Gaussian and softmax ops run in the C++ kernels (``True``)
+    or in Python (``False``: see :func:`cpu_kernels_status`). Same results either way; the C++
+    kernels cost less per call (what matters for small heads inside compiled graphs)."""
+    return bool(_cpu_ops["loaded"])
+
+
+def cpu_kernels_status() -> str:
+    """Where the C++ CPU kernels were loaded from, or why they are not in use."""
+    return str(_cpu_ops["why"])

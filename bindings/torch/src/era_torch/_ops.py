@@ -17,6 +17,7 @@ which also write its gradient in place, live in ``_token.py`` on the helpers def
 
 from __future__ import annotations
 
+import functools
 from typing import Tuple
 
 import torch
@@ -78,6 +79,7 @@ class _FirstOrder(torch.autograd.Function):
 # ------------------------------------------------------------------ Gaussian head
 
 
+@functools.lru_cache(maxsize=1024)  # per call it is a lookup (the library validates a new one)
 def _gaussian_head(dim: int, h0: float, lo: float, hi: float):
     # The stored delta is never used (every call passes its own): a value far inside the
     # feasible range, so that the head exists for any target and the call's delta decides.
@@ -86,12 +88,16 @@ def _gaussian_head(dim: int, h0: float, lo: float, hi: float):
     return native.cached_head(native.ERA_HEAD_KIND_GAUSSIAN, fields)
 
 
-@torch.library.custom_op("era::gaussian_log_std", mutates_args=())
-def _gaussian_fwd(z: Tensor, delta: Tensor, target_entropy: float, log_std_min: float, log_std_max: float) -> Tensor:
+# Each op's Python implementation has a name of its own: the C++ CPU kernels (csrc/cpu_ops.cpp)
+# hand every call they do not take (another device or dtype, a failure to report) to it.
+def _gaussian_fwd_impl(z: Tensor, delta: Tensor, target_entropy: float, log_std_min: float, log_std_max: float) -> Tensor:
     head = _gaussian_head(_last(z, 1), target_entropy, log_std_min, log_std_max)
     out = _new(z.shape, z.dtype, z)
     native.call("gaussian_forward_delta", head, z, delta, out)
     return out
+
+
+_gaussian_fwd = torch.library.custom_op("era::gaussian_log_std", mutates_args=())(_gaussian_fwd_impl)
 
 
 @_gaussian_fwd.register_fake
@@ -99,8 +105,7 @@ def _(z, delta, target_entropy, log_std_min, log_std_max):
     return z.new_empty(z.shape)
 
 
-@torch.library.custom_op("era::gaussian_log_std_backward", mutates_args=())
-def _gaussian_bwd(
+def _gaussian_bwd_impl(
     z: Tensor, delta: Tensor, grad: Tensor, target_entropy: float, log_std_min: float, log_std_max: float
 ) -> Tuple[Tensor, Tensor]:
     head = _gaussian_head(_last(z, 1), target_entropy, log_std_min, log_std_max)
@@ -108,6 +113,9 @@ def _gaussian_bwd(
     gd = _new(delta.shape, delta.dtype, delta)
     native.call("gaussian_backward_delta", head, z, delta, grad, gz, gd)
     return gz, gd
+
+
+_gaussian_bwd = torch.library.custom_op("era::gaussian_log_std_backward", mutates_args=())(_gaussian_bwd_impl)
 
 
 @_gaussian_bwd.register_fake
@@ -220,17 +228,20 @@ def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_
 # ------------------------------------------------------------------ softmax head
 
 
+@functools.lru_cache(maxsize=1024)
 def _softmax_head(n: int, h0: float, tau: float):
     fields = (("num_classes", n), ("target_entropy", h0), ("tau", tau))
     return native.cached_head(native.ERA_HEAD_KIND_SOFTMAX, fields)
 
 
-@torch.library.custom_op("era::softmax_logits", mutates_args=())
-def _softmax_fwd(z: Tensor, target_entropy: float, tau: float) -> Tensor:
+def _softmax_fwd_impl(z: Tensor, target_entropy: float, tau: float) -> Tensor:
     head = _softmax_head(_last(z, 2), target_entropy, tau)
     out = _new(z.shape, z.dtype, z)
     native.call("head_forward", head, z, out)
     return out
+
+
+_softmax_fwd = torch.library.custom_op("era::softmax_logits", mutates_args=())(_softmax_fwd_impl)
 
 
 @_softmax_fwd.register_fake
@@ -238,12 +249,14 @@ def _(z, target_entropy, tau):
     return z.new_empty(z.shape)
 
 
-@torch.library.custom_op("era::softmax_logits_backward", mutates_args=())
-def _softmax_bwd(z: Tensor, grad: Tensor, target_entropy: float, tau: float) -> Tensor:
+def _softmax_bwd_impl(z: Tensor, grad: Tensor, target_entropy: float, tau: float) -> Tensor:
     head = _softmax_head(_last(z, 2), target_entropy, tau)
     gz = _new(z.shape, z.dtype, z)
     native.call("head_backward", head, z, grad, gz)
     return gz
+
+
+_softmax_bwd = torch.library.custom_op("era::softmax_logits_backward", mutates_args=())(_softmax_bwd_impl)
 
 
 @_softmax_bwd.register_fake

@@ -6,6 +6,7 @@ implementations, autograd and batching rules, on the shared helpers of ``_ops.py
 
 from __future__ import annotations
 
+import functools
 from typing import Tuple
 
 import torch
@@ -22,6 +23,7 @@ __all__ = ["token_logprobs", "token_outputs"]
 # ------------------------------------------------------------------ token head
 
 
+@functools.lru_cache(maxsize=1024)
 def _token_head(k, omega_low, omega_high, top_fraction, temperature, scaling, topk):
     if topk < 0:
         raise EraError(f"vocab_topk must be >= 0 (0 = full vocabulary), got {topk}", "ERA_STATUS_INVALID_CONFIG")
