@@ -220,9 +220,15 @@ at::Tensor softmax_backward(const at::Tensor& z, const at::Tensor& grad, double 
 // A call that records no graph (grad mode off, or no input that requires grad: inside a
 // compiled graph, inside the autograd.Function of the public functions, under no_grad) goes
 // straight to the CPU kernel. A call that records one goes to the autograd.Function that
-// era_torch's public functions use (the formula registered for the op, in one place).
+// era_torch's public functions use (the formula registered for the op, in one place), and so
+// does a call with forward-mode tangents, which that Function refuses (no forward mode).
 
 bool records_graph(std::initializer_list<const at::Tensor*> inputs) {
+    for (const at::Tensor* t : inputs) {
+        if (t->_fw_grad(/*level=*/0).defined()) {
+            return true;
+        }
+    }
     if (!at::GradMode::is_enabled()) {
         return false;
     }

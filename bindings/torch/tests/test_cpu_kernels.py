@@ -182,6 +182,7 @@ def test_more_axes_than_the_kernels_take_go_to_python(gen):
 
 
 @needs_kernels
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # torch's forward_ad import
 def test_autograd_through_the_ops(gen):
     """With inputs that require grad, the op itself records the registered formula."""
     z = torch.randn(32, 6, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -205,6 +206,16 @@ def test_autograd_through_the_ops(gen):
     gs = torch.ops.era.softmax_logits_backward(s, torch.ones(16, 10, dtype=torch.float64), *SOFT)
     with pytest.raises(NotImplementedError, match="no double backward"):
         gs.sum().backward()
+    # forward-mode tangents reach the public functions' autograd.Function, which refuses them
+    # (the ops' Python implementations would return the primal and drop the tangent)
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(z.detach(), torch.ones_like(z))
+        with pytest.raises(NotImplementedError, match="jvp"):
+            torch.ops.era.gaussian_log_std(dual, delta.detach(), *GAUSS)
+        with pytest.raises(NotImplementedError, match="jvp"):
+            torch.ops.era.softmax_logits(fwAD.make_dual(s.detach(), torch.ones_like(s)), *SOFT)
     # no grad mode, or inputs that do not require grad: plain tensors
     with torch.no_grad():
         assert not torch.ops.era.gaussian_log_std(z, delta, *GAUSS).requires_grad
