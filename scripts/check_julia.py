@@ -335,7 +335,7 @@ def check_layouts(root, trees, model, aliases, generated, rel) -> Tuple[List[str
     errors, checked = [], 0
     structs = jl_structs(trees, generated)
     for s in model.structs:
-        if s not in structs and s in gen_decls._used_names(model):
+        if s not in structs and s in gen_decls.used_names(model):
             errors.append(f"{rel(generated)}: struct {s} of era.h is not declared")
     for s, fields in structs.items():
         cs = model.structs.get(s)
