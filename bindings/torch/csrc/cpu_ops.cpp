@@ -12,6 +12,8 @@
 //
 // The library is the one era_torch loaded (its functions' addresses come from Python), never
 // a second copy; heads come from era_torch's head cache on first use and are kept here.
+// From the C++ wrapper (bindings/cpp) it takes only constants: its functions would need the
+// library linked, and errors here are era_torch's EraError.
 
 #include <torch/extension.h>
 
@@ -22,6 +24,7 @@
 #include <tuple>
 
 #include "era.h"
+#include "era/view.hpp"  // the C++ wrapper's dtypes (era::dtype_of) and view rank (era::max_rank)
 
 namespace py = pybind11;
 
@@ -113,37 +116,40 @@ bool finite(double a, double b, double c) {
 
 // ---------------------------------------------------------------------- descriptors
 
-constexpr int kMaxDims = 8;
-
-// A borrowed DLTensor of a CPU tensor (its shape and strides stored alongside).
+// A borrowed DLTensor of a CPU tensor (its shape and strides stored alongside, up to the rank
+// of era.hpp's views).
 struct Descriptor {
     DLTensor t{};
-    int64_t dims[2 * kMaxDims]{};
+    int64_t dims[2 * era::max_rank]{};
 };
 
-// Describes `t`; false for a tensor these kernels leave to Python (not on the CPU, not of a
-// floating dtype the heads take, more than kMaxDims axes).
-bool describe(const at::Tensor& t, Descriptor& d) {
-    if (!t.device().is_cpu() || t.dim() > kMaxDims) {
-        return false;
-    }
-    switch (t.scalar_type()) {
-        case at::kFloat: d.t.dtype = DLDataType{kDLFloat, 32, 1}; break;
-        case at::kDouble: d.t.dtype = DLDataType{kDLFloat, 64, 1}; break;
-        case at::kHalf: d.t.dtype = DLDataType{kDLFloat, 16, 1}; break;
-        case at::kBFloat16: d.t.dtype = DLDataType{kDLBfloat, 16, 1}; break;
+// The DLPack dtype of a tensor these kernels pass on (era.hpp's era::dtype_of), or false.
+bool dtype_of(at::ScalarType type, DLDataType& out) {
+    switch (type) {
+        case at::kFloat: out = era::dtype_of<float>::value; return true;
+        case at::kDouble: out = era::dtype_of<double>::value; return true;
+        case at::kBFloat16: out = era::dtype_of<era::bf16>::value; return true;
+        case at::kHalf: out = era::dtype_of<era::f16>::value; return true;
         default: return false;
+    }
+}
+
+// Describes `t`; false for a tensor these kernels leave to Python (not on the CPU, not of a
+// floating dtype the heads take, more axes than era.hpp's views hold).
+bool describe(const at::Tensor& t, Descriptor& d) {
+    if (!t.device().is_cpu() || t.dim() > era::max_rank || !dtype_of(t.scalar_type(), d.t.dtype)) {
+        return false;
     }
     const int n = static_cast<int>(t.dim());
     for (int i = 0; i < n; ++i) {
         d.dims[i] = t.size(i);
-        d.dims[kMaxDims + i] = t.stride(i);
+        d.dims[era::max_rank + i] = t.stride(i);
     }
     d.t.data = t.numel() ? t.data_ptr() : nullptr;  // data_ptr includes the storage offset
     d.t.device = DLDevice{kDLCPU, 0};
     d.t.ndim = n;
     d.t.shape = d.dims;
-    d.t.strides = d.dims + kMaxDims;
+    d.t.strides = d.dims + era::max_rank;
     d.t.byte_offset = 0;
     return true;
 }
