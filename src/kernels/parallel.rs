@@ -304,7 +304,7 @@ pub fn dense_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<Cow<
     if let Ok(v2) = v.view().into_dimensionality::<Ix2>() {
         v2.rows().into_iter().for_each(&mut push);
     } else if v.ndim() > 0 {
-        v.lanes(Axis(v.ndim() - 1)).into_iter().for_each(&mut push);
+        rows(v).into_iter().for_each(&mut push);
     } else {
         buf.extend(v.iter().map(|x| x.to_f32()));
     }
@@ -327,8 +327,11 @@ pub fn with_dense_f32<T: Element, R>(out: &mut ArrayViewMutD<'_, T>, f: impl FnO
     let r = f(&mut buf);
     if let Ok(mut o2) = out.view_mut().into_dimensionality::<Ix2>() {
         let n = o2.ncols().max(1);
-        for (row, src) in o2.rows_mut().into_iter().zip(buf.chunks(n)) {
-            row.into_iter().zip(src).for_each(|(o, &v)| *o = T::from_f32(v));
+        for (mut row, src) in o2.rows_mut().into_iter().zip(buf.chunks(n)) {
+            match row.as_slice_mut() {
+                Some(dst) => T::store_f32(src, dst),
+                None => row.iter_mut().zip(src).for_each(|(o, &v)| *o = T::from_f32(v)),
+            }
         }
     } else {
         for (o, &v) in out.iter_mut().zip(&buf) {
