@@ -147,15 +147,57 @@ def test_delta_learner_and_module(gen):
     assert (ent >= -3.0 - 1e-4).all()
     before = head.delta.item()
     new = head.update_delta(ent.mean() + 1.0)
-    assert new < before and head.delta.item() == new
+    assert new < before and head.delta.item() == torch.tensor(new).item()  # in the buffer's dtype
     out.sum().backward()
     assert z.grad is not None and torch.isfinite(z.grad).all()
     other = era_torch.EraGaussian(3, -3.0, lr=0.01)
     other.load_state_dict(head.state_dict())
-    assert other.delta.item() == new and other.learner.delta == new
+    assert other.delta.item() == torch.tensor(new).item() and other.learner.delta == new
     assert other.update_delta(0.0) == head.update_delta(0.0)  # Adam moments restored too
     sm = era_torch.EraSoftmax(1.0)
     assert sm(torch.randn(2, 5, generator=gen)).shape == (2, 5)
+
+
+def test_module_delta_buffer_dtype(gen):
+    # the buffer is in torch's default dtype; float64 conversions take the learner's exact value,
+    # half conversions keep float32
+    head = era_torch.EraGaussian(3, -3.0, delta=-0.1234567890123)
+    exact = head.learner.delta
+    assert head.delta.dtype == torch.get_default_dtype() == torch.float32
+    assert head.delta.item() == torch.tensor(exact, dtype=torch.float32).item()
+    z = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    head.double()
+    assert head.delta.dtype == torch.float64 and head.delta.item() == exact
+    torch.testing.assert_close(head(z), era_torch.gaussian_log_std(z, target_entropy=-3.0, delta=exact), rtol=0, atol=0)
+    for convert in (head.half, head.bfloat16):
+        convert()
+        assert head.delta.dtype == torch.float32 and head.delta.item() == torch.tensor(exact, dtype=torch.float32).item()
+    head.to(torch.float64)
+    assert head.delta.item() == exact
+    # forward, update_delta, backward (a SAC step's order): the backward uses the forward's delta
+    zg = z.clone().requires_grad_(True)
+    out = head(zg)
+    (ref,) = torch.autograd.grad(era_torch.gaussian_log_std(zg, target_entropy=-3.0, delta=exact).pow(2).sum(), zg)
+    head.update_delta(0.0)
+    assert head.delta.item() != exact
+    (g,) = torch.autograd.grad(out.pow(2).sum(), zg)
+    torch.testing.assert_close(g, ref, rtol=0, atol=0)
+    head.learner.set_delta(exact)
+    head.delta.fill_(exact)
+    head.float()
+    assert head.delta.dtype == torch.float32
+    # a state dict with a float64 buffer (and one made in float32) loads into either
+    other = era_torch.EraGaussian(3, -3.0)
+    other.load_state_dict(era_torch.EraGaussian(3, -3.0, delta=0.25).double().state_dict())
+    assert other.delta.dtype == torch.float32 and other.delta.item() == 0.25 and other.learner.delta == 0.25
+    wide = era_torch.EraGaussian(3, -3.0).double()
+    wide.load_state_dict(head.state_dict())
+    assert wide.delta.dtype == torch.float64 and wide.learner.delta == exact
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert era_torch.EraGaussian(3, -3.0).delta.dtype == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 def test_torch_func_functional_call(gen):

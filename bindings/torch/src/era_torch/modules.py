@@ -118,8 +118,14 @@ class EraGaussian(nn.Module):
     entropy at least ``target_entropy + delta`` per row; ``update_delta(mean_entropy)`` runs
     one step of the learner (once per training step, outside the compiled region).
 
-    The current ``delta`` lives in the float64 buffer ``delta``; the learner's full state
-    (Adam's moments) is saved with the module's ``state_dict`` (extra state)."""
+    The current ``delta`` lives in the buffer ``delta``, a copy of the learner's value (which
+    the library keeps in float64) in torch's default dtype when the module is built, so that
+    a float32 actor's compiled graph uses it as it is (a float64 buffer there costs a cast
+    kernel per step); converting the module to float64 (``.double()``, ``.to(torch.float64)``)
+    makes it float64 with the learner's exact value, and to a half dtype makes it float32,
+    never coarser. Write it through :meth:`update_delta` (or ``load_state_dict``): a
+    conversion of dtype takes the learner's value. The learner's full state (Adam's
+    moments) is saved with the module's ``state_dict`` (extra state)."""
 
     def __init__(
         self,
@@ -153,15 +159,26 @@ class EraGaussian(nn.Module):
         self.target_entropy = self.learner.target_entropy
         self.log_std_min = self.learner.log_std_min
         self.log_std_max = self.learner.log_std_max
-        self.register_buffer("delta", torch.tensor(self.learner.delta, dtype=torch.float64))
+        self.register_buffer("delta", torch.tensor(self.learner.delta, dtype=torch.get_default_dtype()))
+
+    def _apply(self, fn, recurse=True):
+        before = self.delta.dtype
+        out = super()._apply(fn, recurse)
+        after = self.delta.dtype
+        if after != before and after != torch.float32:  # float64 (exact) or a half dtype (float32)
+            dtype = torch.float64 if after == torch.float64 else torch.float32
+            self._buffers["delta"] = torch.tensor(self.learner.delta, dtype=dtype, device=self.delta.device)
+        return out
 
     def forward(self, z: Tensor) -> Tensor:
+        # a copy of the buffer: the backward needs the delta this forward used, and
+        # update_delta may write the buffer in between (in a compiled graph, one fused kernel)
         return gaussian_log_std(
             z,
             target_entropy=self.target_entropy,
             log_std_min=self.log_std_min,
             log_std_max=self.log_std_max,
-            delta=self.delta,
+            delta=self.delta.clone(),
         )
 
     @torch.no_grad()
