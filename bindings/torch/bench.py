@@ -7,15 +7,19 @@
    against the straightforward PyTorch transcription of the recipe (tests/torch_ref.py). Each variant runs in its own
    process so that its peak RSS can be read; times are the median (and min) of REPS runs.
 2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
-   against a plain clamp of the log-stds, interleaved in one process; the added time is the
-   median (and quartiles) of the per-repeat ratios. With the C++ CPU kernels (when built),
-   then again in a child process with the ops' Python implementations
-   (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
+   against a plain clamp of the log-stds, one step of each in turn (in random order) in one
+   process, so that both see the same machine load; the added time is the median of the
+   paired per-step differences (with its 95% distribution-free interval) over the clamp's
+   median step. With the C++ CPU kernels (when built), then again in a child process with
+   the ops' Python implementations (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
    Python body, the op through the dispatcher, a compiled forward + backward of the head).
 
     python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac] [--op-cost]
+
+--reps: runs of each token variant, repeats of each op-cost timing; the SAC comparison
+takes 400 x reps steps of each.
 """
 
 from __future__ import annotations
@@ -143,7 +147,11 @@ def bench_token(reps: int) -> dict:
     return res
 
 
-def bench_sac(reps: int, iters: int = 50) -> dict:
+def bench_sac(pairs: int) -> dict:
+    """Seconds per step of the compiled SAC actor update with a clamp and with ERA log-stds,
+    `pairs` steps of each, one of each in turn in random order."""
+    import random
+
     import era_torch
 
     torch.manual_seed(0)
@@ -170,24 +178,36 @@ def bench_sac(reps: int, iters: int = 50) -> dict:
         compiled = torch.compile(loss_fn, fullgraph=True)
 
         def step(obs, eps):
+            t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             compiled(obs, eps).backward()
             opt.step()
+            return time.perf_counter() - t0
         return step
 
     steps = {"clamp": make(False), "era": make(True)}
     obs, eps = torch.randn(batch, obs_dim), torch.randn(batch, act_dim)
     for s in steps.values():
-        for _ in range(20):
+        for _ in range(50):
             s(obs, eps)
+    rng = random.Random(0)
     times = {k: [] for k in steps}
-    for _ in range(reps):
-        for k, s in steps.items():  # interleaved: both see the same machine load
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                s(obs, eps)
-            times[k].append((time.perf_counter() - t0) / iters)
+    for _ in range(pairs):
+        order = list(steps)
+        rng.shuffle(order)
+        for k in order:
+            times[k].append(steps[k](obs, eps))
     return times
+
+
+def added_time(t: dict) -> tuple[float, float, float]:
+    """The median of the paired per-step differences ERA - clamp and its 95% distribution-free
+    interval (order statistics n/2 -+ 0.98 sqrt(n)), as fractions of the clamp's median step."""
+    d = sorted(e - c for e, c in zip(t["era"], t["clamp"]))
+    n, base = len(d), statistics.median(t["clamp"])
+    half = 0.98 * n ** 0.5
+    lo, hi = max(0, int(n / 2 - half)), min(n - 1, int(n / 2 + half + 1))
+    return statistics.median(d) / base, d[lo] / base, d[hi] / base
 
 
 def bench_op_cost(reps: int) -> dict:
@@ -272,22 +292,21 @@ def main() -> None:
     if not args.skip_sac:
         import era_torch
 
-        reps = 4 * args.reps
-        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {reps} x 50 steps, "
-              "ERA interleaved with a clamp; added time = median [quartiles] of the per-repeat ratios")
+        pairs = 400 * args.reps
+        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {pairs} steps of each, "
+              "ERA and a clamp in turn; added time = median of the paired differences [95% interval] / clamp median")
         print("| ERA ops | clamp median us/step | ERA median us/step | ERA adds |")
         print("| --- | --- | --- | --- |")
-        runs = [("C++ CPU kernels" if era_torch.cpu_kernels() else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(reps))]
+        runs = [("C++ CPU kernels" if era_torch.cpu_kernels() else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(pairs))]
         if era_torch.cpu_kernels():
             env = dict(os.environ, ERA_TORCH_CPU_KERNELS="0")
-            out = subprocess.run([sys.executable, __file__, "--child", "sac", "--reps", str(reps)], env=env,
+            out = subprocess.run([sys.executable, __file__, "--child", "sac", "--reps", str(pairs)], env=env,
                                  capture_output=True, text=True, check=True).stdout
             runs.append(("Python implementations (ERA_TORCH_CPU_KERNELS=0, own process)", json.loads(out.splitlines()[-1])))
         for name, t in runs:
-            r = sorted(e / c for e, c in zip(t["era"], t["clamp"]))
-            q = [(r[round(f * (len(r) - 1))] - 1) * 100 for f in (0.25, 0.5, 0.75)]
+            m, lo, hi = (100 * x for x in added_time(t))
             print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['era']) * 1e6:.0f} | "
-                  f"{q[1]:+.1f}% [{q[0]:+.1f}%, {q[2]:+.1f}%] |")
+                  f"{m:+.1f}% [{lo:+.1f}%, {hi:+.1f}%] |")
     if args.op_cost:
         print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats")
         print("| measurement | us per call |")
