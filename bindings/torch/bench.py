@@ -8,9 +8,10 @@
    process so that its peak RSS can be read; times are the median (and min) of REPS runs.
 2. The Gaussian head inside a torch.compile'd SAC actor update (batch 256): ERA log-stds
    against a plain clamp of the log-stds, one step of each in turn (in random order) in one
-   process, so that both see the same machine load; the added time is the median of the
-   paired per-step differences (with its 95% distribution-free interval) over the clamp's
-   median step. With the C++ CPU kernels (when built), then again in a child process with
+   process, so that both see the same machine load, both updating the same actor; the added
+   time is the median of the paired per-step differences (with its 95% distribution-free
+   interval) over the clamp's median step. A control row: the clamp against the clamp
+   compiled a second time, measured the same way (the harness's own difference). With the C++ CPU kernels (when built), then again in a child process with
    the ops' Python implementations (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
@@ -147,9 +148,13 @@ def bench_token(reps: int) -> dict:
     return res
 
 
-def bench_sac(pairs: int) -> dict:
-    """Seconds per step of the compiled SAC actor update with a clamp and with ERA log-stds,
-    `pairs` steps of each, one of each in turn in random order."""
+def bench_sac(pairs: int, control: bool = False) -> dict:
+    """Seconds per step of the compiled SAC actor update with a clamp and with ERA log-stds
+    (`control`: with the clamp compiled a second time instead of ERA, the harness's own
+    difference), `pairs` steps of each, one of each in turn in random order. Both update
+    the same actor with the same optimizer: separate copies differ by themselves (about 1%
+    in this setting, from where their tensors lie). Two variants only: with a third one
+    interleaved, the code that two of them share would run more often, and warmer."""
     import random
 
     import era_torch
@@ -162,13 +167,12 @@ def bench_sac(pairs: int) -> dict:
                                    torch.nn.ReLU(), torch.nn.Linear(256, o))
 
     critic = mlp(obs_dim + act_dim, 1).requires_grad_(False)
+    actor = mlp(obs_dim, 2 * act_dim)
+    opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
     head = era_torch.EraGaussian(act_dim, -float(act_dim))
     lo, hi = head.log_std_min, head.log_std_max
 
     def make(era: bool):
-        actor = mlp(obs_dim, 2 * act_dim)
-        opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
-
         def loss_fn(obs, eps):
             mu, z = actor(obs).chunk(2, dim=-1)
             log_std = head(z) if era else z.clamp(lo, hi)
@@ -185,7 +189,7 @@ def bench_sac(pairs: int) -> dict:
             return time.perf_counter() - t0
         return step
 
-    steps = {"clamp": make(False), "era": make(True)}
+    steps = {"clamp": make(False), "other": make(not control)}
     obs, eps = torch.randn(batch, obs_dim), torch.randn(batch, act_dim)
     for s in steps.values():
         for _ in range(50):
@@ -201,9 +205,10 @@ def bench_sac(pairs: int) -> dict:
 
 
 def added_time(t: dict) -> tuple[float, float, float]:
-    """The median of the paired per-step differences ERA - clamp and its 95% distribution-free
-    interval (order statistics n/2 -+ 0.98 sqrt(n)), as fractions of the clamp's median step."""
-    d = sorted(e - c for e, c in zip(t["era"], t["clamp"]))
+    """The median of the paired per-step differences (ERA or the control) - clamp and its
+    95% distribution-free interval (order statistics n/2 -+ 0.98 sqrt(n)), as fractions of
+    the clamp's median step."""
+    d = sorted(e - c for e, c in zip(t["other"], t["clamp"]))
     n, base = len(d), statistics.median(t["clamp"])
     half = 0.98 * n ** 0.5
     lo, hi = max(0, int(n / 2 - half)), min(n - 1, int(n / 2 + half + 1))
@@ -295,17 +300,19 @@ def main() -> None:
         pairs = 400 * args.reps
         print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {pairs} steps of each, "
               "ERA and a clamp in turn; added time = median of the paired differences [95% interval] / clamp median")
-        print("| ERA ops | clamp median us/step | ERA median us/step | ERA adds |")
+        print("| ERA ops | clamp median us/step | ERA (or control) median us/step | adds |")
         print("| --- | --- | --- | --- |")
-        runs = [("C++ CPU kernels" if era_torch.cpu_kernels() else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(pairs))]
-        if era_torch.cpu_kernels():
+        cpp = era_torch.cpu_kernels()
+        runs = [("C++ CPU kernels" if cpp else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(pairs)),
+                ("control: the clamp compiled again", bench_sac(pairs, control=True))]
+        if cpp:
             env = dict(os.environ, ERA_TORCH_CPU_KERNELS="0")
             out = subprocess.run([sys.executable, __file__, "--child", "sac", "--reps", str(pairs)], env=env,
                                  capture_output=True, text=True, check=True).stdout
             runs.append(("Python implementations (ERA_TORCH_CPU_KERNELS=0, own process)", json.loads(out.splitlines()[-1])))
         for name, t in runs:
             m, lo, hi = (100 * x for x in added_time(t))
-            print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['era']) * 1e6:.0f} | "
+            print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['other']) * 1e6:.0f} | "
                   f"{m:+.1f}% [{lo:+.1f}%, {hi:+.1f}%] |")
     if args.op_cost:
         print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats")
