@@ -11,8 +11,9 @@
    process, so that both see the same machine load, both updating the same actor; the added
    time is the median of the paired per-step differences (with its 95% distribution-free
    interval) over the clamp's median step. A control row: the clamp against the clamp
-   compiled a second time, measured the same way (the harness's own difference). With the C++ CPU kernels (when built), then again in a child process with
-   the ops' Python implementations (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
+   compiled a second time, measured the same way (the harness's own difference). With the
+   C++ CPU kernels (when built), then again in a child process with the ops' Python
+   implementations (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
    Python body, the op through the dispatcher, a compiled forward + backward of the head).
