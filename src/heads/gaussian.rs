@@ -177,14 +177,15 @@ impl GaussianHead {
         let ks = self.ks(&z, &delta)?;
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
-        // f32: the vectorised kernel, rows split across threads (strided
-        // tensors gathered into, or written from, a contiguous buffer first)
-        if let Some(zs) = parallel::dense_f32(&z)? {
-            let d = self.cfg.dim;
+        // f32: the vectorised kernel, rows split across threads (the rows of
+        // strided tensors read where they lie or gathered first, a strided
+        // output written from a contiguous buffer)
+        if let Some(zr) = parallel::rows_f32(&z)? {
+            let (zs, d) = (zr.rows(), self.cfg.dim);
             let done = parallel::with_dense_f32(&mut out, |os| {
-                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.len(), zs.len() / d, os, d, |c| {
-                    let zc = &zs[c.rows.start * d..c.rows.end * d];
-                    gaussian_rows_f32(zc, d, k_chunk(&ks, c.rows.start, c.rows.len()), lo as f32, hi as f32, c.a)
+                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.rows() * d, zs.rows(), os, d, |c| {
+                    let kc = k_chunk(&ks, c.rows.start, c.rows.len());
+                    gaussian_rows_f32(zs.range(c.rows), kc, lo as f32, hi as f32, c.a)
                 });
             })?;
             if done.is_some() {
@@ -232,37 +233,38 @@ impl GaussianHead {
         let scalar = matches!(delta, DeltaArg::Scalar(_));
         // d/d delta: per row, or (scalar delta) the sum over rows, which each
         // parallel chunk accumulates on its own (no per-row buffer to fill first)
-        let dense = match (parallel::dense_f32(&z)?, parallel::dense_f32(&grad_out)?) {
+        let dense = match (parallel::rows_f32(&z)?, parallel::rows_f32(&grad_out)?) {
             (Some(zs), Some(gs)) => Some((zs, gs)),
             _ => None,
         };
         let fast = match &dense {
-            Some((zs, gs)) => parallel::with_dense_f32(&mut grad_z, |ds| {
-                // f32: the vectorised kernel, rows split into chunks (strided
-                // tensors gathered into, or written from, contiguous buffers)
-                let d = self.cfg.dim;
-                let rows = zs.len() / d;
+            Some((zr, gr)) => parallel::with_dense_f32(&mut grad_z, |ds| {
+                // f32: the vectorised kernel, rows split into chunks (the rows of
+                // strided tensors read where they lie or gathered first, a
+                // strided output written from a contiguous buffer)
+                let (zs, gs, d) = (zr.rows(), gr.rows(), self.cfg.dim);
+                let rows = zs.rows();
                 let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
                 let (lo, hi) = (lo as f32, hi as f32);
                 let sums = parallel::for_chunks2(
                     parallel::PAR_MIN_ELEMENTS_GAUSSIAN,
                     threads,
-                    zs.len(),
+                    rows * d,
                     rows,
                     ds,
                     d,
                     &mut dd,
                     usize::from(!scalar),
                     |c| {
-                        let r = c.rows.start * d..c.rows.end * d;
                         let kc = k_chunk(&ks, c.rows.start, c.rows.len());
+                        let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows.clone()));
                         if scalar {
                             // the chunk's sum of d/d delta (no per-row buffer to fill first)
                             let mut local = vec![0.0f64; c.rows.len()];
-                            gaussian_rows_grad_f32(&zs[r.clone()], &gs[r], d, kc, lo, hi, c.a, &mut local);
+                            gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, &mut local);
                             local.iter().sum()
                         } else {
-                            gaussian_rows_grad_f32(&zs[r.clone()], &gs[r], d, kc, lo, hi, c.a, c.b);
+                            gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, c.b);
                             0.0
                         }
                     },

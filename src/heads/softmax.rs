@@ -77,20 +77,22 @@ impl SoftmaxHead {
         let k = self.k;
         let threads = parallel::resolve_threads(self.threads);
         let n = self.cfg.num_classes;
-        // f32: the vectorised kernels (strided tensors gathered into, or
-        // written from, a contiguous buffer first)
+        // f32: the vectorised kernels (the rows of strided tensors read where
+        // they lie or gathered first, a strided output written from a
+        // contiguous buffer)
         if self.f32_kernels() {
-            if let Some(zs) = parallel::dense_f32(&z)? {
+            if let Some(zr) = parallel::rows_f32(&z)? {
+                let zs = zr.rows();
                 let (slope, b) = (k.slope as f32, k.b as f32);
                 let done = parallel::with_dense_f32(&mut out, |os| {
-                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, os, n, |c| {
-                        let zc = &zs[c.rows.start * n..c.rows.end * n];
+                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.rows() * n, zs.rows(), os, n, |c| {
+                        let zc = zs.range(c.rows);
                         if n <= ROWS_ACROSS_LANES_MAX_N {
-                            softmax_head_rows_f32(zc, n, slope, b, c.a);
+                            softmax_head_rows_f32(zc, slope, b, c.a);
                             return;
                         }
-                        for (zr, or) in zc.chunks_exact(n).zip(c.a.chunks_exact_mut(n)) {
-                            softmax_head_row_f32(zr, slope, b, or);
+                        for (i, or) in c.a.chunks_exact_mut(n).enumerate() {
+                            softmax_head_row_f32(zc.row(i), slope, b, or);
                         }
                     });
                 })?;
@@ -115,18 +117,19 @@ impl SoftmaxHead {
         let threads = parallel::resolve_threads(self.threads);
         let n = self.cfg.num_classes;
         if self.f32_kernels() {
-            if let (Some(zs), Some(gs)) = (parallel::dense_f32(&z)?, parallel::dense_f32(&grad_out)?) {
+            if let (Some(zr), Some(gr)) = (parallel::rows_f32(&z)?, parallel::rows_f32(&grad_out)?) {
+                let (zs, gs) = (zr.rows(), gr.rows());
                 let (slope, b) = (k.slope as f32, k.b as f32);
                 let done = parallel::with_dense_f32(&mut grad_z, |ds| {
-                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.len(), zs.len() / n, ds, n, |c| {
-                        let r = c.rows.start * n..c.rows.end * n;
+                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.rows() * n, zs.rows(), ds, n, |c| {
+                        let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows));
                         if n <= ROWS_ACROSS_LANES_MAX_N {
-                            softmax_head_rows_grad_f32(&zs[r.clone()], &gs[r], n, slope, b, c.a);
+                            softmax_head_rows_grad_f32(zc, gc, slope, b, c.a);
                             return;
                         }
                         let mut scratch = Vec::new();
-                        for ((zr, gr), dr) in zs[r.clone()].chunks_exact(n).zip(gs[r].chunks_exact(n)).zip(c.a.chunks_exact_mut(n)) {
-                            softmax_head_row_grad_f32(zr, gr, slope, b, dr, &mut scratch);
+                        for (i, dr) in c.a.chunks_exact_mut(n).enumerate() {
+                            softmax_head_row_grad_f32(zc.row(i), gc.row(i), slope, b, dr, &mut scratch);
                         }
                     });
                 })?;

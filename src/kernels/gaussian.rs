@@ -5,7 +5,7 @@
 use multiversion::multiversion;
 
 use crate::config::{GaussianConfig, L2PE};
-use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, LANES};
+use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, Rows, LANES};
 
 /// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
 #[inline]
@@ -70,19 +70,20 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
     }
 }
 
-/// Gaussian-head forward over contiguous f32 rows of length `d`:
+/// Gaussian-head forward over f32 rows of length `d` (read where they lie,
+/// [`Rows`]) into contiguous rows `out`:
 /// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`, or
 /// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
 /// Rows are processed [`LANES`] at a time with one row per lane, so that
 /// short rows (a few action dimensions) still fill the vector registers.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
-    let rows = z.len() / d.max(1);
+pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
+    let (rows, d) = (z.rows(), z.n());
     let full = rows / LANES * LANES;
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
     for g in (0..full).step_by(LANES) {
-        load_lanes(z, d, g, &mut t);
+        load_lanes(&z, g, &mut t);
         let s = exp_lanes(&mut t);
         let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
         for tj in t.iter_mut() {
@@ -99,7 +100,8 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
         }
         store_lanes(&t, d, g, out, |_, v| v);
     }
-    for (j, (zr, or)) in z[full * d..].chunks_exact(d).zip(out[full * d..].chunks_exact_mut(d)).enumerate() {
+    for (j, or) in out[full * d..].chunks_exact_mut(d.max(1)).enumerate().take(rows - full) {
+        let zr = z.row(full + j);
         let k = row_k(ks, full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
@@ -122,19 +124,20 @@ pub fn gaussian_rows_f32(z: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, out:
     }
 }
 
-/// Gaussian-head backward over contiguous f32 rows: writes `dz` and the
-/// per-row `d/d delta` into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
+/// Gaussian-head backward over f32 rows `z` and `g` (of the same shape, read
+/// where they lie): writes contiguous rows `dz` and the per-row `d/d delta`
+/// into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-#[allow(clippy::too_many_arguments)]
-pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
-    let rows = z.len() / d.max(1);
+pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    let (rows, d) = (z.rows(), z.n());
+    assert!(g.rows() == rows && g.n() == d, "z and g must hold rows of the same shape");
     let full = rows / LANES * LANES;
     // groups of LANES rows, transposed so that lane i holds row i
     let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
     let mut tg = tz.clone();
     for r0 in (0..full).step_by(LANES) {
-        load_lanes(z, d, r0, &mut tz);
-        load_lanes(g, d, r0, &mut tg);
+        load_lanes(&z, r0, &mut tz);
+        load_lanes(&g, r0, &mut tg);
         let inv: [f32; LANES] = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
         let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, r0 + i) as f32);
         let mut dot = [0.0f32; LANES];
@@ -155,11 +158,9 @@ pub fn gaussian_rows_grad_f32(z: &[f32], g: &[f32], d: usize, ks: &[f64], lo: f3
             dd[r0 + i] = dot[i] as f64;
         }
     }
-    let rest = (z[full * d..].chunks_exact(d).zip(g[full * d..].chunks_exact(d)))
-        .zip(dz[full * d..].chunks_exact_mut(d))
-        .zip(dd[full..].iter_mut())
-        .enumerate();
-    for (j, (((zr, gr), dr), ddr)) in rest {
+    let rest = dz[full * d..].chunks_exact_mut(d.max(1)).zip(dd[full..].iter_mut()).enumerate().take(rows - full);
+    for (j, (dr, ddr)) in rest {
+        let (zr, gr) = (z.row(full + j), g.row(full + j));
         let k = row_k(ks, full + j);
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;

@@ -9,7 +9,6 @@
 //! smaller than [`PAR_MIN_ELEMENTS`] run on the calling thread: starting
 //! work on other threads costs more than it saves there.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::kernels::element::Element;
-use crate::kernels::vmath::{load, store};
+use crate::kernels::vmath::{load, store, Rows};
 
 /// The largest thread count a head accepts.
 pub const MAX_THREADS: usize = 1024;
@@ -281,17 +280,44 @@ pub fn store_values<U: Element>(out: &mut ArrayViewMutD<'_, U>, values: &[f64]) 
     }
 }
 
-/// The elements of `v` in logical row-major order as one f32 slice, for the
-/// vectorised f32 kernels: `v`'s own memory when it is contiguous, else a
-/// copy gathered a row at a time (rows whose elements are adjacent, such as
-/// the columns `[:, D:]` of a wider array, are copied as slices). `None` when
-/// `T` is not f32.
-pub fn dense_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<Cow<'a, [f32]>>> {
+/// f32 rows of an input for the vectorised kernels: [`Rows`] over the input's
+/// own memory, or over a gathered copy.
+pub enum RowsF32<'a> {
+    /// The input's own rows, where they lie.
+    InPlace(Rows<'a>),
+    /// A contiguous copy, `n` elements per row.
+    Gathered(Vec<f32>, usize),
+}
+
+impl RowsF32<'_> {
+    /// The rows.
+    pub fn rows(&self) -> Rows<'_> {
+        match self {
+            RowsF32::InPlace(r) => *r,
+            RowsF32::Gathered(v, n) => Rows::contiguous(v, *n),
+        }
+    }
+}
+
+/// The rows (last axis) of `v` for the vectorised f32 kernels, in logical
+/// row-major order: read where they lie when the elements of a row are
+/// adjacent and the rows lie at one distance from each other (a contiguous
+/// array, the columns `[:, D:]` of a wider one, rows in reverse order, a
+/// `[B, T, D]` slice of a `[B, T, 2D]` array), else a copy gathered a row at a
+/// time. `None` when `T` is not f32.
+pub fn rows_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<RowsF32<'a>>> {
     if T::as_f32_slice(&[]).is_none() {
         return Ok(None);
     }
+    let n = v.shape().last().copied().unwrap_or(1);
     if let Some(s) = v.as_slice().and_then(T::as_f32_slice) {
-        return Ok(Some(Cow::Borrowed(s)));
+        return Ok(Some(RowsF32::InPlace(Rows::contiguous(s, n))));
+    }
+    if let Some((rows, stride)) = row_stride(v) {
+        // SAFETY: `T` is f32 (`as_f32_slice` gives slices of f32 only); every
+        // row holds `n` adjacent elements of `v` from `v.as_ptr() + i*stride`,
+        // readable (and, `v` being a shared view, not written) for `'a`.
+        return Ok(Some(RowsF32::InPlace(unsafe { Rows::from_raw(v.as_ptr().cast::<f32>(), rows, n, stride) })));
     }
     crate::kernels::reserve(v.len().saturating_mul(4), "a contiguous copy of a strided f32 input")?;
     let mut buf = Vec::with_capacity(v.len());
@@ -299,8 +325,8 @@ pub fn dense_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<Cow<
         Some(s) => T::extend_f32(s, &mut buf),
         None => buf.extend(row.iter().map(|x| x.to_f32())),
     };
-    // two axes (the common case) through a fixed-rank view: iterating lanes of a
-    // dynamic-rank view costs tens of nanoseconds per row
+    // two axes through a fixed-rank view: iterating lanes of a dynamic-rank
+    // view costs tens of nanoseconds per row
     if let Ok(v2) = v.view().into_dimensionality::<Ix2>() {
         v2.rows().into_iter().for_each(&mut push);
     } else if v.ndim() > 0 {
@@ -308,7 +334,32 @@ pub fn dense_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<Cow<
     } else {
         buf.extend(v.iter().map(|x| x.to_f32()));
     }
-    Ok(Some(Cow::Owned(buf)))
+    Ok(Some(RowsF32::Gathered(buf, n)))
+}
+
+/// The number of rows of `v` and the distance between consecutive rows (in
+/// elements), when its rows lie at one distance from each other and the
+/// elements of each row are adjacent; else `None`.
+fn row_stride<T>(v: &ArrayViewD<'_, T>) -> Option<(usize, isize)> {
+    let (&n, batch) = v.shape().split_last()?;
+    let strides = v.strides();
+    if n > 1 && strides[strides.len() - 1] != 1 {
+        return None;
+    }
+    let rows: usize = batch.iter().product();
+    // the batch axes of more than one element, innermost first: each must step
+    // over the whole of the axes inside it
+    let mut stride = None;
+    let mut reach = 0isize; // the inner batch axes' extent, in elements
+    for (&len, &s) in batch.iter().zip(strides).rev().filter(|(&len, _)| len > 1) {
+        match stride {
+            None => stride = Some(s),
+            Some(_) if s != reach => return None,
+            Some(_) => {}
+        }
+        reach = s.checked_mul(len as isize)?;
+    }
+    Some((rows, stride.unwrap_or(n as isize)))
 }
 
 /// Runs `f` on the elements of the f32 output `out` as one slice in logical
@@ -339,4 +390,52 @@ pub fn with_dense_f32<T: Element, R>(out: &mut ArrayViewMutD<'_, T>, f: impl FnO
         }
     }
     Ok(Some(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{s, Array, ArrayD, IxDyn};
+
+    use super::*;
+
+    fn iota(shape: &[usize]) -> ArrayD<f32> {
+        let n: usize = shape.iter().product();
+        Array::from_iter((0..n).map(|i| i as f32)).into_shape_with_order(IxDyn(shape)).unwrap()
+    }
+
+    /// Each row of `rows_f32(v)` is the row of `v` (logical order), and the
+    /// rows are read in place exactly when `in_place`.
+    fn check(v: ArrayViewD<'_, f32>, in_place: bool) {
+        let r = rows_f32(&v).unwrap().unwrap();
+        assert_eq!(matches!(r, RowsF32::InPlace(_)), in_place, "shape {:?} strides {:?}", v.shape(), v.strides());
+        let n = *v.shape().last().unwrap();
+        let want: Vec<f32> = v.iter().copied().collect();
+        let rows = r.rows();
+        assert_eq!(rows.rows() * n, want.len());
+        let got: Vec<f32> = (0..rows.rows()).flat_map(|i| rows.row(i).to_vec()).collect();
+        assert_eq!(got, want);
+        // a range of rows is those rows
+        if rows.rows() >= 3 {
+            let sub = rows.range(1..3);
+            assert_eq!(sub.row(1), rows.row(2));
+        }
+    }
+
+    #[test]
+    fn rows_in_place_or_gathered() {
+        let a = iota(&[8, 13]);
+        check(a.view(), true); // contiguous
+        check(a.slice(s![.., 7..]).into_dyn(), true); // the columns [:, D:] of a network's output
+        check(a.slice(s![..;-1, 7..]).into_dyn(), true); // rows in reverse order
+        check(a.slice(s![..;2, ..6]).into_dyn(), true); // every other row
+        check(a.slice(s![.., 3..4]).into_dyn(), true); // one column: rows of one element
+        check(a.slice(s![..1, 7..]).into_dyn(), true); // one row
+        check(a.slice(s![..0, 7..]).into_dyn(), true); // no rows
+        check(a.t().into_dyn(), false); // a row's elements not adjacent
+        let b = iota(&[3, 4, 12]);
+        check(b.slice(s![.., .., 6..]).into_dyn(), true); // [B, T, D] of [B, T, 2D]: one row stride
+        check(b.slice(s![.., 1.., 6..]).into_dyn(), false); // a gap after each block of rows
+        check(b.slice(s![1..2, .., 6..]).into_dyn(), true); // an axis of one element
+        check(b.slice(s![.., 2..3, 6..]).into_dyn(), true); // the other axis of one element
+    }
 }

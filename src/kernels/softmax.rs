@@ -4,7 +4,9 @@
 use multiversion::multiversion;
 
 use crate::config::SoftmaxConfig;
-use crate::kernels::vmath::{block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, BLOCK, LANES, V};
+use crate::kernels::vmath::{
+    block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, Rows, BLOCK, LANES, V,
+};
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -348,7 +350,8 @@ pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &
 /// limit is one vector's width; it has not been tuned by measurement.
 pub const ROWS_ACROSS_LANES_MAX_N: usize = LANES;
 
-/// Softmax-head forward of contiguous f32 rows of length `n` (docs/math.md#softmax-head),
+/// Softmax-head forward of f32 rows of length `n` (read where they lie, [`Rows`]) into
+/// contiguous rows `out` (docs/math.md#softmax-head),
 /// [`LANES`] rows at a time with one row per lane, so that short rows (`n` up to
 /// [`ROWS_ACROSS_LANES_MAX_N`]) fill the vector registers: the same three steps as
 /// [`softmax_head_row_f32`] (exponentials and their sum, the map to `w`, the shift by
@@ -356,14 +359,14 @@ pub const ROWS_ACROSS_LANES_MAX_N: usize = LANES;
 /// zeros that are computed and dropped, so every row gets the same arithmetic however
 /// the rows are split across threads.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn softmax_head_rows_f32(z: &[f32], n: usize, slope: f32, b: f32, out: &mut [f32]) {
+pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32]) {
+    let (rows, n) = (z.rows(), z.n());
     if n == 0 {
         return;
     }
-    let rows = z.len() / n;
     let mut t = vec![[0.0f32; LANES]; n];
     for g0 in (0..rows).step_by(LANES) {
-        load_lanes(z, n, g0, &mut t);
+        load_lanes(&z, g0, &mut t);
         let inv = vmap(exp_lanes(&mut t), |v| 1.0 / v);
         let mut wmin = [f32::INFINITY; LANES];
         for tj in t.iter_mut() {
@@ -375,11 +378,13 @@ pub fn softmax_head_rows_f32(z: &[f32], n: usize, slope: f32, b: f32, out: &mut 
     }
 }
 
-/// Softmax-head backward of contiguous f32 rows of length `n`, rows across lanes as in
-/// [`softmax_head_rows_f32`]: `dz_j = slope * s_j * (a_j - sum_i a_i s_i)` with the `a_i`
+/// Softmax-head backward of f32 rows `z` and `g` (of the same shape, read where they
+/// lie) into contiguous rows `dz`, rows across lanes as in [`softmax_head_rows_f32`]: `dz_j = slope * s_j * (a_j - sum_i a_i s_i)` with the `a_i`
 /// of [`softmax_head_row_grad_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn softmax_head_rows_grad_f32(z: &[f32], g: &[f32], n: usize, slope: f32, b: f32, dz: &mut [f32]) {
+pub fn softmax_head_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, slope: f32, b: f32, dz: &mut [f32]) {
+    let (rows, n) = (z.rows(), z.n());
+    assert!(g.rows() == rows && g.n() == n, "z and g must hold rows of the same shape");
     if slope == 0.0 {
         // degenerate head (C = n*ub): the output does not depend on z
         dz.fill(0.0);
@@ -388,12 +393,11 @@ pub fn softmax_head_rows_grad_f32(z: &[f32], g: &[f32], n: usize, slope: f32, b:
     if n == 0 {
         return;
     }
-    let rows = z.len() / n;
     let mut tz = vec![[0.0f32; LANES]; n];
     let mut tg = tz.clone();
     for g0 in (0..rows).step_by(LANES) {
-        load_lanes(z, n, g0, &mut tz);
-        load_lanes(g, n, g0, &mut tg);
+        load_lanes(&z, g0, &mut tz);
+        load_lanes(&g, g0, &mut tg);
         let inv = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {

@@ -16,6 +16,9 @@
 //! The f64 row helpers ([`row_max`], [`logsumexp`], [`softmax_into`],
 //! [`softmax_entropy`]) serve the f64 kernels and the references.
 
+use std::marker::PhantomData;
+use std::ops::Range;
+
 use crate::kernels::element::Element;
 
 /// Lanes per vector step (one AVX-512 register of f32; two AVX2 ones).
@@ -160,18 +163,80 @@ pub(crate) fn vzip3(a: V, b: V, c: V, f: impl Fn(f32, f32, f32) -> f32) -> V {
     o
 }
 
-/// Loads rows `g0..g0 + LANES` of `src` (contiguous rows of `n`) into `t`,
-/// transposed so that lane `i` holds row `g0 + i`: `t[j][i]` is element `j` of
-/// that row. Lanes past the last row are zero (computed by the caller and
-/// dropped by [`store_lanes`]), so each row gets the same arithmetic wherever
-/// group boundaries fall. The layout of the rows-across-lanes kernels.
+/// Rows of `n` f32 values that lie at a common distance (`stride` elements,
+/// either sign) from each other, for reading: a contiguous slice of rows, or
+/// the rows of a strided view whose elements within a row are adjacent (the
+/// columns `[:, D:]` of a network's output), which the kernels then read where
+/// they lie instead of from a gathered copy. A `Rows` only ever yields the
+/// elements of its rows, never the memory between them.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    ptr: *const f32,
+    rows: usize,
+    n: usize,
+    stride: isize,
+    _data: PhantomData<&'a [f32]>,
+}
+
+// SAFETY: a `Rows` stands for shared slices (`&'a [f32]`), which may be sent
+// to and shared between threads.
+unsafe impl Send for Rows<'_> {}
+unsafe impl Sync for Rows<'_> {}
+
+impl<'a> Rows<'a> {
+    /// The rows of a contiguous slice, `n` elements each (no rows when `n == 0`).
+    pub fn contiguous(data: &'a [f32], n: usize) -> Self {
+        let rows = data.len().checked_div(n).unwrap_or(0);
+        Rows { ptr: data.as_ptr(), rows, n, stride: n as isize, _data: PhantomData }
+    }
+
+    /// `rows` rows of `n` adjacent elements, row `i` starting at `ptr + i*stride`.
+    ///
+    /// # Safety
+    /// For every `i < rows`, the `n` elements from `ptr + i*stride` are valid
+    /// for reads and not written for the lifetime `'a`.
+    pub unsafe fn from_raw(ptr: *const f32, rows: usize, n: usize, stride: isize) -> Self {
+        Rows { ptr, rows, n, stride, _data: PhantomData }
+    }
+
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The number of elements in a row.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Row `i` (panics if `i >= self.rows()`).
+    #[inline(always)]
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        assert!(i < self.rows, "row {i} of {} rows", self.rows);
+        // SAFETY: row `i` exists, and `from_raw`'s contract (or the slice of
+        // `contiguous`) makes its `n` elements readable for `'a`.
+        unsafe { std::slice::from_raw_parts(self.ptr.offset(i as isize * self.stride), self.n) }
+    }
+
+    /// The rows `range` (panics if it does not lie within `0..self.rows()`).
+    pub fn range(&self, range: Range<usize>) -> Rows<'a> {
+        assert!(range.start <= range.end && range.end <= self.rows, "rows {range:?} of {}", self.rows);
+        // wrapping: the start of an empty range may lie past the last row
+        let ptr = self.ptr.wrapping_offset(range.start as isize * self.stride);
+        Rows { ptr, rows: range.end - range.start, ..*self }
+    }
+}
+
+/// Loads rows `g0..g0 + LANES` of `src` into `t`, transposed so that lane `i`
+/// holds row `g0 + i`: `t[j][i]` is element `j` of that row. Lanes past the
+/// last row are zero (computed by the caller and dropped by [`store_lanes`]),
+/// so each row gets the same arithmetic wherever group boundaries fall. The
+/// layout of the rows-across-lanes kernels.
 #[inline(always)]
-pub(crate) fn load_lanes(src: &[f32], n: usize, g0: usize, t: &mut [V]) {
-    let rows = src.len() / n.max(1);
+pub(crate) fn load_lanes(src: &Rows<'_>, g0: usize, t: &mut [V]) {
     for i in 0..LANES {
-        if g0 + i < rows {
-            let row = &src[(g0 + i) * n..(g0 + i + 1) * n];
-            t.iter_mut().zip(row).for_each(|(tj, &v)| tj[i] = v);
+        if g0 + i < src.rows() {
+            t.iter_mut().zip(src.row(g0 + i)).for_each(|(tj, &v)| tj[i] = v);
         } else {
             t.iter_mut().for_each(|tj| tj[i] = 0.0);
         }
