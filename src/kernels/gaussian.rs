@@ -5,7 +5,7 @@
 use multiversion::multiversion;
 
 use crate::config::{GaussianConfig, L2PE};
-use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, Rows, LANES};
+use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, BlockOrder, Rows, LANES};
 
 /// `k = S - D*log_std_max` with `S = H0 + delta - 0.5*D*L2PE` (<= 0 when feasible).
 #[inline]
@@ -82,6 +82,7 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
     let full = rows / LANES * LANES;
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    let order = BlockOrder::new(if full > 0 { d } else { 0 });
     for g in (0..full).step_by(LANES) {
         load_lanes(&z, g, &mut t);
         let s = exp_lanes(&mut t);
@@ -98,7 +99,7 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
                 }
             });
         }
-        store_lanes(&t, d, g, out, |_, v| v);
+        store_lanes(&t, d, g, out, &order);
     }
     for (j, or) in out[full * d..].chunks_exact_mut(d.max(1)).enumerate().take(rows - full) {
         let zr = z.row(full + j);
@@ -135,6 +136,7 @@ pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: 
     // groups of LANES rows, transposed so that lane i holds row i
     let mut tz = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
     let mut tg = tz.clone();
+    let order = BlockOrder::new(if full > 0 { d } else { 0 });
     for r0 in (0..full).step_by(LANES) {
         load_lanes(&z, r0, &mut tz);
         load_lanes(&g, r0, &mut tg);
@@ -153,7 +155,7 @@ pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: 
             let kd = vzip(*gj, dot, |gv, dv| gv - dv);
             *tj = vzip3(k, *tj, kd, |kk, sv, x| kk * sv * x);
         }
-        store_lanes(&tz, d, r0, dz, |_, v| v);
+        store_lanes(&tz, d, r0, dz, &order);
         for i in 0..LANES {
             dd[r0 + i] = dot[i] as f64;
         }

@@ -5,7 +5,7 @@ use multiversion::multiversion;
 
 use crate::config::SoftmaxConfig;
 use crate::kernels::vmath::{
-    block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, Rows, BLOCK, LANES, V,
+    block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, BlockOrder, Rows, BLOCK, LANES, V,
 };
 
 /// The constants of the affine map `h = slope*s + b` (derived once per head).
@@ -365,6 +365,7 @@ pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32
         return;
     }
     let mut t = vec![[0.0f32; LANES]; n];
+    let order = BlockOrder::new(n);
     for g0 in (0..rows).step_by(LANES) {
         load_lanes(&z, g0, &mut t);
         let inv = vmap(exp_lanes(&mut t), |v| 1.0 / v);
@@ -374,7 +375,10 @@ pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32
             *tj = w;
             wmin = vzip(wmin, w, min_nan);
         }
-        store_lanes(&t, n, g0, out, |i, w| w - wmin[i]);
+        for tj in t.iter_mut() {
+            *tj = vzip(*tj, wmin, |w, m| w - m);
+        }
+        store_lanes(&t, n, g0, out, &order);
     }
 }
 
@@ -395,6 +399,7 @@ pub fn softmax_head_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, slope: f32, 
     }
     let mut tz = vec![[0.0f32; LANES]; n];
     let mut tg = tz.clone();
+    let order = BlockOrder::new(n);
     for g0 in (0..rows).step_by(LANES) {
         load_lanes(&z, g0, &mut tz);
         load_lanes(&g, g0, &mut tg);
@@ -411,6 +416,6 @@ pub fn softmax_head_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, slope: f32, 
             let d = vzip(*gj, dot, |a, dv| a - dv);
             *tj = vzip(*tj, d, |s, x| slope * s * x);
         }
-        store_lanes(&tz, n, g0, dz, |_, v| v);
+        store_lanes(&tz, n, g0, dz, &order);
     }
 }

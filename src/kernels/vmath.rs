@@ -234,6 +234,20 @@ impl<'a> Rows<'a> {
 /// layout of the rows-across-lanes kernels.
 #[inline(always)]
 pub(crate) fn load_lanes(src: &Rows<'_>, g0: usize, t: &mut [V]) {
+    let n = t.len().min(src.n());
+    if g0 + LANES <= src.rows() {
+        // a whole group: element j of the LANES rows at once, one vector per j
+        // (written so that it compiles to gathers; copying row by row compiles
+        // to scatters into `t`, several times slower)
+        let base = src.ptr.wrapping_offset(g0 as isize * src.stride);
+        let at: [isize; LANES] = std::array::from_fn(|i| i as isize * src.stride);
+        for (j, tj) in t.iter_mut().enumerate().take(n) {
+            // SAFETY: rows g0..g0 + LANES exist and j < n: each address is
+            // element j of one of those rows, readable as `Rows` promises
+            *tj = std::array::from_fn(|i| unsafe { *base.offset(at[i] + j as isize) });
+        }
+        return;
+    }
     for i in 0..LANES {
         if g0 + i < src.rows() {
             t.iter_mut().zip(src.row(g0 + i)).for_each(|(tj, &v)| tj[i] = v);
@@ -243,15 +257,47 @@ pub(crate) fn load_lanes(src: &Rows<'_>, g0: usize, t: &mut [V]) {
     }
 }
 
-/// Writes the lanes of `t` whose rows exist in `dst` back as rows (the inverse of
-/// [`load_lanes`]), each value passed through `f(lane, value)`.
+/// Where each value of a whole group's rows comes from in the lanes (see
+/// [`store_lanes`]), for rows of `n` values; made once per kernel call.
+pub(crate) struct BlockOrder {
+    n: usize,
+    /// For value `k` of the group's `LANES * n` values (row `k / n`, element
+    /// `k % n`): its index in the flattened lanes, `(k % n) * LANES + k / n`.
+    from: Vec<u32>,
+}
+
+impl BlockOrder {
+    /// The order for rows of `n` values.
+    pub(crate) fn new(n: usize) -> Self {
+        let from = (0..LANES * n).map(|k| ((k % n) * LANES + k / n) as u32).collect();
+        BlockOrder { n, from }
+    }
+}
+
+/// Writes the lanes of `t` whose rows exist in `dst` (contiguous rows of `n`)
+/// back as rows (the inverse of [`load_lanes`]); `order` is
+/// [`BlockOrder::new(n)`](BlockOrder::new).
 #[inline(always)]
-pub(crate) fn store_lanes(t: &[V], n: usize, g0: usize, dst: &mut [f32], f: impl Fn(usize, f32) -> f32) {
+pub(crate) fn store_lanes(t: &[V], n: usize, g0: usize, dst: &mut [f32], order: &BlockOrder) {
     let rows = dst.len() / n.max(1);
+    if n > 0 && order.n == n && t.len() >= n && g0 + LANES <= rows {
+        // a whole group: its rows are one block of LANES * n values, written in
+        // order, each read from its lane (written so that it compiles to
+        // gathers from `t` and whole-vector stores; row by row, it compiles to
+        // gathers and stores of a few values at a time)
+        let src = t.as_ptr().cast::<f32>(); // t.len() * LANES values, lane after lane
+        let block = &mut dst[g0 * n..(g0 + LANES) * n];
+        for (o, &k) in block.iter_mut().zip(&order.from) {
+            // SAFETY: k < LANES * n <= LANES * t.len() (BlockOrder::new), and
+            // an array of [f32; LANES] holds its values back to back
+            *o = unsafe { *src.add(k as usize) };
+        }
+        return;
+    }
     for i in 0..LANES.min(rows.saturating_sub(g0)) {
         let row = &mut dst[(g0 + i) * n..(g0 + i + 1) * n];
         for (o, tj) in row.iter_mut().zip(t) {
-            *o = f(i, tj[i]);
+            *o = tj[i];
         }
     }
 }
