@@ -50,4 +50,5 @@ pub use heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg, 
 pub use heads::softmax::{categorical_entropy, SoftmaxHead};
 pub use heads::token::{IndexView, TokenHead, TokenOutputs};
 pub use heads::Head;
+pub use kernels::vmath::Rows;
 pub use kernels::Element;

@@ -460,3 +460,151 @@ fn token_backward_in_place_and_overlapping_outputs() {
     assert_eq!(buf, logits, "an invalid in-place call wrote the logits");
     unsafe { era_head_free(h) };
 }
+
+/// f32 calls of `era_gaussian_forward_delta` / `era_gaussian_backward_delta`
+/// whose rows can be read where they lie, with one delta and contiguous
+/// outputs, take the head's rows path (no array views); every other call
+/// takes the general path. Both give the same bits, and the rows path reports
+/// the same errors.
+#[test]
+fn gaussian_delta_rows_path_matches_the_general_path() {
+    let (d, rows) = (6usize, 37usize); // two whole groups of 16 rows and a partial one
+    let g = gaussian(d as u64, -(d as f64));
+    let wide = 2 * d + 1;
+    // z as the columns [:, d+1:] of a [rows, 2d+1] array, its transpose stored
+    // [d, rows] (rows not readable in place), and the gradient contiguous
+    let mut storage: Vec<f32> = (0..rows * wide).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 6.0).collect();
+    let z: Vec<f32> = (0..rows).flat_map(|r| storage[r * wide + d + 1..(r + 1) * wide].to_vec()).collect();
+    let mut zt: Vec<f32> = (0..d * rows).map(|k| z[(k % rows) * d + k / rows]).collect();
+    let mut grad: Vec<f32> = (0..rows * d).map(|i| ((i * 104_729 % 997) as f32 / 997.0) - 0.5).collect();
+    let (r, dd) = (rows as i64, d as i64);
+    let cols = |s: &mut Vec<f32>| T::new(s[d + 1..].as_mut_ptr() as _, F32, &[r, dd], Some(&[wide as i64, 1]));
+    let transposed = |s: &mut Vec<f32>| T::new(s.as_mut_ptr() as _, F32, &[r, dd], Some(&[1, r]));
+    for delta_shape in [&[][..], &[1][..]] {
+        let mut delta = [0.25f32];
+        let mut dt = T::new(delta.as_mut_ptr() as _, F32, delta_shape, None);
+        // the general path: z not readable by rows, a strided output
+        let mut out_wide = vec![7.0f32; rows * (d + 3)];
+        let mut ow = T::new(out_wide.as_mut_ptr() as _, F32, &[r, dd], Some(&[(d + 3) as i64, 1]));
+        let st = unsafe { era_gaussian_forward_delta(g, transposed(&mut zt).p(), dt.p(), ow.p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        let want: Vec<u32> = (0..rows * d).map(|i| out_wide[(i / d) * (d + 3) + i % d].to_bits()).collect();
+        // the rows path: z as columns of a wider array, contiguous and in reverse row order
+        let mut out = vec![0.0f32; rows * d];
+        let mut ot = T::new(out.as_mut_ptr() as _, F32, &[r, dd], None);
+        let st = unsafe { era_gaussian_forward_delta(g, cols(&mut storage).p(), dt.p(), ot.p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "forward, delta of shape {delta_shape:?}");
+        let mut zc = z.clone();
+        let mut zct = T::new(zc.as_mut_ptr() as _, F32, &[r, dd], None);
+        let mut out2 = vec![0.0f32; rows * d];
+        let st =
+            unsafe { era_gaussian_forward_delta(g, zct.p(), dt.p(), T::new(out2.as_mut_ptr() as _, F32, &[r, dd], None).p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        assert_eq!(out2, out);
+        let mut zrev: Vec<f32> = z.chunks(d).rev().flatten().copied().collect();
+        let rev = T::new(zrev[(rows - 1) * d..].as_mut_ptr() as _, F32, &[r, dd], Some(&[-dd, 1]));
+        let mut rev = rev;
+        let mut out3 = vec![0.0f32; rows * d];
+        let st =
+            unsafe { era_gaussian_forward_delta(g, rev.p(), dt.p(), T::new(out3.as_mut_ptr() as _, F32, &[r, dd], None).p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        assert_eq!(out3, out, "rows in reverse order");
+        // in place (the output is z): the general path, the same values
+        let st = unsafe { era_gaussian_forward_delta(g, zct.p(), dt.p(), zct.p(), null_mut()) };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        assert_eq!(zc, out, "in place");
+
+        // backward: the general path (z transposed, strided grad_z), then the rows path,
+        // with grad_delta of one element and without it
+        let mut gz_wide = vec![7.0f32; rows * (d + 3)];
+        let mut gzw = T::new(gz_wide.as_mut_ptr() as _, F32, &[r, dd], Some(&[(d + 3) as i64, 1]));
+        let mut gd_want = [0.0f32];
+        let mut gt = T::new(grad.as_mut_ptr() as _, F32, &[r, dd], None);
+        let st = unsafe {
+            era_gaussian_backward_delta(
+                g,
+                transposed(&mut zt).p(),
+                dt.p(),
+                gt.p(),
+                gzw.p(),
+                T::new(gd_want.as_mut_ptr() as _, F32, delta_shape, None).p(),
+                null_mut(),
+            )
+        };
+        assert_eq!(st, EraStatus::Ok, "{}", last_error());
+        let want_gz: Vec<u32> = (0..rows * d).map(|i| gz_wide[(i / d) * (d + 3) + i % d].to_bits()).collect();
+        for with_gd in [true, false] {
+            let mut gz = vec![0.0f32; rows * d];
+            let mut gd = [0.0f32];
+            let mut gdt = T::new(gd.as_mut_ptr() as _, F32, delta_shape, None);
+            let gdp = if with_gd { gdt.p() } else { null_mut() };
+            let st = unsafe {
+                era_gaussian_backward_delta(
+                    g,
+                    cols(&mut storage).p(),
+                    dt.p(),
+                    gt.p(),
+                    T::new(gz.as_mut_ptr() as _, F32, &[r, dd], None).p(),
+                    gdp,
+                    null_mut(),
+                )
+            };
+            assert_eq!(st, EraStatus::Ok, "{}", last_error());
+            assert_eq!(gz.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_gz, "backward, delta of shape {delta_shape:?}");
+            if with_gd {
+                assert_eq!(gd[0].to_bits(), gd_want[0].to_bits(), "d/d delta");
+                assert!(gd[0] != 0.0);
+            }
+        }
+    }
+    // the rows path's errors: a NaN delta, an infeasible delta; a grad_delta of two
+    // elements for a scalar delta goes to the general path, which rejects it
+    let mut out = vec![0.0f32; rows * d];
+    let mut gz = vec![0.0f32; rows * d];
+    let mut gt = T::new(grad.as_mut_ptr() as _, F32, &[r, dd], None);
+    for (value, status, words) in [(f32::NAN, EraStatus::InvalidArgument, "NaN"), (1.0e4, EraStatus::InfeasibleTarget, "exceeds")] {
+        let mut delta = [value];
+        let mut dt = T::new(delta.as_mut_ptr() as _, F32, &[], None);
+        let st = unsafe {
+            era_gaussian_forward_delta(
+                g,
+                cols(&mut storage).p(),
+                dt.p(),
+                T::new(out.as_mut_ptr() as _, F32, &[r, dd], None).p(),
+                null_mut(),
+            )
+        };
+        assert_eq!(st, status);
+        assert!(last_error().contains(words), "{}", last_error());
+        let st = unsafe {
+            era_gaussian_backward_delta(
+                g,
+                cols(&mut storage).p(),
+                dt.p(),
+                gt.p(),
+                T::new(gz.as_mut_ptr() as _, F32, &[r, dd], None).p(),
+                null_mut(),
+                null_mut(),
+            )
+        };
+        assert_eq!(st, status);
+        assert!(last_error().contains(words), "{}", last_error());
+    }
+    let mut delta = [0.25f32];
+    let mut gd2 = [0.0f32; 2];
+    let st = unsafe {
+        era_gaussian_backward_delta(
+            g,
+            cols(&mut storage).p(),
+            T::new(delta.as_mut_ptr() as _, F32, &[], None).p(),
+            gt.p(),
+            T::new(gz.as_mut_ptr() as _, F32, &[r, dd], None).p(),
+            T::new(gd2.as_mut_ptr() as _, F32, &[2], None).p(),
+            null_mut(),
+        )
+    };
+    assert_eq!(st, EraStatus::InvalidShape);
+    assert!(last_error().contains("grad_delta"), "{}", last_error());
+    unsafe { era_head_free(g) };
+}

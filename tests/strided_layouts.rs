@@ -7,7 +7,7 @@
 mod common;
 use common::Rng;
 use era::kernels::parallel::{PAR_MIN_ELEMENTS, PAR_MIN_ELEMENTS_GAUSSIAN};
-use era::{DeltaArg, GaussianConfig, GaussianHead, SoftmaxConfig, SoftmaxHead};
+use era::{DeltaArg, GaussianConfig, GaussianHead, Rows, SoftmaxConfig, SoftmaxHead};
 use ndarray::{s, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 /// What the gaps of the strided arrays hold: a NaN read by mistake would show.
@@ -176,4 +176,44 @@ fn softmax_strided_f32_equals_contiguous() {
             }
         }
     }
+}
+
+/// `GaussianHead::forward_rows_f32` / `backward_rows_f32` (rows read where they
+/// lie, one delta) give `forward_with_delta` / `backward_with_delta`'s bits and
+/// reject rows of the wrong shape.
+#[test]
+fn gaussian_rows_api_matches_the_array_api_and_checks_shapes() {
+    let mut rng = Rng(83);
+    let (rows, d) = (37usize, 6usize);
+    let head = GaussianHead::new(GaussianConfig::new(d, -(d as f64))).unwrap();
+    let wide = rng.array(&[rows, 2 * d], 3.0).mapv(|v| v as f32);
+    let g = rng.array(&[rows, d], 1.0).mapv(|v| v as f32);
+    let z = wide.slice(s![.., d..]).into_dyn();
+    let mut want = ArrayD::<f32>::zeros(IxDyn(&[rows, d]));
+    head.forward_with_delta(z.view(), DeltaArg::Scalar(0.3), want.view_mut()).unwrap();
+    let mut want_dz = ArrayD::<f32>::zeros(IxDyn(&[rows, d]));
+    let mut want_dd = ArrayD::<f32>::zeros(IxDyn(&[1]));
+    head.backward_with_delta(z.view(), DeltaArg::Scalar(0.3), g.view(), want_dz.view_mut(), Some(want_dd.view_mut())).unwrap();
+
+    let ws = wide.as_slice().unwrap();
+    // SAFETY: rows of d elements, 2d apart, inside `wide`, which is not written meanwhile
+    let zr = unsafe { Rows::from_raw(ws[d..].as_ptr(), rows, d, 2 * d as isize) };
+    let gr = Rows::contiguous(g.as_slice().unwrap(), d);
+    let mut out = vec![0.0f32; rows * d];
+    head.forward_rows_f32(zr, 0.3, &mut out).unwrap();
+    assert_eq!(bits(out.iter().copied()), bits(want.iter().copied()));
+    let mut dz = vec![0.0f32; rows * d];
+    let dd = head.backward_rows_f32(zr, 0.3, gr, &mut dz).unwrap();
+    assert_eq!(bits(dz.iter().copied()), bits(want_dz.iter().copied()));
+    assert_eq!((dd as f32).to_bits(), want_dd[[0]].to_bits());
+
+    fn shape_error<R: std::fmt::Debug>(r: era::Result<R>) {
+        assert_eq!(r.unwrap_err().kind(), era::ErrorKind::InvalidShape);
+    }
+    let short = Rows::contiguous(&ws[..rows * (d - 1)], d - 1);
+    shape_error(head.forward_rows_f32(short, 0.3, &mut out[..rows * (d - 1)]));
+    shape_error(head.forward_rows_f32(zr, 0.3, &mut out[..(rows - 1) * d]));
+    shape_error(head.backward_rows_f32(zr, 0.3, gr.range(0..rows - 1), &mut dz));
+    shape_error(head.backward_rows_f32(zr, 0.3, gr, &mut dz[..d]));
+    assert_eq!(head.forward_rows_f32(zr, f64::NAN, &mut out).unwrap_err().kind(), era::ErrorKind::InvalidArgument);
 }

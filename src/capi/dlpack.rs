@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, CowArray, IxDyn, ShapeBuilder};
 
 use crate::error::{bail, Result};
+use crate::kernels::vmath::Rows;
 
 /// DLPack device (mirrors `DLDevice` of `era/dlpack.h`, which declares it for C).
 ///
@@ -374,6 +375,52 @@ impl<'a> Desc<'a> {
 
     fn negative_axes(&self) -> impl Iterator<Item = usize> + '_ {
         self.strides.iter().enumerate().filter(|(_, &s)| s < 0).map(|(i, _)| i)
+    }
+
+    /// The rows (last axis) of an f32 tensor in host memory, read where they
+    /// lie, when it has elements and [`Rows::layout`] accepts its layout; else
+    /// `None` (the caller takes the general path).
+    ///
+    /// # Safety
+    /// As for [`Desc::view`].
+    pub unsafe fn f32_rows(&self) -> Option<Rows<'a>> {
+        if self.dtype != DType::F32 || self.device != Device::Cpu || self.numel() == 0 {
+            return None;
+        }
+        let (rows, stride) = Rows::layout(&self.shape, &self.strides)?;
+        // SAFETY: f32 elements (dtype), readable for 'a (the caller's promise);
+        // Rows yields only the elements of each row
+        Some(Rows::from_raw(self.first as *const f32, rows, *self.shape.last()?, stride))
+    }
+
+    /// The elements of a row-major contiguous f32 tensor in host memory as one
+    /// slice, when it has elements; else `None`.
+    ///
+    /// # Safety
+    /// As for [`Desc::view_mut`].
+    pub unsafe fn f32_contiguous_mut(&self) -> Option<&'a mut [f32]> {
+        if self.dtype != DType::F32 || self.device != Device::Cpu || self.numel() == 0 {
+            return None;
+        }
+        let mut step = 1usize;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n > 1 && s != step as isize {
+                return None;
+            }
+            step *= n;
+        }
+        Some(std::slice::from_raw_parts_mut(self.first as *mut f32, self.numel()))
+    }
+
+    /// The value of a one-element f32 tensor in host memory; else `None`.
+    ///
+    /// # Safety
+    /// As for [`Desc::view`].
+    pub unsafe fn f32_value(&self) -> Option<f64> {
+        if self.dtype != DType::F32 || self.device != Device::Cpu || self.numel() != 1 {
+            return None;
+        }
+        Some(f64::from(*(self.first as *const f32)))
     }
 
     /// A read-only view.

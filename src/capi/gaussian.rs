@@ -84,6 +84,14 @@ pub unsafe extern "C" fn era_gaussian_forward_delta(
         if let Device::Cuda(dev) = call_device(&[&zd, &dd, &od])? {
             return cuda::gaussian_delta(g, dev, stream, &zd, &dd, is_scalar(&dd), None, &od, None);
         }
+        // f32 rows in host memory read where they lie, one delta for every
+        // row, a contiguous output that no input overlaps (a framework op's
+        // usual call): straight to the head's rows path, no array views
+        if is_scalar(&dd) && !od.overlaps(&zd) && !od.overlaps(&dd) {
+            if let (Some(zr), Some(delta), Some(os)) = (zd.f32_rows(), dd.f32_value(), od.f32_contiguous_mut()) {
+                return g.forward_rows_f32(zr, delta, os);
+            }
+        }
         with_float!(zd.dtype, "z", T => {
             dd.expect_dtype(zd.dtype)?;
             od.expect_dtype(zd.dtype)?;
@@ -140,6 +148,24 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
             all.extend(gdd.as_ref());
             if let Device::Cuda(dev) = call_device(&all)? {
                 return cuda::gaussian_delta(g, dev, stream, &zd, &dd, is_scalar(&dd), Some(&gd), &od, gdd.as_ref());
+            }
+        }
+        // as in the forward: f32 rows read where they lie, one delta, contiguous
+        // outputs that no input overlaps, a one-element grad_delta (or none)
+        let overlap = outs.iter().any(|o| [&zd, &dd, &gd].iter().any(|i| o.overlaps(i)));
+        if is_scalar(&dd) && !overlap && gdd.as_ref().map_or(true, |x| x.numel() == 1) {
+            let gdv = match &gdd {
+                Some(x) => x.f32_contiguous_mut().map(Some),
+                None => Some(None),
+            };
+            if let (Some(zr), Some(delta), Some(gr), Some(os), Some(gdv)) =
+                (zd.f32_rows(), dd.f32_value(), gd.f32_rows(), od.f32_contiguous_mut(), gdv)
+            {
+                let sum = g.backward_rows_f32(zr, delta, gr, os)?;
+                if let Some(v) = gdv {
+                    v[0] = sum as f32;
+                }
+                return Ok(());
             }
         }
         with_float!(zd.dtype, "z", T => {

@@ -14,6 +14,7 @@ use crate::kernels::gaussian::{
     backward_row, forward_row, gaussian_entropy_row, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
     truncated_normal_entropy_1d,
 };
+use crate::kernels::vmath::Rows;
 use crate::kernels::{parallel, Element};
 
 /// Row-wise Gaussian entropy of log-stds, needing no head: `log_std`
@@ -177,18 +178,11 @@ impl GaussianHead {
         let ks = self.ks(&z, &delta)?;
         let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
         let threads = parallel::resolve_threads(self.threads);
-        // f32: the vectorised kernel, rows split across threads (the rows of
-        // strided tensors read where they lie or gathered first, a strided
-        // output written from a contiguous buffer)
+        // f32: the vectorised kernel (the rows of strided tensors read where
+        // they lie or gathered first, a strided output written from a
+        // contiguous buffer)
         if let Some(zr) = parallel::rows_f32(&z)? {
-            let (zs, d) = (zr.rows(), self.cfg.dim);
-            let done = parallel::with_dense_f32(&mut out, |os| {
-                parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.rows() * d, zs.rows(), os, d, |c| {
-                    let kc = k_chunk(&ks, c.rows.start, c.rows.len());
-                    gaussian_rows_f32(zs.range(c.rows), kc, lo as f32, hi as f32, c.a)
-                });
-            })?;
-            if done.is_some() {
+            if parallel::with_dense_f32(&mut out, |os| self.forward_f32(zr.rows(), &ks, os))?.is_some() {
                 return Ok(());
             }
         }
@@ -238,43 +232,10 @@ impl GaussianHead {
             _ => None,
         };
         let fast = match &dense {
-            Some((zr, gr)) => parallel::with_dense_f32(&mut grad_z, |ds| {
-                // f32: the vectorised kernel, rows split into chunks (the rows of
-                // strided tensors read where they lie or gathered first, a
-                // strided output written from a contiguous buffer)
-                let (zs, gs, d) = (zr.rows(), gr.rows(), self.cfg.dim);
-                let rows = zs.rows();
-                let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
-                let (lo, hi) = (lo as f32, hi as f32);
-                let sums = parallel::for_chunks2(
-                    parallel::PAR_MIN_ELEMENTS_GAUSSIAN,
-                    threads,
-                    rows * d,
-                    rows,
-                    ds,
-                    d,
-                    &mut dd,
-                    usize::from(!scalar),
-                    |c| {
-                        let kc = k_chunk(&ks, c.rows.start, c.rows.len());
-                        let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows.clone()));
-                        if scalar {
-                            // the chunk's sum of d/d delta (no per-row buffer to fill first)
-                            let mut local = vec![0.0f64; c.rows.len()];
-                            gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, &mut local);
-                            local.iter().sum()
-                        } else {
-                            gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, c.b);
-                            0.0
-                        }
-                    },
-                );
-                if scalar {
-                    sums
-                } else {
-                    dd
-                }
-            })?,
+            // f32: the vectorised kernel (the rows of strided tensors read where
+            // they lie or gathered first, a strided output written from a
+            // contiguous buffer)
+            Some((zr, gr)) => parallel::with_dense_f32(&mut grad_z, |ds| self.backward_f32(zr.rows(), gr.rows(), &ks, scalar, ds))?,
             None => None,
         };
         let dd: Vec<f64> = match fast {
@@ -291,6 +252,83 @@ impl GaussianHead {
             }
         }
         Ok(())
+    }
+
+    /// Forward of f32 rows with one `delta` for every row into contiguous rows
+    /// `out`: the same results as [`GaussianHead::forward_with_delta`], without
+    /// building array views (the C ABI's path for its most common call).
+    pub fn forward_rows_f32(&self, z: Rows<'_>, delta: f64, out: &mut [f32]) -> Result<()> {
+        self.check_rows("z", &z, out.len())?;
+        self.cfg.check_delta(delta)?;
+        self.forward_f32(z, &[gaussian_k(&self.cfg, delta)], out);
+        Ok(())
+    }
+
+    /// Backward of f32 rows `z`, `grad_out` with one `delta` for every row:
+    /// writes contiguous rows `grad_z` and returns d/d`delta` (the sum over
+    /// rows); the same results as [`GaussianHead::backward_with_delta`].
+    pub fn backward_rows_f32(&self, z: Rows<'_>, delta: f64, grad_out: Rows<'_>, grad_z: &mut [f32]) -> Result<f64> {
+        self.check_rows("z", &z, grad_z.len())?;
+        self.check_rows("grad_out", &grad_out, grad_z.len())?;
+        self.cfg.check_delta(delta)?;
+        let dd = self.backward_f32(z, grad_out, &[gaussian_k(&self.cfg, delta)], true, grad_z);
+        Ok(dd.iter().sum())
+    }
+
+    /// Fails unless `rows` holds rows of `D` values, `len / D` of them.
+    fn check_rows(&self, name: &str, rows: &Rows<'_>, len: usize) -> Result<()> {
+        let d = self.cfg.dim;
+        if rows.n() != d || rows.rows().checked_mul(d) != Some(len) {
+            bail!(InvalidShape, "{name} has {} rows of {}, expected {} rows of {d}", rows.rows(), rows.n(), len / d.max(1));
+        }
+        Ok(())
+    }
+
+    /// The vectorised f32 forward, rows split across threads; `ks` as in
+    /// [`gaussian_rows_f32`].
+    fn forward_f32(&self, zs: Rows<'_>, ks: &[f64], os: &mut [f32]) {
+        let (lo, hi) = (self.cfg.log_std_min as f32, self.cfg.log_std_max as f32);
+        let (d, threads) = (self.cfg.dim, parallel::resolve_threads(self.threads));
+        parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.rows() * d, zs.rows(), os, d, |c| {
+            let kc = k_chunk(ks, c.rows.start, c.rows.len());
+            gaussian_rows_f32(zs.range(c.rows), kc, lo, hi, c.a)
+        });
+    }
+
+    /// The vectorised f32 backward, rows split into chunks: d/d delta per row,
+    /// or (`scalar`) one sum per chunk, which each chunk accumulates on its own
+    /// (no per-row buffer to fill first).
+    fn backward_f32(&self, zs: Rows<'_>, gs: Rows<'_>, ks: &[f64], scalar: bool, ds: &mut [f32]) -> Vec<f64> {
+        let (lo, hi) = (self.cfg.log_std_min as f32, self.cfg.log_std_max as f32);
+        let (d, threads, rows) = (self.cfg.dim, parallel::resolve_threads(self.threads), zs.rows());
+        let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
+        let sums = parallel::for_chunks2(
+            parallel::PAR_MIN_ELEMENTS_GAUSSIAN,
+            threads,
+            rows * d,
+            rows,
+            ds,
+            d,
+            &mut dd,
+            usize::from(!scalar),
+            |c| {
+                let kc = k_chunk(ks, c.rows.start, c.rows.len());
+                let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows.clone()));
+                if scalar {
+                    let mut local = vec![0.0f64; c.rows.len()];
+                    gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, &mut local);
+                    local.iter().sum()
+                } else {
+                    gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, c.b);
+                    0.0
+                }
+            },
+        );
+        if scalar {
+            sums
+        } else {
+            dd
+        }
     }
 
     /// Per-row Gaussian entropy of head outputs: `out` `[..., D]` -> `entropy` `[...]`.

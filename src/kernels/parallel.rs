@@ -313,7 +313,7 @@ pub fn rows_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<RowsF
     if let Some(s) = v.as_slice().and_then(T::as_f32_slice) {
         return Ok(Some(RowsF32::InPlace(Rows::contiguous(s, n))));
     }
-    if let Some((rows, stride)) = row_stride(v) {
+    if let Some((rows, stride)) = Rows::layout(v.shape(), v.strides()) {
         // SAFETY: `T` is f32 (`as_f32_slice` gives slices of f32 only); every
         // row holds `n` adjacent elements of `v` from `v.as_ptr() + i*stride`,
         // readable (and, `v` being a shared view, not written) for `'a`.
@@ -335,31 +335,6 @@ pub fn rows_f32<'a, T: Element>(v: &'a ArrayViewD<'_, T>) -> Result<Option<RowsF
         buf.extend(v.iter().map(|x| x.to_f32()));
     }
     Ok(Some(RowsF32::Gathered(buf, n)))
-}
-
-/// The number of rows of `v` and the distance between consecutive rows (in
-/// elements), when its rows lie at one distance from each other and the
-/// elements of each row are adjacent; else `None`.
-fn row_stride<T>(v: &ArrayViewD<'_, T>) -> Option<(usize, isize)> {
-    let (&n, batch) = v.shape().split_last()?;
-    let strides = v.strides();
-    if n > 1 && strides[strides.len() - 1] != 1 {
-        return None;
-    }
-    let rows: usize = batch.iter().product();
-    // the batch axes of more than one element, innermost first: each must step
-    // over the whole of the axes inside it
-    let mut stride = None;
-    let mut reach = 0isize; // the inner batch axes' extent, in elements
-    for (&len, &s) in batch.iter().zip(strides).rev().filter(|(&len, _)| len > 1) {
-        match stride {
-            None => stride = Some(s),
-            Some(_) if s != reach => return None,
-            Some(_) => {}
-        }
-        reach = s.checked_mul(len as isize)?;
-    }
-    Some((rows, stride.unwrap_or(n as isize)))
 }
 
 /// Runs `f` on the elements of the f32 output `out` as one slice in logical

@@ -199,6 +199,32 @@ impl<'a> Rows<'a> {
         Rows { ptr, rows, n, stride, _data: PhantomData }
     }
 
+    /// The rows of an array of shape `shape` and strides `strides` (in
+    /// elements): their number and the distance between consecutive rows,
+    /// when the elements of each row (the last axis) are adjacent and the rows
+    /// lie at one distance from each other (the batch axes merge into one);
+    /// else `None`. Axes of one element are ignored.
+    pub fn layout(shape: &[usize], strides: &[isize]) -> Option<(usize, isize)> {
+        let (&n, batch) = shape.split_last()?;
+        if strides.len() != shape.len() || (n > 1 && strides[strides.len() - 1] != 1) {
+            return None;
+        }
+        let rows: usize = batch.iter().product();
+        // the batch axes of more than one element, innermost first: each must
+        // step over the whole of the axes inside it
+        let mut stride = None;
+        let mut reach = 0isize; // the inner batch axes' extent, in elements
+        for (&len, &s) in batch.iter().zip(strides).rev().filter(|(&len, _)| len > 1) {
+            match stride {
+                None => stride = Some(s),
+                Some(_) if s != reach => return None,
+                Some(_) => {}
+            }
+            reach = s.checked_mul(len as isize)?;
+        }
+        Some((rows, stride.unwrap_or(n as isize)))
+    }
+
     /// The number of rows.
     pub fn rows(&self) -> usize {
         self.rows
