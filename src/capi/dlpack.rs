@@ -66,6 +66,55 @@ pub(crate) const KDL_CUDA_MANAGED: i32 = 13;
 /// Largest rank accepted (DLPack has no limit; this guards allocations).
 pub(crate) const MAX_NDIM: i32 = 32;
 
+/// Up to [`MAX_NDIM`] values held in place (a descriptor's extents or
+/// strides), so that describing a tensor allocates nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct Dims<T> {
+    len: usize,
+    v: [T; MAX_NDIM as usize],
+}
+
+impl<T: Copy + Default> Dims<T> {
+    /// `len` default values (`len <= MAX_NDIM`, which [`Desc::new`] checks first).
+    fn new(len: usize) -> Self {
+        debug_assert!(len <= MAX_NDIM as usize);
+        Dims { len: len.min(MAX_NDIM as usize), v: [T::default(); MAX_NDIM as usize] }
+    }
+}
+
+impl<T> std::ops::Deref for Dims<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.v[..self.len]
+    }
+}
+
+impl<T> std::ops::DerefMut for Dims<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.v[..self.len]
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Dims<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: PartialEq> PartialEq for Dims<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Dims<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self[..].fmt(f)
+    }
+}
+
 /// An element type this library computes with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DType {
@@ -172,9 +221,9 @@ pub(crate) struct Desc<'a> {
     /// Where the memory is.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub device: Device,
-    pub shape: Vec<usize>,
+    pub shape: Dims<usize>,
     /// Strides in elements (signed).
-    strides: Vec<isize>,
+    strides: Dims<isize>,
     /// Address of element (0, ..., 0); dangling when empty.
     first: *mut u8,
     /// Byte range `[lo, hi)` the tensor touches (empty when it has no elements).
@@ -224,7 +273,7 @@ impl<'a> Desc<'a> {
             None => bail!(UnsupportedDtype, "{name} has dtype {}, which era does not support", dl_name(t.dtype)),
         };
         let raw_shape: &[i64] = if ndim == 0 { &[] } else { std::slice::from_raw_parts(t.shape, ndim) };
-        let mut shape = Vec::with_capacity(ndim);
+        let mut shape = Dims::<usize>::new(ndim);
         // the product of the non-zero extents must fit in memory even when another
         // extent is 0 (ndarray, and any strided indexing, relies on it)
         let mut nonzero: usize = 1;
@@ -237,11 +286,11 @@ impl<'a> Desc<'a> {
                 Some(n) if n <= isize::MAX as usize / dtype.size() => n,
                 _ => bail!(InvalidShape, "{name}'s shape {raw_shape:?} has more elements than memory can hold"),
             };
-            shape.push(s);
+            shape[i] = s;
         }
         let numel: usize = if shape.contains(&0) { 0 } else { nonzero };
-        let strides: Vec<isize> = if t.strides.is_null() {
-            let mut st = vec![0isize; ndim];
+        let strides = if t.strides.is_null() {
+            let mut st = Dims::<isize>::new(ndim);
             let mut acc: isize = 1;
             for i in (0..ndim).rev() {
                 st[i] = acc;
@@ -250,12 +299,12 @@ impl<'a> Desc<'a> {
             st
         } else {
             let raw = std::slice::from_raw_parts(t.strides, ndim);
-            let mut st = Vec::with_capacity(ndim);
+            let mut st = Dims::<isize>::new(ndim);
             for (i, &s) in raw.iter().enumerate() {
                 // the stride of an axis of extent <= 1 is never used
                 let s = if shape[i] <= 1 { 0 } else { s };
                 match isize::try_from(s) {
-                    Ok(v) if v.checked_mul(dtype.size() as isize).is_some() => st.push(v),
+                    Ok(v) if v.checked_mul(dtype.size() as isize).is_some() => st[i] = v,
                     _ => bail!(InvalidLayout, "{name} has stride {s} on axis {i}, which overflows"),
                 }
             }
@@ -269,7 +318,7 @@ impl<'a> Desc<'a> {
         }
         // element offsets of the lowest and highest elements
         let (mut min_off, mut max_off) = (0i128, 0i128);
-        for (&n, &s) in shape.iter().zip(&strides) {
+        for (&n, &s) in shape.iter().zip(strides.iter()) {
             let span = (n as i128 - 1) * s as i128;
             if span < 0 {
                 min_off += span;
@@ -333,11 +382,16 @@ impl<'a> Desc<'a> {
 
     /// Fails unless no two indices of this (output) tensor address the same element.
     pub fn check_writable(&self) -> Result<()> {
-        let mut axes: Vec<(usize, usize)> =
-            self.shape.iter().zip(&self.strides).filter(|(&n, _)| n > 1).map(|(&n, &s)| (s.unsigned_abs(), n)).collect();
+        let mut all = [(0usize, 0usize); MAX_NDIM as usize];
+        let mut k = 0;
+        for (&n, &s) in self.shape.iter().zip(self.strides.iter()).filter(|(&n, _)| n > 1) {
+            all[k] = (s.unsigned_abs(), n);
+            k += 1;
+        }
+        let axes = &mut all[..k];
         axes.sort_unstable();
         let mut reach: usize = 0; // largest offset reachable by the axes so far
-        for (s, n) in axes {
+        for &mut (s, n) in axes {
             if s == 0 || s <= reach {
                 bail!(InvalidLayout, "{} is an output, but its strides {:?} address some elements more than once", self.name, self.strides);
             }
@@ -356,21 +410,21 @@ impl<'a> Desc<'a> {
 
     /// Lowest-address pointer, shape, absolute strides and the axes to invert.
     /// `None` for an empty tensor.
-    unsafe fn parts<T>(&self) -> Option<(*mut T, Vec<usize>, Vec<usize>)> {
+    unsafe fn parts<T>(&self) -> Option<(*mut T, Dims<usize>, Dims<usize>)> {
         debug_assert_eq!(std::mem::size_of::<T>(), self.dtype.size());
         if self.numel() == 0 {
             return None;
         }
         // move to the lowest address, use absolute strides, invert the negative axes
         let mut p = self.first as *mut T;
-        let mut abs = Vec::with_capacity(self.strides.len());
-        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+        let mut abs = Dims::<usize>::new(self.strides.len());
+        for (i, (&n, &s)) in self.shape.iter().zip(self.strides.iter()).enumerate() {
             if s < 0 {
                 p = p.offset(s * (n as isize - 1));
             }
-            abs.push(s.unsigned_abs());
+            abs[i] = s.unsigned_abs();
         }
-        Some((p, self.shape.clone(), abs))
+        Some((p, self.shape, abs))
     }
 
     fn negative_axes(&self) -> impl Iterator<Item = usize> + '_ {
@@ -494,7 +548,7 @@ pub(crate) fn expect_batch_shape(reference: &Desc<'_>, min_rank: usize, others: 
     }
     let batch = &reference.shape[..reference.shape.len() - 1];
     for o in others {
-        if o.shape != batch {
+        if o.shape[..] != *batch {
             bail!(InvalidShape, "{} has shape {:?}, but {} without its last axis has shape {batch:?}", o.name, o.shape, reference.name);
         }
     }
