@@ -503,15 +503,17 @@ fn gaussian_delta_rows_path_matches_the_general_path() {
         assert_eq!(st, EraStatus::Ok, "{}", last_error());
         assert_eq!(out2, out);
         let mut zrev: Vec<f32> = z.chunks(d).rev().flatten().copied().collect();
-        let rev = T::new(zrev[(rows - 1) * d..].as_mut_ptr() as _, F32, &[r, dd], Some(&[-dd, 1]));
-        let mut rev = rev;
+        // the pointer comes from the whole vector: the rows lie before it
+        let last_row = unsafe { zrev.as_mut_ptr().add((rows - 1) * d) };
+        let mut rev = T::new(last_row as _, F32, &[r, dd], Some(&[-dd, 1]));
         let mut out3 = vec![0.0f32; rows * d];
         let st =
             unsafe { era_gaussian_forward_delta(g, rev.p(), dt.p(), T::new(out3.as_mut_ptr() as _, F32, &[r, dd], None).p(), null_mut()) };
         assert_eq!(st, EraStatus::Ok, "{}", last_error());
         assert_eq!(out3, out, "rows in reverse order");
         // in place (the output is z): the general path, the same values
-        let st = unsafe { era_gaussian_forward_delta(g, zct.p(), dt.p(), zct.p(), null_mut()) };
+        let zp = zct.p(); // one descriptor for both
+        let st = unsafe { era_gaussian_forward_delta(g, zp, dt.p(), zp, null_mut()) };
         assert_eq!(st, EraStatus::Ok, "{}", last_error());
         assert_eq!(zc, out, "in place");
 
