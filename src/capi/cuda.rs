@@ -52,7 +52,8 @@ pub(crate) use branches::*;
 #[cfg(feature = "cuda")]
 mod branches {
     use super::*;
-    use crate::capi::dlpack::{with_float, with_logits, DType, Desc};
+    use crate::capi::calls::{with_float, with_logits};
+    use crate::capi::dlpack::{DType, Desc};
     use crate::error::bail;
     use crate::heads::cuda::{self as hc, CudaDelta, TokenTensors};
     use crate::heads::Head;

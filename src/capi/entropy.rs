@@ -3,11 +3,12 @@
 
 use std::ffi::c_void;
 
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits};
 #[cfg(feature = "cuda")]
 use crate::capi::cuda;
 #[cfg(feature = "cuda")]
 use crate::capi::dlpack::{call_device, Device};
-use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::bail;
 use crate::heads::gaussian::{gaussian_entropy, truncated_normal_entropy};

@@ -3,12 +3,13 @@
 
 use std::ffi::c_void;
 
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits};
 use crate::capi::config::{EraConfig, EraHeadKind, ERA_HEAD_KIND_GAUSSIAN, ERA_HEAD_KIND_SOFTMAX, ERA_HEAD_KIND_TOKEN};
 #[cfg(feature = "cuda")]
 use crate::capi::cuda;
 #[cfg(feature = "cuda")]
 use crate::capi::dlpack::{call_device, Device};
-use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::{ffi_boundary, in_ref, out_ref, EraStatus};
 use crate::error::{bail, Result};
 use crate::heads::Head;

@@ -16,6 +16,7 @@
 use std::ffi::c_char;
 
 pub mod boundary;
+mod calls;
 pub mod config;
 pub mod cuda;
 pub mod dlpack;

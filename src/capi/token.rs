@@ -2,11 +2,12 @@
 
 use std::ffi::c_void;
 
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits};
 #[cfg(feature = "cuda")]
 use crate::capi::cuda;
 #[cfg(feature = "cuda")]
 use crate::capi::dlpack::{call_device, Device};
-use crate::capi::dlpack::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits, DLTensor, DType, Desc};
+use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};

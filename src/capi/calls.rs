@@ -1,0 +1,97 @@
+//! The checks one C function makes across its tensors (shapes that agree,
+//! outputs writable and disjoint) and the dtype dispatch macros, over the
+//! descriptors of `dlpack.rs`.
+
+use crate::capi::dlpack::Desc;
+use crate::error::{bail, Result};
+
+/// Fails unless every tensor of `others` has the shape of `reference`.
+/// Every C function checks its shapes this way before it reads data or
+/// reserves memory (an input that an output overlaps is copied, and a
+/// broadcast input of huge extent must be rejected before that copy).
+pub(crate) fn expect_same_shape(reference: &Desc<'_>, others: &[&Desc<'_>]) -> Result<()> {
+    for o in others {
+        if o.shape != reference.shape {
+            bail!(InvalidShape, "{} has shape {:?}, but {} has shape {:?}", o.name, o.shape, reference.name, reference.shape);
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `reference` has rank >= `min_rank` and every tensor of
+/// `others` has its shape without the last axis (see [`expect_same_shape`]).
+pub(crate) fn expect_batch_shape(reference: &Desc<'_>, min_rank: usize, others: &[&Desc<'_>]) -> Result<()> {
+    if reference.shape.len() < min_rank.max(1) {
+        bail!(InvalidShape, "{} must have rank >= {}, got shape {:?}", reference.name, min_rank.max(1), reference.shape);
+    }
+    let batch = &reference.shape[..reference.shape.len() - 1];
+    for o in others {
+        if o.shape[..] != *batch {
+            bail!(InvalidShape, "{} has shape {:?}, but {} without its last axis has shape {batch:?}", o.name, o.shape, reference.name);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the outputs of one call are writable and pairwise disjoint.
+pub(crate) fn check_outputs(outputs: &[&Desc<'_>]) -> Result<()> {
+    for (i, a) in outputs.iter().enumerate() {
+        a.check_writable()?;
+        for b in &outputs[i + 1..] {
+            if a.overlaps(b) {
+                bail!(InvalidLayout, "outputs {} and {} overlap in memory", a.name, b.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `$body` with `$T` bound to the Rust type of a float dtype (f32/f64).
+macro_rules! with_float {
+    ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => crate::error::bail!(UnsupportedDtype, "{} has dtype {}; this operation takes float32 or float64", $name, other.name()),
+        }
+    };
+}
+pub(crate) use with_float;
+
+/// Runs `$body` with `$T` bound to the Rust type of a logits dtype
+/// (float32, float64, bfloat16, float16).
+macro_rules! with_logits {
+    ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            other => crate::error::bail!(
+                UnsupportedDtype,
+                "{} has dtype {}; this operation takes float32, float64, bfloat16 or float16",
+                $name,
+                other.name()
+            ),
+        }
+    };
+}
+pub(crate) use with_logits;
