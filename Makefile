@@ -20,7 +20,8 @@
 #                      tests from a fresh venv whose PATH has no cargo or cmake;  make wheel-cuda,
 #                      make test-wheel-cuda: the same for the CUDA variant (dist/cuda/)
 #   make test-examples the SAC example's tests
-#   make test-torch    the era_torch package into .venv, then its tests and the GRPO example's
+#   make test-torch    the era_torch package (and era_jax, which its tests compare it with) into .venv,
+#                      then its tests and the GRPO example's
 #   make grpo-demo     GRPO / GRPO + entropy bonus / GRPO-ERA, one short seed (examples/torch/grpo_era.py);
 #                      make grpo-compare: the full comparison (about 75 minutes on 2 cores) and its report
 #   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
@@ -180,7 +181,7 @@ torch-install: $(PY)
 
 # The tests with the C++ CPU kernels (which must be there), then again with the ops' Python
 # implementations only (ERA_TORCH_CPU_KERNELS=0).
-test-torch: torch-install
+test-torch: torch-install jax-install
 	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__, 'C++ CPU kernels:', era_torch.cpu_kernels())"
 	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch -q
 	ERA_TORCH_CPU_KERNELS=0 "$(PY)" -m pytest bindings/torch/tests -q
