@@ -391,6 +391,15 @@ fn head_free_entropies_match_the_heads_and_report_errors() {
     let mut ids = [0i64; 2];
     let st = unsafe { era_softmax_entropy(zt().p(), 1.0, T::new(ids.as_mut_ptr() as _, I64, &[2], None).p(), null_mut()) };
     assert_eq!(st, EraStatus::UnsupportedDtype);
+    // a dtype that is not a float: the message names it and the dtypes the operation takes
+    let mut ints = [0i64; 6];
+    let st =
+        unsafe { era_softmax_entropy(T::new(ints.as_mut_ptr() as _, I64, &[2, 3], None).p(), 1.0, T::f64(&mut hz, &[2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::UnsupportedDtype);
+    assert!(last_error().contains("int64; this operation takes float32, float64, bfloat16 or float16"), "{}", last_error());
+    let st = unsafe { era_gaussian_entropy(T::new(ints.as_mut_ptr() as _, I64, &[2, 3], None).p(), T::f64(&mut e, &[2]).p(), null_mut()) };
+    assert_eq!(st, EraStatus::UnsupportedDtype);
+    assert!(last_error().contains("int64; this operation takes float32 or float64"), "{}", last_error());
 }
 
 /// The token backward with its gradient written over the logits (the same

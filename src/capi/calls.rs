@@ -47,8 +47,13 @@ pub(crate) fn check_outputs(outputs: &[&Desc<'_>]) -> Result<()> {
 }
 
 /// Runs `$body` with `$T` bound to the Rust type of a float dtype (f32/f64).
+/// The `@` form names, in its error, the dtypes the caller takes: [`with_logits`]
+/// hands it the dtypes it has not matched.
 macro_rules! with_float {
     ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
+        $crate::capi::calls::with_float!(@ $dtype, $name, "float32 or float64", $T => $body)
+    };
+    (@ $dtype:expr, $name:expr, $takes:expr, $T:ident => $body:expr) => {
         match $dtype {
             DType::F32 => {
                 type $T = f32;
@@ -58,7 +63,7 @@ macro_rules! with_float {
                 type $T = f64;
                 $body
             }
-            other => crate::error::bail!(UnsupportedDtype, "{} has dtype {}; this operation takes float32 or float64", $name, other.name()),
+            other => crate::error::bail!(UnsupportedDtype, "{} has dtype {}; this operation takes {}", $name, other.name(), $takes),
         }
     };
 }
@@ -69,14 +74,6 @@ pub(crate) use with_float;
 macro_rules! with_logits {
     ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
         match $dtype {
-            DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            DType::F64 => {
-                type $T = f64;
-                $body
-            }
             DType::BF16 => {
                 type $T = half::bf16;
                 $body
@@ -85,11 +82,8 @@ macro_rules! with_logits {
                 type $T = half::f16;
                 $body
             }
-            other => crate::error::bail!(
-                UnsupportedDtype,
-                "{} has dtype {}; this operation takes float32, float64, bfloat16 or float16",
-                $name,
-                other.name()
+            other => $crate::capi::calls::with_float!(
+                @ other, $name, "float32, float64, bfloat16 or float16", $T => $body
             ),
         }
     };
