@@ -173,10 +173,11 @@ bench-jax: jax-install
 bench-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py bench
 
-# era_torch: torch (the default PyPI wheel) and the build dependencies into the venv first;
+# era_torch: torch (the default PyPI wheel), the build dependencies and matplotlib (the GRPO
+# example's plot) into the venv first;
 # built against that torch, with its C++ CPU kernels required (ERA_TORCH_CPU_OPS=ON).
 torch-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest
+	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2
 	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
 
 # The tests with the C++ CPU kernels (which must be there), then again with the ops' Python
