@@ -132,6 +132,18 @@ enum EraStatus
    */
   ERA_STATUS_DEVICE_UNAVAILABLE = 14,
   /**
+   * The CUDA device hit an error that leaves its context unusable for the rest of the
+   * process (CUDA's sticky errors: an illegal or misaligned memory access, a kernel that
+   * trapped or timed out, an uncorrectable ECC error), found by this call or left by
+   * earlier work on the device. Every later CUDA call in the process fails; restart it.
+   */
+  ERA_STATUS_DEVICE_FAULT = 15,
+  /**
+   * `stream` is not a stream of the tensors' device (a stream of another GPU, of another
+   * context, or one that was destroyed). Nothing was launched; the device is usable.
+   */
+  ERA_STATUS_INVALID_STREAM = 16,
+  /**
    * A bug in era: a panic was caught at the ABI boundary. Please report it.
    */
   ERA_STATUS_INTERNAL = 99,
@@ -495,6 +507,7 @@ EraStatus era_head_delta(const struct EraHead *head, double *out);
  * Sets the Gaussian head's `delta`, clamped so that the target stays
  * feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
  * Adam moments are kept. Safe to call while other threads run forward/backward.
+ * A CUDA graph captured earlier keeps the delta of its capture (see `era_head_forward`).
  *
  * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
  *
@@ -508,6 +521,7 @@ EraStatus era_head_set_delta(struct EraHead *head, double delta);
  * `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
  * agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
  * config, then clamped feasible; with the FIXED optimizer nothing changes.
+ * A CUDA graph captured earlier keeps the delta of its capture (see `era_head_forward`).
  * The new value is stored in `*new_delta` unless it is NULL. Concurrent
  * updates are serialised.
  *
@@ -580,8 +594,21 @@ EraStatus era_head_config(const struct EraHead *head, struct EraConfig *out);
  * differ in the last bits between layouts. Results never depend on the
  * thread count.
  *
+ * CUDA buffers (a build with CUDA support, docs/cuda.md): kernels are launched on
+ * `stream` and the call returns without synchronising. It launches only kernels and
+ * stream-ordered allocations, so it can be captured into a CUDA graph, once one call
+ * on the device has loaded era's kernels. A captured call keeps what was read on the
+ * host at capture time: the Gaussian head's `delta` becomes part of the captured
+ * launch, so a replay after `era_head_set_delta` or `era_head_update_delta` still
+ * computes with the delta of the capture. To change delta between replays, pass it as
+ * a device tensor (`era_gaussian_forward_delta`), which every replay reads, or capture
+ * again.
+ *
  * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND` (token head), `INVALID_SHAPE`,
- * `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+ * `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`; on CUDA buffers also
+ * `DEVICE_UNAVAILABLE` (CUDA cannot be used, a failed launch), `DEVICE_FAULT` (the
+ * device's context hit a sticky error, here or in earlier work), `INVALID_STREAM`
+ * (`stream` is not a stream of the tensors' device) and `OUT_OF_MEMORY`.
  *
  * # Safety
  * Every pointer is NULL or valid; the tensors describe live memory.
@@ -594,7 +621,9 @@ EraStatus era_head_forward(const struct EraHead *head,
 /**
  * Backward (vector-Jacobian product) of a Gaussian or softmax head:
  * `grad_z = J(z)^T grad_out`. All three tensors have the same shape and
- * dtype (float32/float64); `grad_z` may alias `z` or `grad_out`.
+ * dtype (float32/float64); `grad_z` may alias `z` or `grad_out`. On CUDA
+ * buffers, a captured backward keeps the head's `delta` of the capture, as
+ * `era_head_forward` does.
  *
  * Errors: as `era_head_forward`.
  *

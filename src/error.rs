@@ -36,6 +36,11 @@ pub enum ErrorKind {
     OutOfMemory,
     /// CUDA buffers where CUDA cannot be used (no driver or device, a failed launch).
     DeviceUnavailable,
+    /// The CUDA device hit an error that leaves its context unusable for the rest
+    /// of the process (an illegal address, a kernel that trapped: a sticky error).
+    DeviceFault,
+    /// A CUDA stream that belongs to another device (or context) than the tensors'.
+    InvalidStream,
     /// A bug inside the library (a caught panic).
     Internal,
 }

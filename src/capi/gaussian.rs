@@ -203,6 +203,7 @@ pub unsafe extern "C" fn era_head_delta(head: *const EraHead, out: *mut f64) -> 
 /// Sets the Gaussian head's `delta`, clamped so that the target stays
 /// feasible (`delta <= D*(log_std_max + 0.5*ln(2*pi*e)) - H0`). The learner's
 /// Adam moments are kept. Safe to call while other threads run forward/backward.
+/// A CUDA graph captured earlier keeps the delta of its capture (see `era_head_forward`).
 ///
 /// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_ARGUMENT` (NaN or -inf).
 ///
@@ -221,6 +222,7 @@ pub unsafe extern "C" fn era_head_set_delta(head: *mut EraHead, delta: f64) -> E
 /// `mean_entropy - H0`, where `mean_entropy` is the batch-mean entropy of the
 /// agent's *bounded* policy (tanh-squashed or truncated). SGD or Adam per the
 /// config, then clamped feasible; with the FIXED optimizer nothing changes.
+/// A CUDA graph captured earlier keeps the delta of its capture (see `era_head_forward`).
 /// The new value is stored in `*new_delta` unless it is NULL. Concurrent
 /// updates are serialised.
 ///

@@ -129,8 +129,21 @@ pub unsafe extern "C" fn era_head_config(head: *const EraHead, out: *mut EraConf
 /// differ in the last bits between layouts. Results never depend on the
 /// thread count.
 ///
+/// CUDA buffers (a build with CUDA support, docs/cuda.md): kernels are launched on
+/// `stream` and the call returns without synchronising. It launches only kernels and
+/// stream-ordered allocations, so it can be captured into a CUDA graph, once one call
+/// on the device has loaded era's kernels. A captured call keeps what was read on the
+/// host at capture time: the Gaussian head's `delta` becomes part of the captured
+/// launch, so a replay after `era_head_set_delta` or `era_head_update_delta` still
+/// computes with the delta of the capture. To change delta between replays, pass it as
+/// a device tensor (`era_gaussian_forward_delta`), which every replay reads, or capture
+/// again.
+///
 /// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND` (token head), `INVALID_SHAPE`,
-/// `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`.
+/// `UNSUPPORTED_DTYPE`, `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`; on CUDA buffers also
+/// `DEVICE_UNAVAILABLE` (CUDA cannot be used, a failed launch), `DEVICE_FAULT` (the
+/// device's context hit a sticky error, here or in earlier work), `INVALID_STREAM`
+/// (`stream` is not a stream of the tensors' device) and `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// Every pointer is NULL or valid; the tensors describe live memory.
@@ -166,7 +179,9 @@ pub unsafe extern "C" fn era_head_forward(head: *const EraHead, z: *const DLTens
 
 /// Backward (vector-Jacobian product) of a Gaussian or softmax head:
 /// `grad_z = J(z)^T grad_out`. All three tensors have the same shape and
-/// dtype (float32/float64); `grad_z` may alias `z` or `grad_out`.
+/// dtype (float32/float64); `grad_z` may alias `z` or `grad_out`. On CUDA
+/// buffers, a captured backward keeps the head's `delta` of the capture, as
+/// `era_head_forward` does.
 ///
 /// Errors: as `era_head_forward`.
 ///

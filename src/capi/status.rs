@@ -48,6 +48,14 @@ pub enum EraStatus {
     /// (no driver, no device of that ordinal, a driver too old for the kernels, or a
     /// failed launch); `era_cuda_available` says in advance whether CUDA is usable.
     DeviceUnavailable = 14,
+    /// The CUDA device hit an error that leaves its context unusable for the rest of the
+    /// process (CUDA's sticky errors: an illegal or misaligned memory access, a kernel that
+    /// trapped or timed out, an uncorrectable ECC error), found by this call or left by
+    /// earlier work on the device. Every later CUDA call in the process fails; restart it.
+    DeviceFault = 15,
+    /// `stream` is not a stream of the tensors' device (a stream of another GPU, of another
+    /// context, or one that was destroyed). Nothing was launched; the device is usable.
+    InvalidStream = 16,
     /// A bug in era: a panic was caught at the ABI boundary. Please report it.
     Internal = 99,
 }
@@ -113,6 +121,8 @@ status_table! {
     InvalidArgument = 12, "ERA_STATUS_INVALID_ARGUMENT", InvalidArgument;
     OutOfMemory = 13, "ERA_STATUS_OUT_OF_MEMORY", OutOfMemory;
     DeviceUnavailable = 14, "ERA_STATUS_DEVICE_UNAVAILABLE", DeviceUnavailable;
+    DeviceFault = 15, "ERA_STATUS_DEVICE_FAULT", DeviceFault;
+    InvalidStream = 16, "ERA_STATUS_INVALID_STREAM", InvalidStream;
     Internal = 99, "ERA_STATUS_INTERNAL", Internal;
 }
 
@@ -132,7 +142,7 @@ mod tests {
             assert_eq!(EraStatus::from_code(s as i32), Some(s));
             assert!(s.name().starts_with("ERA_STATUS_"));
         }
-        for code in [-1, 15, 98, 100, i32::MIN, i32::MAX] {
+        for code in [-1, 17, 98, 100, i32::MIN, i32::MAX] {
             assert_eq!(name_of(code), "ERA_STATUS_UNKNOWN");
             assert_eq!(EraStatus::from_code(code), None);
         }
@@ -156,6 +166,8 @@ mod tests {
             InvalidArgument,
             OutOfMemory,
             DeviceUnavailable,
+            DeviceFault,
+            InvalidStream,
             Internal,
         ];
         let statuses: std::collections::HashSet<EraStatus> = kinds.iter().map(|&k| EraStatus::from(k)).collect();

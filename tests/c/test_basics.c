@@ -52,6 +52,8 @@ static void test_status_str(void) {
       {ERA_STATUS_INVALID_ARGUMENT, "ERA_STATUS_INVALID_ARGUMENT"},
       {ERA_STATUS_OUT_OF_MEMORY, "ERA_STATUS_OUT_OF_MEMORY"},
       {ERA_STATUS_DEVICE_UNAVAILABLE, "ERA_STATUS_DEVICE_UNAVAILABLE"},
+      {ERA_STATUS_DEVICE_FAULT, "ERA_STATUS_DEVICE_FAULT"},
+      {ERA_STATUS_INVALID_STREAM, "ERA_STATUS_INVALID_STREAM"},
       {ERA_STATUS_INTERNAL, "ERA_STATUS_INTERNAL"},
   };
   /* numbers are ABI: never reused or renumbered */
@@ -60,7 +62,7 @@ static void test_status_str(void) {
         ERA_STATUS_UNSUPPORTED_DEVICE == 6 && ERA_STATUS_INVALID_LAYOUT == 7 && ERA_STATUS_INVALID_VALUE == 8 &&
         ERA_STATUS_WRONG_HEAD_KIND == 9 && ERA_STATUS_JSON == 10 && ERA_STATUS_BUFFER_TOO_SMALL == 11 &&
         ERA_STATUS_INVALID_ARGUMENT == 12 && ERA_STATUS_OUT_OF_MEMORY == 13 && ERA_STATUS_DEVICE_UNAVAILABLE == 14 &&
-        ERA_STATUS_INTERNAL == 99);
+        ERA_STATUS_DEVICE_FAULT == 15 && ERA_STATUS_INVALID_STREAM == 16 && ERA_STATUS_INTERNAL == 99);
   CHECK(ERA_HEAD_KIND_GAUSSIAN == 1 && ERA_HEAD_KIND_SOFTMAX == 2 && ERA_HEAD_KIND_TOKEN == 3);
   CHECK(ERA_DELTA_OPTIMIZER_FIXED == 0 && ERA_DELTA_OPTIMIZER_SGD == 1 && ERA_DELTA_OPTIMIZER_ADAM == 2);
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -68,7 +70,7 @@ static void test_status_str(void) {
     CHECK_MSG(s != NULL && strcmp(s, names[i].name) == 0, "era_status_str(%d) = \"%s\", want \"%s\"", names[i].code,
               s ? s : "(null)", names[i].name);
   }
-  int unknown[] = {-1, 15, 50, 98, 100, 1000, INT32_MAX, INT32_MIN};
+  int unknown[] = {-1, 17, 50, 98, 100, 1000, INT32_MAX, INT32_MIN};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
     const char* s = era_status_str(unknown[i]);
     CHECK_MSG(s != NULL && strcmp(s, "ERA_STATUS_UNKNOWN") == 0, "era_status_str(%d) = \"%s\"", unknown[i],

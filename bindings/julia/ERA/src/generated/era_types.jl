@@ -166,6 +166,14 @@ const ERA_STATUS_OUT_OF_MEMORY = EraStatus(13)
 # (no driver, no device of that ordinal, a driver too old for the kernels, or a
 # failed launch); `era_cuda_available` says in advance whether CUDA is usable.
 const ERA_STATUS_DEVICE_UNAVAILABLE = EraStatus(14)
+# The CUDA device hit an error that leaves its context unusable for the rest of the
+# process (CUDA's sticky errors: an illegal or misaligned memory access, a kernel that
+# trapped or timed out, an uncorrectable ECC error), found by this call or left by
+# earlier work on the device. Every later CUDA call in the process fails; restart it.
+const ERA_STATUS_DEVICE_FAULT = EraStatus(15)
+# `stream` is not a stream of the tensors' device (a stream of another GPU, of another
+# context, or one that was destroyed). Nothing was launched; the device is usable.
+const ERA_STATUS_INVALID_STREAM = EraStatus(16)
 # A bug in era: a panic was caught at the ABI boundary. Please report it.
 const ERA_STATUS_INTERNAL = EraStatus(99)
 
@@ -186,6 +194,8 @@ const STATUS_NAMES = Dict{EraStatus,String}(
     12 => "ERA_STATUS_INVALID_ARGUMENT",
     13 => "ERA_STATUS_OUT_OF_MEMORY",
     14 => "ERA_STATUS_DEVICE_UNAVAILABLE",
+    15 => "ERA_STATUS_DEVICE_FAULT",
+    16 => "ERA_STATUS_INVALID_STREAM",
     99 => "ERA_STATUS_INTERNAL",
 )
 
