@@ -238,35 +238,70 @@ pub fn grid(items: usize, per_block: u32) -> u32 {
     blocks.clamp(1, MAX_GRID) as u32
 }
 
+/// Every kernel of the image: each one is resolved and loaded when a device is
+/// first used ([`driver::Scope::enter`]), so that no call loads code later
+/// (a first use inside a CUDA graph capture would otherwise load it there).
+pub const KERNELS: &[&str] = &[
+    "era_gaussian_forward_f32",
+    "era_gaussian_forward_f64",
+    "era_gaussian_backward_f32",
+    "era_gaussian_backward_f64",
+    "era_gaussian_entropy_f32",
+    "era_gaussian_entropy_f64",
+    "era_truncnorm_entropy_f32",
+    "era_truncnorm_entropy_f64",
+    "era_sum_rows",
+    "era_softmax_forward_f32",
+    "era_softmax_forward_f64",
+    "era_softmax_backward_f32",
+    "era_softmax_backward_f64",
+    "era_softmax_entropy_f32",
+    "era_softmax_entropy_f64",
+    "era_softmax_entropy_bf16",
+    "era_softmax_entropy_f16",
+    "era_token_stats_f32",
+    "era_token_stats_f64",
+    "era_token_stats_bf16",
+    "era_token_stats_f16",
+    "era_token_group",
+    "era_token_finish",
+    "era_token_backward_f32",
+    "era_token_backward_f64",
+    "era_token_backward_bf16",
+    "era_token_backward_f16",
+];
+
+/// `(family, dtype suffix, kernel)` of every kernel chosen by dtype.
+const NAMES: &[(&str, &str, &str)] = &[
+    ("gaussian_forward", "f32", "era_gaussian_forward_f32"),
+    ("gaussian_forward", "f64", "era_gaussian_forward_f64"),
+    ("gaussian_backward", "f32", "era_gaussian_backward_f32"),
+    ("gaussian_backward", "f64", "era_gaussian_backward_f64"),
+    ("gaussian_entropy", "f32", "era_gaussian_entropy_f32"),
+    ("gaussian_entropy", "f64", "era_gaussian_entropy_f64"),
+    ("truncnorm_entropy", "f32", "era_truncnorm_entropy_f32"),
+    ("truncnorm_entropy", "f64", "era_truncnorm_entropy_f64"),
+    ("softmax_forward", "f32", "era_softmax_forward_f32"),
+    ("softmax_forward", "f64", "era_softmax_forward_f64"),
+    ("softmax_backward", "f32", "era_softmax_backward_f32"),
+    ("softmax_backward", "f64", "era_softmax_backward_f64"),
+    ("softmax_entropy", "f32", "era_softmax_entropy_f32"),
+    ("softmax_entropy", "f64", "era_softmax_entropy_f64"),
+    ("softmax_entropy", "bf16", "era_softmax_entropy_bf16"),
+    ("softmax_entropy", "f16", "era_softmax_entropy_f16"),
+    ("token_stats", "f32", "era_token_stats_f32"),
+    ("token_stats", "f64", "era_token_stats_f64"),
+    ("token_stats", "bf16", "era_token_stats_bf16"),
+    ("token_stats", "f16", "era_token_stats_f16"),
+    ("token_backward", "f32", "era_token_backward_f32"),
+    ("token_backward", "f64", "era_token_backward_f64"),
+    ("token_backward", "bf16", "era_token_backward_bf16"),
+    ("token_backward", "f16", "era_token_backward_f16"),
+];
+
 /// A kernel name from its family and dtype: `era_<family>_<suffix>`, as a
 /// `&'static str` (the names are a fixed set; see [`kernel_name`]).
 pub fn kernel_name(family: &'static str, dtype: Dtype) -> Result<&'static str> {
-    const NAMES: &[(&str, &str, &str)] = &[
-        ("gaussian_forward", "f32", "era_gaussian_forward_f32"),
-        ("gaussian_forward", "f64", "era_gaussian_forward_f64"),
-        ("gaussian_backward", "f32", "era_gaussian_backward_f32"),
-        ("gaussian_backward", "f64", "era_gaussian_backward_f64"),
-        ("gaussian_entropy", "f32", "era_gaussian_entropy_f32"),
-        ("gaussian_entropy", "f64", "era_gaussian_entropy_f64"),
-        ("truncnorm_entropy", "f32", "era_truncnorm_entropy_f32"),
-        ("truncnorm_entropy", "f64", "era_truncnorm_entropy_f64"),
-        ("softmax_forward", "f32", "era_softmax_forward_f32"),
-        ("softmax_forward", "f64", "era_softmax_forward_f64"),
-        ("softmax_backward", "f32", "era_softmax_backward_f32"),
-        ("softmax_backward", "f64", "era_softmax_backward_f64"),
-        ("softmax_entropy", "f32", "era_softmax_entropy_f32"),
-        ("softmax_entropy", "f64", "era_softmax_entropy_f64"),
-        ("softmax_entropy", "bf16", "era_softmax_entropy_bf16"),
-        ("softmax_entropy", "f16", "era_softmax_entropy_f16"),
-        ("token_stats", "f32", "era_token_stats_f32"),
-        ("token_stats", "f64", "era_token_stats_f64"),
-        ("token_stats", "bf16", "era_token_stats_bf16"),
-        ("token_stats", "f16", "era_token_stats_f16"),
-        ("token_backward", "f32", "era_token_backward_f32"),
-        ("token_backward", "f64", "era_token_backward_f64"),
-        ("token_backward", "bf16", "era_token_backward_bf16"),
-        ("token_backward", "f16", "era_token_backward_f16"),
-    ];
     match NAMES.iter().find(|(f, s, _)| *f == family && *s == dtype.suffix()) {
         Some((_, _, n)) => Ok(n),
         None => bail!(UnsupportedDtype, "no CUDA kernel {family} for {}", dtype.suffix()),
@@ -275,7 +310,7 @@ pub fn kernel_name(family: &'static str, dtype: Dtype) -> Result<&'static str> {
 
 /// Runs `f` inside device `device`'s context with `stream` (a `CUstream`).
 pub fn with_device<R>(device: i32, f: impl FnOnce(&Scope) -> Result<R>) -> Result<R> {
-    let scope = Scope::enter(device, IMAGE)?;
+    let scope = Scope::enter(device, IMAGE, KERNELS)?;
     f(&scope)
 }
 
@@ -338,5 +373,36 @@ mod tests {
         assert_eq!(grid(0, 256), 1);
         assert_eq!(grid(257, 256), 2);
         assert_eq!(grid(usize::MAX, 1), 1 << 20);
+    }
+
+    #[test]
+    fn the_kernel_list_is_every_kernel_of_the_sources() {
+        // every `extern "C" __global__` function of the .cu sources, and nothing else
+        let sources = [
+            include_str!("gaussian.cu"),
+            include_str!("softmax.cu"),
+            include_str!("token_forward.cu"),
+            include_str!("token_group.cu"),
+            include_str!("token_backward.cu"),
+        ];
+        let mut found: Vec<&str> = Vec::new();
+        for src in sources {
+            for line in src.lines().filter(|l| l.starts_with("extern \"C\" __global__ void")) {
+                let name = line.split('(').next().and_then(|h| h.split_whitespace().last()).unwrap();
+                found.push(name);
+            }
+        }
+        found.sort_unstable();
+        let mut listed = KERNELS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(found, listed);
+        let cu_files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/kernels/cuda"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cu"))
+            .count();
+        assert_eq!(cu_files, sources.len(), "a .cu file is missing from this test");
+        for (_, _, n) in NAMES {
+            assert!(KERNELS.contains(n), "{n}");
+        }
     }
 }
