@@ -8,8 +8,8 @@
 //!    native code for sm_90 (H100/H200) and PTX for compute_80, which the
 //!    driver compiles for any GPU from sm_80 on (A100 and newer). nvcc is found
 //!    through `ERA_NVCC`, `NVCC`, `CUDA_HOME`/`CUDA_PATH` (`bin/nvcc`), then
-//!    `PATH`; `scripts/cuda-toolchain.sh` installs NVIDIA's compiler from PyPI
-//!    wheels where no CUDA toolkit is installed. `ERA_CUDA_GENCODE` replaces
+//!    `PATH`; `scripts/cuda.sh toolchain` installs NVIDIA's compiler from PyPI
+//!    wheels where no CUDA toolkit is installed (and prints the path of its nvcc). `ERA_CUDA_GENCODE` replaces
 //!    the code targets (space-separated nvcc `-gencode` values, e.g.
 //!    `arch=compute_90,code=sm_90 arch=compute_100,code=sm_100`).
 use std::path::{Path, PathBuf};
@@ -93,7 +93,8 @@ fn build_cuda() {
     let status = cmd.status().unwrap_or_else(|e| {
         panic!(
             "the cuda feature needs NVIDIA's CUDA compiler, but {} could not be run ({e}); \
-             set ERA_NVCC, or run scripts/cuda-toolchain.sh and set ERA_NVCC to the nvcc it prints",
+             set ERA_NVCC to an nvcc, or install one from PyPI wheels with \
+             `ERA_NVCC=$(scripts/cuda.sh toolchain) cargo build --features cuda` (from the repository root)",
             nvcc.display()
         )
     });
