@@ -728,6 +728,31 @@ EraStatus era_token_forward(const struct EraHead *head,
                             void *stream);
 
 /**
+ * `era_token_forward` at a temperature per token: `temperature` `[...]`
+ * (the dtype of `advantages`, each finite and `> 0`, else `INVALID_VALUE`)
+ * replaces the head's temperature for each token, as verl 0.8+ samples each
+ * prompt at its own temperature. NULL takes the head's temperature (the call
+ * is then `era_token_forward`). Pass the same temperatures to
+ * `era_token_backward_temperature`. CPU tensors only when `temperature` is
+ * given (`UNSUPPORTED_DEVICE` on CUDA).
+ *
+ * # Safety
+ * As `era_token_forward`.
+ */
+EraStatus era_token_forward_temperature(const struct EraHead *head,
+                                        const DLTensor *logits,
+                                        const DLTensor *labels,
+                                        const DLTensor *response_ids,
+                                        const DLTensor *advantages,
+                                        const DLTensor *temperature,
+                                        DLTensor *logprobs_out,
+                                        DLTensor *entropy_out,
+                                        DLTensor *scale_out,
+                                        DLTensor *advantages_out,
+                                        DLTensor *response_entropy_out,
+                                        void *stream);
+
+/**
  * Token-head backward: `grad_logits_out[t] = (c_t/T) * (onehot(y_t) -
  * softmax(c_t*z_t)) * grad_logprobs[t]` (over the top-K only with
  * `vocab_topk`; zero for masked tokens and labels outside the top-K). The
@@ -768,6 +793,133 @@ EraStatus era_token_backward(const struct EraHead *head,
                              const DLTensor *grad_logprobs,
                              DLTensor *grad_logits_out,
                              void *stream);
+
+/**
+ * `era_token_backward` at a temperature per token: `temperature` `[...]`
+ * (the dtype of `scale`), the temperatures given to
+ * `era_token_forward_temperature`; NULL takes the head's. CPU tensors only
+ * when `temperature` is given (`UNSUPPORTED_DEVICE` on CUDA).
+ *
+ * # Safety
+ * As `era_token_backward`.
+ */
+EraStatus era_token_backward_temperature(const struct EraHead *head,
+                                         const DLTensor *logits,
+                                         const DLTensor *labels,
+                                         const DLTensor *response_ids,
+                                         const DLTensor *temperature,
+                                         const DLTensor *scale,
+                                         const DLTensor *grad_logprobs,
+                                         DLTensor *grad_logits_out,
+                                         void *stream);
+
+/**
+ * The split token forward, first half (docs/math.md#split-token-forward): per
+ * token, in one read of its logits row,
+ *
+ * - `columns_out` `[..., 3]`: the label's log-prob `c*z[y] - logsumexp(c*z)` at
+ *   the three scales the head may choose, in the order `c = 1, k, 1/k`, with
+ *   `z = logits/T` (over the vocabulary top-K with `vocab_topk`, -1e4 at every
+ *   scale for a label outside it); each column is bit for bit the `logprobs_out`
+ *   that `era_token_forward` gives a token whose scale is that column's;
+ * - `entropy_out` `[...]`: `H(softmax(z))` over the full vocabulary;
+ * - `sum_sq_out` `[...]`: `sum_i softmax(z)_i^2` over the full vocabulary (free
+ *   with `k = 2`: one more exponential per logit otherwise).
+ *
+ * Inputs: `logits` `[..., V]` (float32, float64, bfloat16, float16; any
+ * layout), `labels` `[...]` (int32/int64; a negative label, such as -100,
+ * marks a token to ignore: its columns are 0 and it gets no column gradient;
+ * a label `>= V` is `INVALID_VALUE`), and optionally `temperature` `[...]` (one
+ * per token, each finite and `> 0`; NULL: the head's). Outputs are optional
+ * (NULL: not wanted) and share one float dtype (float32/float64), which
+ * `temperature` has too. The call needs no response ids nor advantages: the
+ * scale decision is `era_token_decide`'s, from these per-token outputs.
+ *
+ * Memory: the outputs and O(N) bookkeeping; rows that are not contiguous f32
+ * are read a block at a time (no buffer of a row's width).
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE` (CUDA tensors: CPU only in this version), `INVALID_LAYOUT`,
+ * `INVALID_VALUE`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_logprob_columns(const struct EraHead *head,
+                                    const DLTensor *logits,
+                                    const DLTensor *labels,
+                                    const DLTensor *temperature,
+                                    DLTensor *columns_out,
+                                    DLTensor *entropy_out,
+                                    DLTensor *sum_sq_out,
+                                    void *stream);
+
+/**
+ * The split token forward, second half (docs/math.md#split-token-forward):
+ * the scale decision from per-token tensors, without the logits, so that it
+ * can run inside a loss that sees only per-token tensors.
+ *
+ * Inputs, each `[...]` (the token layout of `era_token_logprob_columns`):
+ * `entropy` (its `entropy_out`), `response_ids` (int32/int64: `>= 0`, or -1 for
+ * a masked token), `advantages`; and `columns` `[..., 3]` (its `columns_out`),
+ * needed only for `logprobs_out` (NULL otherwise). Outputs, each optional:
+ * `logprobs_out` (the column the scale selects: `logp'`; 0 for masked tokens),
+ * `scale_out` (`c` in {k, 1, 1/k}), `advantages_out` (`A/c` with advantage
+ * scaling), `response_entropy_out` (`Hresp`), all of the float dtype of
+ * `entropy`, and `column_out` (int64: 0, 1 or 2, the index of the chosen
+ * column; 0 for masked tokens). Given the same logits, labels, response ids,
+ * advantages and temperatures, the outputs are those of `era_token_forward`
+ * (or `era_token_forward_temperature`) bit for bit.
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE` (CUDA tensors), `INVALID_LAYOUT`, `INVALID_ARGUMENT`
+ * (`logprobs_out` without `columns`), `INVALID_VALUE` (a response id below -1).
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_decide(const struct EraHead *head,
+                           const DLTensor *entropy,
+                           const DLTensor *response_ids,
+                           const DLTensor *advantages,
+                           const DLTensor *columns,
+                           DLTensor *logprobs_out,
+                           DLTensor *scale_out,
+                           DLTensor *advantages_out,
+                           DLTensor *response_entropy_out,
+                           DLTensor *column_out,
+                           void *stream);
+
+/**
+ * The split token forward's backward (docs/math.md#split-token-backward):
+ * `grad_logits_out` from the gradients of the columns (`grad_columns`
+ * `[..., 3]`, NULL for none) and of the entropies (`grad_entropy` `[...]`, NULL
+ * for none), at the forward's labels and temperatures:
+ *
+ * `d logits_t = sum_j (c_j/T) (onehot(y_t) - softmax(c_j*z_t)) * grad_columns[t, j]
+ *             - (1/T) p_t (ln p_t + H_t) * grad_entropy[t]`,  `p_t = softmax(z_t)`.
+ *
+ * A token whose only gradient is one column's gets, bit for bit, what
+ * `era_token_backward` gives it at that column's scale (a loss that uses the
+ * column `era_token_decide` selected is the common case). An ignored token
+ * (negative label) gets the entropy's term only. `grad_columns` and
+ * `grad_entropy` share a float dtype, which `temperature` has too;
+ * `grad_logits_out` has the shape and dtype of `logits`, and may be `logits`
+ * itself (in place, as in `era_token_backward`).
+ *
+ * Errors: as `era_token_logprob_columns`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_columns_backward(const struct EraHead *head,
+                                     const DLTensor *logits,
+                                     const DLTensor *labels,
+                                     const DLTensor *temperature,
+                                     const DLTensor *grad_columns,
+                                     const DLTensor *grad_entropy,
+                                     DLTensor *grad_logits_out,
+                                     void *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

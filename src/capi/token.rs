@@ -11,7 +11,7 @@ use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};
-use crate::heads::token::{IndexView, TokenOutputs};
+use crate::heads::token::{ColumnOutputs, DecideOutputs, IndexView, TokenOutputs};
 
 /// Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
@@ -84,50 +84,117 @@ pub unsafe extern "C" fn era_token_forward(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
-        let t = head_ref(head)?.as_token("era_token_forward")?;
-        let ld = Desc::new(logits, "logits")?;
-        let yd = Desc::new(labels, "labels")?;
-        let rd = Desc::new(response_ids, "response_ids")?;
-        let ad = Desc::new(advantages, "advantages")?;
-        let lp = Desc::optional(logprobs_out, "logprobs_out")?;
-        let en = Desc::optional(entropy_out, "entropy_out")?;
-        let sc = Desc::optional(scale_out, "scale_out")?;
-        let ao = Desc::optional(advantages_out, "advantages_out")?;
-        let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
-        let outs: Vec<&Desc<'_>> = [&lp, &en, &sc, &ao, &re].into_iter().flatten().collect();
-        check_outputs(&outs)?;
-        let mut batch = vec![&yd, &rd, &ad];
-        batch.extend(outs.iter().copied());
-        expect_batch_shape(&ld, 2, &batch)?;
-        #[cfg(feature = "cuda")]
-        {
-            let mut all = batch.clone();
-            all.push(&ld);
-            if let Device::Cuda(dev) = call_device(&all)? {
-                return cuda::token_forward(t, dev, stream, &ld, &yd, &rd, &ad, [&lp, &en, &sc, &ao, &re]);
-            }
-        }
-        with_float!(ad.dtype, "advantages", F => {
-            for o in &outs {
-                o.expect_dtype(ad.dtype)?;
-            }
-            let y = index_view(&yd, &outs)?;
-            let r = index_view(&rd, &outs)?;
-            with_logits!(ld.dtype, "logits", L => {
-                let x = ld.input::<L>(&outs)?;
-                let a = ad.input::<F>(&outs)?;
-                let o = TokenOutputs {
-                    logprobs: lp.as_ref().map(|d| d.view_mut::<F>()),
-                    entropy: en.as_ref().map(|d| d.view_mut::<F>()),
-                    scale: sc.as_ref().map(|d| d.view_mut::<F>()),
-                    advantages: ao.as_ref().map(|d| d.view_mut::<F>()),
-                    response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
-                };
-                t.forward(x.view(), y.view(), r.view(), a.view(), o)
-            })
-        })
+        forward_impl(
+            "era_token_forward",
+            head,
+            [logits, labels, response_ids, advantages, std::ptr::null()],
+            [logprobs_out, entropy_out, scale_out, advantages_out, response_entropy_out],
+            stream,
+        )
     }
+}
+
+/// `era_token_forward` at a temperature per token: `temperature` `[...]`
+/// (the dtype of `advantages`, each finite and `> 0`, else `INVALID_VALUE`)
+/// replaces the head's temperature for each token, as verl 0.8+ samples each
+/// prompt at its own temperature. NULL takes the head's temperature (the call
+/// is then `era_token_forward`). Pass the same temperatures to
+/// `era_token_backward_temperature`. CPU tensors only when `temperature` is
+/// given (`UNSUPPORTED_DEVICE` on CUDA).
+///
+/// # Safety
+/// As `era_token_forward`.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_forward_temperature(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    response_ids: *const DLTensor,
+    advantages: *const DLTensor,
+    temperature: *const DLTensor,
+    logprobs_out: *mut DLTensor,
+    entropy_out: *mut DLTensor,
+    scale_out: *mut DLTensor,
+    advantages_out: *mut DLTensor,
+    response_entropy_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        forward_impl(
+            "era_token_forward_temperature",
+            head,
+            [logits, labels, response_ids, advantages, temperature],
+            [logprobs_out, entropy_out, scale_out, advantages_out, response_entropy_out],
+            stream,
+        )
+    }
+}
+
+/// The one-call forward, with an optional temperature per token (the fifth input).
+unsafe fn forward_impl(
+    name: &'static str,
+    head: *const EraHead,
+    inputs: [*const DLTensor; 5],
+    outputs: [*mut DLTensor; 5],
+    stream: *mut c_void,
+) -> Result<()> {
+    let [logits, labels, response_ids, advantages, temperature] = inputs;
+    let [logprobs_out, entropy_out, scale_out, advantages_out, response_entropy_out] = outputs;
+    let _ = stream; // CUDA calls launch on it; CPU calls ignore it
+    let t = head_ref(head)?.as_token(name)?;
+    let ld = Desc::new(logits, "logits")?;
+    let yd = Desc::new(labels, "labels")?;
+    let rd = Desc::new(response_ids, "response_ids")?;
+    let ad = Desc::new(advantages, "advantages")?;
+    let td = Desc::optional(temperature, "temperature")?;
+    let lp = Desc::optional(logprobs_out, "logprobs_out")?;
+    let en = Desc::optional(entropy_out, "entropy_out")?;
+    let sc = Desc::optional(scale_out, "scale_out")?;
+    let ao = Desc::optional(advantages_out, "advantages_out")?;
+    let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
+    let outs: Vec<&Desc<'_>> = [&lp, &en, &sc, &ao, &re].into_iter().flatten().collect();
+    check_outputs(&outs)?;
+    let mut batch = vec![&yd, &rd, &ad];
+    batch.extend(td.as_ref());
+    batch.extend(outs.iter().copied());
+    expect_batch_shape(&ld, 2, &batch)?;
+    #[cfg(feature = "cuda")]
+    {
+        let mut all = batch.clone();
+        all.push(&ld);
+        if let Device::Cuda(dev) = call_device(&all)? {
+            if td.is_some() {
+                bail!(UnsupportedDevice, "{name}: a temperature per token is computed on CPU tensors only");
+            }
+            return cuda::token_forward(t, dev, stream, &ld, &yd, &rd, &ad, [&lp, &en, &sc, &ao, &re]);
+        }
+    }
+    with_float!(ad.dtype, "advantages", F => {
+        for o in &outs {
+            o.expect_dtype(ad.dtype)?;
+        }
+        if let Some(td) = &td {
+            td.expect_dtype(ad.dtype)?;
+        }
+        let y = index_view(&yd, &outs)?;
+        let r = index_view(&rd, &outs)?;
+        let tv = match &td {
+            Some(td) => Some(td.input::<F>(&outs)?),
+            None => None,
+        };
+        with_logits!(ld.dtype, "logits", L => {
+            let x = ld.input::<L>(&outs)?;
+            let a = ad.input::<F>(&outs)?;
+            let o = TokenOutputs {
+                logprobs: lp.as_ref().map(|d| d.view_mut::<F>()),
+                entropy: en.as_ref().map(|d| d.view_mut::<F>()),
+                scale: sc.as_ref().map(|d| d.view_mut::<F>()),
+                advantages: ao.as_ref().map(|d| d.view_mut::<F>()),
+                response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
+            };
+            t.forward_t(x.view(), y.view(), r.view(), a.view(), tv.as_ref().map(|v| v.view()), o)
+        })
+    })
 }
 
 /// Token-head backward: `grad_logits_out[t] = (c_t/T) * (onehot(y_t) -
@@ -173,36 +240,392 @@ pub unsafe extern "C" fn era_token_backward(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
-        let t = head_ref(head)?.as_token("era_token_backward")?;
+        backward_impl("era_token_backward", head, [logits, labels, response_ids, std::ptr::null(), scale, grad_logprobs], grad_logits_out, stream)
+    }
+}
+
+/// `era_token_backward` at a temperature per token: `temperature` `[...]`
+/// (the dtype of `scale`), the temperatures given to
+/// `era_token_forward_temperature`; NULL takes the head's. CPU tensors only
+/// when `temperature` is given (`UNSUPPORTED_DEVICE` on CUDA).
+///
+/// # Safety
+/// As `era_token_backward`.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_backward_temperature(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    response_ids: *const DLTensor,
+    temperature: *const DLTensor,
+    scale: *const DLTensor,
+    grad_logprobs: *const DLTensor,
+    grad_logits_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        backward_impl(
+            "era_token_backward_temperature",
+            head,
+            [logits, labels, response_ids, temperature, scale, grad_logprobs],
+            grad_logits_out,
+            stream,
+        )
+    }
+}
+
+/// The one-call backward, with an optional temperature per token.
+unsafe fn backward_impl(
+    name: &'static str,
+    head: *const EraHead,
+    inputs: [*const DLTensor; 6],
+    grad_logits_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> Result<()> {
+    let [logits, labels, response_ids, temperature, scale, grad_logprobs] = inputs;
+    let _ = stream; // CUDA calls launch on it; CPU calls ignore it
+    let t = head_ref(head)?.as_token(name)?;
+    let ld = Desc::new(logits, "logits")?;
+    let yd = Desc::new(labels, "labels")?;
+    let rd = Desc::new(response_ids, "response_ids")?;
+    let td = Desc::optional(temperature, "temperature")?;
+    let sd = Desc::new(scale, "scale")?;
+    let gd = Desc::new(grad_logprobs, "grad_logprobs")?;
+    let od = Desc::new(grad_logits_out, "grad_logits_out")?;
+    let outs = [&od];
+    check_outputs(&outs)?;
+    let mut batch = vec![&yd, &rd, &sd, &gd];
+    batch.extend(td.as_ref());
+    expect_batch_shape(&ld, 2, &batch)?;
+    expect_same_shape(&ld, &[&od])?;
+    #[cfg(feature = "cuda")]
+    {
+        let mut all = batch.clone();
+        all.extend([&ld, &od]);
+        if let Device::Cuda(dev) = call_device(&all)? {
+            if td.is_some() {
+                bail!(UnsupportedDevice, "{name}: a temperature per token is computed on CPU tensors only");
+            }
+            return cuda::token_backward(t, dev, stream, &ld, &yd, &rd, &sd, &gd, &od);
+        }
+    }
+    with_float!(sd.dtype, "scale", F => {
+        gd.expect_dtype(sd.dtype)?;
+        if let Some(td) = &td {
+            td.expect_dtype(sd.dtype)?;
+        }
+        with_logits!(ld.dtype, "logits", L => {
+            od.expect_dtype(ld.dtype)?;
+            let y = index_view(&yd, &outs)?;
+            let r = index_view(&rd, &outs)?;
+            let s = sd.input::<F>(&outs)?;
+            let g = gd.input::<F>(&outs)?;
+            let tv = match &td {
+                Some(td) => Some(td.input::<F>(&outs)?),
+                None => None,
+            };
+            let tv = tv.as_ref().map(|v| v.view());
+            if ld.same_tensor(&od) {
+                // in place: each row is read before the gradient overwrites it
+                t.backward_in_place_t(od.view_mut::<L>(), y.view(), r.view(), tv, s.view(), g.view())
+            } else {
+                let x = ld.input::<L>(&outs)?;
+                t.backward_t(x.view(), y.view(), r.view(), tv, s.view(), g.view(), od.view_mut::<L>())
+            }
+        })
+    })
+}
+
+/// Fails with `UNSUPPORTED_DEVICE` when the tensors of a split-forward call live on a CUDA device.
+#[cfg(feature = "cuda")]
+fn cpu_only(name: &str, descs: &[&Desc<'_>]) -> Result<()> {
+    if let Device::Cuda(_) = call_device(descs)? {
+        bail!(UnsupportedDevice, "{name} computes on CPU tensors only in this version");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cpu_only(_name: &str, _descs: &[&Desc<'_>]) -> Result<()> {
+    Ok(())
+}
+
+/// The split token forward, first half (docs/math.md#split-token-forward): per
+/// token, in one read of its logits row,
+///
+/// - `columns_out` `[..., 3]`: the label's log-prob `c*z[y] - logsumexp(c*z)` at
+///   the three scales the head may choose, in the order `c = 1, k, 1/k`, with
+///   `z = logits/T` (over the vocabulary top-K with `vocab_topk`, -1e4 at every
+///   scale for a label outside it); each column is bit for bit the `logprobs_out`
+///   that `era_token_forward` gives a token whose scale is that column's;
+/// - `entropy_out` `[...]`: `H(softmax(z))` over the full vocabulary;
+/// - `sum_sq_out` `[...]`: `sum_i softmax(z)_i^2` over the full vocabulary (free
+///   with `k = 2`: one more exponential per logit otherwise).
+///
+/// Inputs: `logits` `[..., V]` (float32, float64, bfloat16, float16; any
+/// layout), `labels` `[...]` (int32/int64; a negative label, such as -100,
+/// marks a token to ignore: its columns are 0 and it gets no column gradient;
+/// a label `>= V` is `INVALID_VALUE`), and optionally `temperature` `[...]` (one
+/// per token, each finite and `> 0`; NULL: the head's). Outputs are optional
+/// (NULL: not wanted) and share one float dtype (float32/float64), which
+/// `temperature` has too. The call needs no response ids nor advantages: the
+/// scale decision is `era_token_decide`'s, from these per-token outputs.
+///
+/// Memory: the outputs and O(N) bookkeeping; rows that are not contiguous f32
+/// are read a block at a time (no buffer of a row's width).
+///
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+/// `UNSUPPORTED_DEVICE` (CUDA tensors: CPU only in this version), `INVALID_LAYOUT`,
+/// `INVALID_VALUE`.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_logprob_columns(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    temperature: *const DLTensor,
+    columns_out: *mut DLTensor,
+    entropy_out: *mut DLTensor,
+    sum_sq_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream;
+        let t = head_ref(head)?.as_token("era_token_logprob_columns")?;
         let ld = Desc::new(logits, "logits")?;
         let yd = Desc::new(labels, "labels")?;
+        let td = Desc::optional(temperature, "temperature")?;
+        let cd = Desc::optional(columns_out, "columns_out")?;
+        let en = Desc::optional(entropy_out, "entropy_out")?;
+        let sq = Desc::optional(sum_sq_out, "sum_sq_out")?;
+        let outs: Vec<&Desc<'_>> = [&cd, &en, &sq].into_iter().flatten().collect();
+        check_outputs(&outs)?;
+        let mut batch = vec![&yd];
+        batch.extend(td.as_ref());
+        batch.extend(en.as_ref());
+        batch.extend(sq.as_ref());
+        expect_batch_shape(&ld, 2, &batch)?;
+        if let Some(cd) = &cd {
+            let mut want = ld.shape.clone();
+            if let Some(last) = want.last_mut() {
+                *last = 3;
+            }
+            if cd.shape != want {
+                bail!(InvalidShape, "columns_out has shape {:?}; expected {:?} (the logits' shape with a last axis of 3)", cd.shape, want);
+            }
+        }
+        let mut all = batch.clone();
+        all.push(&ld);
+        all.extend(cd.as_ref());
+        cpu_only("era_token_logprob_columns", &all)?;
+        let dtype = outs.first().map(|d| d.dtype).or(td.as_ref().map(|d| d.dtype)).unwrap_or(DType::F32);
+        with_float!(dtype, "the outputs", F => {
+            for o in &outs {
+                o.expect_dtype(dtype)?;
+            }
+            if let Some(td) = &td {
+                td.expect_dtype(dtype)?;
+            }
+            let y = index_view(&yd, &outs)?;
+            let tv = match &td {
+                Some(td) => Some(td.input::<F>(&outs)?),
+                None => None,
+            };
+            with_logits!(ld.dtype, "logits", L => {
+                let x = ld.input::<L>(&outs)?;
+                let o = ColumnOutputs {
+                    columns: cd.as_ref().map(|d| d.view_mut::<F>()),
+                    entropy: en.as_ref().map(|d| d.view_mut::<F>()),
+                    sum_sq: sq.as_ref().map(|d| d.view_mut::<F>()),
+                };
+                t.logprob_columns(x.view(), y.view(), tv.as_ref().map(|v| v.view()), o)
+            })
+        })
+    }
+}
+
+/// The split token forward, second half (docs/math.md#split-token-forward):
+/// the scale decision from per-token tensors, without the logits, so that it
+/// can run inside a loss that sees only per-token tensors.
+///
+/// Inputs, each `[...]` (the token layout of `era_token_logprob_columns`):
+/// `entropy` (its `entropy_out`), `response_ids` (int32/int64: `>= 0`, or -1 for
+/// a masked token), `advantages`; and `columns` `[..., 3]` (its `columns_out`),
+/// needed only for `logprobs_out` (NULL otherwise). Outputs, each optional:
+/// `logprobs_out` (the column the scale selects: `logp'`; 0 for masked tokens),
+/// `scale_out` (`c` in {k, 1, 1/k}), `advantages_out` (`A/c` with advantage
+/// scaling), `response_entropy_out` (`Hresp`), all of the float dtype of
+/// `entropy`, and `column_out` (int64: 0, 1 or 2, the index of the chosen
+/// column; 0 for masked tokens). Given the same logits, labels, response ids,
+/// advantages and temperatures, the outputs are those of `era_token_forward`
+/// (or `era_token_forward_temperature`) bit for bit.
+///
+/// Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+/// `UNSUPPORTED_DEVICE` (CUDA tensors), `INVALID_LAYOUT`, `INVALID_ARGUMENT`
+/// (`logprobs_out` without `columns`), `INVALID_VALUE` (a response id below -1).
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_decide(
+    head: *const EraHead,
+    entropy: *const DLTensor,
+    response_ids: *const DLTensor,
+    advantages: *const DLTensor,
+    columns: *const DLTensor,
+    logprobs_out: *mut DLTensor,
+    scale_out: *mut DLTensor,
+    advantages_out: *mut DLTensor,
+    response_entropy_out: *mut DLTensor,
+    column_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream;
+        let t = head_ref(head)?.as_token("era_token_decide")?;
+        let ed = Desc::new(entropy, "entropy")?;
         let rd = Desc::new(response_ids, "response_ids")?;
-        let sd = Desc::new(scale, "scale")?;
-        let gd = Desc::new(grad_logprobs, "grad_logprobs")?;
+        let ad = Desc::new(advantages, "advantages")?;
+        let cd = Desc::optional(columns, "columns")?;
+        let lp = Desc::optional(logprobs_out, "logprobs_out")?;
+        let sc = Desc::optional(scale_out, "scale_out")?;
+        let ao = Desc::optional(advantages_out, "advantages_out")?;
+        let re = Desc::optional(response_entropy_out, "response_entropy_out")?;
+        let co = Desc::optional(column_out, "column_out")?;
+        let outs: Vec<&Desc<'_>> = [&lp, &sc, &ao, &re, &co].into_iter().flatten().collect();
+        check_outputs(&outs)?;
+        let mut same = vec![&rd, &ad];
+        same.extend(outs.iter().copied());
+        expect_same_shape(&ed, &same)?;
+        if let Some(cd) = &cd {
+            let mut want = ed.shape.to_vec();
+            want.push(3);
+            if cd.shape[..] != want[..] {
+                bail!(InvalidShape, "columns has shape {:?}; expected {:?} (entropy's shape with a last axis of 3)", cd.shape, want);
+            }
+        }
+        let mut all = same.clone();
+        all.push(&ed);
+        all.extend(cd.as_ref());
+        cpu_only("era_token_decide", &all)?;
+        if let Some(co) = &co {
+            co.expect_dtype(DType::I64)?;
+        }
+        with_float!(ed.dtype, "entropy", F => {
+            ad.expect_dtype(ed.dtype)?;
+            if let Some(cd) = &cd {
+                cd.expect_dtype(ed.dtype)?;
+            }
+            for o in [&lp, &sc, &ao, &re].into_iter().flatten() {
+                o.expect_dtype(ed.dtype)?;
+            }
+            let r = index_view(&rd, &outs)?;
+            let e = ed.input::<F>(&outs)?;
+            let a = ad.input::<F>(&outs)?;
+            let c = match &cd {
+                Some(cd) => Some(cd.input::<F>(&outs)?),
+                None => None,
+            };
+            let o = DecideOutputs {
+                logprobs: lp.as_ref().map(|d| d.view_mut::<F>()),
+                scale: sc.as_ref().map(|d| d.view_mut::<F>()),
+                advantages: ao.as_ref().map(|d| d.view_mut::<F>()),
+                response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
+                column: co.as_ref().map(|d| d.view_mut::<i64>()),
+            };
+            t.decide(e.view(), r.view(), a.view(), c.as_ref().map(|v| v.view()), o)
+        })
+    }
+}
+
+/// The split token forward's backward (docs/math.md#split-token-backward):
+/// `grad_logits_out` from the gradients of the columns (`grad_columns`
+/// `[..., 3]`, NULL for none) and of the entropies (`grad_entropy` `[...]`, NULL
+/// for none), at the forward's labels and temperatures:
+///
+/// `d logits_t = sum_j (c_j/T) (onehot(y_t) - softmax(c_j*z_t)) * grad_columns[t, j]
+///             - (1/T) p_t (ln p_t + H_t) * grad_entropy[t]`,  `p_t = softmax(z_t)`.
+///
+/// A token whose only gradient is one column's gets, bit for bit, what
+/// `era_token_backward` gives it at that column's scale (a loss that uses the
+/// column `era_token_decide` selected is the common case). An ignored token
+/// (negative label) gets the entropy's term only. `grad_columns` and
+/// `grad_entropy` share a float dtype, which `temperature` has too;
+/// `grad_logits_out` has the shape and dtype of `logits`, and may be `logits`
+/// itself (in place, as in `era_token_backward`).
+///
+/// Errors: as `era_token_logprob_columns`.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_token_columns_backward(
+    head: *const EraHead,
+    logits: *const DLTensor,
+    labels: *const DLTensor,
+    temperature: *const DLTensor,
+    grad_columns: *const DLTensor,
+    grad_entropy: *const DLTensor,
+    grad_logits_out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream;
+        let t = head_ref(head)?.as_token("era_token_columns_backward")?;
+        let ld = Desc::new(logits, "logits")?;
+        let yd = Desc::new(labels, "labels")?;
+        let td = Desc::optional(temperature, "temperature")?;
+        let gc = Desc::optional(grad_columns, "grad_columns")?;
+        let ge = Desc::optional(grad_entropy, "grad_entropy")?;
         let od = Desc::new(grad_logits_out, "grad_logits_out")?;
         let outs = [&od];
         check_outputs(&outs)?;
-        expect_batch_shape(&ld, 2, &[&yd, &rd, &sd, &gd])?;
+        let mut batch = vec![&yd];
+        batch.extend(td.as_ref());
+        batch.extend(ge.as_ref());
+        expect_batch_shape(&ld, 2, &batch)?;
         expect_same_shape(&ld, &[&od])?;
-        #[cfg(feature = "cuda")]
-        if let Device::Cuda(dev) = call_device(&[&ld, &yd, &rd, &sd, &gd, &od])? {
-            return cuda::token_backward(t, dev, stream, &ld, &yd, &rd, &sd, &gd, &od);
+        if let Some(gc) = &gc {
+            let mut want = ld.shape.clone();
+            if let Some(last) = want.last_mut() {
+                *last = 3;
+            }
+            if gc.shape != want {
+                bail!(InvalidShape, "grad_columns has shape {:?}; expected {:?} (the logits' shape with a last axis of 3)", gc.shape, want);
+            }
         }
-        with_float!(sd.dtype, "scale", F => {
-            gd.expect_dtype(sd.dtype)?;
+        let mut all = batch.clone();
+        all.extend([&ld, &od]);
+        all.extend(gc.as_ref());
+        cpu_only("era_token_columns_backward", &all)?;
+        let dtype = gc.as_ref().or(ge.as_ref()).or(td.as_ref()).map_or(DType::F32, |d| d.dtype);
+        with_float!(dtype, "grad_columns", F => {
+            for d in [&gc, &ge, &td].into_iter().flatten() {
+                d.expect_dtype(dtype)?;
+            }
             with_logits!(ld.dtype, "logits", L => {
                 od.expect_dtype(ld.dtype)?;
                 let y = index_view(&yd, &outs)?;
-                let r = index_view(&rd, &outs)?;
-                let s = sd.input::<F>(&outs)?;
-                let g = gd.input::<F>(&outs)?;
+                let tv = match &td {
+                    Some(td) => Some(td.input::<F>(&outs)?),
+                    None => None,
+                };
+                let gcv = match &gc {
+                    Some(d) => Some(d.input::<F>(&outs)?),
+                    None => None,
+                };
+                let gev = match &ge {
+                    Some(d) => Some(d.input::<F>(&outs)?),
+                    None => None,
+                };
+                let (tv, gcv, gev) = (tv.as_ref().map(|v| v.view()), gcv.as_ref().map(|v| v.view()), gev.as_ref().map(|v| v.view()));
                 if ld.same_tensor(&od) {
-                    // in place: each row is read before the gradient overwrites it
-                    t.backward_in_place(od.view_mut::<L>(), y.view(), r.view(), s.view(), g.view())
+                    t.columns_backward_in_place(od.view_mut::<L>(), y.view(), tv, gcv, gev)
                 } else {
                     let x = ld.input::<L>(&outs)?;
-                    t.backward(x.view(), y.view(), r.view(), s.view(), g.view(), od.view_mut::<L>())
+                    t.columns_backward(x.view(), y.view(), tv, gcv, gev, od.view_mut::<L>())
                 }
             })
         })

@@ -11,7 +11,7 @@ use crate::config::GaussianConfig;
 use crate::error::{bail, check_same_shape, Result};
 use crate::heads::delta::{delta_step, DeltaState};
 use crate::kernels::gaussian::{
-    backward_row, forward_row, gaussian_entropy_row, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
+    backward_row, forward_row, gaussian_entropy_view, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
     truncated_normal_entropy_1d,
 };
 use crate::kernels::vmath::Rows;
@@ -24,7 +24,7 @@ pub fn gaussian_entropy<T: Element>(log_std: ArrayViewD<'_, T>, mut entropy: Arr
         bail!(InvalidShape, "log_std must have rank >= 1 (shape [..., D]), got a scalar");
     }
     check_same_shape("entropy", entropy.shape(), "log_std without its last axis", &log_std.shape()[..log_std.ndim() - 1])?;
-    let h = parallel::reduce_rows(parallel::resolve_threads(0), &log_std, gaussian_entropy_row)?;
+    let h = parallel::reduce_rows(parallel::resolve_threads(0), &log_std, gaussian_entropy_view)?;
     parallel::store_values(&mut entropy, &h);
     Ok(())
 }
@@ -335,7 +335,7 @@ impl GaussianHead {
     pub fn entropy<T: Element>(&self, out: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
         self.check_last("out", out.shape())?;
         check_same_shape("entropy", entropy.shape(), "out without its last axis", &out.shape()[..out.ndim() - 1])?;
-        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, gaussian_entropy_row)?;
+        let h = parallel::reduce_rows(parallel::resolve_threads(self.threads), &out, gaussian_entropy_view)?;
         parallel::store_values(&mut entropy, &h);
         Ok(())
     }

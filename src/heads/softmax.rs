@@ -9,7 +9,7 @@ use crate::kernels::softmax::{
     backward_row, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32, softmax_head_rows_f32, softmax_head_rows_grad_f32,
     ROWS_ACROSS_LANES_MAX_N,
 };
-use crate::kernels::vmath::softmax_entropy;
+use crate::kernels::vmath::softmax_entropy_iter;
 use crate::kernels::{parallel, Element};
 
 pub use crate::kernels::softmax::SoftmaxConstants;
@@ -180,13 +180,8 @@ pub(crate) fn categorical_entropy_threads<T: Element, F: Element>(
     }
     check_same_shape("entropy", entropy.shape(), "logits without its last axis", &logits.shape()[..logits.ndim() - 1])?;
     let inv_t = 1.0 / temperature;
-    let h = parallel::reduce_rows(parallel::resolve_threads(threads), &logits, |z| {
-        if inv_t == 1.0 {
-            softmax_entropy(z)
-        } else {
-            let zs: Vec<f64> = z.iter().map(|x| x * inv_t).collect();
-            softmax_entropy(&zs)
-        }
+    let h = parallel::reduce_rows(parallel::resolve_threads(threads), &logits, |row| {
+        softmax_entropy_iter(|| row.iter().map(|x| if inv_t == 1.0 { x.to_f64() } else { x.to_f64() * inv_t }))
     })?;
     parallel::store_values(&mut entropy, &h);
     Ok(())

@@ -59,6 +59,12 @@ pub fn gaussian_entropy_row(log_std: &[f64]) -> f64 {
     log_std.iter().sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
 }
 
+/// [`gaussian_entropy_row`] of a row of any element type, read where it lies
+/// (the same sum in the same order).
+pub fn gaussian_entropy_view<T: crate::kernels::Element>(log_std: &ndarray::ArrayView1<'_, T>) -> f64 {
+    log_std.iter().map(|v| v.to_f64()).sum::<f64>() + 0.5 * log_std.len() as f64 * L2PE
+}
+
 /// `k` of row `r` from a call's `k` values: one per row, or a single value
 /// that serves every row (a scalar `delta`).
 #[inline(always)]

@@ -247,24 +247,21 @@ pub fn map_rows<T: Element, U: Element>(
     Ok(extra)
 }
 
-/// Reduces every row of `input` (`[..., n]`) to `f(row)`, in row order.
-pub fn reduce_rows<T: Element>(threads: usize, input: &ArrayViewD<'_, T>, f: impl Fn(&[f64]) -> f64 + Sync) -> Result<Vec<f64>> {
+/// Reduces every row of `input` (`[..., n]`) to `f(row)`, in row order. `f`
+/// reads the row where it lies (no copy: a row's width costs no memory).
+pub fn reduce_rows<T: Element>(
+    threads: usize,
+    input: &ArrayViewD<'_, T>,
+    f: impl Fn(&ArrayView1<'_, T>) -> f64 + Sync,
+) -> Result<Vec<f64>> {
     let n = input.shape().last().copied().unwrap_or(0);
     let nrows: usize = input.shape()[..input.ndim().saturating_sub(1)].iter().product();
-    crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, n, 1, threads), "row buffers")?;
+    crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, 0, 1, threads), "row results")?;
     let rs = rows(input);
     let work = rs.len() * n.max(1);
     Ok(run(threads, work, |chunks| {
         let per = rs.len().div_ceil(chunks * 4).max(1);
-        let body = |c: &[ArrayView1<'_, T>]| {
-            let mut b = vec![0.0; n];
-            c.iter()
-                .map(|r| {
-                    load(&mut b, r.iter());
-                    f(&b)
-                })
-                .collect::<Vec<f64>>()
-        };
+        let body = |c: &[ArrayView1<'_, T>]| c.iter().map(&f).collect::<Vec<f64>>();
         if chunks > 1 {
             rs.par_chunks(per).map(body).collect::<Vec<_>>().concat()
         } else {

@@ -13,8 +13,10 @@ use crate::kernels::vmath::{block_max, exp_f32, exp_half, exp_nonpos_f32, prefet
 pub const OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
 
 /// Statistics of one token row `z = x / T` gathered in one read:
-/// `max`, `sum_c = sum(exp(c*(z - max)))` for `c` in `{1, k, 1/k}`, and
-/// `w = sum(exp(z - max) * (z - max))` (so `H = ln(sum_1) - w/sum_1`).
+/// `max`, `sum_c = sum(exp(c*(z - max)))` for `c` in `{1, k, 1/k}`,
+/// `w = sum(exp(z - max) * (z - max))` (so `H = ln(sum_1) - w/sum_1`) and,
+/// when asked for, `sum_2 = sum(exp(2*(z - max)))` (so that the sum of the
+/// squared probabilities is `sum_2 / sum_1^2`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RowStats {
     /// Largest `z` (NaN if the row holds NaN or infinity).
@@ -27,6 +29,9 @@ pub struct RowStats {
     pub suminvk: f64,
     /// `sum(exp(z - max) * (z - max))`.
     pub w: f64,
+    /// `sum(exp(2*(z - max)))` when the statistics were gathered with the
+    /// squared sum (equal to `sumk` for `k = 2`), else 0.
+    pub sum2: f64,
 }
 
 impl RowStats {
@@ -46,6 +51,11 @@ impl RowStats {
             self.suminvk.ln()
         }
     }
+
+    /// `sum_i softmax(z)_i^2` (needs statistics gathered with the squared sum).
+    pub fn sum_sq_probs(&self) -> f64 {
+        self.sum2 / (self.sum1 * self.sum1)
+    }
 }
 
 /// Lower clamp of `d = z - max` in the fused sums: `exp(-87)` is below
@@ -53,17 +63,19 @@ impl RowStats {
 /// `exp(-87/2)` and its square stay normal f32 numbers.
 pub const D_FLOOR: f32 = -87.0;
 
-/// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w]`.
+/// The block's exponential sums relative to `m`: `[sum_1, sum_k, sum_1/k, w, sum_2]`
+/// (`sum_2` only with `SQ` and not `K2`; the caller takes `sum_k` for it when `k = 2`).
 /// With `K2` (k = 2) one exponential serves all three scales: `h = exp(d/2)`,
 /// `exp(d) = h^2`, `exp(2d) = h^4` (a few ulp each). The next block is
 /// prefetched while this one is computed, so that the memory reads overlap
 /// with the arithmetic.
 #[inline(always)]
-fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32) -> [f64; 4] {
+fn block_sums<const K2: bool, const SQ: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32) -> [f64; 5] {
     let mut s1 = [0.0f32; LANES];
     let mut sk = [0.0f32; LANES];
     let mut si = [0.0f32; LANES];
     let mut w = [0.0f32; LANES];
+    let mut s2 = [0.0f32; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         prefetch(c.as_ptr().wrapping_add(BLOCK));
@@ -88,6 +100,9 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
             w = vzip3(e, vmap(d, |v| v.max(-100.0)), w, |a, b, c| a.mul_add(b, c));
             sk = vzip(sk, vmap(d, |v| exp_f32(k * v)), |a, b| a + b);
             si = vzip(si, vmap(d, |v| exp_f32(inv_k * v)), |a, b| a + b);
+            if SQ {
+                s2 = vzip(s2, vmap(d, |v| exp_f32(2.0 * v)), |a, b| a + b);
+            }
         }
     }
     let mut out = [
@@ -95,6 +110,7 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
         sk.iter().map(|&v| v as f64).sum::<f64>(),
         si.iter().map(|&v| v as f64).sum::<f64>(),
         w.iter().map(|&v| v as f64).sum::<f64>(),
+        s2.iter().map(|&v| v as f64).sum::<f64>(),
     ];
     for &v in chunks.remainder() {
         let d = v * inv_t - m;
@@ -103,46 +119,99 @@ fn block_sums<const K2: bool>(x: &[f32], inv_t: f32, m: f32, k: f32, inv_k: f32)
         out[1] += if K2 { (e * e) as f64 } else { exp_f32(k * d) as f64 };
         out[2] += if K2 { e.sqrt() as f64 } else { exp_f32(inv_k * d) as f64 };
         out[3] += if e > 0.0 { (e * d) as f64 } else { 0.0 };
+        if SQ && !K2 {
+            out[4] += exp_f32(2.0 * d) as f64;
+        }
     }
     out
 }
 
-/// One read of a token row: [`RowStats`] of `z = x * inv_t` for scales
-/// `{1, k, 1/k}`, block by block with running rescaling (online softmax).
+/// The running state of [`token_row_stats`] over a row fed in pieces
+/// ([`RowAcc::push`]): the maximum so far and the sums relative to it, merged
+/// block by block (online softmax). Feeding a row in pieces whose lengths are
+/// multiples of [`BLOCK`] (the last excepted) gives the same bits as one call
+/// on the whole row, so a strided or converted row can be gathered a block at
+/// a time into a buffer of fixed size.
+#[derive(Debug, Clone, Copy)]
+pub struct RowAcc {
+    inv_t: f32,
+    k: f32,
+    squares: bool,
+    m: f32,
+    s: [f64; 5],
+}
+
+impl RowAcc {
+    /// An empty row: statistics of `z = x * inv_t` for the scales `{1, k, 1/k}`,
+    /// and the squared sum when `squares` is set.
+    pub fn new(inv_t: f32, k: f32, squares: bool) -> Self {
+        RowAcc { inv_t, k, squares, m: f32::NEG_INFINITY, s: [0.0; 5] }
+    }
+
+    /// Adds `x`, the next entries of the row (see the type's note on lengths).
+    pub fn push(&mut self, x: &[f32]) {
+        row_stats_push(self, x);
+    }
+
+    /// The statistics of everything pushed.
+    pub fn finish(self) -> RowStats {
+        let [s1, sk, si, w, s2] = self.s;
+        // a NaN or +inf entry makes every sum NaN (exp(NaN), exp(inf - inf))
+        let max = if s1.is_nan() { f32::NAN } else { self.m };
+        let sum2 = if !self.squares {
+            0.0
+        } else if self.k == 2.0 {
+            sk
+        } else {
+            s2
+        };
+        RowStats { max, sum1: s1, sumk: sk, suminvk: si, w, sum2 }
+    }
+}
+
+/// [`RowAcc::push`]: the blocks of `x`, each merged into the running state.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
+fn row_stats_push(acc: &mut RowAcc, x: &[f32]) {
+    let (inv_t, k) = (acc.inv_t, acc.k);
     let inv_k = 1.0 / k;
     let k_is_two = k == 2.0;
-    let mut m = f32::NEG_INFINITY;
-    let (mut s1, mut sk, mut si, mut w) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let squares = acc.squares;
     for blk in x.chunks(BLOCK) {
         let bm = block_max(blk, inv_t);
         if bm == f32::NEG_INFINITY {
             continue; // every entry is -inf: probability 0
         }
-        if bm > m {
-            if s1 > 0.0 {
-                let f = (m - bm) as f64; // < 0
+        if bm > acc.m {
+            if acc.s[0] > 0.0 {
+                let f = (acc.m - bm) as f64; // < 0
                 let e1 = f.exp();
-                w = e1 * (w + f * s1);
-                s1 *= e1;
-                sk *= (k as f64 * f).exp();
-                si *= (inv_k as f64 * f).exp();
+                let s = &mut acc.s;
+                s[3] = e1 * (s[3] + f * s[0]);
+                s[0] *= e1;
+                s[1] *= (k as f64 * f).exp();
+                s[2] *= (inv_k as f64 * f).exp();
+                s[4] *= (2.0 * f).exp();
             }
-            m = bm;
+            acc.m = bm;
         }
-        let [a, b2, c, d] =
-            if k_is_two { block_sums::<true>(blk, inv_t, m, k, inv_k) } else { block_sums::<false>(blk, inv_t, m, k, inv_k) };
-        s1 += a;
-        sk += b2;
-        si += c;
-        w += d;
+        let m = acc.m;
+        let add = match (k_is_two, squares) {
+            (true, _) => block_sums::<true, false>(blk, inv_t, m, k, inv_k),
+            (false, false) => block_sums::<false, false>(blk, inv_t, m, k, inv_k),
+            (false, true) => block_sums::<false, true>(blk, inv_t, m, k, inv_k),
+        };
+        for (s, a) in acc.s.iter_mut().zip(add) {
+            *s += a;
+        }
     }
-    // a NaN or +inf entry makes every sum NaN (exp(NaN), exp(inf - inf))
-    if s1.is_nan() {
-        m = f32::NAN;
-    }
-    RowStats { max: m, sum1: s1, sumk: sk, suminvk: si, w }
+}
+
+/// One read of a token row: [`RowStats`] of `z = x * inv_t` for scales
+/// `{1, k, 1/k}`, block by block with running rescaling (online softmax).
+pub fn token_row_stats(x: &[f32], inv_t: f32, k: f32) -> RowStats {
+    let mut acc = RowAcc::new(inv_t, k, false);
+    acc.push(x);
+    acc.finish()
 }
 
 /// The backward row of the token head, written into `out`:
@@ -264,6 +333,14 @@ impl TopkValue for f64 {
 /// scratch and holds the selected `(value, index)` pairs afterwards.
 pub fn topk_threshold<X: TopkValue>(x: &[X], k: usize, heap: &mut Vec<(X, usize)>) -> (X, usize) {
     heap.clear();
+    topk_push(x, 0, k, heap);
+    topk_result(heap)
+}
+
+/// Adds the entries of `x`, whose first lies at index `base` of the row, to the
+/// running top-`k` selection `heap` (empty at the start of a row): feeding a row
+/// in pieces selects what [`topk_threshold`] selects on the whole row.
+pub fn topk_push<X: TopkValue>(x: &[X], base: usize, k: usize, heap: &mut Vec<(X, usize)>) {
     // a sorted (descending) list of the best k so far; inserts are rare after the start
     for (i, &v) in x.iter().enumerate() {
         if heap.len() == k {
@@ -277,8 +354,12 @@ pub fn topk_threshold<X: TopkValue>(x: &[X], k: usize, heap: &mut Vec<(X, usize)
             continue;
         }
         let pos = heap.partition_point(|&(hv, _)| hv >= v);
-        heap.insert(pos, (v, i));
+        heap.insert(pos, (v, base + i));
     }
+}
+
+/// The threshold pair of a finished [`topk_push`] selection (that of [`topk_threshold`]).
+pub fn topk_result<X: TopkValue>(heap: &[(X, usize)]) -> (X, usize) {
     heap.last().copied().unwrap_or((X::INFINITY, 0))
 }
 

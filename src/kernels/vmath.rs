@@ -436,13 +436,28 @@ pub fn softmax_into(x: &[f64], out: &mut [f64]) {
 /// (including -inf logits) contribute nothing.
 #[inline]
 pub fn softmax_entropy(x: &[f64]) -> f64 {
-    let m = row_max(x);
+    softmax_entropy_iter(|| x.iter().copied())
+}
+
+/// [`softmax_entropy`] of the row that `row()` yields (called twice: the
+/// maximum, then the sums), with the same arithmetic in the same order.
+#[inline]
+pub fn softmax_entropy_iter<I: Iterator<Item = f64>>(row: impl Fn() -> I) -> f64 {
+    let mut m = f64::NEG_INFINITY;
+    for v in row() {
+        if v > m || v.is_nan() {
+            m = v;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
     if !m.is_finite() {
         return f64::NAN;
     }
     let mut s = 0.0;
     let mut sz = 0.0;
-    for &v in x {
+    for v in row() {
         let e = (v - m).exp();
         s += e;
         if e > 0.0 {

@@ -443,8 +443,18 @@ FUNCTIONS = {
     'era_head_from_json': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
     # EraStatus era_token_forward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
     'era_token_forward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_forward_temperature(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, const DLTensor * temperature, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
+    'era_token_forward_temperature': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * scale, const DLTensor * grad_logprobs, DLTensor * grad_logits_out, void * stream)
     'era_token_backward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_backward_temperature(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * temperature, const DLTensor * scale, const DLTensor * grad_logprobs, DLTensor * grad_logits_out, void * stream)
+    'era_token_backward_temperature': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_logprob_columns(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, DLTensor * columns_out, DLTensor * entropy_out, DLTensor * sum_sq_out, void * stream)
+    'era_token_logprob_columns': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_decide(const EraHead * head, const DLTensor * entropy, const DLTensor * response_ids, const DLTensor * advantages, const DLTensor * columns, DLTensor * logprobs_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, DLTensor * column_out, void * stream)
+    'era_token_decide': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_columns_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, const DLTensor * grad_columns, const DLTensor * grad_entropy, DLTensor * grad_logits_out, void * stream)
+    'era_token_columns_backward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
 }
 
 #: name -> argument names, in order.
@@ -476,7 +486,12 @@ ARGNAMES = {
     'era_head_to_json': ['head', 'buf', 'len', 'written'],
     'era_head_from_json': ['json', 'out'],
     'era_token_forward': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
+    'era_token_forward_temperature': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'temperature', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
+    'era_token_backward_temperature': ['head', 'logits', 'labels', 'response_ids', 'temperature', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
+    'era_token_logprob_columns': ['head', 'logits', 'labels', 'temperature', 'columns_out', 'entropy_out', 'sum_sq_out', 'stream'],
+    'era_token_decide': ['head', 'entropy', 'response_ids', 'advantages', 'columns', 'logprobs_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'column_out', 'stream'],
+    'era_token_columns_backward': ['head', 'logits', 'labels', 'temperature', 'grad_columns', 'grad_entropy', 'grad_logits_out', 'stream'],
 }
 
 
