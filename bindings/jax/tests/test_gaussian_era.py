@@ -138,3 +138,29 @@ def test_sgd_holds_the_bounded_target(rng):
         state, h = step(state, mean, z)
         hs.append(float(h))
     assert abs(np.mean(hs[-20:]) - h0) < 0.1
+
+
+def test_one_dimension_warns_and_the_head_is_the_constant_it_names():
+    """dim=1: the head's output is a constant (docs/math.md#gaussian-forward); construction
+    warns, naming the constant and what to use instead; more dimensions do not warn."""
+    from era_jax.gaussian_era import ONE_DIM_WARNING
+
+    with pytest.warns(UserWarning, match="dim=1") as record:
+        era = era_jax.GaussianEra(1, -1.0, mode="gaussian", delta=0.25)
+    assert str(record[0].message) == ONE_DIM_WARNING and "softplus" in ONE_DIM_WARNING
+    assert record[0].filename == __file__  # points at the caller
+    z = jnp.linspace(-10.0, 10.0, 7)[:, None]
+    expected = max(-1.0 + 0.25 - 0.5 * math.log(2 * math.pi * math.e), era.log_std_min)
+    np.testing.assert_allclose(np.asarray(era.log_std(z)), expected, rtol=0, atol=1e-6)
+    grad = jax.grad(lambda z: jnp.sum(era.log_std(z)))(z)
+    assert not np.any(np.asarray(grad))
+    with pytest.warns(UserWarning, match="dim=1"):
+        era_jax.GaussianEra(1, -1.0, mode="bounded", policy="tanh")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        era_jax.GaussianEra(2, -2.0, mode="bounded")
+        with pytest.raises(era_jax.EraError):  # an invalid configuration raises before any warning
+            era_jax.GaussianEra(1, 100.0, mode="gaussian")
+

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +58,17 @@ __all__ = ["GaussianEra", "MODES", "POLICIES", "truncation_gap_bound"]
 
 MODES = ("gaussian", "bounded")
 POLICIES = ("truncnorm", "tanh")
+
+#: The warning :class:`GaussianEra` gives for ``dim == 1`` (docs/math.md#gaussian-forward).
+ONE_DIM_WARNING = (
+    "era_jax: GaussianEra with dim=1: the head outputs the same log-std for every input, "
+    "max(target_entropy + delta - 0.5*ln(2*pi*e), log_std_min), and passes no gradient to z "
+    "(the softmax over one dimension is 1): the network cannot change the std. If a std fixed "
+    "by the target (and a learned delta) is what you want, this is it; for a state-dependent std "
+    "with the same entropy floor, bound the log-std below yourself "
+    "(log_std = floor + jax.nn.softplus(z), floor = target_entropy + delta - 0.5*ln(2*pi*e)); "
+    "the head is for action dimensions >= 2."
+)
 
 #: The learner ``mode="bounded"`` uses unless told otherwise (see GaussianEra.update_delta).
 BOUNDED_OPTIMIZER = "sgd"
@@ -102,6 +114,9 @@ class GaussianEra:
         0.5 for ``"bounded"``; ``"fixed"`` for ``"gaussian"``; Adam's ``lr`` None: the
         library's 3e-4).
       beta1, beta2, eps: Adam's (None: the library's).
+
+    With ``dim == 1`` the head's output is a constant (docs/math.md#gaussian-forward):
+    construction warns (``UserWarning``, :data:`ONE_DIM_WARNING`) and says what to use instead.
 
     Every field is resolved at construction (``repr`` shows the values in use), the
     configuration is validated by the library (:class:`era_jax.EraError`), and two
@@ -173,6 +188,8 @@ class GaussianEra:
         )
         if self.policy == "truncnorm":
             native.validate_truncation(self.low, self.high)
+        if self.dim == 1:
+            warnings.warn(ONE_DIM_WARNING, UserWarning, stacklevel=3)  # through the dataclass __init__
 
     # ------------------------------------------------------------------ delta
 

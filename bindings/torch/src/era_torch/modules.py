@@ -10,6 +10,7 @@ so a compiled actor step reads the current ``delta`` without recompiling.
 from __future__ import annotations
 
 import ctypes
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,17 @@ from ._native import EraError
 from ._ops import gaussian_log_std, softmax_logits
 
 __all__ = ["DeltaLearner", "EraGaussian", "EraSoftmax"]
+
+#: The warning :class:`EraGaussian` gives for ``dim == 1`` (docs/math.md#gaussian-forward).
+ONE_DIM_WARNING = (
+    "era_torch: EraGaussian with dim=1 outputs the same log-std for every input, "
+    "max(target_entropy + delta - 0.5*ln(2*pi*e), log_std_min), and passes no gradient to z "
+    "(the softmax over one dimension is 1): the network cannot change the std. If a std fixed "
+    "by the target (and a learned delta) is what you want, this is it; for a state-dependent std "
+    "with the same entropy floor, bound the log-std below yourself "
+    "(log_std = floor + softplus(z), floor = target_entropy + delta - 0.5*ln(2*pi*e)); "
+    "the head is for action dimensions >= 2."
+)
 
 
 class DeltaLearner:
@@ -125,7 +137,10 @@ class EraGaussian(nn.Module):
     makes it float64 with the learner's exact value, and to a half dtype makes it float32,
     never coarser. Write it through :meth:`update_delta` (or ``load_state_dict``): a
     conversion of dtype takes the learner's value. The learner's full state (Adam's
-    moments) is saved with the module's ``state_dict`` (extra state)."""
+    moments) is saved with the module's ``state_dict`` (extra state).
+
+    With ``dim == 1`` the output is a constant (docs/math.md#gaussian-forward): construction
+    warns (``UserWarning``, :data:`ONE_DIM_WARNING`) and says what to use instead."""
 
     def __init__(
         self,
@@ -156,6 +171,8 @@ class EraGaussian(nn.Module):
             eps=eps,
         )
         self.dim = self.learner.dim
+        if self.dim == 1:
+            warnings.warn(ONE_DIM_WARNING, UserWarning, stacklevel=2)
         self.target_entropy = self.learner.target_entropy
         self.log_std_min = self.learner.log_std_min
         self.log_std_max = self.learner.log_std_max
@@ -185,6 +202,14 @@ class EraGaussian(nn.Module):
     def update_delta(self, mean_entropy) -> float:
         """One learner step (``mean_entropy``: batch mean of the bounded policy's entropy)."""
         value = self.learner.update(mean_entropy)
+        self.delta.fill_(value)
+        return value
+
+    @torch.no_grad()
+    def set_delta(self, value: float) -> float:
+        """Sets ``delta`` (the library clamps it feasible and keeps Adam's moments,
+        :meth:`DeltaLearner.set_delta`) and the buffer with it; returns the value set."""
+        value = self.learner.set_delta(value)
         self.delta.fill_(value)
         return value
 
