@@ -19,6 +19,7 @@ from ._ops import (
     truncated_normal_entropy,
 )
 from ._token import token_logprobs, token_outputs
+from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
 from .verl import EraLogprobs, response_ids_from_mask, verl_era_logprobs
 from ._native import load_cpu_kernels as _load_cpu_kernels
@@ -43,6 +44,10 @@ __all__ = [
     "response_ids_from_mask",
     "softmax_entropy",
     "softmax_logits",
+    "TokenColumns",
+    "TokenDecision",
+    "token_decide",
+    "token_logprob_columns",
     "token_logprobs",
     "token_outputs",
     "truncated_normal_entropy",

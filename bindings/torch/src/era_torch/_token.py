@@ -235,20 +235,24 @@ def token_outputs(
     if not isinstance(advantages, Tensor):
         advantages = torch.as_tensor(advantages)
     advantages = advantages.to(dtype=out_dtype, device=logits.device)
-    outs = _TokenOutputs.apply(
-        logits,
-        labels,
-        response_ids,
-        advantages,
+    per_token = isinstance(temperature, Tensor)
+    cfg = (
         float(pick(k, TOKEN.k)),
         float(pick(omega_low, TOKEN.omega_low)),
         float(pick(omega_high, TOKEN.omega_high)),
         float(pick(top_fraction, TOKEN.top_fraction)),
-        float(pick(temperature, TOKEN.temperature)),
+        float(TOKEN.temperature if per_token else pick(temperature, TOKEN.temperature)),
         bool(pick(advantage_scaling, TOKEN.advantage_scaling)),
         int(pick(vocab_topk, TOKEN.vocab_topk)),
-        inplace_backward,
     )
+    if per_token:
+        from ._token_split import token_outputs_t
+
+        if single:
+            temperature = temperature.reshape(1)
+        outs = token_outputs_t(logits, labels, response_ids, advantages, temperature, cfg)
+    else:
+        outs = _TokenOutputs.apply(logits, labels, response_ids, advantages, *cfg, inplace_backward)
     if single:
         outs = tuple(o[0] for o in outs)
     return outs
@@ -279,6 +283,9 @@ def token_logprobs(
       advantages: ``[...]``, cast to the output dtype.
       k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk:
         the head's configuration (None: the library's defaults, ``era_torch.defaults.TOKEN``).
+        ``temperature`` may also be a tensor ``[...]``: one temperature per token, as verl 0.8+
+        samples each prompt at its own (era_token_forward_temperature; ``inplace_backward`` is
+        then ignored and the gradient gets a buffer of its own).
       inplace_backward: write the gradient of ``logits`` over ``logits`` themselves in the
         backward (CPU tensors; the values are the same bit for bit), as verl does with
         flash-attn's cross-entropy: no ``[..., V]`` gradient is allocated. ``logits`` must
