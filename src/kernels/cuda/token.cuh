@@ -14,7 +14,7 @@
 // - other f32/bf16/f16 logits compute in f32 like the CPU fused kernel
 //   (token_row_stats / token_row_grad): z = x*(1/T) rounded to f32 before the
 //   maximum is subtracted (no fused multiply-add), differences floored at -87 in
-//   the forward sums, the k = 2 trick (one exponential exp(d/2) per logit serves
+//   the k = 2 forward sums only, the k = 2 trick (one exponential exp(d/2) per logit serves
 //   the scales 1, 2 and 1/2), per-thread f32 partial sums moved to f64 every
 //   FLUSH_CHUNKS chunks (<= 128 logits per thread, as the CPU's 2048-element
 //   blocks give 128 per lane), f64 across threads. Exponentials use
@@ -51,7 +51,7 @@ static_assert(NT == 256, "the radix select has one histogram bin (of 8-bit digit
 
 /** Log-prob of a label outside the vocabulary top-K (ERA_OUTSIDE_TOPK_LOGPROB). */
 constexpr double OUTSIDE_TOPK_LOGPROB = -1e4;
-/** Lower clamp of z - max in the f32 forward sums (kernels::token::D_FLOOR). */
+/** Lower clamp of z - max in the f32 forward sums with k = 2 (kernels::token::D_FLOOR). */
 constexpr float D_FLOOR = -87.0f;
 constexpr float LOG2E_F = 1.4426950408889634f;
 constexpr float HALF_LOG2E_F = 0.5f * 1.4426950408889634f;

@@ -77,8 +77,11 @@ __device__ inline void stats_chunk(StatsAcc<C> &a, const C *x, N nn, C inv_t, C 
     for (int j = 0; j < n; ++j) {
         C d = mul_rn(x[j], inv_t) - a.m;  // <= 0, or NaN
         if constexpr (sizeof(C) == 4) {
-            d = floor_keep_nan(d, D_FLOOR);
             if (K2) {
+                // floored only here, as the CPU's k = 2 path: exp(d/2) and its square
+                // stay normal; with k != 2 a floor would give exp(d/k) of a -inf entry
+                // (or of one far below the maximum) a weight at the scale 1/k
+                d = floor_keep_nan(d, D_FLOOR);
                 float h = fast_exp2(d * HALF_LOG2E_F);  // exp(d/2)
                 float e = h * h;
                 a.s1 += e;
@@ -88,7 +91,8 @@ __device__ inline void stats_chunk(StatsAcc<C> &a, const C *x, N nn, C inv_t, C 
             } else {
                 float e = fast_exp2(d * LOG2E_F);
                 a.s1 += e;
-                a.w = fmaf(e, d, a.w);
+                // d >= -100 keeps 0 * -inf out of w (e is 0 there), as the CPU
+                a.w = fmaf(e, fmaxf(d, -100.0f), a.w);
                 a.sk += fast_exp2(d * (kc * LOG2E_F));
                 a.si += fast_exp2(d * (ikc * LOG2E_F));
             }

@@ -15,7 +15,10 @@
 // the f64 fallback of f32/bf16 logits (constants that are not normal f32);
 // each scale branch (sharpen, flatten, keep; asserted to occur); advantage
 // scaling on and off; absent optional outputs; vocab_topk 0, K < V and K >= V
-// (the launcher passes 0); a zero upstream gradient; the launcher's grid and
+// (the launcher passes 0); a zero upstream gradient; k = 10 with the flatten
+// branch (c = 1/k) forced on every token whose advantage is positive, on rows
+// with half the vocabulary -inf and at a low temperature (differences far
+// below the f32 sums' floor, which only the k = 2 path may apply); the launcher's grid and
 // one block (grid-stride loops: bitwise identical results). Outputs must leave
 // memory outside their elements untouched. Kernel-only semantics (the CPU
 // rejects these inputs): a label outside [0, V) gives a NaN log-prob and a
@@ -381,6 +384,25 @@ static void cases() {
             c.rho = 0.5;
             c.seed = seed++;
             run_case(c);
+        }
+        // k = 10, c = 1/k forced (omega_high = 0: every response flattens): half the
+        // vocabulary -inf, then a low temperature with four logits near the top (entropy
+        // well above 0) and the rest of the row far below it (z - max from -100 to -500)
+        for (int variant = 0; variant < 2; ++variant) {
+            Case c;
+            c.name = variant == 0 ? "k10-half-inf" : "k10-low-T";
+            c.ldt = ldt;
+            c.batch = {32};
+            c.v = 1000;
+            c.k = 10.0;
+            c.omega_low = 0.0;
+            c.omega_high = 0.0;
+            c.special = variant == 0 ? SP_NEGINF_HALF : SP_FAR_TAIL;
+            c.temp = variant == 0 ? 1.0 : 0.02;
+            c.seed = seed++;
+            const int before = g_branch[2];
+            run_case(c);
+            HCHECK(g_branch[2] > before, "%s: the flatten branch (c = 1/k) was not taken", c.name.c_str());
         }
         // the f64 fallback of f32-type logits: 1/T subnormal in f32; k whose 1/k is subnormal
         if (ldt != ERA_CUDA_F64) {

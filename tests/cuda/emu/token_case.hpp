@@ -99,6 +99,8 @@ enum Special : unsigned {
     SP_ZERO_TIES = 32,   // -0.0 and +0.0 tied at the top
     SP_INCREASING = 64,  // a monotonically increasing row
     SP_BF16_TIES = 128,  // many exact ties everywhere (values on a coarse grid)
+    SP_NEGINF_HALF = 256,  // half of every row -inf (a masked vocabulary), labels on finite entries
+    SP_FAR_TAIL = 512,     // every row: four entries near the top, the rest 2 to 10 below (x 1/T at a low T)
 };
 
 struct Case {
@@ -300,6 +302,16 @@ inline Inputs build(const Case &c) {
         int64_t t = pick();
         if (t >= 0)
             for (int64_t i = 0; i < v; ++i) in.logits.set(t * v + i, -5.0 + 10.0 * (double)i / (double)v);
+    }
+    if (c.special & SP_NEGINF_HALF) {
+        for (int64_t t = 0; t < n; ++t) {
+            for (int64_t i = 1; i < v; i += 2) in.logits.set(t * v + i, -INFINITY);
+            if (v > 1 && in.ids.get(t) >= 0) in.labels.set(t, (double)(2 * rng.below((v + 1) / 2)));
+        }
+    }
+    if (c.special & SP_FAR_TAIL) {
+        for (int64_t t = 0; t < n; ++t)
+            for (int64_t i = 0; i < v; ++i) in.logits.set(t * v + i, i < 4 ? -0.01 * (double)i : -2.0 - 8.0 * rng.uniform(0, 1));
     }
     if (c.special & SP_BF16_TIES) {
         for (int64_t t = 0; t < n; ++t)
