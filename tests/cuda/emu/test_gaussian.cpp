@@ -9,7 +9,8 @@
 // the launcher's grid and a grid of one block (the grid-stride loops; results
 // must be bitwise identical); NaN and +-inf in rows, clipped coordinates, a
 // head delta, a scalar and a per-row delta tensor, d/d delta per row and
-// summed (era_sum_rows); outputs aliasing inputs; infinite truncation bounds.
+// summed (era_sum_rows); outputs aliasing inputs; infinite truncation bounds; a
+// parameter block launched again after the delta changed (a replayed capture).
 // Outputs must leave memory outside their elements untouched.
 //
 // The reference is the CPU call on the same tensors, except for the f32
@@ -330,6 +331,65 @@ static void gaussian_infeasible_row(int dt) {
     }
 }
 
+/** A captured call replayed (era_head_forward's documentation, docs/cuda.md): the
+ * launcher's parameter block for the head's own delta (delta_mode 0) holds k of the delta
+ * read when the block was built, so launching the same block again after
+ * era_head_set_delta computes with the old delta; the block of a delta tensor
+ * (delta_mode 1, era_gaussian_forward_delta) reads the tensor at every launch, so a
+ * replay after the tensor was rewritten computes with the new delta. Both against the CPU. */
+static void gaussian_replay_delta(int dt) {
+    const int64_t D = 3, rows = 7;
+    const double H0 = -3.0, lo = -5.0, hi = 1.0;
+    EraHead *h = gaussian_head(D, H0, lo, hi, 0.2);
+    Rng rng(91);
+    Tensor z = make(dt, {rows, D});
+    fill_normal(z, rng, 2.0);
+    double d0 = 0.0, d1 = 0.0;
+    HCHECK_OK(era_head_delta(h, &d0));
+    Tensor dev_delta = make(dt, {1});
+    dev_delta.set(0, d0);
+    // "capture": the blocks as src/heads/cuda.rs builds them now
+    EraCudaGaussian ph;
+    memset(&ph, 0, sizeof ph);
+    ph.z = z.rows_view(true);
+    ph.rows = rows;
+    ph.dim = D;
+    ph.lo = lo;
+    ph.hi = hi;
+    ph.k_base = gaussian_k((double)D, H0, hi, 0.0);
+    ph.delta_mode = 0;
+    ph.k_scalar = gaussian_k((double)D, H0, hi, d0);
+    EraCudaGaussian pt = ph;
+    pt.delta_mode = 1;
+    pt.k_scalar = 0.0;
+    memset(&pt.delta, 0, sizeof pt.delta);  // a broadcast scalar: no batch axes
+    pt.delta.data = dev_delta.ptr(0);
+    pt.delta.dtype = dt;
+    // the head's delta and the device tensor change between capture and replay
+    HCHECK_OK(era_head_set_delta(h, d0 - 0.7));
+    HCHECK_OK(era_head_delta(h, &d1));
+    HCHECK(d1 != d0, "era_head_set_delta left delta at %g", d0);
+    dev_delta.set(0, d1);
+    // "replay"
+    Tensor out_head = make(dt, {rows, D}), out_tensor = make(dt, {rows, D});
+    ph.out = out_head.rows_view(true);
+    pt.out = out_tensor.rows_view(true);
+    auto fwd = dt == ERA_CUDA_F64 ? era_gaussian_forward_f64 : era_gaussian_forward_f32;
+    emu_launch(fwd, 1u, (unsigned)kBlock, ph);
+    emu_launch(fwd, 1u, (unsigned)kBlock, pt);
+    // the CPU at the delta of the capture and at the new one
+    Tensor want_old = make(dt, {rows, D}), want_new = make(dt, {rows, D}), old_delta = make(dt, {1});
+    old_delta.set(0, d0);
+    HCHECK_OK(era_gaussian_forward_delta(h, z.dl(), old_delta.dl(), want_old.dl(), nullptr));
+    HCHECK_OK(era_head_forward(h, z.dl(), want_new.dl(), nullptr));
+    const double tol = dt == ERA_CUDA_F64 ? kTolF64 : kTolF32;
+    std::string what = std::string("delta ") + std::to_string(d0) + " -> " + std::to_string(d1);
+    record("replay: head delta keeps the capture's", fam(dt), max_error(out_head, want_old, D, 1.0), tol, what);
+    record("replay: delta tensor reads the new value", fam(dt), max_error(out_tensor, want_new, D, 1.0), tol, what);
+    HCHECK(max_error(want_old, want_new, D, 1.0) > 100 * tol, "the two deltas give the same forward (%s)", what.c_str());
+    era_head_free(h);
+}
+
 /** era_sum_rows alone: n = 0 gives 0; the f64 total of n values. */
 static void sum_rows_cases() {
     Rng rng(5);
@@ -508,5 +568,6 @@ int main() {
     gaussian_cases();
     gaussian_entropy_cases();
     truncnorm_cases();
+    for (int dt : {ERA_CUDA_F32, ERA_CUDA_F64}) gaussian_replay_delta(dt);
     return report("test_gaussian");
 }
