@@ -11,7 +11,7 @@ import era_jax
 
 import numpy_ref
 import reference as ref
-from conftest import tol
+from conftest import cpu_only, cuda_only, tol
 
 
 def era(z, delta=0.0, h0=-2.0, lo=-8.0, hi=0.0):
@@ -176,9 +176,20 @@ def test_errors():
         era(z, jnp.zeros(3))
     with pytest.raises(TypeError, match="static configuration"):
         jax.jit(lambda z, h: era(z, h0=h))(z, -1.0)
-    # a traced, infeasible delta is found when the computation runs, with era's message
+
+
+@cpu_only
+def test_traced_infeasible_delta_raises_on_cpu():
+    # found when the computation runs, with era's message
     with pytest.raises(Exception, match="exceeds the widest Gaussian"):
-        jax.block_until_ready(jax.jit(era)(z, 100.0))
+        jax.block_until_ready(jax.jit(era)(jnp.ones((2, 3)), 100.0))
+
+
+@cuda_only
+def test_traced_infeasible_delta_gives_nan_on_cuda():
+    # the device does not check values: the rows whose delta is infeasible are NaN
+    out = np.asarray(jax.block_until_ready(jax.jit(era)(jnp.ones((2, 3)), 100.0)))
+    assert np.isnan(out).all()
 
 
 def test_target_infeasible_alone_but_delta_makes_it_feasible():

@@ -14,7 +14,7 @@ import era_jax
 
 import numpy_ref
 import reference as ref
-from conftest import tol
+from conftest import cpu_only, cuda_only, tol
 
 
 def make_batch(rng, n, v, n_resp=None, masked=0.15, scale=3.0, dtype=np.float32):
@@ -271,8 +271,24 @@ def test_errors(rng):
         era_jax.token_logprobs(jnp.zeros((4, 5), jnp.int32), y, r, a)
     with pytest.raises(TypeError, match="vocab_topk must be a Python int"):
         era_jax.token_logprobs(logits, y, r, a, vocab_topk=2.5)
-    # data errors are found when the computation runs, with era's message
+
+
+@cpu_only
+def test_data_errors_raise_on_cpu():
+    # found when the computation runs, with era's message
+    logits, y, r, a = jnp.zeros((4, 5)), jnp.zeros(4, jnp.int32), jnp.zeros(4, jnp.int32), jnp.zeros(4)
     with pytest.raises(Exception, match=r"labels\[2\] = 5 is outside the vocabulary"):
         jax.block_until_ready(era_jax.token_logprobs(logits, jnp.array([0, 1, 5, 2]), r, a))
     with pytest.raises(Exception, match=r"response_ids\[1\] = -2"):
         jax.block_until_ready(jax.jit(era_jax.token_logprobs)(logits, y, jnp.array([0, -2, 0, 0]), a))
+
+
+@cuda_only
+def test_data_errors_on_cuda():
+    # the device does not check values: a label outside the vocabulary gives a NaN log-prob,
+    # a response id below -1 counts as masked (log-prob 0, scale 1)
+    logits, y, r, a = jnp.zeros((4, 5)), jnp.zeros(4, jnp.int32), jnp.zeros(4, jnp.int32), jnp.ones(4)
+    lp = np.asarray(era_jax.token_logprobs(logits, jnp.array([0, 1, 5, 2]), r, a)[0])
+    assert np.isnan(lp[2]) and np.isfinite(lp[[0, 1, 3]]).all()
+    lp, _, c, _ = (np.asarray(x) for x in jax.jit(era_jax.token_logprobs)(logits, y, jnp.array([0, -2, 0, 0]), a))
+    assert lp[1] == 0.0 and c[1] == 1.0 and np.isfinite(lp).all()
