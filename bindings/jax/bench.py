@@ -3,6 +3,8 @@
 
     python bindings/jax/bench.py            # every size of the table below
     python bindings/jax/bench.py --quick    # small sizes only (about a minute)
+    python bindings/jax/bench.py --tiny     # one small case per head (seconds: a rehearsal of the code)
+    python bindings/jax/bench.py --check    # also compare the values before timing (exit 1 if they differ)
 
 Cases (forward and the VJP of a weighted sum of the outputs):
   gaussian   B in {256, 4096, 65536} x D in {6, 21, 61}            float32
@@ -17,7 +19,11 @@ dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
 jitted function ("loop": no dispatch; each iteration feeds its gradient back
 into its input so that nothing is hoisted). Times are medians of repeated
 measurements; "jax/native" > 1 means the native call is faster. This prints
-numbers only: nothing here asserts a timing.
+numbers only: nothing here asserts a timing. With ``--check`` every case first
+compares the native and the pure-JAX value and gradient (relative to the largest
+magnitude: 1e-3 for float32, 3e-2 for bfloat16) and the exit status is 1 if one
+differs. Inputs are drawn with jax.random on the default device (no host arrays
+of the large sizes).
 """
 
 from __future__ import annotations
@@ -40,10 +46,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tes
 import reference as ref  # noqa: E402  (the pure-JAX reference of the test suite)
 
 LOOP_ELEMENTS = 1 << 20  # time the fori_loop variant for cases up to this many input elements
+CHECK = {"on": False, "failures": []}  # --check: compare values before timing
+TINY = {"on": False}  # --tiny: one small case per head, short timings
 
 
 def timeit(fn, *args, min_time=0.3, repeats=5, max_calls=10_000):
     """Median seconds per call of ``fn(*args)`` (blocking on the result)."""
+    if TINY["on"]:
+        min_time, repeats = 0.01, 2
     jax.block_until_ready(fn(*args))  # compile + warm up
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
@@ -81,9 +91,29 @@ def looped(loss, iters):
     return run
 
 
+def compare(name, dtype, native_loss, ref_loss, args):
+    """--check: the native and the pure-JAX value and gradient on ``args``; a difference
+    beyond the dtype's tolerance (relative to the largest magnitude) is recorded."""
+    tol = 1e-3 if dtype == "float32" else 3e-2
+    got, want = fwd_bwd(native_loss)(*args), fwd_bwd(ref_loss)(*args)
+    for what, a, b in (("value", got[0], want[0]), ("gradient", got[1], want[1])):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        scale = float(np.max(np.abs(b))) if b.size else 0.0
+        err = float(np.max(np.abs(a - b))) / max(scale, 1e-30) if b.size else 0.0
+        ok = bool(np.isfinite(a).all() == np.isfinite(b).all()) and err <= tol
+        print(f"  check {name} {dtype} {what}: max difference {err:.2e} of the largest magnitude "
+              f"(tolerance {tol:.0e}) {'ok' if ok else 'FAIL'}")
+        if not ok:
+            CHECK["failures"].append(f"{name} {dtype} {what}: {err:.2e}")
+
+
 def measure(name, dtype, make, native_loss, ref_loss, elements, quick_loop_iters, rows):
     """Times one case for both implementations; appends table rows."""
     args = make()
+    if CHECK["on"]:
+        compare(name, dtype, native_loss, ref_loss, args)
+    if TINY["on"]:
+        quick_loop_iters = 2
     modes = [("call", None)]
     if elements <= LOOP_ELEMENTS:
         modes.append(("loop", quick_loop_iters))
@@ -110,6 +140,9 @@ def print_row(r):
 
 
 def gaussian_cases(quick):
+    if TINY["on"]:
+        yield 64, 6
+        return
     bs = [256, 4096] if quick else [256, 4096, 65536]
     for b in bs:
         for d in [6, 21, 61]:
@@ -136,7 +169,7 @@ def run_gaussian(rng, quick, rows):
 
 
 def run_softmax(rng, quick, rows):
-    for n in ([10, 1000] if quick else [10, 1000, 32000]):
+    for n in ([10] if TINY["on"] else [10, 1000] if quick else [10, 1000, 32000]):
         b = 256
         h0 = 1.0
         w = jnp.asarray(rng.normal(size=(b, n)), jnp.float32)
@@ -159,7 +192,9 @@ def token_batch(rng, n, v, dtype):
     ids[rng.random(n) < 0.05] = -1
     labels = rng.integers(0, v, size=n).astype(np.int32)
     adv = np.repeat(rng.normal(size=n // resp_len + 1), resp_len)[:n].astype(np.float32)
-    logits = jnp.asarray(rng.normal(size=(n, v)).astype(np.float32) * 2).astype(dtype)
+    # the [N, V] logits drawn on the default device in float32 (no float64 host array)
+    key = jax.random.PRNGKey(int(rng.integers(0, 2**31)))
+    logits = (jax.random.normal(key, (n, v), jnp.float32) * 2).astype(dtype)
     return logits, jnp.asarray(labels), jnp.asarray(ids), jnp.asarray(adv)
 
 
@@ -171,7 +206,7 @@ def available_bytes():
 
 
 def run_token(rng, quick, rows):
-    sizes = [(256, 32000)] if quick else [(4096, 32000), (4096, 152064)]
+    sizes = [(64, 1000)] if TINY["on"] else [(256, 32000)] if quick else [(4096, 32000), (4096, 152064)]
     for n, v in sizes:
         for dtype in (jnp.float32, jnp.bfloat16):
             dname = jnp.dtype(dtype).name
@@ -187,9 +222,10 @@ def run_token(rng, quick, rows):
                 lp, _, _, a2 = ref.token_logprobs(logits, labels, ids, adv, omega_low=2.0, omega_high=9.0)
                 return jnp.sum(lp * a2)
 
-            # the pure-JAX backward holds several float32 [N, V] temporaries
+            # the pure-JAX backward holds several float32 [N, V] temporaries (host memory
+            # matters on the CPU only)
             need, avail = 8 * n * v * 4, available_bytes()
-            if avail is not None and need > avail:
+            if avail is not None and need > avail and jax.default_backend() == "cpu":
                 print(f"token N={n} V={v} {dname}: skipped (needs about {need / 2**30:.1f} GiB, "
                       f"{avail / 2**30:.1f} GiB available)")
                 continue
@@ -197,6 +233,8 @@ def run_token(rng, quick, rows):
                 measure(f"token N={n} V={v}", dname, make, native, reference, n * v, 5, rows)
             except Exception as e:  # e.g. out of memory for the largest case
                 print(f"token N={n} V={v} {dname}: skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+                if CHECK["on"]:  # a case that could not be compared is a failed check
+                    CHECK["failures"].append(f"token N={n} V={v} {dname}: {type(e).__name__}")
 
 
 def _dl(a: np.ndarray):
@@ -307,10 +345,13 @@ def run_binding_cost(rng, quick, reps=7):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes only")
+    p.add_argument("--tiny", action="store_true", help="one small case per head, short timings (a rehearsal)")
+    p.add_argument("--check", action="store_true", help="compare native and pure-JAX values first; exit 1 if they differ")
     p.add_argument("--heads", default="gaussian,softmax,token,binding", help="comma-separated subset to run "
                    "(binding: the token head through era_jax against the C ABI called directly)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    CHECK["on"], TINY["on"] = a.check, a.tiny
     rng = np.random.default_rng(a.seed)
     dev = jax.devices()[0]
     print(f"era {era_jax.version()} | jax {jax.__version__} | {dev.platform} ({dev.device_kind}) | "
@@ -332,7 +373,13 @@ def main(argv=None):
         ratios = [tr / tn for _, _, _, tn, tr in rows]
         print(f"\n{len(rows)} measurements; geometric mean jax/native = "
               f"{float(np.exp(np.mean(np.log(ratios)))):.2f}")
+    if a.check:
+        if CHECK["failures"]:
+            print("values differ: " + "; ".join(CHECK["failures"]))
+            return 1
+        print("values checked: native and pure-JAX agree in every case")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
