@@ -164,3 +164,15 @@ def test_one_dimension_warns_and_the_head_is_the_constant_it_names():
         with pytest.raises(era_jax.EraError):  # an invalid configuration raises before any warning
             era_jax.GaussianEra(1, 100.0, mode="gaussian")
 
+
+def test_a_start_at_the_feasible_maximum_stays_feasible_in_float32():
+    """An unreachable bounded target starts delta at max_delta; rounded to float32 it must not
+    exceed it (the head would refuse every call)."""
+    era = era_jax.GaussianEra(3, 50.0, mode="bounded")
+    state = era.init_delta(jnp.float32)
+    assert state.delta.dtype == jnp.float32
+    assert float(state.delta) <= era.max_delta and float(state.delta) == pytest.approx(era.max_delta, rel=1e-6)
+    out = era.log_std(jnp.zeros((2, 3), jnp.float32), state)  # accepted by the library
+    np.testing.assert_allclose(np.asarray(out), 0.0, atol=1e-5)  # every std at its widest
+    assert float(era.init_delta(jnp.float64).delta) == era.max_delta
+

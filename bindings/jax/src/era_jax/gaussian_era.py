@@ -225,8 +225,15 @@ class GaussianEra:
 
     def init_delta(self, dtype=None) -> DeltaState:
         """A fresh learner state at :attr:`initial_delta` (float32, or float64 in x64
-        mode, unless ``dtype`` says otherwise)."""
-        return delta_init(self.initial_delta, dtype=dtype)
+        mode, unless ``dtype`` says otherwise). In ``mode="bounded"`` capped at
+        :attr:`max_delta` rounded down in that dtype, as the learner caps it: a start at the
+        feasible maximum (an unreachable target) does not round above it in float32."""
+        d = self.initial_delta
+        if self.mode == "bounded":
+            dt = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+            d = min(d, max_delta(target_entropy=self.target_entropy, dim=self.dim, log_std_max=self.log_std_max,
+                                 dtype=dt))
+        return delta_init(d, dtype=dtype)
 
     def update_delta(self, state: DeltaState, bounded_entropy) -> DeltaState:
         """One learner step (docs/math.md#delta-learning) from the bounded policy's
