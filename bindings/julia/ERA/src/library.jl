@@ -24,6 +24,12 @@ function Base.showerror(io::IO, e::ERAError)
     if e.status == ERA_STATUS_UNSUPPORTED_DEVICE
         print(io, "\nThis libera computes on CPU memory only: move the arrays to the CPU ",
               "with `Array(x)`.")
+    elseif e.status == ERA_STATUS_DEVICE_FAULT
+        print(io, "\nThe GPU's CUDA context hit a sticky error (an illegal address, a trapped ",
+              "kernel): every later CUDA call in this process fails. Restart Julia.")
+    elseif e.status == ERA_STATUS_INVALID_STREAM
+        print(io, "\nThe stream belongs to another GPU than the arrays: pass a stream of the ",
+              "arrays' device.")
     end
 end
 
