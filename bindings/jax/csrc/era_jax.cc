@@ -551,13 +551,16 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
 ERA_JAX_OPS(ERA_JAX_EXPORT_CPU)
 
 #ifdef ERA_JAX_CUDA
-// CUDA handlers report the API version of the headers they were built with
-// (a CUDA build is made against the jaxlib it runs with).
+// CUDA handlers follow the CPU handlers' version rule: they report XLA FFI API
+// 0.1, so that a module built against one jaxlib's headers loads into the
+// jaxlib of a GPU machine (newer or older). Besides version 0.1 they decode the
+// call's stream and device ordinal (XLA_FFI_Stream_Get, XLA_FFI_DeviceOrdinal_Get),
+// which every jaxlib with CUDA FFI handlers provides.
 #define ERA_JAX_EXPORT_CUDA(name, binding, impl)                             \
   extern "C" __attribute__((visibility("default"))) XLA_FFI_Error*           \
       era_jax_##name##_cuda(XLA_FFI_CallFrame* cf) {                         \
     static auto* handler = binding<Cuda>().To(Cuda::wrap(impl)).release();   \
-    return handler->Call(cf);                                                \
+    return call_v01(handler, cf);                                            \
   }
 
 ERA_JAX_OPS(ERA_JAX_EXPORT_CUDA)
