@@ -28,8 +28,9 @@
 #                      make demo-mpc: a short episode;  make mpc-compare: the full comparison of
 #                      examples/mpc/RESULTS.md (about 90 minutes);  make bench-mpc: its performance figures
 #   make test-cuda     scripts/cuda.sh test: the CUDA build (nvcc from PyPI wheels) and every test that needs
-#                      no GPU against it, the kernels on the CPU through tests/cuda/emu; make cuda-artifacts:
-#                      what scripts/gpu-check.sh runs on a GPU machine (build/cuda/gpu-check)
+#                      no GPU against it, the kernels on the CPU through tests/cuda/emu, the GPU check
+#                      rehearsed on the CPU (scripts/gpu-check.sh --rehearse); make cuda-artifacts: what
+#                      scripts/gpu-check.sh runs on a GPU machine (build/cuda/gpu-check), and their size
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
@@ -217,7 +218,7 @@ bench-mpc: install $(PY)
 # ---------------------------------------------------------------- CUDA (docs/cuda.md)
 CUDA = PYTHON="$(PY)" BUILD="$(BUILD)" PREFIX="$(PREFIX)" JOBS=$(JOBS) CMAKE_FLAGS="$(CMAKE_FLAGS)" bash scripts/cuda.sh
 
-test-cuda: install jax-install torch-install
+test-cuda: install jax-install torch-install example-deps
 	$(CUDA) test
 
 cuda-artifacts: $(PY)

@@ -15,16 +15,25 @@
 #                               else a visible skip
 #   scripts/cuda.sh artifacts   build/cuda/gpu-check: what scripts/gpu-check.sh needs on a GPU
 #                               machine without Rust or internet (the libraries, the Rust CUDA
-#                               tests, era_jax's CUDA module, optax for the SAC update benchmark)
+#                               tests, era_jax's CUDA module, the versions they were built with);
+#                               prints their total size and fails above 64 MiB (what travels
+#                               with the working tree to a GPU machine)
+#   scripts/cuda.sh rehearse    the GPU check rehearsed on this machine's CPU (part of `test`):
+#                               the artifacts' layout from the debug build, then
+#                               scripts/gpu-check.sh --rehearse
 #
-# Environment: ERA_NVCC (an nvcc to use instead of the wheels), PYTHON (for pip; default
-# .venv/bin/python), CARGO (default cargo), BUILD (default build/).
+# Environment: ERA_NVCC (an nvcc to use instead of the wheels), PYTHON (for pip and the
+# bindings; default .venv/bin/python where it exists, else python3), CARGO (default cargo),
+# BUILD (default build/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 BUILD=${BUILD:-$root/build}
 CARGO=${CARGO:-cargo}
-PYTHON=${PYTHON:-$root/.venv/bin/python}
+if [ -z "${PYTHON:-}" ]; then
+    # a fresh clone has no .venv: any Python with pip installs the wheels (--target)
+    if [ -x "$root/.venv/bin/python" ]; then PYTHON=$root/.venv/bin/python; else PYTHON=python3; fi
+fi
 toolchain_dir=$BUILD/cuda-toolchain
 # CUDA 13.0 compiler wheels (the cu12 wheels ship no nvcc); nvcc, its front end's
 # headers (crt), the NVVM back end (cicc, libdevice) and the runtime headers.
@@ -38,6 +47,11 @@ nvcc_path() {
     fi
     local nvcc=$toolchain_dir/nvidia/cu13/bin/nvcc
     if [ ! -x "$nvcc" ]; then
+        if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+            echo "cuda.sh: $PYTHON has no pip to install the CUDA compiler wheels with; set PYTHON to a" \
+                "Python with pip (or ERA_NVCC to an installed nvcc)" >&2
+            exit 1
+        fi
         echo "cuda.sh: installing the CUDA compiler wheels into $toolchain_dir" >&2
         "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --target "$toolchain_dir" "${wheels[@]}" >&2
     fi
@@ -100,6 +114,75 @@ sys.exit(0 if torch.cuda.is_available() and _native.lib().era_cuda_available() e
     fi
 }
 
+# the CUDA version of an nvcc as the driver reports versions (13.0 -> 13000)
+toolkit_version() {
+    "$1" --version | sed -n 's/.*release \([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p' | head -n 1 |
+        { read -r major minor && echo $((major * 1000 + minor * 10)); }
+}
+
+# assemble DIR NVCC TESTS: the files scripts/gpu-check.sh uses (scripts/gpu_preflight.py's
+# ARTIFACT_FILES) into DIR, from build/cuda/lib, build/cuda/jax and the Rust CUDA tests' binary
+assemble() {
+    local out=$1 nvcc=$2 tests=$3
+    rm -rf "$out"
+    mkdir -p "$out/lib"
+    cp -L "$BUILD/cuda/lib/libera.so" "$out/lib/libera.so"  # a file, not a link (the links stay here)
+    cp "$tests" "$out/cuda-tests"
+    cp "$BUILD/cuda/jax/liberajax.so" "$out/liberajax.so"
+    {
+        echo "# what these artifacts were built with (read by scripts/gpu_preflight.py)"
+        echo "ERA_VERSION=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)"
+        echo "ERA_CUDA_TOOLKIT=$(toolkit_version "$nvcc")"
+        echo "ERA_JAXLIB=$("$PYTHON" -c 'import jaxlib; print(jaxlib.__version__)' 2>/dev/null || echo unknown)"
+        echo "ERA_BUILD_PYTHON=$("$PYTHON" -c 'import platform; print(platform.python_version())')"
+    } >"$out/versions.env"
+    "$PYTHON" - "$out" <<'PY'
+import os, sys
+sys.path.insert(0, "scripts")
+from gpu_preflight import ARTIFACT_FILES
+missing = [f for f in ARTIFACT_FILES if not os.path.exists(os.path.join(sys.argv[1], f))]
+if missing:
+    sys.exit(f"cuda.sh: FAIL: {sys.argv[1]} lacks {', '.join(missing)}")
+PY
+}
+
+# the Rust CUDA tests' binary of a cargo profile (release: --release)
+cuda_tests_binary() {
+    ERA_NVCC=$1 CARGO_TARGET_DIR=$target_dir "$CARGO" test "${@:2}" --features cuda --test cuda --no-run --message-format=json 2>/dev/null |
+        "$PYTHON" -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m.get("target", {}).get("name") == "cuda"][-1])'
+}
+
+rehearse() {
+    # the artifacts' layout from the debug build of the Rust CUDA tests (no release build),
+    # then every step of the GPU check on the CPU
+    local out=$BUILD/cuda/gpu-check-rehearse
+    assemble "$out" "$1" "$(cuda_tests_binary "$1")"
+    PYTHON=$PYTHON ERA_GPU_ARTIFACTS=$out bash scripts/gpu-check.sh --rehearse
+    new_user
+}
+
+new_user() {
+    # what a new user is told to run, as written, from a clean clone of the committed tree:
+    # `scripts/cuda.sh toolchain` with no venv and no PYTHON (pip's cache makes it quick
+    # after the first time); and every scripts/ file that build.rs, docs/cuda.md and the GPU
+    # check's scripts name exists
+    local tmp nvcc f
+    tmp=$(mktemp -d)
+    git clone --quiet "$root" "$tmp/era"
+    nvcc=$(cd "$tmp/era" && env -u PYTHON -u BUILD -u ERA_NVCC bash scripts/cuda.sh toolchain)
+    "$nvcc" --version >/dev/null
+    rm -rf "$tmp"
+    echo "cuda.sh: a clean clone's scripts/cuda.sh toolchain works (nvcc $(toolkit_version "$nvcc"))"
+    for f in $(grep -ohE 'scripts/[A-Za-z0-9_.-]+\.(sh|py)' build.rs docs/cuda.md scripts/cuda.sh scripts/gpu-check.sh \
+        scripts/gpu_check.py scripts/gpu_preflight.py Makefile | sort -u); do
+        if [ ! -f "$f" ]; then
+            echo "cuda.sh: FAIL: $f is named but does not exist" >&2
+            exit 1
+        fi
+    done
+    echo "cuda.sh: every scripts/ file named by build.rs, docs/cuda.md and the GPU check exists"
+}
+
 c_tests() {
     # the C tests of tests/c, linked against libera.so, run with the CUDA build in its place
     local dir=$BUILD/cuda/c-tests
@@ -119,29 +202,32 @@ case "${1:-}" in
         c_tests
         binding_tests "$nvcc"
         bash tests/cuda/emu/run.sh
+        rehearse "$nvcc"
         gpu_tests
+        ;;
+    rehearse)
+        build
+        nvcc=$(nvcc_path)
+        jax_module "$nvcc"
+        rehearse "$nvcc"
         ;;
     artifacts)
         build
         nvcc=$(nvcc_path)
-        out=$BUILD/cuda/gpu-check
-        rm -rf "$out"
-        mkdir -p "$out/lib"
-        cp -a "$BUILD/cuda/lib/." "$out/lib/"
-        # the Rust CUDA tests as a binary that runs without cargo
-        bin=$(ERA_NVCC=$nvcc CARGO_TARGET_DIR=$target_dir "$CARGO" test --release --features cuda --test cuda --no-run --message-format=json 2>/dev/null |
-            "$PYTHON" -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m.get("target", {}).get("name") == "cuda"][-1])')
-        cp "$bin" "$out/cuda-tests"
         jax_module "$nvcc"
-        cp "$BUILD/cuda/jax/liberajax.so" "$out/liberajax.so"
-        # the SAC example's one dependency beyond jax and numpy, for its update benchmark
-        # there (pure Python; the GPU machine has no internet)
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --target "$out/pylib" \
-            optax==0.2.8 absl-py==2.5.1
-        echo "cuda.sh: artifacts in $out"
+        out=$BUILD/cuda/gpu-check
+        assemble "$out" "$nvcc" "$(cuda_tests_binary "$nvcc" --release)"
+        # the SAC benchmark uses the GPU machine's own optax (the preflight checks that it imports)
+        bytes=$(du -sb "$out" | cut -f1)
+        echo "cuda.sh: artifacts in $out: $((bytes / 1024 / 1024)) MiB ($bytes bytes) in all:"
+        (cd "$out" && du -sh -- * | sed 's/^/cuda.sh:   /')
+        if [ "$bytes" -gt $((64 * 1024 * 1024)) ]; then
+            echo "cuda.sh: FAIL: more than the 64 MiB that travel with the working tree" >&2
+            exit 1
+        fi
         ;;
     *)
-        sed -n '2,21p' "$0"
+        sed -n '2,27p' "$0"
         exit 2
         ;;
 esac

@@ -15,6 +15,13 @@ It loads the CUDA build of libera.so through era_torch (``ERA_TORCH_LIBRARY``,
 
 Exit status 1 if a correctness or semantics check fails. ``--quick`` skips the large
 throughput sizes.
+
+``--rehearse`` runs the same code on the CPU (no GPU needed; part of ``make test``
+through ``scripts/gpu-check.sh --rehearse``): every check compares the CPU path with
+itself, the CUDA-only steps (side stream, no-synchronisation, graph capture, events)
+run their CPU counterparts or report themselves skipped, and the throughput and recipe
+tables use tiny sizes. It catches a renamed function, a missing file or a wrong call
+before a GPU window is spent on it; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bindings", "torch", "tests"))
 
 import era_torch  # noqa: E402
-from era_torch import _native  # noqa: E402
+from era_torch import _native, _token  # noqa: E402
 
-DEV = torch.device("cuda", 0)
+REHEARSE = "--rehearse" in sys.argv[1:]
+DEV = torch.device("cpu") if REHEARSE else torch.device("cuda", 0)
 FAILS: list = []
 ROWS: list = []
 
@@ -65,7 +73,7 @@ def check(name: str, dtype, fn, tol=None):
     try:
         cpu = fn(torch.device("cpu"))
         gpu = fn(DEV)
-        torch.cuda.synchronize()
+        sync()
         cpu = cpu if isinstance(cpu, tuple) else (cpu,)
         gpu = gpu if isinstance(gpu, tuple) else (gpu,)
         t = tol if tol is not None else TOL[dtype]
@@ -84,6 +92,16 @@ def check(name: str, dtype, fn, tol=None):
         ROWS.append((name, str(dtype).replace("torch.", ""), "-", "-", "FAIL"))
         FAILS.append(f"{name} {dtype}: {type(ex).__name__}: {ex}")
         traceback.print_exc()
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def skipped(name: str):
+    """A CUDA-only check in a rehearsal: reported, not run."""
+    ROWS.append((name, "-", "-", "-", "skipped (rehearsal: needs a GPU)"))
 
 
 def gen(seed, *shape, dtype=torch.float32, scale=1.0):
@@ -204,6 +222,12 @@ def semantics():
         return era_torch.token_logprobs(x, labels, ids, adv)
 
     check("token fwd on a side stream", torch.float32, on_side_stream)
+    fresh_process_capture()
+    if REHEARSE:
+        skipped("no synchronisation inside a call (stream still busy on return)")
+        graph_capture_rehearsal()
+        skipped("mixed host/device tensors rejected")
+        return
 
     # no synchronisation inside a call: the stream is still busy when the call returns
     try:
@@ -275,10 +299,113 @@ def semantics():
         FAILS.append(f"mixed devices: {ex}")
 
 
+def graph_capture_rehearsal():
+    """The graph check's step (token + Gaussian forward and backward) run eagerly twice on
+    the CPU: the code that the GPU captures, with its calls and argument lists."""
+    try:
+        n, v = 16, 300
+        x = gen(23, n, v).requires_grad_()
+        labels = torch.randint(0, v, (n,), generator=torch.Generator().manual_seed(1))
+        ids = torch.arange(n) // 4
+        adv = gen(24, n)
+        z = gen(25, n, 6).requires_grad_()
+
+        def step():
+            lp, ent, c, a2 = era_torch.token_logprobs(x, labels, ids, adv)
+            (gx,) = torch.autograd.grad(lp, x, a2)
+            ls = era_torch.gaussian_log_std(z, target_entropy=-6.0, delta=0.1)
+            (gz,) = torch.autograd.grad(ls.sum(), z)
+            return lp, gx, ls, gz
+
+        e = max(err(a, b) for a, b in zip(step(), step()))
+        ok = e == 0.0
+        ROWS.append(("CUDA graph step, run eagerly twice (rehearsal)", "f32", f"{e:.2e}", "0", "ok" if ok else "FAIL"))
+        if not ok:
+            FAILS.append(f"the graph step differs between two eager runs by {e}")
+    except Exception as ex:
+        ROWS.append(("CUDA graph step (rehearsal)", "f32", "-", "-", "FAIL"))
+        FAILS.append(f"graph step: {type(ex).__name__}: {ex}")
+        traceback.print_exc()
+
+
+def fresh_capture_main() -> int:
+    """``--fresh-capture``: in a process of its own, one Gaussian call, then a bf16 token
+    forward + backward captured into a CUDA graph with no token call before it (the first
+    use of the token kernels is inside the capture: they must have been loaded with the
+    device's state), replayed on new logits and compared with an eager call. In a
+    rehearsal the same calls run eagerly on the CPU. Exit status 0 when they agree."""
+    n, v = 64, 2048
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, v, (n,), generator=g).to(DEV)
+    ids = (torch.arange(n) // 16).to(DEV)
+    adv = gen(31, n).to(DEV)
+    x = gen(32, n, v, dtype=torch.bfloat16).to(DEV).requires_grad_()
+    era_torch.gaussian_log_std(gen(30, 8, 6).to(DEV), target_entropy=-6.0)  # loads the device's state
+    sync()
+
+    def step():
+        lp, _, _, a2 = era_torch.token_logprobs(x, labels, ids, adv)
+        (gx,) = torch.autograd.grad(lp, x, a2)
+        return lp, gx
+
+    if DEV.type == "cuda":
+        # torch's own lazy state (autograd's device thread, the allocator) warmed up on a
+        # side stream with a torch-only step, as torch asks; era's token kernels are not used
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            torch.autograd.grad((x.float() * 2).sum(), x)
+        torch.cuda.current_stream().wait_stream(s)
+        sync()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static = step()
+        with torch.no_grad():
+            x.copy_(gen(33, n, v, dtype=torch.bfloat16).to(DEV))
+        graph.replay()
+        sync()
+    else:
+        with torch.no_grad():
+            x.copy_(gen(33, n, v, dtype=torch.bfloat16))
+        static = step()
+    eager = step()
+    sync()
+    e = max(err(a, b) for a, b in zip(static, eager))
+    print(f"fresh-process capture of a bf16 token forward + backward: max difference {e:.2e}")
+    return 0 if e <= 1e-6 else 1
+
+
+def fresh_process_capture():
+    """Runs ``fresh_capture_main`` in a new process (a fresh device state), with a limit."""
+    name = "bf16 token fwd+bwd captured in a fresh process after one Gaussian call"
+    if REHEARSE:
+        name += " (rehearsal: eager, CPU)"
+    cmd = [sys.executable, os.path.abspath(__file__), "--fresh-capture"] + (["--rehearse"] if REHEARSE else [])
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        ok = r.returncode == 0
+        print(r.stdout.strip() + ("\n" + r.stderr.strip() if not ok else ""))
+    except subprocess.TimeoutExpired:
+        ok = False
+        print("fresh-process capture: no answer within 60 s")
+    ROWS.append((name, "bf16", "-", "1e-06", "ok" if ok else "FAIL"))
+    if not ok:
+        FAILS.append("the capture of a first token call in a fresh process failed")
+
+
 def timed(fn, reps=10, warmup=2) -> float:
-    """Median milliseconds per call, with CUDA events on the current stream."""
+    """Median milliseconds per call, with CUDA events on the current stream (a rehearsal:
+    the host clock)."""
     for _ in range(warmup):
         fn()
+    if DEV.type != "cuda":
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        ts.sort()
+        return ts[len(ts) // 2]
     ts = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -291,29 +418,36 @@ def timed(fn, reps=10, warmup=2) -> float:
     return ts[len(ts) // 2]
 
 
+def empty_cache():
+    if DEV.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def throughput(quick: bool):
     out = []
-    nbytes = 4 << 30
+    nbytes = (4 << 20) if REHEARSE else (4 << 30)
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=DEV)
     dst = torch.empty_like(src)
     ms = timed(lambda: dst.copy_(src), reps=10)
     bw = 2 * nbytes / ms / 1e6  # GB/s, read + write
-    out.append(("device-to-device copy, 4 GiB", f"{ms:.2f} ms", f"{bw:.0f} GB/s", "100%"))
+    out.append((f"device-to-device copy, {nbytes >> 20} MiB", f"{ms:.2f} ms", f"{bw:.0f} GB/s", "100%"))
     del src, dst
-    torch.cuda.empty_cache()
+    empty_cache()
 
     def row(name, ms, nbytes):
         gbs = nbytes / ms / 1e6
         out.append((name, f"{ms:.3f} ms", f"{gbs:.0f} GB/s", f"{100 * gbs / bw:.0f}%"))
 
     sizes = [(4096, 32000)] if quick else [(4096, 32000), (16384, 152064)]
+    if REHEARSE:
+        sizes = [(64, 1000)]
     for n, v in sizes:
         for dt in (torch.bfloat16, torch.float32):
             x = torch.randn(n, v, device=DEV).to(dt)
             labels = torch.randint(0, v, (n,), device=DEV)
             ids = torch.arange(n, device=DEV) // 512
             adv = torch.randn(n, device=DEV)
-            head = era_torch._ops._token_head(2.0, 0.45, 3.0, 0.2, 1.0, True, 0)
+            head = _token._token_head(2.0, 0.45, 3.0, 0.2, 1.0, True, 0)
             outs = [torch.empty(n, device=DEV) for _ in range(5)]
             ms = timed(lambda: _native.call("token_forward", head, x, labels, ids, adv, *outs), reps=5)
             row(f"token forward {n}x{v} {str(dt)[6:]}", ms, x.numel() * x.element_size())
@@ -321,8 +455,8 @@ def throughput(quick: bool):
             ms = timed(lambda: _native.call("token_backward", head, x, labels, ids, outs[2], outs[3], g), reps=5)
             row(f"token backward {n}x{v} {str(dt)[6:]} (read + write)", ms, 2 * x.numel() * x.element_size())
             del x, g
-            torch.cuda.empty_cache()
-    for b, d in ((65536, 6), (65536, 61)):
+            empty_cache()
+    for b, d in ((256, 6),) if REHEARSE else ((65536, 6), (65536, 61)):
         z = torch.randn(b, d, device=DEV, requires_grad=True)
 
         def gfb():
@@ -331,20 +465,23 @@ def throughput(quick: bool):
 
         ms = timed(gfb, reps=20)
         row(f"gaussian fwd+bwd {b}x{d} f32 (via era_torch)", ms, 5 * z.numel() * 4)
-    z = torch.randn(4096, 32000, device=DEV, requires_grad=True)
+    z = torch.randn(*((64, 1000) if REHEARSE else (4096, 32000)), device=DEV, requires_grad=True)
 
     def sfb():
         y = era_torch.softmax_logits(z, target_entropy=3.0)
         torch.autograd.grad(y, z, y)
 
     ms = timed(sfb, reps=10)
-    row("softmax fwd+bwd 4096x32000 f32 (via era_torch)", ms, 5 * z.numel() * 4)
+    row(f"softmax fwd+bwd {z.shape[0]}x{z.shape[1]} f32 (via era_torch)", ms, 5 * z.numel() * 4)
     # an SAC batch: the C call alone, with events, and inside a captured graph
     z = torch.randn(256, 6, device=DEV)
     o = torch.empty_like(z)
     head = _native.cached_head(_native.ERA_HEAD_KIND_GAUSSIAN, (("dim", 6), ("target_entropy", -6.0)))
     ms = timed(lambda: [_native.call("head_forward", head, z, o) for _ in range(100)], reps=5) / 100
     out.append(("gaussian forward 256x6, per call (events, 100 calls)", f"{ms * 1e3:.1f} us", "-", "-"))
+    if REHEARSE:
+        out.append(("gaussian forward 256x6, per call inside a CUDA graph", "skipped (rehearsal: needs a GPU)", "-", "-"))
+        return out, bw
     graph = torch.cuda.CUDAGraph()
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
@@ -362,7 +499,7 @@ def recipe_comparison():
     """era_torch.token_logprobs fwd+bwd against the recipe's PyTorch sequence on the GPU."""
     import torch_ref  # bindings/torch/tests/torch_ref.py
 
-    n, v = 4096, 32000
+    n, v = (64, 1000) if REHEARSE else (4096, 32000)
     x = torch.randn(n, v, device=DEV) * 2
     labels = torch.randint(0, v, (n,), device=DEV)
     ids = torch.arange(n, device=DEV) // 256
@@ -379,6 +516,9 @@ def recipe_comparison():
             torch.autograd.grad(lp, xx, a2)
 
         step()
+        if DEV.type != "cuda":  # a rehearsal: no device memory statistics
+            res.append((name, timed(step, reps=5), float("nan")))
+            continue
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -390,11 +530,19 @@ def recipe_comparison():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="skip the large throughput sizes")
+    ap.add_argument("--rehearse", action="store_true", help="every step on the CPU, tiny sizes (no GPU needed)")
+    ap.add_argument("--fresh-capture", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fresh_capture:
+        sys.exit(fresh_capture_main())
     t0 = time.time()
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True)
-    print(f"# era GPU check, {time.strftime('%Y-%m-%d %H:%M')}: {smi.stdout.strip()}; torch {torch.__version__}")
+    if REHEARSE:
+        where = "rehearsal on the CPU (no GPU: every number below is meaningless)"
+    else:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True)
+        where = smi.stdout.strip()
+    print(f"# era GPU check, {time.strftime('%Y-%m-%d %H:%M')}: {where}; torch {torch.__version__}")
     print(f"# library: {era_torch.library_path()}; era_cuda_available = {_native.lib().era_cuda_available()}")
     correctness()
     semantics()
@@ -407,10 +555,12 @@ def main():
         for r in rows:
             print("| " + " | ".join(r) + " |")
         cmp = recipe_comparison()
-        print("\n| token head fwd+bwd 4096x32000 f32 | ms | peak extra MiB beyond the gradient |\n| --- | --- | --- |")
+        size = "64x1000" if REHEARSE else "4096x32000"
+        print(f"\n| token head fwd+bwd {size} f32 | ms | peak extra MiB beyond the gradient |\n| --- | --- | --- |")
         for name, ms, peak in cmp:
             print(f"| {name} | {ms:.2f} | {peak:.0f} |")
         print(f"era_torch is {cmp[1][1] / cmp[0][1]:.1f}x faster than the recipe's PyTorch sequence")
+
     except Exception as ex:
         FAILS.append(f"throughput: {type(ex).__name__}: {ex}")
         traceback.print_exc()
