@@ -21,7 +21,7 @@ from ._ops import (
 from ._token import token_logprobs, token_outputs
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
-from .verl import EraLogprobs, response_ids_from_mask, verl_era_logprobs
+from ._verl_legacy import EraLogprobs, response_ids_from_mask, verl_era_logprobs
 from ._native import load_cpu_kernels as _load_cpu_kernels
 
 _load_cpu_kernels()  # after the ops are defined: their CPU kernels in C++, where built

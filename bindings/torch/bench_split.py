@@ -1,0 +1,148 @@
+"""The split token forward against the one-call head and against PyTorch (a command, not a test).
+
+At N tokens x V vocabulary (default 4096 x 32000), float32 and bfloat16 logits, CPU:
+
+- ``one-call``: era_torch.token_outputs (era_token_forward: log-probs at the chosen scale,
+  entropies, the decision), under torch.no_grad;
+- ``split``: era_torch.token_logprob_columns (the three columns and the entropy in one read)
+  followed by era_torch.token_decide, under torch.no_grad;
+- ``pytorch``: the same columns and entropy computed by PyTorch (three log_softmax calls at
+  the scales 1, k, 1/k, a gather, and the entropy from the first), under torch.no_grad;
+- ``split fwd+bwd`` and ``one-call fwd+bwd``: forward and backward of the selected column.
+
+Times are the median (and minimum) of REPS runs, the variants interleaved so that they see
+the same machine load; ratios are against the one-call forward measured in the same run.
+Each memory figure is the peak RSS growth of a child process that runs one variant once, past
+the inputs (the logits, and for a backward their gradient).
+
+    python bindings/torch/bench_split.py [--reps 7] [--n 4096] [--v 32000] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import era_torch
+
+K = 2.0
+
+
+def inputs(n, v, dtype):
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(n, v, generator=g) * 2).to(dtype)
+    labels = torch.randint(0, v, (n,), generator=g)
+    ids = torch.arange(n) // 512
+    adv = torch.randn(n, generator=g)
+    return logits, labels, ids, adv
+
+
+def variants(logits, labels, ids, adv):
+    def one_call():
+        with torch.no_grad():
+            era_torch.token_outputs(logits, labels, ids, adv, k=K)
+
+    def split():
+        with torch.no_grad():
+            c = era_torch.token_logprob_columns(logits, labels, k=K)
+            era_torch.token_decide(c.entropy, ids, adv, c.columns, k=K)
+
+    def pytorch():
+        with torch.no_grad():
+            z = logits.float()
+            cols = [torch.log_softmax(c * z, -1).gather(-1, labels[:, None])[:, 0] for c in (1.0, K, 1.0 / K)]
+            lp = torch.log_softmax(z, -1)
+            ent = -(lp.exp() * lp).sum(-1)
+            return torch.stack(cols, -1), ent
+
+    def one_call_bwd():
+        x = logits.detach().requires_grad_()
+        era_torch.token_outputs(x, labels, ids, adv, k=K)[0].sum().backward()
+
+    def split_bwd():
+        x = logits.detach().requires_grad_()
+        c = era_torch.token_logprob_columns(x, labels, k=K)
+        era_torch.token_decide(c.entropy, ids, adv, c.columns, k=K).logprobs.sum().backward()
+
+    return {"one-call": one_call, "split": split, "pytorch": pytorch, "one-call fwd+bwd": one_call_bwd,
+            "split fwd+bwd": split_bwd}
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def child(name, n, v, dtype):
+    """Peak RSS growth (MiB) of one run of a variant past its inputs (and, for a backward,
+    the gradient of the logits, which a training step holds anyway): the kernel's high-water
+    mark is reset (/proc/self/clear_refs) once the inputs exist."""
+    data = inputs(n, v, getattr(torch, dtype))
+    fns = variants(*data)
+    fns[name]()  # a first run: allocator pools and lazily loaded code
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kib("VmRSS")
+    fns[name]()
+    extra = (_status_kib("VmHWM") - base) / 1024
+    if "bwd" in name:
+        extra -= data[0].numel() * data[0].element_size() / 2**20
+    return extra
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--v", type=int, default=32000)
+    ap.add_argument("--json")
+    ap.add_argument("--child", nargs=2, metavar=("VARIANT", "DTYPE"))
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(a.child[0], a.n, a.v, a.child[1])))
+        return
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, N = {a.n}, V = {a.v}")
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        data = inputs(a.n, a.v, getattr(torch, dtype))
+        fns = variants(*data)
+        times = {k: [] for k in fns}
+        for fn in fns.values():
+            fn()  # warm-up
+        for _ in range(a.reps):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        base = statistics.median(times["one-call"])
+        base_bwd = statistics.median(times["one-call fwd+bwd"])
+        print(f"\n{dtype} logits: median (min) ms, ratio to the one-call (forward, or forward+backward), peak extra MiB")
+        for name, ts in times.items():
+            mem = json.loads(subprocess.run(
+                [sys.executable, __file__, "--n", str(a.n), "--v", str(a.v), "--child", name, dtype],
+                check=True, capture_output=True, text=True).stdout)
+            ref = base_bwd if "bwd" in name else base
+            med = statistics.median(ts)
+            results[f"{dtype} {name}"] = {"median_ms": 1e3 * med, "min_ms": 1e3 * min(ts), "ratio": med / ref,
+                                          "peak_extra_mib": mem}
+            print(f"  {name:18s} {1e3 * med:9.1f} ({1e3 * min(ts):8.1f})  {med / ref:5.2f}x  {mem:8.1f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
