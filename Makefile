@@ -177,9 +177,19 @@ bench-sac: example-deps
 # era_torch: torch (the default PyPI wheel), the build dependencies and matplotlib (the GRPO
 # example's plot) into the venv first;
 # built against that torch, with its C++ CPU kernels required (ERA_TORCH_CPU_OPS=ON).
+# The LLM-RL frameworks the integrations are tested against (docs/llm-rl.md): verl 0.9.1 without its
+# training stack (--no-deps, then what its policy losses and FSDP engine import on CPU), TRL 1.16.0
+# with the transformers both accept, and verl 0.7.1 (the legacy actor) beside them in build/verl-0.7.1.
+VERL_IMPORT_DEPS = "ray==2.60.0" "tensordict==0.10.0" "omegaconf==2.3.0" "codetiming==1.4.0" "orjson==3.13.0" \
+    "datasets==5.2.0" "peft==0.21.2" "accelerate==1.16.0" "pillow==13.0.0"
+LLM_RL_DEPS = "transformers==5.10.4" "trl==1.16.0" $(VERL_IMPORT_DEPS)
+
 torch-install: $(PY)
 	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2
 	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
+	$(PIP) install --quiet $(LLM_RL_DEPS)
+	$(PIP) install --quiet --no-deps "verl==0.9.1"
+	[ -d "$(BUILD)/verl-0.7.1/verl" ] || $(PIP) install --quiet --no-deps --target "$(BUILD)/verl-0.7.1" "verl==0.7.1"
 
 # The tests with the C++ CPU kernels (which must be there), then again with the ops' Python
 # implementations only (ERA_TORCH_CPU_KERNELS=0).
