@@ -166,13 +166,13 @@ new_user() {
     # `scripts/cuda.sh toolchain` with no venv and no PYTHON (pip's cache makes it quick
     # after the first time); and every scripts/ file that build.rs, docs/cuda.md and the GPU
     # check's scripts name exists
-    local tmp nvcc f
+    local tmp nvcc version f
     tmp=$(mktemp -d)
     git clone --quiet "$root" "$tmp/era"
     nvcc=$(cd "$tmp/era" && env -u PYTHON -u BUILD -u ERA_NVCC bash scripts/cuda.sh toolchain)
-    "$nvcc" --version >/dev/null
+    version=$(toolkit_version "$nvcc")
     rm -rf "$tmp"
-    echo "cuda.sh: a clean clone's scripts/cuda.sh toolchain works (nvcc $(toolkit_version "$nvcc"))"
+    echo "cuda.sh: a clean clone's scripts/cuda.sh toolchain works (its nvcc reports CUDA $version)"
     for f in $(grep -ohE 'scripts/[A-Za-z0-9_.-]+\.(sh|py)' build.rs docs/cuda.md scripts/cuda.sh scripts/gpu-check.sh \
         scripts/gpu_check.py scripts/gpu_preflight.py Makefile | sort -u); do
         if [ ! -f "$f" ]; then
