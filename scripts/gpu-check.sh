@@ -12,19 +12,20 @@
 #                  driver, what the artifacts were built with; stops the check (no other step
 #                  runs) where it cannot work: files missing, a driver older than the toolkit
 #                  that compiled the kernels, torch without a GPU
-#   rust       25  the Rust CUDA tests (build/cuda/gpu-check/cuda-tests)
-#   torch     100  scripts/gpu_check.py through era_torch (bindings/torch/src) on the CUDA build
+#   rust       20  the Rust CUDA tests (build/cuda/gpu-check/cuda-tests)
+#   torch      90  scripts/gpu_check.py through era_torch (bindings/torch/src) on the CUDA build
 #                  of libera.so: every operation and dtype on the GPU against the CPU path,
 #                  stream, no-synchronisation and CUDA-graph checks (one in a fresh process),
 #                  the throughput table against the copy bandwidth and the recipe's PyTorch
 #                  computation
-#   jax-tests  90  era_jax's tests with the CUDA handlers (tests that hold on one platform only
+#   jax-tests  85  era_jax's tests with the CUDA handlers (tests that hold on one platform only
 #                  are marked so and skip on the other), the slowest ten listed
-#   jax-bench  35  era_jax's token and Gaussian heads against the pure-JAX formulation
+#   jax-bench  45  era_jax's token and Gaussian heads against the pure-JAX formulation
 #                  (bindings/jax/bench.py --quick --check: values compared before timing)
 #   sac        30  a jitted SAC update (batch 256, HalfCheetah's sizes) with era_jax's head
 #                  against the pure-JAX head (examples/jax/sac_era.py bench; the machine's optax)
-# 295 s in all, so the whole check ends within 5 minutes even where every step hangs.
+# 285 s in all (297 s with the 2 s each step is given to stop), so the whole check ends
+# within 5 minutes even where every step hangs.
 #
 # --rehearse runs every step's code on this machine's CPU with the same files and calls:
 # the preflight's rules on made-up versions, the Rust CUDA tests (which skip, saying so),
@@ -62,7 +63,7 @@ step() {
     echo
     echo "== $name (limit ${limit} s)"
     t0=$(date +%s)
-    timeout --kill-after=5 "$limit" "$@"
+    timeout --kill-after=2 "$limit" "$@"
     rc=$?
     case $rc in
         0) verdict=PASS ;;
@@ -101,18 +102,18 @@ if ! step preflight 15 "$py" scripts/gpu_preflight.py "$art" "${pre[@]}"; then
     summary
     exit 1
 fi
-step rust 25 "$art/cuda-tests" --test-threads 1
+step rust 20 "$art/cuda-tests" --test-threads 1
 torch_args=("${args[@]}")
 [ $rehearse = 1 ] && torch_args+=(--rehearse)
-step torch 100 env ERA_TORCH_LIBRARY="$art/lib/libera.so" \
+step torch 90 env ERA_TORCH_LIBRARY="$art/lib/libera.so" \
     PYTHONPATH="$root/bindings/torch/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
     "$py" scripts/gpu_check.py "${torch_args[@]}"
 jax_tests=(bindings/jax/tests)
 [ $rehearse = 1 ] && jax_tests=(bindings/jax/tests/test_{gaussian,token,statuses,ffi_version}.py)
-step jax-tests 90 "${jax_step[@]}" -m pytest "${jax_tests[@]}" -q -x -p no:cacheprovider --durations=10
+step jax-tests 85 "${jax_step[@]}" -m pytest "${jax_tests[@]}" -q -x -p no:cacheprovider --durations=10
 bench_size=(--quick)
 [ $rehearse = 1 ] && bench_size=(--tiny)
-step jax-bench 35 "${jax_step[@]}" bindings/jax/bench.py --heads token,gaussian --check "${bench_size[@]}"
+step jax-bench 45 "${jax_step[@]}" bindings/jax/bench.py --heads token,gaussian --check "${bench_size[@]}"
 sac_size=(--batch 256 --iters 50 --repeats 3)
 [ $rehearse = 1 ] && sac_size=(--batch 16 --iters 2 --repeats 1)
 step sac 30 "${jax_step[@]}" examples/jax/sac_era.py bench --obs-dim 17 --act-dim 6 "${sac_size[@]}"

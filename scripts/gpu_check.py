@@ -382,12 +382,12 @@ def fresh_process_capture():
         name += " (rehearsal: eager, CPU)"
     cmd = [sys.executable, os.path.abspath(__file__), "--fresh-capture"] + (["--rehearse"] if REHEARSE else [])
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=45)
         ok = r.returncode == 0
         print(r.stdout.strip() + ("\n" + r.stderr.strip() if not ok else ""))
     except subprocess.TimeoutExpired:
         ok = False
-        print("fresh-process capture: no answer within 60 s")
+        print("fresh-process capture: no answer within 45 s")
     ROWS.append((name, "bf16", "-", "1e-06", "ok" if ok else "FAIL"))
     if not ok:
         FAILS.append("the capture of a first token call in a fresh process failed")
