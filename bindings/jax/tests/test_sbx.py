@@ -3,6 +3,7 @@ steps of each, the head's entropy floor checked inside the jitted updates on eve
 the actor sees, delta as traced state of the train state, save/load, predictions, refusals."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -147,9 +148,9 @@ def test_sac_era_tanh_with_a_fixed_delta(env, margins):
     assert np.isfinite(model.logger.name_to_value["train/bounded_entropy"])
 
 
-@pytest.mark.parametrize("state_dependent", [False, True])
-def test_ppo_era_trains_and_holds_the_floor(env, tmp_path, margins, state_dependent):
-    model = sbx.PPOERA("MlpPolicy", env, target_entropy=-1.5, state_dependent_std=state_dependent, delta=0.25,
+def test_ppo_era_trains_and_holds_the_floor(env, tmp_path, margins):
+    """The state-dependent log-std (the state-independent one runs in the docs recipe below)."""
+    model = sbx.PPOERA("MlpPolicy", env, target_entropy=-1.5, state_dependent_std=True, delta=0.25,
                        n_steps=64, batch_size=32, n_epochs=2, seed=0, policy_kwargs=small(actor_class=CheckedPPOActor))
     assert (model.era.mode, model.era.target_entropy, model.era.initial_delta) == ("gaussian", -1.5, 0.25)
     params0 = model.policy.actor_state.params
@@ -157,23 +158,17 @@ def test_ppo_era_trains_and_holds_the_floor(env, tmp_path, margins, state_depend
     assert len([m for n, m in margins if n == 32]) >= 8  # every minibatch of both epochs, both rollouts
     assert min(m for _, m in margins) >= -TOL
     params = model.policy.actor_state.params["params"]
-    name = "log_std_net" if state_dependent else "log_std"
-    assert (name in params) and ("log_std" in params) != state_dependent
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params0["params"][name], params[name])
+    assert "log_std_net" in params and "log_std" not in params
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params0["params"]["log_std_net"],
+                                     params["log_std_net"])
     assert any(jax.tree_util.tree_leaves(changed))  # the head's input is trained
-    assert model.logger.name_to_value["train/entropy_loss"] == pytest.approx(-(-1.5 + 0.25), abs=1e-4) \
-        if not state_dependent else np.isfinite(model.logger.name_to_value["train/entropy_loss"])
-    if state_dependent:
-        _sane_predictions(model, env)
-        model.save(tmp_path / "ppo_era")
-        loaded = sbx.PPOERA.load(tmp_path / "ppo_era", env=env)
-        assert loaded.era == model.era and loaded.state_dependent_std
-        obs = np.stack([env.observation_space.sample() for _ in range(5)])
-        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
-                                      model.predict(obs, deterministic=True)[0])
-    else:
-        std = float(jnp.exp(model.era.log_std(params["log_std"])).mean())
-        assert model.logger.name_to_value["train/std"] == pytest.approx(std)
+    assert np.isfinite(model.logger.name_to_value["train/entropy_loss"])
+    _sane_predictions(model, env)
+    model.save(tmp_path / "ppo_era")
+    loaded = sbx.PPOERA.load(tmp_path / "ppo_era", env=env)
+    assert loaded.era == model.era and loaded.state_dependent_std
+    obs = np.stack([env.observation_space.sample() for _ in range(5)])
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
 
 
 def test_refusals(env):
@@ -221,3 +216,21 @@ def test_era_jax_imports_without_sbx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert "refused: era_jax.sbx needs SBX (tested with sbx-rl==0.28.0)" in out.stdout
+
+
+def test_docs_recipe_runs_as_written(capsys):
+    """The SBX block of docs/sb3.md (after ``<!-- recipe: sbx -->``), run as written."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "sb3.md"), encoding="utf-8").read()
+    m = re.search(re.escape("<!-- recipe: sbx -->") + r"\s*```python\n(.*?)```", text, re.S)
+    assert m, "docs/sb3.md has no recipe sbx"
+    ns = {}
+    exec(compile(m.group(1), "docs/sb3.md:sbx", "exec"), ns)
+    assert isinstance(ns["model"].policy.actor_state, sbx.EraActorState) and ns["model"]._n_updates >= 190
+    ppo = ns["ppo"]
+    assert ppo.num_timesteps == 512 and ppo.era.mode == "gaussian" and not ppo.state_dependent_std
+    # the state-independent log-std: every state's Gaussian has exactly the floor's entropy
+    assert ppo.logger.name_to_value["train/entropy_loss"] == pytest.approx(1.5, abs=1e-4)
+    std = float(jnp.exp(ppo.era.log_std(ppo.policy.actor_state.params["params"]["log_std"])).mean())
+    assert ppo.logger.name_to_value["train/std"] == pytest.approx(std)
+    out = capsys.readouterr().out
+    assert "GaussianEra(" in out and "DeltaState(" in out

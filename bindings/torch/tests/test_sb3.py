@@ -5,6 +5,7 @@ sees, save/load of delta and its learner, the policy's predictions, every refusa
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -249,3 +250,24 @@ def test_era_torch_imports_without_stable_baselines3():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert "refused: era_torch.sb3 needs Stable-Baselines3 (tested with stable-baselines3==2.9.2)" in out.stdout
+
+
+def _recipe(marker):
+    """The ```python block after ``<!-- recipe: marker -->`` in docs/sb3.md."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "sb3.md"), encoding="utf-8").read()
+    m = re.search(re.escape(f"<!-- recipe: {marker} -->") + r"\s*```python\n(.*?)```", text, re.S)
+    assert m, f"docs/sb3.md has no recipe {marker}"
+    return m.group(1)
+
+
+def test_docs_recipes_run_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sac = {}
+    exec(compile(_recipe("sb3-sac"), "docs/sb3.md:sb3-sac", "exec"), sac)
+    assert isinstance(sac["model"], sb3.SACERA) and (tmp_path / "sac_era_hopper.zip").exists()
+    assert sac["action"].shape == (DIM,) and sac["model"].actor.era.learner.delta != pytest.approx(3 * 0.853, abs=1e-3)
+    ppo = {}
+    exec(compile(_recipe("sb3-ppo"), "docs/sb3.md:sb3-ppo", "exec"), ppo)
+    assert ppo["model"].num_timesteps == 512 and ppo["state_dependent"].policy.state_dependent_std
+    out = capsys.readouterr().out
+    assert "delta" in out and "std" in out
