@@ -13,9 +13,16 @@ At N tokens x V vocabulary (default 4096 x 32000), float32 and bfloat16 logits, 
 Times are the median (and minimum) of REPS runs, the variants interleaved so that they see
 the same machine load; ratios are against the one-call forward measured in the same run.
 Each memory figure is the peak RSS growth of a child process that runs one variant once, past
-the inputs (the logits, and for a backward their gradient).
+the inputs (the logits, and for a backward their gradient), with glibc's mmap threshold fixed so
+that freed blocks leave the resident set.
 
-    python bindings/torch/bench_split.py [--reps 7] [--n 4096] [--v 32000] [--json FILE]
+With --trl: hidden states [N, H] (H = 1024) and an unembedding [V, H], forward and backward
+of TRL's fused log-prob + entropy (trl.kernels.chunked_logprob.ChunkedLogProbFunction, which never
+holds [N, V]) against ERA through materialised logits (the matmul, token_logprob_columns and
+token_decide, as era_torch.trl.EraGRPOTrainer does until the head runs on vocabulary blocks):
+time and peak extra memory beyond the inputs and the parameter gradients.
+
+    python bindings/torch/bench_split.py [--reps 7] [--n 4096] [--v 32000] [--trl] [--json FILE]
 """
 
 from __future__ import annotations
@@ -77,6 +84,38 @@ def variants(logits, labels, ids, adv):
             "split fwd+bwd": split_bwd}
 
 
+H = 1024
+
+
+def trl_inputs(n, v, dtype):
+    g = torch.Generator().manual_seed(0)
+    hidden = (torch.randn(n, H, generator=g) / 8).to(dtype)
+    weight = (torch.randn(v, H, generator=g) / 8).to(dtype)
+    labels = torch.randint(0, v, (n,), generator=g)
+    ids = torch.arange(n) // 512
+    adv = torch.randn(n, generator=g)
+    return hidden, weight, labels, ids, adv
+
+
+def trl_variants(hidden, weight, labels, ids, adv):
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+    def trl_fused():
+        h = hidden.detach().requires_grad_()
+        w = weight.detach().requires_grad_()
+        out = ChunkedLogProbFunction.apply(h, w, None, labels, 1.0, 32768, None, 1.0, ("log_probs", "entropy"))
+        out[0].sum().backward()
+
+    def era_materialised():
+        h = hidden.detach().requires_grad_()
+        w = weight.detach().requires_grad_()
+        logits = h @ w.T
+        c = era_torch.token_logprob_columns(logits, labels, k=K, inplace_backward=True)
+        era_torch.token_decide(c.entropy, ids, adv, c.columns, k=K).logprobs.sum().backward()
+
+    return {"trl fused lp+entropy": trl_fused, "era via logits": era_materialised}
+
+
 def _status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -89,8 +128,12 @@ def child(name, n, v, dtype):
     """Peak RSS growth (MiB) of one run of a variant past its inputs (and, for a backward,
     the gradient of the logits, which a training step holds anyway): the kernel's high-water
     mark is reset (/proc/self/clear_refs) once the inputs exist."""
-    data = inputs(n, v, getattr(torch, dtype))
-    fns = variants(*data)
+    if name in ("trl fused lp+entropy", "era via logits"):
+        data = trl_inputs(n, v, getattr(torch, dtype))
+        fns = trl_variants(*data)
+    else:
+        data = inputs(n, v, getattr(torch, dtype))
+        fns = variants(*data)
     fns[name]()  # a first run: allocator pools and lazily loaded code
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -99,6 +142,8 @@ def child(name, n, v, dtype):
     extra = (_status_kib("VmHWM") - base) / 1024
     if "bwd" in name:
         extra -= data[0].numel() * data[0].element_size() / 2**20
+    if name in ("trl fused lp+entropy", "era via logits"):  # the parameter gradients
+        extra -= (data[0].numel() + data[1].numel()) * data[0].element_size() / 2**20
     return extra
 
 
@@ -108,6 +153,7 @@ def main():
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--v", type=int, default=32000)
     ap.add_argument("--json")
+    ap.add_argument("--trl", action="store_true", help="also: ERA through logits against TRL's fused head")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "DTYPE"))
     a = ap.parse_args()
     if a.child:
@@ -116,9 +162,12 @@ def main():
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, N = {a.n}, V = {a.v}")
     results = {}
-    for dtype in ("float32", "bfloat16"):
-        data = inputs(a.n, a.v, getattr(torch, dtype))
-        fns = variants(*data)
+    groups = [("float32", variants, inputs), ("bfloat16", variants, inputs)]
+    if a.trl:
+        groups.append(("float32", trl_variants, trl_inputs))
+    for dtype, make, make_inputs in groups:
+        data = make_inputs(a.n, a.v, getattr(torch, dtype))
+        fns = make(*data)
         times = {k: [] for k in fns}
         for fn in fns.values():
             fn()  # warm-up
@@ -127,13 +176,18 @@ def main():
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
-        base = statistics.median(times["one-call"])
-        base_bwd = statistics.median(times["one-call fwd+bwd"])
-        print(f"\n{dtype} logits: median (min) ms, ratio to the one-call (forward, or forward+backward), peak extra MiB")
+        first = next(iter(times))
+        base = statistics.median(times[first])
+        base_bwd = statistics.median(times.get("one-call fwd+bwd", times[first]))
+        print(f"\n{dtype}: median (min) ms, ratio to {first!r} (or to the one-call forward+backward), "
+              "peak extra MiB")
         for name, ts in times.items():
+            # a fixed mmap threshold: every large block is mapped on allocation and unmapped when
+            # freed, so that the resident set follows the live memory
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
             mem = json.loads(subprocess.run(
                 [sys.executable, __file__, "--n", str(a.n), "--v", str(a.v), "--child", name, dtype],
-                check=True, capture_output=True, text=True).stdout)
+                check=True, capture_output=True, text=True, env=env).stdout)
             ref = base_bwd if "bwd" in name else base
             med = statistics.median(ts)
             results[f"{dtype} {name}"] = {"median_ms": 1e3 * med, "min_ms": 1e3 * min(ts), "ratio": med / ref,
