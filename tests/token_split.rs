@@ -182,7 +182,7 @@ fn split_forward_is_the_one_call_head_bit_for_bit() {
             let scales: std::collections::BTreeSet<u64> = one.c.iter().map(|c| c.to_bits()).collect();
             assert_eq!(scales.len(), 3, "{what}: every scale branch occurs ({:?})", one.c);
             // bf16 logits
-            let xb = x.mapv(|v| bf16::from_f64(v)).into_dyn();
+            let xb = x.mapv(bf16::from_f64).into_dyn();
             check_same(
                 &one_call(&head, xb.view(), &y, &ids, &a32, None),
                 &split(&head, xb.view(), &y, &ids, &a32, None),
@@ -333,7 +333,7 @@ fn one_column_gradient_is_the_one_call_backward_bit_for_bit() {
                 .unwrap();
                 assert!(inplace.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits()), "in place, column {j}, V={v}");
                 // bf16 logits
-                let xb = x.mapv(|v| bf16::from_f64(v)).into_dyn();
+                let xb = x.mapv(bf16::from_f64).into_dyn();
                 let mut wb = ArrayD::from_elem(xb.raw_dim(), bf16::ZERO);
                 head.backward(xb.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g32.view(), wb.view_mut())
                     .unwrap();

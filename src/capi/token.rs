@@ -408,7 +408,7 @@ pub unsafe extern "C" fn era_token_logprob_columns(
         batch.extend(sq.as_ref());
         expect_batch_shape(&ld, 2, &batch)?;
         if let Some(cd) = &cd {
-            let mut want = ld.shape.clone();
+            let mut want = ld.shape;
             if let Some(last) = want.last_mut() {
                 *last = 3;
             }
@@ -588,7 +588,7 @@ pub unsafe extern "C" fn era_token_columns_backward(
         expect_batch_shape(&ld, 2, &batch)?;
         expect_same_shape(&ld, &[&od])?;
         if let Some(gc) = &gc {
-            let mut want = ld.shape.clone();
+            let mut want = ld.shape;
             if let Some(last) = want.last_mut() {
                 *last = 3;
             }
