@@ -239,6 +239,55 @@ void temperature_and_topk() {
     CHECK_CLOSE(tk.logprobs[1], 2.0 - std::log(std::exp(3.0) + std::exp(2.0)), 1e-12);
 }
 
+void split_forward() {
+    const Batch b = make_batch();
+    era::TokenHead head;
+    SECTION("split forward: the one-call forward's bits, and the selected column's gradient");
+    const std::vector<float> logits = cast<float>(b.logits), adv = cast<float>(b.adv);
+    era::TokenForward<float> one = head.forward(logits, {N, V}, b.labels, b.ids, adv);
+    std::vector<std::int64_t> labels = b.labels;
+    for (int t = 0; t < N; t++)
+        if (b.ids[t] < 0) labels[t] = -100;  // the split forward ignores a token by its label
+    std::vector<float> cols(N * 3), H(N), lp(N), scale(N), ao(N);
+    head.logprob_columns(era::view(logits, {N, V}), era::view(labels), era::view(cols, {N, 3}), era::view(H));
+    head.decide(era::view(H), era::view(b.ids), era::view(adv), era::view(cols, {N, 3}), era::view(lp),
+                era::view(scale), era::view(ao));
+    CHECK(H == one.entropy);
+    CHECK(lp == one.logprobs);
+    CHECK(scale == one.scale);
+    CHECK(ao == one.advantages);
+    // the gradient of the selected column is the one-call backward's
+    std::vector<float> g(N), gc(N * 3, 0.0f), want(N * V), got(N * V);
+    for (int t = 0; t < N; t++) {
+        g[t] = b.ids[t] < 0 ? 0.0f : 0.25f * static_cast<float>(t % 5) - 0.5f;
+        const int j = one.scale[t] == 1.0f ? 0 : one.scale[t] == 2.0f ? 1 : 2;
+        gc[t * 3 + j] = g[t];
+    }
+    head.backward(era::view(logits, {N, V}), era::view(b.labels), era::view(b.ids), era::view(one.scale),
+                  era::view(g), era::view(want, {N, V}));
+    const DLTensor tl = era::view(logits, {N, V}).dlpack(), ty = era::view(labels).dlpack(),
+                   tg = era::view(gc, {N, 3}).dlpack();
+    DLTensor to = era::view(got, {N, V}).dlpack();
+    head.columns_backward(tl, ty, nullptr, &tg, nullptr, to);
+    CHECK(got == want);
+
+    SECTION("a temperature per token of 2 everywhere is the head at temperature 2");
+    era::TokenHead hot(era::TokenConfig().temperature(2.0));
+    era::TokenForward<float> want_hot = hot.forward(logits, {N, V}, b.labels, b.ids, adv);
+    const std::vector<float> temps(N, 2.0f);
+    std::vector<float> lp2(N);
+    const DLTensor tr = era::view(b.ids).dlpack(), ta = era::view(adv).dlpack(), tt = era::view(temps).dlpack(),
+                   tyl = era::view(b.labels).dlpack();
+    DLTensor tlp = era::view(lp2).dlpack();
+    head.forward(tl, tyl, tr, ta, &tt, &tlp, nullptr, nullptr, nullptr, nullptr);
+    CHECK(lp2 == want_hot.logprobs);
+
+    SECTION("split forward errors are era::Error");
+    std::vector<float> bad_temps(N, 0.0f);
+    const DLTensor tb = era::view(bad_temps).dlpack();
+    CHECK_THROWS(head.logprob_columns(tl, ty, &tb, nullptr, nullptr, nullptr), ERA_STATUS_INVALID_VALUE);
+}
+
 }  // namespace
 
 int main() {
@@ -247,5 +296,6 @@ int main() {
         optional_and_reused_outputs();
         backward();
         temperature_and_topk();
+        split_forward();
     });
 }

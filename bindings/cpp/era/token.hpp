@@ -161,6 +161,72 @@ public:
                  detail::arg(grad_logits, logits_shape, "grad_logits"));
     }
 
+    /// The one-call forward at a temperature per token (`temperature` [...], the advantages'
+    /// type; null: the head's). era_token_forward_temperature.
+    void forward(const DLTensor& logits, const DLTensor& labels, const DLTensor& response_ids,
+                 const DLTensor& advantages, const DLTensor* temperature, DLTensor* logprobs, DLTensor* entropy,
+                 DLTensor* scale, DLTensor* advantages_out, DLTensor* response_entropy,
+                 void* stream = nullptr) const {
+        check(era_token_forward_temperature(handle_, &logits, &labels, &response_ids, &advantages, temperature,
+                                            logprobs, entropy, scale, advantages_out, response_entropy, stream));
+    }
+    /// The one-call backward at the forward's temperatures (null: the head's).
+    /// era_token_backward_temperature.
+    void backward(const DLTensor& logits, const DLTensor& labels, const DLTensor& response_ids,
+                  const DLTensor* temperature, const DLTensor& scale, const DLTensor& grad_logprobs,
+                  DLTensor& grad_logits, void* stream = nullptr) const {
+        check(era_token_backward_temperature(handle_, &logits, &labels, &response_ids, temperature, &scale,
+                                             &grad_logprobs, &grad_logits, stream));
+    }
+
+    /// The split forward, first half (docs/math.md#split-token-forward): per token, the label's
+    /// log-prob at the scales 1, k, 1/k (`columns` [..., 3]), the entropy and the sum of squared
+    /// probabilities ([...]), in one read of the logits; a negative label marks a token to
+    /// ignore. Outputs and `temperature` share a float type; any output may be null.
+    void logprob_columns(const DLTensor& logits, const DLTensor& labels, const DLTensor* temperature,
+                         DLTensor* columns, DLTensor* entropy, DLTensor* sum_sq, void* stream = nullptr) const {
+        check(era_token_logprob_columns(handle_, &logits, &labels, temperature, columns, entropy, sum_sq, stream));
+    }
+    /// logprob_columns on views: columns [..., 3] and entropy [...] of type A.
+    template <typename L, typename I, typename A>
+    void logprob_columns(ConstView<L> logits, ConstView<I> labels, View<A> columns, View<A> entropy,
+                         void* stream = nullptr) const {
+        check_types<L, I, I, A>();
+        const DLTensor tl = logits.dlpack(), ty = labels.dlpack();
+        DLTensor tc = columns.dlpack(), th = entropy.dlpack();
+        logprob_columns(tl, ty, nullptr, &tc, &th, nullptr, stream);
+    }
+
+    /// The split forward, second half: the scale decision from per-token tensors (entropy,
+    /// response ids, advantages [...]); `columns` [..., 3] is needed for `logprobs` only;
+    /// `column` is int64. Any output may be null. era_token_decide.
+    void decide(const DLTensor& entropy, const DLTensor& response_ids, const DLTensor& advantages,
+                const DLTensor* columns, DLTensor* logprobs, DLTensor* scale, DLTensor* advantages_out,
+                DLTensor* response_entropy, DLTensor* column, void* stream = nullptr) const {
+        check(era_token_decide(handle_, &entropy, &response_ids, &advantages, columns, logprobs, scale,
+                               advantages_out, response_entropy, column, stream));
+    }
+    /// decide on views: the selected log-probs, the scales and the scaled advantages.
+    template <typename J, typename A>
+    void decide(ConstView<A> entropy, ConstView<J> response_ids, ConstView<A> advantages, ConstView<A> columns,
+                View<A> logprobs, View<A> scale, View<A> advantages_out, void* stream = nullptr) const {
+        check_types<A, J, J, A>();
+        const DLTensor te = entropy.dlpack(), tr = response_ids.dlpack(), ta = advantages.dlpack(),
+                       tc = columns.dlpack();
+        DLTensor tl = logprobs.dlpack(), ts = scale.dlpack(), tao = advantages_out.dlpack();
+        decide(te, tr, ta, &tc, &tl, &ts, &tao, nullptr, nullptr, stream);
+    }
+
+    /// The split forward's backward: grad_logits from the columns' gradients [..., 3] and the
+    /// entropies' [...] (either may be null), at the forward's temperatures (null: the head's).
+    /// era_token_columns_backward; grad_logits may be logits itself (in place).
+    void columns_backward(const DLTensor& logits, const DLTensor& labels, const DLTensor* temperature,
+                          const DLTensor* grad_columns, const DLTensor* grad_entropy, DLTensor& grad_logits,
+                          void* stream = nullptr) const {
+        check(era_token_columns_backward(handle_, &logits, &labels, temperature, grad_columns, grad_entropy,
+                                         &grad_logits, stream));
+    }
+
     /// Per-token entropy H(softmax(logits / T)): logits [..., V] -> entropy [...] (float or double).
     template <typename L, typename E>
     void entropy(ConstView<L> logits, View<E> entropy, void* stream = nullptr) const {
