@@ -389,20 +389,21 @@ torch.library.register_vmap(_truncnorm_entropy, _truncnorm_entropy_vmap)
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:
     """Entropy of ``N(mu, diag(exp(log_std))^2)`` per row (docs/math.md#gaussian-entropy):
-    ``[..., D]`` -> ``[...]``, float32 or float64. Not differentiable."""
-    return _gaussian_entropy(log_std)
+    ``[..., D]`` -> ``[...]``, float32 or float64. No gradient: the result is detached (as
+    JAX's stops the gradient), so it never requires grad."""
+    return _gaussian_entropy(log_std).detach()
 
 
 def softmax_entropy(logits: Tensor, *, temperature=None) -> Tensor:
     """Entropy of ``softmax(logits / temperature)`` per row (docs/math.md#categorical-entropy):
     ``[..., n]`` (float32/64, bfloat16, float16) -> ``[...]`` (float64 for float64 logits,
     else float32). ``temperature`` None: the token head's default sampling temperature.
-    Not differentiable."""
-    return _softmax_entropy(logits, float(pick(temperature, TOKEN.temperature)))
+    No gradient: the result is detached (as JAX's stops the gradient)."""
+    return _softmax_entropy(logits, float(pick(temperature, TOKEN.temperature))).detach()
 
 
 def truncated_normal_entropy(mean: Tensor, log_std: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
     """Entropy of ``TN(mean, exp(log_std), [low, high])`` summed over the last axis
     (docs/math.md#truncated-normal-entropy): ``[..., D]`` -> ``[...]``, float32 or float64;
-    infinite bounds allowed. Not differentiable."""
-    return _truncnorm_entropy(mean, log_std, float(low), float(high))
+    infinite bounds allowed. No gradient: the result is detached (as JAX's stops the gradient)."""
+    return _truncnorm_entropy(mean, log_std, float(low), float(high)).detach()
