@@ -418,9 +418,12 @@ KNOWN_UUIDS = {
     "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
     "ChainRulesCore": "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4",
     "Flux": "587475ba-b771-5e3f-ad9e-33799f191a9c",
+    "Functors": "d9f16b24-f501-4c13-a1f2-28368ffc5196",
+    "JLD2": "033835bb-8acc-5ee8-8aae-3f567f8a3819",
     "Libdl": "8f399da3-3557-5675-b5ff-fb832c97cbdb",
     "Preferences": "21216c6a-2e73-6563-6e65-726566657250",
     "Random": "9a3f8284-a2c9-5f02-9a11-845980a1fd5c",
+    "Serialization": "9e88b42a-f829-5b0c-bbe9-9e923198166b",
     "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
     "TOML": "fa267f1f-6049-4f14-aa54-33bafae1ed76",
 }

@@ -13,16 +13,23 @@ package holds no math of its own.
 Array layout: Julia arrays are column-major, era's tensors row-major. A `(D, B)` Matrix
 (one column per row of the batch) is era's `[B, D]` tensor with no copy: the head acts
 along the *first* Julia dimension. Strided views (`view`, `PermutedDimsArray`, any
-`StridedArray`) travel as strided tensors, without copies.
+`StridedArray` of host memory) travel as strided tensors, without copies.
+
+Exports: the head types, `ERAError`, `set_delta!`, `update_delta!`, `to_json`, `from_json`,
+`token_forward`, `token_backward` and the head-free entropies. The generic names are used
+qualified: `ERA.forward`, `ERA.backward`, `ERA.entropy`, `ERA.delta`, `ERA.config`.
 """
 module ERA
 
 using Libdl: Libdl
 using Preferences: Preferences
+using Serialization: Serialization
 
+# Only names that cannot collide with the packages a model imports beside ERA. The generic
+# verbs stay qualified: `ERA.forward`, `ERA.backward`, `ERA.entropy` (StatsBase and
+# Distributions export `entropy`), `ERA.delta`, `ERA.config`, and their `!` forms.
 export GaussianHead, SoftmaxHead, TokenHead, ERAError
-export forward, forward!, backward, backward!, entropy, entropy!
-export delta, set_delta!, update_delta!, to_json, from_json, config
+export set_delta!, update_delta!, to_json, from_json
 export token_forward, token_backward
 export gaussian_entropy, softmax_entropy, truncated_normal_entropy
 

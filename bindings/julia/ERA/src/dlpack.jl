@@ -20,7 +20,21 @@ dldtype(::Type{T}) where {T} = throw(ArgumentError("ERA: element type $T has no 
 
 # Host arrays with a memory layout: Base's StridedArray, and a PermutedDimsArray of an
 # Array (strided too, whether or not this Julia version counts it as a StridedArray).
+# StridedArray includes every DenseArray, GPU arrays too (CuArray, ROCArray, MtlArray,
+# oneArray): the layout alone does not say where the memory is, so `ishost` decides.
 const HostStrided = Union{StridedArray,PermutedDimsArray{T,N,P,Q,<:Array} where {T,N,P,Q}}
+
+"""
+    ERA.ishost(A) -> Bool
+
+Whether `A` is known to live in host memory: an `Array`, or a view, reshape,
+reinterpretation or permutation whose parents end in an `Array`. Every other array (a GPU
+array of any package, a memory-mapped or foreign type ERA does not know) is `false`, and
+ERA refuses it rather than hand the library a device pointer as CPU memory.
+"""
+ishost(::Array) = true
+ishost(A::Union{SubArray,Base.ReshapedArray,Base.ReinterpretArray,PermutedDimsArray}) = ishost(parent(A))
+ishost(::AbstractArray) = false
 
 # Device and data pointer of an array; the CUDA extension adds CuArrays.
 dldevice(::HostStrided) = DLDevice(kDLCPU, Int32(0))
@@ -52,13 +66,18 @@ Base.unsafe_convert(::Type{Ptr{DLTensor}}, a::DLArg) = Base.unsafe_convert(Ptr{D
 """
     ERA.dlarg(A) -> DLArg
 
-`A` as a borrowed DLPack tensor; `A` must be strided (an `Array`, a `view` with ranges,
-a `PermutedDimsArray`, a `reshape` of one, ...; or a CuArray with CUDA.jl loaded).
+`A` as a borrowed DLPack tensor; `A` must be strided host memory (an `Array`, a `view`
+with ranges, a `PermutedDimsArray`, a `reshape` of one, ...: see [`ERA.ishost`](@ref)), or
+a CuArray with CUDA.jl loaded. Other GPU arrays are refused.
 Other arrays (lazy ranges, `Fill`, sparse) are refused: `collect` them first.
 """
-dlarg(A::HostStrided) = DLArg(A)
-dlarg(A::AbstractArray) = throw(ArgumentError(
-    "ERA: $(typeof(A)) is not a strided array; pass an Array, a strided view of one, or `collect` it"))
+function dlarg(A::AbstractArray)
+    A isa HostStrided && ishost(A) && return DLArg(A)
+    A isa StridedArray && throw(ArgumentError(
+        "ERA: $(typeof(A)) is not known to live in host memory; ERA passes Arrays (and strided views of " *
+        "them) and, with CUDA.jl loaded, CuArrays. Copy other device arrays with `Array(x)`"))
+    throw(ArgumentError("ERA: $(typeof(A)) is not a strided array; pass an Array, a strided view of one, or `collect` it"))
+end
 dlarg(::Nothing) = nothing
 
 # NULL for an optional output that is not wanted.

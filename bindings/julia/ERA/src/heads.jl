@@ -11,6 +11,13 @@ synchronised by the library.
 """
 abstract type AbstractHead end
 
+# The only way to a head struct: a handle the library just returned, wrapped once with one
+# finalizer. The marker keeps the raw-handle constructor out of positional reach, so that
+# code which rebuilds structs from their fields (Functors, ConstructionBase, `T(fields...)`)
+# cannot make a second owner of the same handle (a second finalizer would free it twice).
+struct _Owned end
+const _OWNED = _Owned()
+
 """
     GaussianHead(; dim, target_entropy, log_std_min, log_std_max, delta, delta_optimizer,
                    delta_lr, delta_beta1, delta_beta2, delta_eps, num_threads)
@@ -24,7 +31,7 @@ of a diagonal Gaussian whose entropy is at least `target_entropy + delta`. `dim`
 """
 mutable struct GaussianHead <: AbstractHead
     ptr::Ptr{EraHead}
-    GaussianHead(ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
+    GaussianHead(::_Owned, ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
 end
 
 """
@@ -38,7 +45,7 @@ required; `tau` defaults to the library's value (4).
 """
 mutable struct SoftmaxHead <: AbstractHead
     ptr::Ptr{EraHead}
-    SoftmaxHead(ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
+    SoftmaxHead(::_Owned, ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
 end
 
 """
@@ -51,7 +58,7 @@ library's value.
 """
 mutable struct TokenHead <: AbstractHead
     ptr::Ptr{EraHead}
-    TokenHead(ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
+    TokenHead(::_Owned, ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))
 end
 
 head_kind(::GaussianHead) = ERA_HEAD_KIND_GAUSSIAN
@@ -127,9 +134,9 @@ function _wrap(ptr::Ptr{EraHead})
         era_head_free(ptr)
         check(status, "era_head_kind")
     end
-    kind[] == ERA_HEAD_KIND_GAUSSIAN && return GaussianHead(ptr)
-    kind[] == ERA_HEAD_KIND_SOFTMAX && return SoftmaxHead(ptr)
-    kind[] == ERA_HEAD_KIND_TOKEN && return TokenHead(ptr)
+    kind[] == ERA_HEAD_KIND_GAUSSIAN && return GaussianHead(_OWNED, ptr)
+    kind[] == ERA_HEAD_KIND_SOFTMAX && return SoftmaxHead(_OWNED, ptr)
+    kind[] == ERA_HEAD_KIND_TOKEN && return TokenHead(_OWNED, ptr)
     era_head_free(ptr)
     error("ERA: the library returned a head of unknown kind $(kind[])")
 end
@@ -340,12 +347,17 @@ The head (configuration, learned `delta`, optimiser state) as JSON (`era_head_to
 """
 function to_json(h::AbstractHead)
     n = Ref{Csize_t}(0)
-    check(era_head_to_json(h, C_NULL, 0, n), "era_head_to_json")
-    buf = Vector{UInt8}(undef, n[] + 1)
-    GC.@preserve buf begin
-        check(era_head_to_json(h, pointer(buf), length(buf), n), "era_head_to_json")
+    # The size is asked first and the text written second; an update_delta! from another
+    # task in between may lengthen it (BUFFER_TOO_SMALL): ask again with the new size.
+    for _ in 1:8
+        check(era_head_to_json(h, C_NULL, 0, n), "era_head_to_json")
+        buf = Vector{UInt8}(undef, n[] + 64)
+        status = GC.@preserve buf era_head_to_json(h, pointer(buf), length(buf), n)
+        status == ERA_STATUS_BUFFER_TOO_SMALL && continue
+        check(status, "era_head_to_json")
+        return String(resize!(buf, n[]))
     end
-    return String(resize!(buf, n[]))
+    error("ERA.to_json: the head's JSON kept growing while it was written (concurrent update_delta! calls)")
 end
 
 """
@@ -360,4 +372,48 @@ function from_json(json::AbstractString)
     return _wrap(out[])
 end
 
-Base.copy(h::AbstractHead) = from_json(to_json(h))
+"""
+    copy(head), deepcopy(head)
+
+A new head with its own handle, made by the library from the head's JSON state
+([`to_json`](@ref)/[`from_json`](@ref)): configuration, `delta` and the learner's moments
+are copied, and the two heads share nothing afterwards (an old/target policy's head
+learns its own `delta`). Copying a closed head is an error.
+"""
+Base.copy(h::AbstractHead) = from_json(to_json(h))::typeof(h)
+
+# deepcopy would copy the raw handle: a second owner without a finalizer, a double free
+# on `close`, and a delta shared between the copies. One copy per head within one deepcopy.
+function Base.deepcopy_internal(h::AbstractHead, seen::IdDict)
+    haskey(seen, h) && return seen[h]::typeof(h)
+    c = copy(h)
+    seen[h] = c
+    return c
+end
+
+# Serialization (and what builds on it: Distributed, `serialize`/`deserialize` to files)
+# stores the JSON state, never the handle; deserializing builds a new head in this process.
+function Serialization.serialize(s::Serialization.AbstractSerializer, h::AbstractHead)
+    Serialization.serialize_type(s, typeof(h))
+    Serialization.serialize(s, to_json(h))
+    return nothing
+end
+
+function Serialization.deserialize(s::Serialization.AbstractSerializer, ::Type{T}) where {T<:AbstractHead}
+    json = Serialization.deserialize(s)::String
+    return from_json(json)::T
+end
+
+"""
+    ERA.HeadState(json)
+
+A head's JSON state as a plain struct: what file formats that convert structs before
+storing them (JLD2's `writeas`, through ERA's JLD2 extension) write instead of the handle.
+`convert(GaussianHead, state)` (or the head's type) builds the head again.
+"""
+struct HeadState
+    json::String
+end
+
+Base.convert(::Type{HeadState}, h::AbstractHead) = HeadState(to_json(h))
+Base.convert(::Type{T}, s::HeadState) where {T<:AbstractHead} = from_json(s.json)::T

@@ -2,15 +2,30 @@
 # differences, the entropy floors, JSON, errors, layouts). Needs the library: ERA_jll, the
 # `libera` preference (deps/build_local.jl) or ERA_LIBRARY.
 using ERA
+# the generic names are not exported (they would clash with StatsBase/Distributions): import them
+using ERA: forward, forward!, backward, entropy, delta, config
 using Test
 using Random
+using Serialization: serialize, deserialize
 
 # Optional: the ChainRulesCore extension's rules and a Flux policy (test/chainrules.jl).
 # Imported here, at top level, so that the extension's methods exist for later statements.
 const HAVE_CHAINRULES = Base.find_package("ChainRulesCore") !== nothing
 const HAVE_FLUX = Base.find_package("Flux") !== nothing
+const HAVE_FUNCTORS = Base.find_package("Functors") !== nothing
 HAVE_CHAINRULES && @eval import ChainRulesCore
 HAVE_FLUX && @eval import Flux
+HAVE_FUNCTORS && @eval import Functors
+
+# An array type whose memory ERA cannot know to be on the host (as a GPU package's arrays):
+# dense, strided, and still refused.
+struct NotHostArray{T,N} <: DenseArray{T,N}
+    data::Array{T,N}
+end
+Base.size(a::NotHostArray) = size(a.data)
+Base.getindex(a::NotHostArray, i::Int...) = getindex(a.data, i...)
+Base.strides(a::NotHostArray) = strides(a.data)
+Base.pointer(a::NotHostArray) = pointer(a.data)
 
 isempty(ERA.library_path()) && error("ERA tests: no era library found; run deps/build_local.jl or set ERA_LIBRARY")
 
@@ -154,6 +169,57 @@ end
         @test copy(sm) isa SoftmaxHead
         close(sm)
         @test_throws ArgumentError to_json(sm)
+    end
+
+    @testset "ownership: copies, deepcopy, serialisation, rebuilding" begin
+        h = GaussianHead(dim = 2, target_entropy = -2.0, delta_optimizer = :sgd, delta_lr = 0.1)
+        set_delta!(h, 0.5)
+        # no positional raw-handle constructor: rebuilding from the fields cannot make a second owner
+        @test_throws MethodError GaussianHead(h.ptr)
+        @test_throws MethodError SoftmaxHead(h.ptr)
+        @test_throws MethodError TokenHead(h.ptr)
+        # deepcopy goes through the library: a new handle, the same state, nothing shared
+        d = deepcopy(h)
+        @test d isa GaussianHead && d.ptr != h.ptr && d.ptr != C_NULL
+        @test delta(d) == delta(h) && to_json(d) == to_json(h)
+        update_delta!(d, -1.0)
+        @test delta(h) == 0.5 && delta(d) ≈ 0.4
+        pair = deepcopy((h, h))                  # one copy per head within one deepcopy
+        @test pair[1] === pair[2] && pair[1] !== h
+        close(d)
+        @test delta(h) == 0.5                    # closing the copy leaves the original alone
+        # Serialization stores the JSON state, not the pointer
+        io = IOBuffer()
+        serialize(io, (h, SoftmaxHead(num_classes = 3, target_entropy = 0.5)))
+        h2, s2 = deserialize(seekstart(io))
+        @test h2 isa GaussianHead && h2.ptr != h.ptr && to_json(h2) == to_json(h)
+        @test s2 isa SoftmaxHead && Int(config(s2).num_classes) == 3
+        @test convert(GaussianHead, convert(ERA.HeadState, h)) isa GaussianHead
+        if HAVE_FUNCTORS
+            # a leaf: fmap passes the same head through, never rebuilding it from its handle
+            m = (w = [1.0, 2.0], head = h)
+            m2 = Functors.fmap(x -> x isa AbstractArray ? 2 .* x : x, m)
+            @test m2.head === h && m2.w == [2.0, 4.0]
+            @test Functors.isleaf(h)
+        end
+    end
+
+    @testset "host memory only" begin
+        @test ERA.ishost(zeros(2, 2)) && ERA.ishost(view(zeros(4, 4), 1:2:4, :))
+        @test ERA.ishost(PermutedDimsArray(zeros(2, 3), (2, 1))) && ERA.ishost(reshape(view(zeros(6), 1:6), 2, 3))
+        a = NotHostArray(zeros(4, 2))
+        @test !ERA.ishost(a)
+        h = SoftmaxHead(num_classes = 4, target_entropy = 0.6)
+        @test_throws ArgumentError h(a)
+        @test occursin("host memory", sprint(showerror, try h(a) catch err; err end))
+        @test_throws ArgumentError h(view(a, :, 1:2))
+    end
+
+    @testset "exports do not clash" begin
+        for name in (:entropy, :delta, :forward, :backward, :config)
+            @test !(name in names(ERA))          # not exported; ERA.$name works
+            @test isdefined(ERA, name)
+        end
     end
 
     @testset "errors" begin
