@@ -3,8 +3,7 @@
 module ERAChainRulesCoreExt
 
 using ERA: ERA, GaussianHead, SoftmaxHead, TokenHead, AbstractHead
-using ChainRulesCore: ChainRulesCore, NoTangent, ZeroTangent, AbstractZero, unthunk, @non_differentiable,
-                      @not_implemented
+using ChainRulesCore: ChainRulesCore, NoTangent, ZeroTangent, AbstractZero, unthunk, @non_differentiable
 
 const RowHead = Union{GaussianHead,SoftmaxHead}
 
@@ -44,23 +43,98 @@ function ChainRulesCore.rrule(::typeof(ERA.forward), h::GaussianHead, z::Abstrac
     return y, era_forward_delta_pullback
 end
 
-# Token head: d/d logits through the logprobs (era_token_backward); the scale decision is
-# not differentiated, and neither are the other outputs.
+# Token head (docs/math.md#token-backward, #split-token-backward):
+# - logprobs: d/d logits through era_token_backward at the forward's scale;
+# - entropy: d/d logits through era_token_columns_backward (its grad_entropy input), added;
+# - advantages: A/c with advantage scaling (else A), c piecewise constant: d A = g / c (or g);
+# - scale: piecewise constant in the logits and advantages, so no gradient flows from it;
+# - response_entropy: the library has no derivative of the top-rho selection's mean, so a
+#   nonzero cotangent is an error that says so (never a silent zero).
+# Labels and response ids are integers (NoTangent).
+# The cotangent of one named output, or nothing where none arrived.
+function _live(t, name::Symbol)
+    t isa AbstractZero && return nothing
+    x = unthunk(getproperty(t, name))
+    return x isa AbstractZero || x === nothing ? nothing : x
+end
+
 function ChainRulesCore.rrule(::typeof(ERA.token_forward), h::TokenHead, logits::AbstractArray,
                               labels::AbstractArray, response_ids::AbstractArray, advantages::AbstractArray;
                               outputs = ERA.TOKEN_OUTPUTS)
     wanted = Tuple(unique((outputs..., :logprobs, :scale)))
     full = ERA.token_forward(h, logits, labels, response_ids, advantages; outputs = wanted)
     y = NamedTuple{ERA.TOKEN_OUTPUTS}(map(o -> o in outputs ? full[o] : nothing, ERA.TOKEN_OUTPUTS))
+    scaled = ERA.config(h).advantage_scaling != 0
     function era_token_forward_pullback(ȳ)
         t = unthunk(ȳ)
-        glp = t isa AbstractZero ? t : unthunk(t.logprobs)
-        dlogits = glp isa AbstractZero || glp === nothing ? ZeroTangent() :
+        _live(t, :response_entropy) === nothing || error(
+            "ERA.token_forward: the response entropy has no derivative in the library; take it out of the " *
+            "differentiated loss (ChainRulesCore.ignore_derivatives) or use the per-token `entropy` output")
+        glp, gH, gA = _live(t, :logprobs), _live(t, :entropy), _live(t, :advantages)
+        dlogits = glp === nothing ? nothing :
                   ERA.token_backward(h, logits, labels, response_ids, full.scale, _strided(glp, full.logprobs))
-        dadv = @not_implemented("ERA.token_forward: d advantages_out / d advantages is not provided")
-        return (NoTangent(), NoTangent(), dlogits, NoTangent(), NoTangent(), dadv)
+        if gH !== nothing
+            dH = ERA.token_entropy_backward(h, logits, _strided(gH, advantages))
+            dlogits = dlogits === nothing ? dH : (dlogits .+= dH)
+        end
+        dadv = gA === nothing ? ZeroTangent() : scaled ? gA ./ full.scale : gA
+        return (NoTangent(), NoTangent(), something(dlogits, ZeroTangent()), NoTangent(), NoTangent(), dadv)
     end
     return y, era_token_forward_pullback
+end
+
+# Entropies. A softmax head's entropy and softmax_entropy: the library's split token
+# backward (ERA.entropy_backward). A token head's entropy: the same at the head's
+# temperature. The Gaussian entropies are sum(log_std) + const per column
+# (docs/math.md#gaussian-entropy): d H / d log_std_i = 1, the cotangent spread over the
+# first dimension. The truncated normal's entropy has no derivative in the library: a
+# nonzero cotangent raises an error that says so.
+_spread(g::Number, x::AbstractArray) = fill!(similar(x), g)
+_spread(g::AbstractArray, x::AbstractArray) = similar(x) .= reshape(g, 1, size(g)...)
+
+function ChainRulesCore.rrule(::typeof(ERA.entropy), h::SoftmaxHead, out::AbstractArray)
+    e = ERA.entropy(h, out)
+    pullback(ē) = (g = unthunk(ē); g isa AbstractZero ? (NoTangent(), NoTangent(), ZeroTangent()) :
+                   (NoTangent(), NoTangent(), ERA.entropy_backward(out, g)))
+    return e, pullback
+end
+
+function ChainRulesCore.rrule(::typeof(ERA.entropy), h::TokenHead, out::AbstractArray)
+    e = ERA.entropy(h, out)
+    pullback(ē) = (g = unthunk(ē); g isa AbstractZero ? (NoTangent(), NoTangent(), ZeroTangent()) :
+                   (NoTangent(), NoTangent(), ERA.entropy_backward(out, g; temperature = nothing, head = h)))
+    return e, pullback
+end
+
+function ChainRulesCore.rrule(::typeof(ERA.entropy), h::GaussianHead, out::AbstractArray)
+    e = ERA.entropy(h, out)
+    pullback(ē) = (g = unthunk(ē); g isa AbstractZero ? (NoTangent(), NoTangent(), ZeroTangent()) :
+                   (NoTangent(), NoTangent(), _spread(g, out)))
+    return e, pullback
+end
+
+function ChainRulesCore.rrule(::typeof(ERA.gaussian_entropy), log_std::AbstractArray)
+    e = ERA.gaussian_entropy(log_std)
+    pullback(ē) = (g = unthunk(ē); g isa AbstractZero ? (NoTangent(), ZeroTangent()) : (NoTangent(), _spread(g, log_std)))
+    return e, pullback
+end
+
+function ChainRulesCore.rrule(::typeof(ERA.softmax_entropy), logits::AbstractArray; temperature::Real = 1.0)
+    e = ERA.softmax_entropy(logits; temperature = temperature)
+    pullback(ē) = (g = unthunk(ē); g isa AbstractZero ? (NoTangent(), ZeroTangent()) :
+                   (NoTangent(), ERA.entropy_backward(logits, g; temperature = temperature)))
+    return e, pullback
+end
+
+function ChainRulesCore.rrule(::typeof(ERA.truncated_normal_entropy), mean::AbstractArray, log_std::AbstractArray,
+                              low::Real, high::Real)
+    e = ERA.truncated_normal_entropy(mean, log_std, low, high)
+    function pullback(ē)
+        unthunk(ē) isa AbstractZero && return (NoTangent(), ZeroTangent(), ZeroTangent(), NoTangent(), NoTangent())
+        error("ERA.truncated_normal_entropy has no derivative in the library; take it out of the differentiated " *
+              "loss (ChainRulesCore.ignore_derivatives), e.g. to log it")
+    end
+    return e, pullback
 end
 
 @non_differentiable ERA.delta(::Any)
@@ -69,9 +143,5 @@ end
 @non_differentiable ERA.to_json(::Any)
 @non_differentiable ERA.from_json(::Any)
 @non_differentiable ERA.config(::Any)
-@non_differentiable ERA.entropy(::AbstractHead, ::Any)
-@non_differentiable ERA.gaussian_entropy(::Any)
-@non_differentiable ERA.truncated_normal_entropy(::Any, ::Any, ::Any, ::Any)
-@non_differentiable ERA.softmax_entropy(::Any)
 
 end # module

@@ -53,3 +53,55 @@ function token_backward(h::TokenHead, logits::AbstractArray, labels::AbstractArr
     end
     return grad_logits
 end
+
+# ------------------------------------------------- the entropies' backward (split token)
+
+# A token head with the library's defaults, made on first use, for the entropy backward of
+# functions that have no head of their own (softmax_entropy, a softmax head's entropy).
+const _ENTROPY_HEAD = Ref{Union{Nothing,TokenHead}}(nothing)
+const _ENTROPY_HEAD_LOCK = ReentrantLock()
+function _entropy_head()
+    lock(_ENTROPY_HEAD_LOCK) do
+        h = _ENTROPY_HEAD[]
+        h === nothing || return h
+        return _ENTROPY_HEAD[] = TokenHead()
+    end
+end
+
+"""
+    ERA.entropy_backward(logits, grad_entropy; temperature = 1, head = nothing) -> grad_logits
+
+d loss / d logits of the categorical entropies `H(softmax(logits / T))` per column, from
+d loss / d H (`grad_entropy`, `(batch...)`; a number for a vector `logits`), through the
+library's split token backward (`era_token_columns_backward` with only `grad_entropy`;
+docs/math.md#split-token-backward): `-(1/T) p (ln p + H) * grad_entropy`. `temperature` is
+a number or one value per column; with a `TokenHead` as `head` and `temperature =
+nothing`, the head's own temperature. CPU arrays (the split token calls are CPU only).
+"""
+function entropy_backward(logits::AbstractArray, grad_entropy; temperature = 1.0, head::Union{Nothing,TokenHead} = nothing)
+    h = head === nothing ? _entropy_head() : head
+    bsize = size(logits)[2:end]
+    F = _entropy_eltype(eltype(logits))
+    g = grad_entropy isa Number ? fill!(similar(logits, F, bsize), grad_entropy) :
+        grad_entropy isa StridedArray && eltype(grad_entropy) == F ? grad_entropy : (similar(logits, F, bsize) .= grad_entropy)
+    temp = temperature === nothing ? nothing :
+           temperature isa Number ? fill!(similar(logits, F, bsize), temperature) : (similar(logits, F, bsize) .= temperature)
+    labels = fill!(similar(logits, Int32, bsize), -1)   # no column gradient: every label ignored
+    grad_logits = similar(logits)
+    lt, yt, tt, gt, dlt = dlarg(logits), dlarg(labels), dlarg(temp), dlarg(g), dlarg(grad_logits)
+    GC.@preserve h lt yt tt gt dlt begin
+        check(era_token_columns_backward(h, lt, yt, dlptr(tt), Ptr{DLTensor}(C_NULL), gt, dlt, dlstream(logits)),
+              "era_token_columns_backward")
+    end
+    return grad_logits
+end
+
+"""
+    ERA.token_entropy_backward(head::TokenHead, logits, grad_entropy) -> grad_logits
+
+d loss / d logits of the token forward's `entropy` output (`H(softmax(logits / T))` with
+the head's `T`, every token, masked ones too) from its cotangent `grad_entropy`
+`(batch...)`, through `era_token_columns_backward`.
+"""
+token_entropy_backward(h::TokenHead, logits::AbstractArray, grad_entropy::AbstractArray) =
+    entropy_backward(logits, grad_entropy; temperature = nothing, head = h)
