@@ -9,22 +9,28 @@ using BinaryBuilder, Pkg
 name = "ERA"
 version = v"0.1.0"
 
-# Pin a released commit for Yggdrasil; a local checkout works for trying the recipe.
+# A git source, never the work tree (which holds target/, build/ and uncommitted files):
+# a commit of a clone, by default this checkout's HEAD. For Yggdrasil, write the public
+# repository's URL and a released commit's hash here in place of the two defaults.
+const ERA_ROOT = rstrip(normpath(joinpath(@__DIR__, "..", "..")), '/')
+const ERA_GIT_URL = get(ENV, "ERA_GIT_URL", "file://" * ERA_ROOT)
+const ERA_GIT_COMMIT = get(ENV, "ERA_GIT_COMMIT", readchomp(`git -C $ERA_ROOT rev-parse HEAD`))
 sources = [
-    DirectorySource(joinpath(@__DIR__, "..", ".."); target = "era"),
+    GitSource(ERA_GIT_URL, ERA_GIT_COMMIT),
 ]
 
 # The Rust toolchain of BinaryBuilder cross-compiles for the target; cargo puts the
 # cdylib in target/<rust target>/release. era's build.rs sets the SONAME.
 script = raw"""
-cd ${WORKSPACE}/srcdir/era
+# the one source: the clone, named after the URL (era for era.git, the folder of a local checkout)
+cd ${WORKSPACE}/srcdir/*/
 cargo build --release --lib
 install -Dvm 0755 "target/${rust_target}/release/"*era.${dlext} "${libdir}/libera.${dlext}"
 install -Dvm 0644 include/era.h "${includedir}/era.h"
 install -Dvm 0644 include/era/dlpack.h "${includedir}/era/dlpack.h"
 install -Dvm 0644 include/era/LICENSE.dlpack "${includedir}/era/LICENSE.dlpack"
-# era is MIT OR Apache-2.0 (Cargo.toml); Yggdrasil wants the licence texts of a release
-for f in LICENSE* COPYING*; do if [ -f "$f" ]; then install_license "$f"; fi; done
+# era is MIT OR Apache-2.0 (Cargo.toml): both texts, at the repository's root
+install_license LICENSE-MIT LICENSE-APACHE
 """
 
 # Rust cdylibs: no 32-bit Windows, no musl cdylib support in older toolchains.
@@ -40,5 +46,8 @@ products = [
 
 dependencies = Dependency[]
 
+# Cargo.toml's rust-version is 1.77; the toolchain is pinned to a BinaryBuilder Rust shard
+# at least that recent (the default shard may be older).
 build_tarballs(ARGS, name, version, sources, script, platforms, products, dependencies;
-               compilers = [:c, :rust], julia_compat = "1.10", preferred_gcc_version = v"10")
+               compilers = [:c, :rust], julia_compat = "1.10", preferred_gcc_version = v"10",
+               preferred_rust_version = v"1.87.0")
