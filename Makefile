@@ -1,7 +1,8 @@
 # era: a menu over cargo, CMake, CTest and the scripts in scripts/ and examples/.
 # The README's two commands are `make demo` and `make test`.
 #
-#   make demo          bootstrap, examples (C, C++), a short SAC vs SAC-ERA run, a short planner episode
+#   make demo          bootstrap, examples (C, C++), demo-sac (a short SAC vs SAC-ERA run), demo-mpc (a short
+#                      planner episode); it installs jax, era_jax and the examples' requirements, not torch
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
 #                      test-wheel, test-examples, test-torch, test-mpc, test-cuda, test-wheel-cuda
 #
@@ -15,13 +16,15 @@
 #   make test-julia    the Julia package, checked statically (no Julia runtime here: see bindings/julia/ERA/README.md)
 #   make test-cmake    scripts/test-install.sh: install into a temporary prefix, then the consumers,
 #                      the C/C++ tests (CTest) and the examples against it
-#   make test-jax      the era_jax package into .venv, then its tests
+#   make test-jax      the era_jax package into .venv (make jax-install), then its tests
 #   make wheel         a self-contained era_jax wheel in dist/ (auditwheel-repaired);  make test-wheel: its
 #                      tests from a fresh venv whose PATH has no cargo or cmake;  make wheel-cuda,
 #                      make test-wheel-cuda: the same for the CUDA variant (dist/cuda/)
-#   make test-examples the SAC example's tests
+#   make test-examples the SAC example's tests;  make example-deps: jax-install and its requirements
+#   make demo-sac      both SAC agents, HalfCheetah-v5, 10k steps, one seed
 #   make test-torch    the era_torch package (and era_jax, which its tests compare it with) into .venv,
-#                      then its tests and the GRPO example's
+#                      then its tests and the GRPO example's;  make torch-install: torch, era_torch (with its
+#                      C++ CPU kernels) and the LLM-RL frameworks its tests use;  make bench-torch: its benchmark
 #   make grpo-demo     GRPO / GRPO + entropy bonus / GRPO-ERA, one short seed (examples/torch/grpo_era.py);
 #                      make grpo-compare: the full comparison (about 75 minutes on 2 cores) and its report
 #   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
@@ -35,7 +38,8 @@
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
 #   make sac-compare-paper  the same at the official SAC-ERA settings, HalfCheetah-v5 and Humanoid-v5
-#   make test-hardening  Miri, ASan+UBSan C tests, valgrind C tests (ctest -T memcheck), TSan, fuzz smoke
+#   make test-hardening  Miri, ASan+UBSan C tests, valgrind C tests (ctest -T memcheck), TSan, fuzz smoke:
+#                      make test-miri, test-sanitize, test-valgrind, test-tsan, fuzz-smoke (every fuzz target for 20 s)
 #   make fuzz          every fuzz target for FUZZ_SECONDS (default 600) each
 #   make clean         remove build/ (cargo's target/ stays; `make distclean` removes it too)
 

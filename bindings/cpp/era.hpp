@@ -3,7 +3,8 @@
  *
  *   #include <era.hpp>
  *
- *   era::GaussianHead head(era::GaussianConfig{6, -6.0}.log_std_bounds(-5, 2));
+ *   era::GaussianHead head(era::GaussianConfig{6, -6.0}.log_std_bounds(-8, 0).delta_sgd(0.5).delta(0.853 * 6));
+ *   // the recommended recipe (docs/settings.md): H0 = -D for a truncated normal on [-1, 1]
  *   std::vector<float> z(4 * 6), log_std(z.size());
  *   head.forward(z, log_std, {z.size() / 6, 6});       // sizes checked against the shape
  *

@@ -90,7 +90,8 @@ protected:
 
 /// Configuration of a Gaussian head (docs/math.md#gaussian-head): action dimension D and
 /// target entropy H0 (total nats of the D-dimensional Gaussian); the rest defaults to the
-/// library's values. Setters chain: GaussianConfig{6, -6}.log_std_bounds(-5, 2).delta_sgd(0.05).
+/// library's values. Setters chain: GaussianConfig{6, -6}.log_std_bounds(-8, 0).delta_sgd(0.5) (the
+/// recommended recipe, docs/settings.md; the library's default learner is Adam at 3e-4).
 class GaussianConfig : public detail::ConfigBase<GaussianConfig, ERA_HEAD_KIND_GAUSSIAN> {
 public:
     /// D = dim (any integer type, checked), H0 = target_entropy.
