@@ -18,7 +18,18 @@
    only the generator's Julia outputs (``era_types.jl``, ``era_functions.jl``), each
    ``include``d once and in that order, and every ``include("...")`` names a file;
 6. ``Project.toml`` is valid TOML with a UUID, compat entries for every dep, weakdep and
-   extra (and julia), extensions naming weakdeps, and the known UUIDs of the packages used.
+   extra (and julia), extensions naming weakdeps, and the known UUIDs of the packages used;
+7. ownership: a hand-written struct holding a ``Ptr`` (a library handle) has no positional
+   constructor taking the raw pointer (Functors/ConstructionBase rebuild structs as
+   ``T(fields...)``: a second owner, a double free), and has, for itself or its supertype,
+   a ``Base.deepcopy_internal`` method, a ``Serialization.serialize`` method and a Functors
+   rule in an extension (``functor(::Type{<:T}, x)`` or ``@leaf T``);
+8. exports: no exported name that a package commonly used beside ERA exports too
+   (``COMMON_EXPORTS``: ``entropy`` of StatsBase and Distributions, ...), nor one of the
+   generic verbs kept qualified (``GENERIC_NAMES``);
+9. gradients: no ``@non_differentiable`` on a function whose result has a derivative
+   (an entropy, a forward, a log-prob: Zygote would return ``nothing``, a silent zero),
+   and no ``@not_implemented`` tangent (it reaches an optimiser's update).
 
 Exit status 1 with one line per problem. Needs ``tree-sitter`` and ``tree-sitter-julia``.
 """
@@ -411,6 +422,115 @@ def check_includes(trees, generated: str, rel) -> List[str]:
     return errors
 
 
+# ------------------------------------------------------------------ ownership, exports, gradients
+
+_STRUCT_RE = re.compile(r"^(\s*)(?:mutable\s+)?struct\s+(\w+)(?:\{[^}]*\})?(?:\s*<:\s*([\w.]+))?")
+
+
+def _code(text: str) -> str:
+    """The text without whole-line comments (docstrings and code stay)."""
+    return re.sub(r"(?m)^\s*#.*$", "", text)
+
+
+def handle_structs(texts: Dict[str, str], generated: str) -> List[Tuple[str, int, str, Optional[str], str]]:
+    """(path, line, name, supertype, body) of every hand-written struct with a Ptr field."""
+    out = []
+    for path, text in texts.items():
+        if os.path.abspath(path).startswith(os.path.abspath(generated) + os.sep):
+            continue
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            m = _STRUCT_RE.match(line)
+            if not m or line.rstrip().endswith(" end"):
+                continue
+            indent = m.group(1)
+            body = []
+            for line2 in lines[i + 1:]:
+                if line2.rstrip() == indent + "end":
+                    break
+                body.append(line2)
+            text_body = "\n".join(body)
+            if re.search(r"^\s*\w+\s*::\s*Ptr\{", text_body, re.M):
+                out.append((path, i + 1, m.group(2), m.group(3).split(".")[-1] if m.group(3) else None, text_body))
+    return out
+
+
+def check_ownership(texts: Dict[str, str], generated: str, rel) -> List[str]:
+    errors = []
+    code = {p: _code(t) for p, t in texts.items()}
+    everything = "\n".join(code.values())
+    ext = "\n".join(t for p, t in code.items() if os.sep + "ext" + os.sep in p)
+    for path, line, name, sup, body in handle_structs(texts, generated):
+        names = "|".join(re.escape(n) for n in (name, sup) if n)
+        where = f"{rel(path)}:{line}: struct {name} holds a Ptr"
+        for m in re.finditer(rf"\b{re.escape(name)}\s*\(\s*\w+\s*::\s*Ptr\{{", body):
+            errors.append(f"{where} and its constructor {name}(::Ptr...) is reachable positionally: code that rebuilds "
+                          f"structs from their fields (Functors, ConstructionBase) makes a second owner (a double free); "
+                          f"take a private marker argument first")
+        if not re.search(rf"deepcopy_internal\s*\(\s*\w+\s*::\s*(?:\w+\.)?(?:{names})\b", everything):
+            errors.append(f"{where} but has no Base.deepcopy_internal method (deepcopy would copy the raw pointer)")
+        if not re.search(rf"serialize\s*\(\s*\w+\s*::[^,]*,\s*\w+\s*::\s*(?:\w+\.)?(?:{names})\b", everything):
+            errors.append(f"{where} but has no Serialization.serialize method (serialisation would store the raw pointer)")
+        if not re.search(rf"functor\s*\(\s*::\s*Type\{{<:\s*(?:\w+\.)?(?:{names})\}}|@leaf\s+(?:\w+\.)?(?:{names})\b", ext):
+            errors.append(f"{where} but no extension gives it a Functors rule (Functors 0.5 rebuilds every struct it walks: "
+                          f"make it a leaf)")
+    return errors
+
+
+#: Names exported by packages commonly loaded beside ERA (a clash makes both unusable
+#: unqualified after `using ERA, P`). Not exhaustive: the names a head's API is likely to want.
+COMMON_EXPORTS = {
+    "entropy": "StatsBase, Distributions",
+    "crossentropy": "StatsBase",
+    "kldivergence": "StatsBase, Distributions",
+    "mean": "Statistics", "var": "Statistics", "std": "Statistics", "median": "Statistics",
+    "fit": "StatsBase, Distributions", "params": "Distributions", "logpdf": "Distributions",
+    "pdf": "Distributions", "sampler": "Distributions", "mode": "StatsBase, Distributions",
+    "gradient": "Zygote, Flux", "jacobian": "Zygote", "pullback": "Zygote",
+    "softmax": "NNlib, Flux", "logsoftmax": "NNlib, Flux", "sigmoid": "NNlib, Flux",
+    "setup": "Optimisers (Flux.setup)", "update!": "Optimisers, Flux",
+}
+
+#: Generic verbs ERA keeps qualified (ERA.forward, ...), whoever else exports them.
+GENERIC_NAMES = {"forward", "forward!", "backward", "backward!", "delta", "config", "entropy!"}
+
+
+def check_exports(texts: Dict[str, str], rel) -> List[str]:
+    errors = []
+    for path, text in texts.items():
+        code = _code(text)
+        for m in re.finditer(r"(?m)^\s*export\s+((?:[^\n]*,\s*\n)*[^\n]*)", code):
+            line = code[:m.start()].count("\n") + 1
+            for name in (n.strip() for n in m.group(1).replace("\n", " ").split(",")):
+                if name in COMMON_EXPORTS:
+                    errors.append(f"{rel(path)}:{line}: exports `{name}`, which {COMMON_EXPORTS[name]} export too "
+                                  f"(a clash for `using ERA, ...`): keep it qualified")
+                elif name in GENERIC_NAMES:
+                    errors.append(f"{rel(path)}:{line}: exports the generic name `{name}`: keep it qualified (ERA.{name})")
+    return errors
+
+
+#: A function whose name says its result has a derivative (an entropy, a forward, a log-prob).
+_DIFFERENTIABLE_RE = re.compile(r"entropy|forward|logprob")
+
+
+def check_gradients(texts: Dict[str, str], rel) -> List[str]:
+    errors = []
+    for path, text in texts.items():
+        code = _code(text)
+        for m in re.finditer(r"@non_differentiable\s+(?:[\w.]+\.)?(\w+!?)\s*\(", code):
+            if _DIFFERENTIABLE_RE.search(m.group(1)) and not m.group(1).endswith("_backward"):
+                line = code[:m.start()].count("\n") + 1
+                errors.append(f"{rel(path)}:{line}: @non_differentiable {m.group(1)}: its result has a derivative, so "
+                              f"Zygote would return `nothing` (a silent zero gradient); give it an rrule through the "
+                              f"library's backward, or one whose pullback raises an error")
+        for m in re.finditer(r"@not_implemented\b", code):
+            line = code[:m.start()].count("\n") + 1
+            errors.append(f"{rel(path)}:{line}: @not_implemented: a NotImplemented tangent reaches an optimiser's "
+                          f"update; return the tangent, NoTangent() for a non-differentiable input, or raise an error")
+    return errors
+
+
 # ------------------------------------------------------------------ drift, Project.toml
 
 #: UUIDs of the packages the ERA package may name (General registry and stdlibs).
@@ -527,10 +647,17 @@ def run(root: str = ROOT, package: Optional[str] = None, lib: Optional[str] = No
     if drift:
         errors += check_drift(root)
     errors += check_project(package, rel)
+    texts = {}
+    for f in jl_files(package):
+        with open(f, encoding="utf-8") as fh:
+            texts[f] = fh.read()
+    errors += check_ownership(texts, generated, rel)
+    errors += check_exports(texts, rel)
+    errors += check_gradients(texts, rel)
     if not quiet:
         print(f"check_julia: {len(files)} files parsed, {n_ccalls} ccalls against {len(model.functions)} C functions"
               f"{' and ' + rel(lib) + ' exports' if exported is not None else ''}, {n_fields} struct fields laid out, "
-              f"includes, {'drift, ' if drift else ''}Project.toml checked: {len(errors)} problem(s)")
+              f"includes, {'drift, ' if drift else ''}Project.toml, ownership, exports, gradients checked: {len(errors)} problem(s)")
     return errors
 
 

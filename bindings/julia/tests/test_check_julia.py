@@ -206,3 +206,72 @@ def test_exports_of_a_built_library(tree):
     edit(tree, os.path.join("include", "era.h"), "void era_head_free(struct EraHead *head);",
          "void era_head_free(struct EraHead *head);\nvoid era_head_freee(struct EraHead *head);")
     assert has(check(tree, lib=lib, drift=False), "era_head_freee is not exported by the built libera")
+
+
+HEADS = os.path.join(PKG, "src", "heads.jl")
+CHAINRULES = os.path.join(PKG, "ext", "ERAChainRulesCoreExt.jl")
+
+
+def test_handle_constructor_reachable_positionally(tree):
+    edit(tree, HEADS, "SoftmaxHead(::_Owned, ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))",
+         "SoftmaxHead(ptr::Ptr{EraHead}) = finalizer(_free!, new(ptr))")
+    errors = check(tree, drift=False)
+    assert has(errors, "heads.jl:", "struct SoftmaxHead holds a Ptr", "reachable positionally")
+    assert not has(errors, "struct GaussianHead holds a Ptr")
+
+
+def test_handle_without_deepcopy_or_serialize(tree):
+    edit(tree, HEADS, "function Base.deepcopy_internal(h::AbstractHead, seen::IdDict)",
+         "function deepcopy_head(h::AbstractHead, seen::IdDict)")
+    edit(tree, HEADS, "function Serialization.serialize(s::Serialization.AbstractSerializer, h::AbstractHead)",
+         "function serialize_head(h::AbstractHead)")
+    errors = check(tree, drift=False)
+    for name in ("GaussianHead", "SoftmaxHead", "TokenHead"):
+        assert has(errors, f"struct {name} holds a Ptr", "no Base.deepcopy_internal method")
+        assert has(errors, f"struct {name} holds a Ptr", "no Serialization.serialize method")
+
+
+def test_handle_without_functors_rule(tree):
+    edit(tree, os.path.join(PKG, "ext", "ERAFunctorsExt.jl"),
+         "Functors.functor(::Type{<:AbstractHead}, h) = _NO_CHILDREN, _ -> h", "")
+    assert has(check(tree, drift=False), "struct TokenHead holds a Ptr", "Functors rule")
+
+
+def test_a_new_handle_struct_needs_every_rule(tree):
+    edit(tree, HEADS, "struct _Owned end", """struct _Owned end
+
+mutable struct Workspace
+    ptr::Ptr{Cvoid}
+    Workspace(ptr::Ptr{Cvoid}) = new(ptr)
+end""")
+    errors = check(tree, drift=False)
+    for what in ("reachable positionally", "deepcopy_internal", "Serialization.serialize", "Functors rule"):
+        assert has(errors, "struct Workspace holds a Ptr", what), what
+    # a @leaf rule in an extension counts as the Functors rule
+    edit(tree, os.path.join(PKG, "ext", "ERAFunctorsExt.jl"), "end # module", "Functors.@leaf ERA.Workspace\nend # module")
+    assert not has(check(tree, drift=False), "struct Workspace holds a Ptr", "Functors rule")
+
+
+def test_exported_name_that_clashes(tree):
+    rel = os.path.join(PKG, "src", "ERA.jl")
+    edit(tree, rel, "export set_delta!, update_delta!, to_json, from_json",
+         "export set_delta!, update_delta!, to_json, from_json,\n       entropy, delta")
+    errors = check(tree, drift=False)
+    assert has(errors, "ERA.jl:", "exports `entropy`", "StatsBase, Distributions")
+    assert has(errors, "ERA.jl:", "generic name `delta`")
+
+
+def test_non_differentiable_on_a_differentiable_function(tree):
+    edit(tree, CHAINRULES, "@non_differentiable ERA.config(::Any)",
+         "@non_differentiable ERA.config(::Any)\n@non_differentiable ERA.softmax_entropy(::Any)\n"
+         "@non_differentiable ERA.entropy(::AbstractHead, ::Any)")
+    errors = check(tree, drift=False)
+    assert has(errors, "ERAChainRulesCoreExt.jl:", "@non_differentiable softmax_entropy", "silent zero")
+    assert has(errors, "ERAChainRulesCoreExt.jl:", "@non_differentiable entropy")
+    assert not has(errors, "@non_differentiable config")
+
+
+def test_not_implemented_tangent(tree):
+    edit(tree, CHAINRULES, "dadv = gA === nothing ? ZeroTangent() : scaled ? gA ./ full.scale : gA",
+         "dadv = @not_implemented(\"d advantages\")")
+    assert has(check(tree, drift=False), "ERAChainRulesCoreExt.jl:", "@not_implemented", "optimiser")
