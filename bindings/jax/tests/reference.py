@@ -50,7 +50,7 @@ def _entropy_of_logits(z):
     return jnp.log(s) - jnp.sum(jnp.where(e > 0, e * zs, 0.0), axis=-1) / s
 
 
-# ---------------------------------------------------------------- section 1
+# ---------------------------------------------------------------- Gaussian head (docs/math.md#gaussian-head)
 
 
 def gaussian_log_std(z, *, target_entropy, log_std_min=-8.0, log_std_max=0.0, delta=0.0):
@@ -107,7 +107,7 @@ def truncated_normal_entropy(mean, log_std, low=-1.0, high=1.0):
     return jnp.sum(h, axis=-1)
 
 
-# ---------------------------------------------------------------- section 2
+# ---------------------------------------------------------------- softmax head (docs/math.md#softmax-head)
 
 
 def softmax_logits(z, *, target_entropy, tau=4.0):
@@ -129,7 +129,7 @@ def softmax_entropy(logits):
     return _entropy_of_logits(jnp.asarray(logits))
 
 
-# ---------------------------------------------------------------- section 3
+# ---------------------------------------------------------------- token head (docs/math.md#token-head)
 
 
 def _compute_dtype(x):
