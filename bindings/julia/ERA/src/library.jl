@@ -44,10 +44,12 @@ library_path() = _LIBPATH[]
 function liberapath()
     path = _LIBPATH[]
     isempty(path) && error("""ERA: the era library (libera) was not found. Either
-      - install ERA_jll in the active environment (`] add ERA_jll`), or
       - build era from a checkout and point ERA at it: `julia deps/build_local.jl` in the
-        package folder, or `ERA.set_library!("/path/to/libera.so")` (a preference), or
-      - set the environment variable ERA_LIBRARY to the library's path.
+        package folder (it writes the preference into your active environment, or the
+        default one), or `ERA.set_library!("/path/to/libera.so")` (a preference), or
+      - set the environment variable ERA_LIBRARY to the library's path, or
+      - install libera where the system linker finds it (`make install`).
+    (No ERA_jll is registered yet; one in the active environment would be used.)
     Then restart Julia.""")
     return path
 end
