@@ -79,7 +79,7 @@ fn split<T: Element, F: Element>(
         scale: Some(c.view_mut()),
         advantages: Some(a.view_mut()),
         response_entropy: Some(r.view_mut()),
-        column: Some(col.view_mut()),
+        column: Some(col.view_mut().into()),
     };
     head.decide(h.view(), IndexView::from(ids.view()), adv.view(), Some(cols.view()), out).unwrap();
     Split {

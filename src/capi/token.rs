@@ -11,7 +11,7 @@ use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};
-use crate::heads::token::{ColumnOutputs, DecideOutputs, IndexView, TokenOutputs};
+use crate::heads::token::{ColumnOutputs, DecideOutputs, IndexView, IndexViewMut, TokenOutputs};
 
 /// Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 pub const ERA_OUTSIDE_TOPK_LOGPROB: f64 = -1e4;
@@ -457,7 +457,7 @@ pub unsafe extern "C" fn era_token_logprob_columns(
 /// `logprobs_out` (the column the scale selects: `logp'`; 0 for masked tokens),
 /// `scale_out` (`c` in {k, 1, 1/k}), `advantages_out` (`A/c` with advantage
 /// scaling), `response_entropy_out` (`Hresp`), all of the float dtype of
-/// `entropy`, and `column_out` (int64: 0, 1 or 2, the index of the chosen
+/// `entropy`, and `column_out` (int32 or int64: 0, 1 or 2, the index of the chosen
 /// column; 0 for masked tokens). Given the same logits, labels, response ids,
 /// advantages and temperatures, the outputs are those of `era_token_forward`
 /// (or `era_token_forward_temperature`) bit for bit.
@@ -511,7 +511,9 @@ pub unsafe extern "C" fn era_token_decide(
         all.extend(cd.as_ref());
         cpu_only("era_token_decide", &all)?;
         if let Some(co) = &co {
-            co.expect_dtype(DType::I64)?;
+            if !matches!(co.dtype, DType::I32 | DType::I64) {
+                bail!(UnsupportedDtype, "column_out has dtype {}; expected int32 or int64", co.dtype.name());
+            }
         }
         with_float!(ed.dtype, "entropy", F => {
             ad.expect_dtype(ed.dtype)?;
@@ -533,7 +535,10 @@ pub unsafe extern "C" fn era_token_decide(
                 scale: sc.as_ref().map(|d| d.view_mut::<F>()),
                 advantages: ao.as_ref().map(|d| d.view_mut::<F>()),
                 response_entropy: re.as_ref().map(|d| d.view_mut::<F>()),
-                column: co.as_ref().map(|d| d.view_mut::<i64>()),
+                column: co.as_ref().map(|d| match d.dtype {
+                    DType::I32 => IndexViewMut::from(d.view_mut::<i32>()),
+                    _ => IndexViewMut::from(d.view_mut::<i64>()),
+                }),
             };
             t.decide(e.view(), r.view(), a.view(), c.as_ref().map(|v| v.view()), o)
         })

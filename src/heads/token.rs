@@ -107,7 +107,45 @@ pub struct DecideOutputs<'a, F> {
     /// The token's response entropy `Hresp` (0 for masked tokens).
     pub response_entropy: Option<ArrayViewMutD<'a, F>>,
     /// The index of the chosen column: 0 for `c = 1`, 1 for `k`, 2 for `1/k` (0 for masked tokens).
-    pub column: Option<ArrayViewMutD<'a, i64>>,
+    pub column: Option<IndexViewMut<'a>>,
+}
+
+/// A mutable integer tensor view (the chosen columns) of either width.
+pub enum IndexViewMut<'a> {
+    /// 32-bit indices.
+    I32(ArrayViewMutD<'a, i32>),
+    /// 64-bit indices.
+    I64(ArrayViewMutD<'a, i64>),
+}
+
+impl IndexViewMut<'_> {
+    /// The shape of the view.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            IndexViewMut::I32(a) => a.shape(),
+            IndexViewMut::I64(a) => a.shape(),
+        }
+    }
+
+    /// Writes `values` in logical row-major order.
+    fn store(&mut self, values: &[usize]) {
+        match self {
+            IndexViewMut::I32(a) => a.iter_mut().zip(values).for_each(|(o, &v)| *o = v as i32),
+            IndexViewMut::I64(a) => a.iter_mut().zip(values).for_each(|(o, &v)| *o = v as i64),
+        }
+    }
+}
+
+impl<'a> From<ArrayViewMutD<'a, i64>> for IndexViewMut<'a> {
+    fn from(a: ArrayViewMutD<'a, i64>) -> Self {
+        IndexViewMut::I64(a)
+    }
+}
+
+impl<'a> From<ArrayViewMutD<'a, i32>> for IndexViewMut<'a> {
+    fn from(a: ArrayViewMutD<'a, i32>) -> Self {
+        IndexViewMut::I32(a)
+    }
 }
 
 /// The token head. Immutable; share it across threads freely.
@@ -241,6 +279,7 @@ impl TokenHead {
         // per-token vectors (labels, ids, temperatures, statistics, outputs) and
         // per-thread buffers of at most a row of GATHER_MAX entries and the top-K
         let n: usize = batch.iter().product();
+        crate::kernels::check_input_size(n.saturating_mul(v), std::mem::size_of::<T>(), "the logits")?;
         let threads = parallel::resolve_threads(self.threads);
         // (a backward converts rows that are not contiguous f32 whole when they are at
         // most GATHER_MAX wide, with their gradient; the rest is read a block at a time)
@@ -599,9 +638,7 @@ impl TokenHead {
         store_opt(adv_out, &d.advantages);
         store_opt(response_entropy, &d.hresp);
         if let Some(mut o) = column {
-            for (o, &j) in o.iter_mut().zip(&d.column) {
-                *o = j as i64;
-            }
+            o.store(&d.column);
         }
         Ok(())
     }

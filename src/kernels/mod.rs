@@ -43,6 +43,23 @@ pub fn reserve(bytes: usize, what: &str) -> crate::error::Result<()> {
     v.try_reserve_exact(bytes).map_err(|_| fail())
 }
 
+/// Fails with [`crate::error::ErrorKind::OutOfMemory`] when an input of
+/// `elements` logical elements of `elem_size` bytes describes more bytes than
+/// the machine has memory. The row kernels read such an input where it lies,
+/// with no scratch in proportion to its size, so only a view that repeats its
+/// data (a stride of 0) can be that large; reading it would take hours, and a
+/// call of real data must fit its inputs in memory.
+pub fn check_input_size(elements: usize, elem_size: usize, what: &str) -> crate::error::Result<()> {
+    let bytes = elements.saturating_mul(elem_size);
+    if bytes > physical_memory() {
+        return Err(crate::error::Error::new(
+            crate::error::ErrorKind::OutOfMemory,
+            format!("{what} describe {bytes} bytes, more than this machine's memory: the inputs of a call must fit in memory"),
+        ));
+    }
+    Ok(())
+}
+
 /// The machine's physical memory in bytes (`MemTotal` of /proc/meminfo, read
 /// once); unbounded where it cannot be read.
 fn physical_memory() -> usize {

@@ -256,6 +256,7 @@ pub fn reduce_rows<T: Element>(
 ) -> Result<Vec<f64>> {
     let n = input.shape().last().copied().unwrap_or(0);
     let nrows: usize = input.shape()[..input.ndim().saturating_sub(1)].iter().product();
+    crate::kernels::check_input_size(nrows.saturating_mul(n), std::mem::size_of::<T>(), "the rows")?;
     crate::kernels::reserve(crate::kernels::row_scratch_bytes(nrows, 0, 1, threads), "row results")?;
     let rs = rows(input);
     let work = rs.len() * n.max(1);

@@ -199,7 +199,7 @@ public:
 
     /// The split forward, second half: the scale decision from per-token tensors (entropy,
     /// response ids, advantages [...]); `columns` [..., 3] is needed for `logprobs` only;
-    /// `column` is int64. Any output may be null. era_token_decide.
+    /// `column` is int32 or int64. Any output may be null. era_token_decide.
     void decide(const DLTensor& entropy, const DLTensor& response_ids, const DLTensor& advantages,
                 const DLTensor* columns, DLTensor* logprobs, DLTensor* scale, DLTensor* advantages_out,
                 DLTensor* response_entropy, DLTensor* column, void* stream = nullptr) const {

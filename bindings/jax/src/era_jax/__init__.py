@@ -29,6 +29,7 @@ from ._ops import (
     token_logprobs,
     truncated_normal_entropy,
 )
+from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from .delta import DeltaState, delta_init, delta_update, max_delta
 from .gaussian_era import GaussianEra, truncation_gap_bound
 from . import policies  # noqa: E402  (TruncatedNormal, TanhGaussian)
@@ -43,11 +44,15 @@ _native.register_targets()
 __all__ = [
     "DeltaState",
     "EraError",
+    "TokenColumns",
+    "TokenDecision",
     "GaussianEra",
     "abi_version",
     "delta_init",
     "delta_update",
     "gaussian_entropy",
+    "token_decide",
+    "token_logprob_columns",
     "gaussian_log_std",
     "library_path",
     "max_delta",

@@ -676,7 +676,7 @@ needed only for `logprobs_out` (NULL otherwise). Outputs, each optional:
 `logprobs_out` (the column the scale selects: `logp'`; 0 for masked tokens),
 `scale_out` (`c` in {k, 1, 1/k}), `advantages_out` (`A/c` with advantage
 scaling), `response_entropy_out` (`Hresp`), all of the float dtype of
-`entropy`, and `column_out` (int64: 0, 1 or 2, the index of the chosen
+`entropy`, and `column_out` (int32 or int64: 0, 1 or 2, the index of the chosen
 column; 0 for masked tokens). Given the same logits, labels, response ids,
 advantages and temperatures, the outputs are those of `era_token_forward`
 (or `era_token_forward_temperature`) bit for bit.
