@@ -1,6 +1,6 @@
 """References in the documentation that can go stale, checked against what they name.
 
-- Every ``docs/math.md#anchor`` cited in a tracked source or documentation file is a heading of
+- Every ``docs/math.md#<anchor>`` cited in a tracked source or documentation file is a heading of
   docs/math.md (GitHub's anchor of it); no Markdown page cites docs/math.md by a section number
   (its sections have names, not numbers).
 - The comment at the top of the Makefile names every target (README.md says it lists every
