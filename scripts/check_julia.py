@@ -29,7 +29,9 @@
    generic verbs kept qualified (``GENERIC_NAMES``);
 9. gradients: no ``@non_differentiable`` on a function whose result has a derivative
    (an entropy, a forward, a log-prob: Zygote would return ``nothing``, a silent zero),
-   and no ``@not_implemented`` tangent (it reaches an optimiser's update).
+   and no ``@not_implemented`` tangent (it reaches an optimiser's update); the rrule of
+   ``token_forward`` reads the cotangent of every output in ``TOKEN_OUTPUTS`` (one it never
+   reads is a silently dropped gradient).
 
 Exit status 1 with one line per problem. Needs ``tree-sitter`` and ``tree-sitter-julia``.
 """
@@ -531,6 +533,37 @@ def check_gradients(texts: Dict[str, str], rel) -> List[str]:
     return errors
 
 
+#: Token outputs whose derivative is zero wherever it exists (the scale decision).
+PIECEWISE_CONSTANT_OUTPUTS = {"scale"}
+
+
+def check_token_rrule(texts: Dict[str, str], rel) -> List[str]:
+    """Every output of TOKEN_OUTPUTS is named in the pullback of token_forward's rrule."""
+    outputs = None
+    for text in texts.values():
+        m = re.search(r"const\s+TOKEN_OUTPUTS\s*=\s*\(([^)]*)\)", text)
+        if m:
+            outputs = re.findall(r":(\w+)", m.group(1))
+    if not outputs:
+        return []
+    errors = []
+    for path, text in texts.items():
+        code = _code(text)
+        m = re.search(r"(?m)^function\s+ChainRulesCore\.rrule\(::typeof\((?:ERA\.)?token_forward\).*?^end\b", code, re.S)
+        if not m:
+            continue
+        line = code[:m.start()].count("\n") + 1
+        body = m.group(0)
+        pullback = body[body.find("pullback"):]  # the pullback, not the forward's own use of the names
+        for name in outputs:
+            if name in PIECEWISE_CONSTANT_OUTPUTS:
+                continue
+            if not re.search(rf"(?::{name}\b|\b(?:t|ȳ)\.{name}\b)", pullback):
+                errors.append(f"{rel(path)}:{line}: the rrule of token_forward never reads the cotangent of its "
+                              f"`{name}` output (a dropped gradient): pass it on, or raise an error for it")
+    return errors
+
+
 # ------------------------------------------------------------------ drift, Project.toml
 
 #: UUIDs of the packages the ERA package may name (General registry and stdlibs).
@@ -654,10 +687,11 @@ def run(root: str = ROOT, package: Optional[str] = None, lib: Optional[str] = No
     errors += check_ownership(texts, generated, rel)
     errors += check_exports(texts, rel)
     errors += check_gradients(texts, rel)
+    errors += check_token_rrule(texts, rel)
     if not quiet:
         print(f"check_julia: {len(files)} files parsed, {n_ccalls} ccalls against {len(model.functions)} C functions"
               f"{' and ' + rel(lib) + ' exports' if exported is not None else ''}, {n_fields} struct fields laid out, "
-              f"includes, {'drift, ' if drift else ''}Project.toml, ownership, exports, gradients checked: {len(errors)} problem(s)")
+              f"includes, {'drift, ' if drift else ''}Project.toml, ownership, exports, gradients, token rrule checked: {len(errors)} problem(s)")
     return errors
 
 

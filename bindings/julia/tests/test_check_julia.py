@@ -275,3 +275,12 @@ def test_not_implemented_tangent(tree):
     edit(tree, CHAINRULES, "dadv = gA === nothing ? ZeroTangent() : scaled ? gA ./ full.scale : gA",
          "dadv = @not_implemented(\"d advantages\")")
     assert has(check(tree, drift=False), "ERAChainRulesCoreExt.jl:", "@not_implemented", "optimiser")
+
+
+def test_token_rrule_drops_an_output(tree):
+    edit(tree, CHAINRULES, "glp, gH, gA = _live(t, :logprobs), _live(t, :entropy), _live(t, :advantages)",
+         "glp, gH, gA = _live(t, :logprobs), nothing, nothing")
+    errors = check(tree, drift=False)
+    assert has(errors, "ERAChainRulesCoreExt.jl:", "never reads the cotangent of its `entropy` output")
+    assert has(errors, "never reads the cotangent of its `advantages` output")
+    assert not has(errors, "`logprobs` output") and not has(errors, "`scale` output")
