@@ -22,7 +22,7 @@ holds [N, V]) against ERA through materialised logits (the matmul, token_logprob
 token_decide, as era_torch.trl.EraGRPOTrainer does until the head runs on vocabulary blocks):
 time and peak extra memory beyond the inputs and the parameter gradients.
 
-    python bindings/torch/bench_split.py [--reps 7] [--n 4096] [--v 32000] [--trl] [--json FILE]
+    python bindings/torch/bench_split.py [--reps 7] [--n 4096] [--v 32000] [--threads 1] [--trl] [--json FILE]
 """
 
 from __future__ import annotations
@@ -155,7 +155,13 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--trl", action="store_true", help="also: ERA through logits against TRL's fused head")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "DTYPE"))
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads of both PyTorch and the library (0: their defaults); 1 compares per-core cost "
+                         "and is steadier on a loaded machine")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+        os.environ["ERA_NUM_THREADS"] = str(a.threads)  # read by the library at its first parallel call
     if a.child:
         print(json.dumps(child(a.child[0], a.n, a.v, a.child[1])))
         return
@@ -186,7 +192,8 @@ def main():
             # freed, so that the resident set follows the live memory
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
             mem = json.loads(subprocess.run(
-                [sys.executable, __file__, "--n", str(a.n), "--v", str(a.v), "--child", name, dtype],
+                [sys.executable, __file__, "--n", str(a.n), "--v", str(a.v), "--threads", str(a.threads), "--child",
+                 name, dtype],
                 check=True, capture_output=True, text=True, env=env).stdout)
             ref = base_bwd if "bwd" in name else base
             med = statistics.median(ts)
