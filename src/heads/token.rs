@@ -976,6 +976,7 @@ impl TokenHead {
             }
         }
         let g: Vec<f64> = grad_logprobs.iter().map(|v| v.to_f64()).collect();
+        advise_huge_pages(&mut grad_logits);
         let inv_t = 1.0 / self.cfg.temperature;
         let topk = self.effective_topk(c.v);
         let last = Axis(grad_logits.ndim() - 1);
