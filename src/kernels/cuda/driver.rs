@@ -72,6 +72,8 @@ struct Api {
     driver_get_version: unsafe extern "C" fn(*mut c_int) -> CuResult,
     /// `cuStreamGetCtx` (CUDA 9.2 on): the context a stream belongs to.
     stream_get_ctx: Option<unsafe extern "C" fn(Handle, *mut Handle) -> CuResult>,
+    /// `cuStreamIsCapturing` (CUDA 10 on): whether a stream is being captured into a graph.
+    stream_is_capturing: Option<unsafe extern "C" fn(Handle, *mut c_int) -> CuResult>,
     /// `cuFuncLoad` (CUDA 12.4 on): finishes loading a function that lazy loading deferred.
     func_load: Option<unsafe extern "C" fn(Handle) -> CuResult>,
 }
@@ -159,6 +161,7 @@ fn load() -> std::result::Result<Api, String> {
             get_error_string: sym(lib, c"cuGetErrorString")?,
             driver_get_version: sym(lib, c"cuDriverGetVersion")?,
             stream_get_ctx: sym(lib, c"cuStreamGetCtx").ok(),
+            stream_is_capturing: sym(lib, c"cuStreamIsCapturing").ok(),
             func_load: sym(lib, c"cuFuncLoad").ok(),
         };
         let r = (api.init)(0);
@@ -312,9 +315,12 @@ impl Scope {
 
     /// Fails with [`ErrorKind::InvalidStream`] if `stream` belongs to a context
     /// other than this device's primary context. The driver's special handles
-    /// (NULL, `CU_STREAM_LEGACY` = 1, `CU_STREAM_PER_THREAD` = 2) always pass;
-    /// a driver without `cuStreamGetCtx`, or one that cannot answer, leaves the
-    /// question to the launch.
+    /// (NULL, `CU_STREAM_LEGACY` = 1, `CU_STREAM_PER_THREAD` = 2) always pass,
+    /// and so does a stream being captured into a graph (nothing but stream
+    /// operations is called during a capture; a wrong stream there fails at the
+    /// launch, which [`check_stream`] maps); a driver without `cuStreamGetCtx`
+    /// and `cuStreamIsCapturing`, or one that cannot answer, leaves the question
+    /// to the launch.
     ///
     /// # Safety
     /// `stream` is a special handle or a live `CUstream`.
@@ -322,7 +328,12 @@ impl Scope {
         if (stream as usize) <= 2 {
             return Ok(());
         }
-        let Some(get) = self.api.stream_get_ctx else { return Ok(()) };
+        let (Some(get), Some(capturing)) = (self.api.stream_get_ctx, self.api.stream_is_capturing) else { return Ok(()) };
+        let mut status: c_int = 0;
+        // SAFETY: status is writable, stream is live and not a special handle
+        if unsafe { capturing(stream, &mut status) } != CUDA_SUCCESS || status != 0 {
+            return Ok(()); // being captured (or unknown): leave it to the launch
+        }
         let mut ctx: Handle = std::ptr::null_mut();
         // SAFETY: ctx is writable, stream is live
         if unsafe { get(stream, &mut ctx) } == CUDA_SUCCESS && !ctx.is_null() && ctx != self.state.ctx {
