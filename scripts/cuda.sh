@@ -132,6 +132,7 @@ assemble() {
     {
         echo "# what these artifacts were built with (read by scripts/gpu_preflight.py)"
         echo "ERA_VERSION=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)"
+        echo "ERA_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +changes)"
         echo "ERA_CUDA_TOOLKIT=$(toolkit_version "$nvcc")"
         echo "ERA_JAXLIB=$("$PYTHON" -c 'import jaxlib; print(jaxlib.__version__)' 2>/dev/null || echo unknown)"
         echo "ERA_BUILD_PYTHON=$("$PYTHON" -c 'import platform; print(platform.python_version())')"

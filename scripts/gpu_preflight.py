@@ -7,7 +7,9 @@ Prints Python's, jax's and jaxlib's, torch's (and its CUDA's) and the driver's
 versions, the GPU, and what the artifacts were built with (ARTIFACTS/versions.env,
 written by ``scripts/cuda.sh artifacts``), then checks, in this order:
 
-- every file scripts/gpu-check.sh uses is in ARTIFACTS (``ARTIFACT_FILES``);
+- every file scripts/gpu-check.sh uses is in ARTIFACTS (``ARTIFACT_FILES``), and era_torch and
+  era_jax from this tree import with its libraries (artifacts built from another tree lack
+  or differ in the functions and FFI targets the bindings ask for);
 - a CUDA driver loads and reports a version (``cuDriverGetVersion``), and it is not
   older than the toolkit that compiled the kernels (its CUDA version, e.g. 13000 for
   13.0): an older driver cannot load their code, and nothing here can fix that;
@@ -99,6 +101,24 @@ def version_tuple(v: str):
     return tuple(out)
 
 
+def binding_problems(art: str) -> list:
+    """era_torch and era_jax of this tree (bindings/*/src) imported with the artifacts'
+    libraries, in this process: the messages of those that fail."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for name, var, lib in (("era_torch", "ERA_TORCH_LIBRARY", "lib/libera.so"), ("era_jax", "ERA_JAX_LIBRARY", "liberajax.so")):
+        path = os.path.join(art, lib)
+        if not os.path.exists(path):
+            continue  # reported as a missing file
+        os.environ[var] = path
+        sys.path.insert(0, os.path.join(root, "bindings", name.split("_")[1], "src"))
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # any failure to import is the message
+            out.append(f"{name} of this tree does not import with {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return out
+
+
 def stops(facts: dict) -> list:
     """The conditions that stop the check: a list of messages (empty: go on).
 
@@ -107,6 +127,8 @@ def stops(facts: dict) -> list:
     out = []
     if facts["missing"]:
         out.append(f"artifact files missing: {', '.join(facts['missing'])} (run scripts/cuda.sh artifacts on the build machine)")
+    for p in facts.get("bindings", []):
+        out.append(f"{p} (the artifacts were built from another tree: rebuild them from this one)")
     if facts["rehearse"]:
         return out
     if facts["driver"] is None:
@@ -151,6 +173,7 @@ def self_test() -> None:
     assert any("no CUDA support" in m for m in stops(dict(base, torch_cuda=None)))
     assert any("no CUDA device" in m for m in stops(dict(base, gpus=0)))
     assert any("artifact files missing" in m for m in stops(dict(base, missing=["cuda-tests"])))
+    assert any("rebuild them" in m for m in stops(dict(base, rehearse=True, bindings=["era_jax of this tree does not import"])))
     assert any("JAX steps" in m for m in warnings(dict(base, modules=dict(base["modules"], jax=None))))
     assert any("optax" in m for m in warnings(dict(base, modules=dict(base["modules"], optax=None))))
     assert any("older than the jaxlib" in m for m in warnings(dict(base, jaxlib_built="0.12.0")))
@@ -193,11 +216,12 @@ def main(argv=None) -> int:
     print(f"torch     {show('torch')}; its CUDA {torch_cuda or 'none'}; devices {gpus}")
     print(f"driver    CUDA {cuda_version_str(drv)}{'' if drv else f' ({drv_why})'}; nvidia-smi: {smi}")
     print(f"pytest    {show('pytest')}; optax {show('optax')}")
-    print(f"artifacts {art}: era {built.get('ERA_VERSION', '?')}, kernels by the CUDA {cuda_version_str(toolkit)} toolkit, "
-          f"era_jax against jaxlib {built.get('ERA_JAXLIB', '?')}")
+    print(f"artifacts {art}: era {built.get('ERA_VERSION', '?')} (commit {built.get('ERA_COMMIT', '?')}), kernels by the "
+          f"CUDA {cuda_version_str(toolkit)} toolkit, era_jax against jaxlib {built.get('ERA_JAXLIB', '?')}")
     missing = [f for f in ARTIFACT_FILES if not os.path.exists(os.path.join(art, f))]
+    bindings = binding_problems(art) if modules["torch"] and modules["jax"] else []
     facts = dict(missing=missing, driver=drv, driver_why=drv_why, toolkit=toolkit, torch_cuda=torch_cuda, gpus=gpus,
-                 rehearse=rehearse, modules=modules, jaxlib_built=built.get("ERA_JAXLIB"))
+                 rehearse=rehearse, modules=modules, jaxlib_built=built.get("ERA_JAXLIB"), bindings=bindings)
     for w in warnings(facts):
         print(f"preflight: note: {w}")
     if rehearse:
