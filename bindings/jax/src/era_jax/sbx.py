@@ -1,5 +1,6 @@
 """SAC-ERA and PPO-ERA for SBX, Stable-Baselines3 in JAX (tested with sbx-rl 0.28.0,
-stable-baselines3 2.9.2, flax 0.12, gymnasium 1.4.0 and mujoco 4.0.0; recipe: docs/sb3.md).
+stable-baselines3 2.9.2, jax 0.10.2, flax 0.12.8, tfp-nightly 0.26.0.dev20261027,
+gymnasium 1.4.0 and mujoco 4.0.0; recipe: docs/sb3.md).
 
 SBX is imported when this module is imported, not by ``import era_jax``. The entropy
 control is ERA's (docs/math.md#using-the-head-in-an-agent); the settings of the head and
