@@ -10,8 +10,9 @@ At N tokens x V vocabulary (default 4096 x 32000), float32 and bfloat16 logits, 
   the scales 1, k, 1/k, a gather, and the entropy from the first), under torch.no_grad;
 - ``split fwd+bwd`` and ``one-call fwd+bwd``: forward and backward of the selected column.
 
-Times are the median (and minimum) of REPS runs, the variants interleaved so that they see
-the same machine load; ratios are against the one-call forward measured in the same run.
+Times are the median (and minimum) of REPS runs, the variants interleaved in a new random
+order every round so that they see the same machine load and no variant always follows the same
+one; ratios are against the one-call forward measured in the same run.
 Each memory figure is the peak RSS growth of a child process that runs one variant once, past
 the inputs (the logits, and for a backward their gradient), with glibc's mmap threshold fixed so
 that freed blocks leave the resident set.
@@ -31,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -177,8 +179,11 @@ def main():
         times = {k: [] for k in fns}
         for fn in fns.values():
             fn()  # warm-up
+        order = list(fns.items())
+        rng = random.Random(0)
         for _ in range(a.reps):
-            for name, fn in fns.items():
+            rng.shuffle(order)  # a new order every round: no variant always follows the same one
+            for name, fn in order:
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
