@@ -130,7 +130,8 @@ $(PY):
 # The build dependencies go into the venv first, so that repeated installs reuse
 # them (--no-build-isolation) instead of fetching jaxlib every time.
 jax-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest mpmath
+	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest mpmath \
+	    sbx-rl==0.28.0 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0
 	$(PIP) install --quiet --no-build-isolation ./bindings/jax
 
 test-jax: jax-install
@@ -181,6 +182,7 @@ bench-sac: example-deps
 # era_torch: torch (the default PyPI wheel), the build dependencies and matplotlib (the GRPO
 # example's plot) into the venv first;
 # built against that torch, with its C++ CPU kernels required (ERA_TORCH_CPU_OPS=ON).
+# SB3 and SBX (docs/sb3.md; sbx-rl 0.28.0 holds jax below 0.12) are installed with torch and jax.
 # The LLM-RL frameworks the integrations are tested against (docs/llm-rl.md): verl 0.9.1 without its
 # training stack (--no-deps, then what its policy losses and FSDP engine import on CPU), TRL 1.16.0
 # with the transformers both accept, and verl 0.7.1 (the legacy actor) beside them in build/verl-0.7.1.
@@ -189,7 +191,8 @@ VERL_IMPORT_DEPS = "ray==2.60.0" "tensordict==0.10.0" "omegaconf==2.3.0" "codeti
 LLM_RL_DEPS = "transformers==5.10.4" "trl==1.16.0" $(VERL_IMPORT_DEPS)
 
 torch-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2
+	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2 \
+	    stable-baselines3==2.9.2 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0
 	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
 	$(PIP) install --quiet $(LLM_RL_DEPS)
 	$(PIP) install --quiet --no-deps "verl==0.9.1"
