@@ -10,8 +10,9 @@
 # Steps, each with its own time limit (seconds), a verdict each and a table of them at the end:
 #   preflight  15  scripts/gpu_preflight.py: the versions of Python, jax/jaxlib, torch and the
 #                  driver, what the artifacts were built with; stops the check (no other step
-#                  runs) where it cannot work: files missing, a driver older than the toolkit
-#                  that compiled the kernels, torch without a GPU
+#                  runs) where it cannot work: files missing, artifacts built from another
+#                  tree (the bindings of this one do not import with them), a driver older
+#                  than the toolkit that compiled the kernels, torch without a GPU
 #   rust       20  the Rust CUDA tests (build/cuda/gpu-check/cuda-tests)
 #   torch      90  scripts/gpu_check.py through era_torch (bindings/torch/src) on the CUDA build
 #                  of libera.so: every operation and dtype on the GPU against the CPU path,
