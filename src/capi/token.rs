@@ -336,6 +336,24 @@ unsafe fn backward_impl(
     })
 }
 
+/// Fails unless `columns` has the shape of `logits` with a last axis of 3.
+fn expect_columns_shape(columns: &Desc<'_>, logits: &Desc<'_>) -> Result<()> {
+    let mut want = logits.shape;
+    if let Some(last) = want.last_mut() {
+        *last = 3;
+    }
+    if columns.shape != want {
+        bail!(
+            InvalidShape,
+            "{} has shape {:?}; expected {:?} (the logits' shape with a last axis of 3)",
+            columns.name,
+            columns.shape,
+            want
+        );
+    }
+    Ok(())
+}
+
 /// Fails with `UNSUPPORTED_DEVICE` when the tensors of a split-forward call live on a CUDA device.
 #[cfg(feature = "cuda")]
 fn cpu_only(name: &str, descs: &[&Desc<'_>]) -> Result<()> {
@@ -408,13 +426,7 @@ pub unsafe extern "C" fn era_token_logprob_columns(
         batch.extend(sq.as_ref());
         expect_batch_shape(&ld, 2, &batch)?;
         if let Some(cd) = &cd {
-            let mut want = ld.shape;
-            if let Some(last) = want.last_mut() {
-                *last = 3;
-            }
-            if cd.shape != want {
-                bail!(InvalidShape, "columns_out has shape {:?}; expected {:?} (the logits' shape with a last axis of 3)", cd.shape, want);
-            }
+            expect_columns_shape(cd, &ld)?;
         }
         let mut all = batch.clone();
         all.push(&ld);
@@ -593,13 +605,7 @@ pub unsafe extern "C" fn era_token_columns_backward(
         expect_batch_shape(&ld, 2, &batch)?;
         expect_same_shape(&ld, &[&od])?;
         if let Some(gc) = &gc {
-            let mut want = ld.shape;
-            if let Some(last) = want.last_mut() {
-                *last = 3;
-            }
-            if gc.shape != want {
-                bail!(InvalidShape, "grad_columns has shape {:?}; expected {:?} (the logits' shape with a last axis of 3)", gc.shape, want);
-            }
+            expect_columns_shape(gc, &ld)?;
         }
         let mut all = batch.clone();
         all.extend([&ld, &od]);

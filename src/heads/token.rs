@@ -472,6 +472,24 @@ impl TokenHead {
         r
     }
 
+    /// The shapes of a one-call forward: logits of rank >= 2, the advantages and every
+    /// output wanted of the logits' batch shape.
+    fn check_one_call_shapes<T, F>(logits: &ArrayViewD<'_, T>, advantages: &ArrayViewD<'_, F>, out: &TokenOutputs<'_, F>) -> Result<()> {
+        check_logits_rank(logits)?;
+        let batch = &logits.shape()[..logits.ndim() - 1];
+        check_same_shape("advantages", advantages.shape(), "logits without its last axis", batch)?;
+        Self::check_out_shape(
+            batch,
+            &[
+                ("logprobs", &out.logprobs),
+                ("entropy", &out.entropy),
+                ("scale", &out.scale),
+                ("advantages_out", &out.advantages),
+                ("response_entropy", &out.response_entropy),
+            ],
+        )
+    }
+
     fn check_out_shape<F>(batch: &[usize], named: &[(&str, &Option<ArrayViewMutD<'_, F>>)]) -> Result<()> {
         for (name, o) in named {
             if let Some(o) = o {
@@ -510,19 +528,7 @@ impl TokenHead {
         out: TokenOutputs<'_, F>,
     ) -> Result<()> {
         // every shape before any scratch memory is reserved
-        check_logits_rank(&logits)?;
-        let batch = logits.shape()[..logits.ndim() - 1].to_vec();
-        check_same_shape("advantages", advantages.shape(), "logits without its last axis", &batch)?;
-        Self::check_out_shape(
-            &batch,
-            &[
-                ("logprobs", &out.logprobs),
-                ("entropy", &out.entropy),
-                ("scale", &out.scale),
-                ("advantages_out", &out.advantages),
-                ("response_entropy", &out.response_entropy),
-            ],
-        )?;
+        Self::check_one_call_shapes(&logits, &advantages, &out)?;
         let c = self.check_inputs(&logits, &labels, Some(&response_ids), temperature.as_ref(), false)?;
         let rows = self.row_pass(&logits, &c, false);
         // the decision reads the entropies as the split forward's callers hold them
@@ -664,19 +670,7 @@ impl TokenHead {
         out: TokenOutputs<'_, F>,
     ) -> Result<()> {
         // every shape before any scratch memory is reserved
-        check_logits_rank(&logits)?;
-        let batch = logits.shape()[..logits.ndim() - 1].to_vec();
-        check_same_shape("advantages", advantages.shape(), "logits without its last axis", &batch)?;
-        Self::check_out_shape(
-            &batch,
-            &[
-                ("logprobs", &out.logprobs),
-                ("entropy", &out.entropy),
-                ("scale", &out.scale),
-                ("advantages_out", &out.advantages),
-                ("response_entropy", &out.response_entropy),
-            ],
-        )?;
+        Self::check_one_call_shapes(&logits, &advantages, &out)?;
         let c = self.check_inputs::<T, F>(&logits, &labels, Some(&response_ids), None, false)?;
         crate::kernels::reserve(c.v.saturating_mul(16), "a reference row")?;
         let inv_t = 1.0 / self.cfg.temperature;
