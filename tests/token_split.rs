@@ -441,3 +441,41 @@ fn split_calls_refuse_what_the_contract_refuses() {
     let e = head.columns_backward(x.view(), IndexView::from(y0.view()), None, Some(gc.view()), None, g.view_mut()).unwrap_err();
     assert_eq!(e.kind(), era::ErrorKind::InvalidShape, "{e}");
 }
+
+#[test]
+fn f64_backward_with_top_k_ignores_what_lies_outside_it() {
+    // NaN and -inf outside the top-K, +inf inside it in one row, a label outside the top-K in
+    // another: the streaming f64 rows give what the reference backward gives (finite where the
+    // top-K is finite, zero rows for labels outside it, NaN where +inf is selected)
+    let head = TokenHead::new(TokenConfig { vocab_topk: 3, ..Default::default() }).unwrap();
+    let nan = f64::NAN;
+    let x = ndarray::arr2(&[
+        [3.0, nan, 2.0, -1.0, 1.5, f64::NEG_INFINITY],
+        [0.1, 0.2, 0.3, 5.0, 4.0, 3.0],
+        [f64::INFINITY, 1.0, 2.0, 3.0, nan, 0.0],
+    ])
+    .into_dyn();
+    let y = ArrayD::from_shape_vec(IxDyn(&[3]), vec![2i64, 0, 3]).unwrap();
+    let ids = ArrayD::from_elem(IxDyn(&[3]), 0i64);
+    let sc = ArrayD::from_elem(IxDyn(&[3]), 1.0f64);
+    let g = ArrayD::from_elem(IxDyn(&[3]), 1.0f64);
+    let mut got = ArrayD::<f64>::zeros(IxDyn(&[3, 6]));
+    let mut want = ArrayD::<f64>::zeros(IxDyn(&[3, 6]));
+    head.backward(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g.view(), got.view_mut()).unwrap();
+    head.backward_reference(x.view(), IndexView::from(y.view()), IndexView::from(ids.view()), sc.view(), g.view(), want.view_mut())
+        .unwrap();
+    for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+        assert!((a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-15, "[{i}] {a} vs {b}");
+    }
+    assert!(got.row_finite(0) && got.index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 0.0));
+}
+
+trait RowFinite {
+    fn row_finite(&self, r: usize) -> bool;
+}
+
+impl RowFinite for ArrayD<f64> {
+    fn row_finite(&self, r: usize) -> bool {
+        self.index_axis(ndarray::Axis(0), r).iter().all(|v| v.is_finite())
+    }
+}

@@ -1136,10 +1136,6 @@ fn general_grad_row<T: Element>(
             None => grow.iter().enumerate().for_each(|(i, v)| pass1(i, v.to_f64())),
         }
     }
-    if nan || !m.is_finite() {
-        grow.fill(T::from_f64(f64::NAN)); // a NaN or infinite logit, or no finite one
-        return;
-    }
     let thr = topk.map(|_| topk_result(heap));
     let keep = |i: usize, z: f64| thr.map_or(true, |t| in_topk(z, i, t));
     let label_z = {
@@ -1151,10 +1147,23 @@ fn general_grad_row<T: Element>(
     };
     // the column terms live only where the label is a real entry inside the kept set
     let live = columns && label_z.is_some_and(|zy| keep(job.label, zy));
+    let entropy_term = job.grad_entropy != 0.0;
+    if !live && !entropy_term {
+        // a label outside the top-K: its columns are constants (docs/math.md#vocabulary-top-k),
+        // whatever else the row holds
+        grow.fill(T::from_f64(0.0));
+        return;
+    }
+    // a NaN or infinite logit, or no finite one, spoils what reads the whole row: the entropy,
+    // and the columns without a top-K (entries outside a top-K are never read by its columns)
     let base = match thr {
         Some(_) => heap.first().map_or(m, |&(v, _)| v),
         None => m,
     };
+    if ((nan || !m.is_finite()) && (entropy_term || topk.is_none())) || (live && !base.is_finite()) {
+        grow.fill(T::from_f64(f64::NAN));
+        return;
+    }
     let mut sums = [0.0f64; 3];
     let (mut s1, mut w) = (0.0f64, 0.0f64);
     {
