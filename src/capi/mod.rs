@@ -26,6 +26,7 @@ pub mod head;
 pub mod json;
 pub mod status;
 pub mod token;
+pub mod token_split;
 
 // Every C function and type, at one path (`era::capi::*`) for Rust callers and tests.
 pub use boundary::era_last_error;
@@ -39,6 +40,7 @@ pub use head::*;
 pub use json::*;
 pub use status::EraStatus;
 pub use token::*;
+pub use token_split::*;
 
 /// Major version of the library (from Cargo.toml; checked by a test).
 pub const ERA_VERSION_MAJOR: u32 = 0;
