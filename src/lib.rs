@@ -48,7 +48,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use heads::delta::DeltaState;
 pub use heads::gaussian::{gaussian_entropy, truncated_normal_entropy, DeltaArg, GaussianHead};
 pub use heads::softmax::{categorical_entropy, SoftmaxHead};
-pub use heads::token::{ColumnOutputs, DecideOutputs, IndexView, IndexViewMut, TokenHead, TokenOutputs};
+pub use heads::token::{ColumnOutputs, DecideOutputs, IndexView, IndexViewMut, TokenHead, TokenOutputs, TopkMut, TopkView, VocabBlock};
 pub use heads::Head;
 pub use kernels::vmath::Rows;
 pub use kernels::Element;

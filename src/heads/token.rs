@@ -90,8 +90,10 @@ pub struct TokenHead {
 }
 
 pub use crate::kernels::token_rows::GATHER_MAX;
+pub use block::{TopkMut, TopkView, VocabBlock};
 pub use split::{ColumnOutputs, DecideOutputs, IndexViewMut};
 
+mod block;
 mod split;
 
 /// The checked per-token inputs of a call.

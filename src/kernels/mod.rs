@@ -20,6 +20,7 @@ pub mod gaussian;
 pub mod parallel;
 pub mod softmax;
 pub mod token;
+pub mod token_block;
 pub mod token_rows;
 pub mod vmath;
 
