@@ -535,6 +535,55 @@ EraStatus era_head_set_delta(struct EraHead *head, double delta);
 EraStatus era_head_update_delta(struct EraHead *head, double mean_entropy, double *new_delta);
 
 /**
+ * Gaussian forward under a per-row active-dimension mask
+ * (docs/math.md#gaussian-mask). `mask` has the shape and dtype of `z` and
+ * holds 0 (inactive) or 1 (active) only; each row's active coordinates get
+ * the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
+ * ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
+ * `era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
+ * of ones gives `era_gaussian_forward_delta`'s result bit for bit. Host
+ * memory only.
+ *
+ * Errors: as `era_gaussian_forward_delta`; `INVALID_ARGUMENT` for a mask
+ * entry other than 0 or 1; `INVALID_SHAPE` for a mask of another shape;
+ * `UNSUPPORTED_DTYPE` for a mask of another dtype; `UNSUPPORTED_DEVICE` for
+ * CUDA buffers.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_forward_masked(const struct EraHead *head,
+                                      const DLTensor *z,
+                                      const DLTensor *mask,
+                                      const DLTensor *delta,
+                                      const double *fill,
+                                      DLTensor *out,
+                                      void *stream);
+
+/**
+ * Gaussian backward (VJP) under a per-row active-dimension mask (see
+ * `era_gaussian_forward_masked`, with the same `mask`, `delta` and `fill`).
+ * Inactive coordinates get `grad_out` (pass-through, `fill` NULL) or 0.
+ * `grad_delta` (may be NULL) as in `era_gaussian_backward_delta`; it needs
+ * a `delta` tensor.
+ *
+ * Errors: as `era_gaussian_forward_masked`; `NULL_POINTER` for a
+ * `grad_delta` without `delta`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_backward_masked(const struct EraHead *head,
+                                       const DLTensor *z,
+                                       const DLTensor *mask,
+                                       const DLTensor *delta,
+                                       const double *fill,
+                                       const DLTensor *grad_out,
+                                       DLTensor *grad_z,
+                                       DLTensor *grad_delta,
+                                       void *stream);
+
+/**
  * Builds a head from `*config` (read according to `config->struct_size`)
  * and stores the new handle in `*out`.
  *

@@ -1,5 +1,6 @@
 //! The Gaussian head's `delta`: as a per-call input tensor (forward and
-//! backward with d/d delta), and the head's stored value and its learner.
+//! backward with d/d delta), the head under a per-row active-dimension mask,
+//! and the head's stored value and its learner.
 
 use std::ffi::c_void;
 
@@ -241,5 +242,162 @@ pub unsafe extern "C" fn era_head_update_delta(head: *mut EraHead, mean_entropy:
             *o = d;
         }
         Ok(())
+    }
+}
+
+/// What a masked call writes at inactive coordinates: `*fill`, or (NULL) `z`.
+unsafe fn inactive_of(fill: *const f64) -> crate::heads::gaussian::Inactive {
+    use crate::heads::gaussian::Inactive;
+    match fill.as_ref() {
+        Some(&v) => Inactive::Fill(v),
+        None => Inactive::PassThrough,
+    }
+}
+
+/// The masked calls run on host memory only.
+#[cfg(feature = "cuda")]
+fn masked_on_host(descs: &[&Desc<'_>]) -> Result<()> {
+    if let Device::Cuda(_) = call_device(descs)? {
+        crate::error::bail!(UnsupportedDevice, "the masked Gaussian head runs on host memory only (CUDA buffers given)");
+    }
+    Ok(())
+}
+
+/// Gaussian forward under a per-row active-dimension mask
+/// (docs/math.md#gaussian-mask). `mask` has the shape and dtype of `z` and
+/// holds 0 (inactive) or 1 (active) only; each row's active coordinates get
+/// the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
+/// ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
+/// `era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
+/// of ones gives `era_gaussian_forward_delta`'s result bit for bit. Host
+/// memory only.
+///
+/// Errors: as `era_gaussian_forward_delta`; `INVALID_ARGUMENT` for a mask
+/// entry other than 0 or 1; `INVALID_SHAPE` for a mask of another shape;
+/// `UNSUPPORTED_DTYPE` for a mask of another dtype; `UNSUPPORTED_DEVICE` for
+/// CUDA buffers.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_forward_masked(
+    head: *const EraHead,
+    z: *const DLTensor,
+    mask: *const DLTensor,
+    delta: *const DLTensor,
+    fill: *const f64,
+    out: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let g = head_ref(head)?.as_gaussian("era_gaussian_forward_masked")?;
+        let zd = Desc::new(z, "z")?;
+        let md = Desc::new(mask, "mask")?;
+        let dd = Desc::optional(delta, "delta")?;
+        let od = Desc::new(out, "out")?;
+        check_outputs(&[&od])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&md, &od])?;
+        if let Some(x) = &dd {
+            check_delta_shape(&zd, x)?;
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let mut all = vec![&zd, &md, &od];
+            all.extend(dd.as_ref());
+            masked_on_host(&all)?;
+        }
+        let inactive = inactive_of(fill);
+        with_float!(zd.dtype, "z", T => {
+            md.expect_dtype(zd.dtype)?;
+            od.expect_dtype(zd.dtype)?;
+            let zi = zd.input::<T>(&[&od])?;
+            let mi = md.input::<T>(&[&od])?;
+            let da = match &dd {
+                Some(x) => {
+                    x.expect_dtype(zd.dtype)?;
+                    delta_arg::<T>(x, &[&od])?
+                }
+                None => DeltaArgOwned::Scalar(g.delta()),
+            };
+            g.forward_masked(zi.view(), mi.view(), da.arg(), inactive, od.view_mut::<T>())
+        })
+    }
+}
+
+/// Gaussian backward (VJP) under a per-row active-dimension mask (see
+/// `era_gaussian_forward_masked`, with the same `mask`, `delta` and `fill`).
+/// Inactive coordinates get `grad_out` (pass-through, `fill` NULL) or 0.
+/// `grad_delta` (may be NULL) as in `era_gaussian_backward_delta`; it needs
+/// a `delta` tensor.
+///
+/// Errors: as `era_gaussian_forward_masked`; `NULL_POINTER` for a
+/// `grad_delta` without `delta`.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_backward_masked(
+    head: *const EraHead,
+    z: *const DLTensor,
+    mask: *const DLTensor,
+    delta: *const DLTensor,
+    fill: *const f64,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+    grad_delta: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let g = head_ref(head)?.as_gaussian("era_gaussian_backward_masked")?;
+        let zd = Desc::new(z, "z")?;
+        let md = Desc::new(mask, "mask")?;
+        let dd = Desc::optional(delta, "delta")?;
+        let gd = Desc::new(grad_out, "grad_out")?;
+        let od = Desc::new(grad_z, "grad_z")?;
+        let gdd = Desc::optional(grad_delta, "grad_delta")?;
+        let mut outs = vec![&od];
+        outs.extend(gdd.as_ref());
+        check_outputs(&outs)?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&md, &gd, &od])?;
+        if let Some(x) = &dd {
+            check_delta_shape(&zd, x)?;
+        }
+        match (&dd, &gdd) {
+            (None, Some(_)) => crate::error::bail!(NullPointer, "grad_delta needs a delta tensor (delta is NULL)"),
+            (Some(x), Some(y)) if !is_scalar(x) => expect_same_shape(x, &[y])?,
+            _ => {}
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let mut all = vec![&zd, &md, &gd, &od];
+            all.extend(dd.as_ref());
+            all.extend(gdd.as_ref());
+            masked_on_host(&all)?;
+        }
+        let inactive = inactive_of(fill);
+        with_float!(zd.dtype, "z", T => {
+            md.expect_dtype(zd.dtype)?;
+            gd.expect_dtype(zd.dtype)?;
+            od.expect_dtype(zd.dtype)?;
+            if let Some(x) = &gdd {
+                x.expect_dtype(zd.dtype)?;
+            }
+            let zi = zd.input::<T>(&outs)?;
+            let mi = md.input::<T>(&outs)?;
+            let gi = gd.input::<T>(&outs)?;
+            let da = match &dd {
+                Some(x) => {
+                    x.expect_dtype(zd.dtype)?;
+                    delta_arg::<T>(x, &outs)?
+                }
+                None => DeltaArgOwned::Scalar(g.delta()),
+            };
+            let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
+            g.backward_masked(zi.view(), mi.view(), da.arg(), inactive, gi.view(), od.view_mut::<T>(), gdv)
+        })
     }
 }

@@ -1,6 +1,9 @@
 //! The Gaussian head (docs/math.md#gaussian-head): validation, the `delta`
 //! argument and learner state, and dispatch to [`crate::kernels::gaussian`];
-//! the head-free Gaussian and truncated-normal entropies.
+//! the head-free Gaussian and truncated-normal entropies; `mask.rs`: the
+//! head under a per-row active-dimension mask.
+
+mod mask;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -10,6 +13,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 use crate::config::GaussianConfig;
 use crate::error::{bail, check_same_shape, Result};
 use crate::heads::delta::{delta_step, DeltaState};
+pub use crate::kernels::gaussian::mask::Inactive;
 use crate::kernels::gaussian::{
     backward_row, forward_row, gaussian_entropy_view, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
     truncated_normal_entropy_1d,

@@ -1,8 +1,11 @@
 //! Gaussian-head arithmetic (docs/math.md#gaussian-head): the f64 rows, the
 //! vectorised f32 rows (one row per lane), the entropies and the
-//! truncated-normal entropy.
+//! truncated-normal entropy; [`mask`]: the rows under a per-row
+//! active-dimension mask.
 
 use multiversion::multiversion;
+
+pub mod mask;
 
 use crate::config::{GaussianConfig, L2PE};
 use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, BlockOrder, Rows, LANES};

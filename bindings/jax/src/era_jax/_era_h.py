@@ -423,6 +423,10 @@ FUNCTIONS = {
     'era_head_set_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double]),
     # EraStatus era_head_update_delta(EraHead * head, double mean_entropy, double * new_delta)
     'era_head_update_delta': (EraStatus, [ctypes.c_void_p, ctypes.c_double, ctypes.POINTER(ctypes.c_double)]),
+    # EraStatus era_gaussian_forward_masked(const EraHead * head, const DLTensor * z, const DLTensor * mask, const DLTensor * delta, const double * fill, DLTensor * out, void * stream)
+    'era_gaussian_forward_masked': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_gaussian_backward_masked(const EraHead * head, const DLTensor * z, const DLTensor * mask, const DLTensor * delta, const double * fill, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)
+    'era_gaussian_backward_masked': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_head_new(const EraConfig * config, EraHead ** out)
     'era_head_new': (EraStatus, [ctypes.POINTER(EraConfig), ctypes.POINTER(ctypes.c_void_p)]),
     # void era_head_free(EraHead * head)
@@ -476,6 +480,8 @@ ARGNAMES = {
     'era_head_delta': ['head', 'out'],
     'era_head_set_delta': ['head', 'delta'],
     'era_head_update_delta': ['head', 'mean_entropy', 'new_delta'],
+    'era_gaussian_forward_masked': ['head', 'z', 'mask', 'delta', 'fill', 'out', 'stream'],
+    'era_gaussian_backward_masked': ['head', 'z', 'mask', 'delta', 'fill', 'grad_out', 'grad_z', 'grad_delta', 'stream'],
     'era_head_new': ['config', 'out'],
     'era_head_free': ['head'],
     'era_head_kind': ['head', 'out'],

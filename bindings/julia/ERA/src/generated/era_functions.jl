@@ -310,6 +310,53 @@ function era_head_update_delta(head, mean_entropy, new_delta)
 end
 
 """
+    era_gaussian_forward_masked(head, z, mask, delta, fill, out, stream) -> EraStatus
+
+`EraStatus era_gaussian_forward_masked(const EraHead * head, const DLTensor * z, const DLTensor * mask, const DLTensor * delta, const double * fill, DLTensor * out, void * stream)`
+
+Gaussian forward under a per-row active-dimension mask
+(docs/math.md#gaussian-mask). `mask` has the shape and dtype of `z` and
+holds 0 (inactive) or 1 (active) only; each row's active coordinates get
+the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
+ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
+`era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
+of ones gives `era_gaussian_forward_delta`'s result bit for bit. Host
+memory only.
+
+Errors: as `era_gaussian_forward_delta`; `INVALID_ARGUMENT` for a mask
+entry other than 0 or 1; `INVALID_SHAPE` for a mask of another shape;
+`UNSUPPORTED_DTYPE` for a mask of another dtype; `UNSUPPORTED_DEVICE` for
+CUDA buffers.
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_gaussian_forward_masked(head, z, mask, delta, fill, out, stream)
+    @ccall liberapath().era_gaussian_forward_masked(head::Ptr{EraHead}, z::Ptr{DLTensor}, mask::Ptr{DLTensor}, delta::Ptr{DLTensor}, fill::Ptr{Cdouble}, out::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_gaussian_backward_masked(head, z, mask, delta, fill, grad_out, grad_z, grad_delta, stream) -> EraStatus
+
+`EraStatus era_gaussian_backward_masked(const EraHead * head, const DLTensor * z, const DLTensor * mask, const DLTensor * delta, const double * fill, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)`
+
+Gaussian backward (VJP) under a per-row active-dimension mask (see
+`era_gaussian_forward_masked`, with the same `mask`, `delta` and `fill`).
+Inactive coordinates get `grad_out` (pass-through, `fill` NULL) or 0.
+`grad_delta` (may be NULL) as in `era_gaussian_backward_delta`; it needs
+a `delta` tensor.
+
+Errors: as `era_gaussian_forward_masked`; `NULL_POINTER` for a
+`grad_delta` without `delta`.
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_gaussian_backward_masked(head, z, mask, delta, fill, grad_out, grad_z, grad_delta, stream)
+    @ccall liberapath().era_gaussian_backward_masked(head::Ptr{EraHead}, z::Ptr{DLTensor}, mask::Ptr{DLTensor}, delta::Ptr{DLTensor}, fill::Ptr{Cdouble}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, grad_delta::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
     era_head_new(config, out) -> EraStatus
 
 `EraStatus era_head_new(const EraConfig * config, EraHead ** out)`
@@ -741,6 +788,8 @@ const FUNCTIONS = (
     era_head_delta = (:head, :out),
     era_head_set_delta = (:head, :delta),
     era_head_update_delta = (:head, :mean_entropy, :new_delta),
+    era_gaussian_forward_masked = (:head, :z, :mask, :delta, :fill, :out, :stream),
+    era_gaussian_backward_masked = (:head, :z, :mask, :delta, :fill, :grad_out, :grad_z, :grad_delta, :stream),
     era_head_new = (:config, :out),
     era_head_free = (:head,),
     era_head_kind = (:head, :out),
