@@ -60,6 +60,18 @@
 #define ERA_OUTSIDE_TOPK_LOGPROB -1e4
 
 /**
+ * Rows of a token-statistics tensor (`[ERA_TOKEN_STATS_ROWS, ...]`, float64):
+ * rows 0 to 7 add under a common maximum, row 8 is the maximum.
+ */
+#define ERA_TOKEN_STATS_ROWS 9
+
+/**
+ * Entries per token of the tensor that `era_token_block_finish` saves for
+ * `era_token_block_backward` (`[..., ERA_TOKEN_SAVED]`, float64).
+ */
+#define ERA_TOKEN_SAVED 8
+
+/**
  * Status of every fallible call. The numbers are part of the ABI and are never reused.
  */
 enum EraStatus
@@ -861,6 +873,156 @@ EraStatus era_token_backward_temperature(const struct EraHead *head,
                                          const DLTensor *grad_logprobs,
                                          DLTensor *grad_logits_out,
                                          void *stream);
+
+/**
+ * The block pass (docs/math.md#vocabulary-blocks): for every token of the
+ * logits block `logits` `[..., V_block]` (columns `vocab_offset` to
+ * `vocab_offset + V_block - 1` of a vocabulary of `vocab_size`, whose entries
+ * at indices `>= vocab_valid` are padding and never read), with its label
+ * `labels` `[...]` (int32/int64, an index into the whole vocabulary; negative:
+ * ignored) at its temperature (`temperature` `[...]` float32/float64, or NULL
+ * for the head's), the block's statistics in `stats` `[9, ...]` (float64,
+ * `ERA_TOKEN_STATS_ROWS`): sums relative to the block's maximum for the
+ * scales `1, k, 1/k`, the entropy's and the squared probabilities' sums, the
+ * label's `z` where it lies in the block, the count of real entries, and the
+ * maximum (row 8). With `accumulate` nonzero the block is merged into what
+ * `stats` holds (a loop over blocks needs no other call); zero overwrites it.
+ *
+ * When the head has a vocabulary top-K (`0 < vocab_topk < vocab_valid`),
+ * `topk_values` `[..., K]` (float64: `z = logits/T`) and `topk_index` `[..., K]`
+ * (int64: vocabulary indices) receive the K best entries seen (ties to the
+ * lower index; an empty slot is NaN, -1); otherwise both must be NULL.
+ *
+ * Memory: the outputs and O(N) bookkeeping; the block is read once (f32,
+ * bf16, f16: the fused kernels; float64: twice, in f64).
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE` (CUDA tensors), `INVALID_LAYOUT`, `INVALID_ARGUMENT` (a
+ * block outside the vocabulary, `vocab_valid` outside `[1, vocab_size]`, top-K
+ * tensors given or missing against the head), `INVALID_VALUE` (a label `>=
+ * vocab_valid`, a temperature not finite and `> 0`), `OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_block_stats(const struct EraHead *head,
+                                const DLTensor *logits,
+                                const DLTensor *labels,
+                                const DLTensor *temperature,
+                                int64_t vocab_offset,
+                                int64_t vocab_size,
+                                int64_t vocab_valid,
+                                int32_t accumulate,
+                                DLTensor *stats,
+                                DLTensor *topk_values,
+                                DLTensor *topk_index,
+                                void *stream);
+
+/**
+ * Merges `other` into `stats` (both `[9, ...]` float64 from
+ * `era_token_block_stats`), and, with the head's vocabulary top-K, the
+ * candidates `other_values`/`other_index` into `topk_values`/`topk_index`
+ * (`[..., K]`, float64/int64; all four NULL without a top-K): the associative
+ * merge of docs/math.md#vocabulary-blocks, for blocks whose passes ran apart
+ * (threads, ranks after an all-gather).
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_ARGUMENT` (some of the four
+ * candidate tensors given, not all).
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_stats_merge(const struct EraHead *head,
+                                DLTensor *stats,
+                                const DLTensor *other,
+                                DLTensor *topk_values,
+                                DLTensor *topk_index,
+                                const DLTensor *other_values,
+                                const DLTensor *other_index,
+                                void *stream);
+
+/**
+ * Rescales `stats` `[9, ...]` (float64) to the per-token maximum `max`
+ * `[...]` (float64, each at least the token's own row 8, as a max-reduction
+ * across ranks gives it), writing `max` into row 8: afterwards rows 0 to 7 of
+ * statistics rebased to one maximum add entry by entry, so that ranks merge
+ * them with a sum-reduction (docs/math.md#vocabulary-blocks).
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_VALUE` (a maximum below the token's own).
+ *
+ * # Safety
+ * Every pointer is valid; the tensors describe live memory.
+ */
+EraStatus era_token_stats_rebase(const struct EraHead *head,
+                                 DLTensor *stats,
+                                 const DLTensor *max,
+                                 void *stream);
+
+/**
+ * The finish (docs/math.md#vocabulary-blocks): from statistics merged over
+ * blocks covering the `vocab_valid` real entries once (`stats` `[9, ...]`)
+ * and, with the head's vocabulary top-K, the merged candidates
+ * (`topk_values`, `topk_index` `[..., K]`; NULL otherwise), per token with its
+ * label (`labels` `[...]`, as in the block passes): `columns_out` `[..., 3]`,
+ * `entropy_out` and `sum_sq_out` `[...]` as `era_token_logprob_columns` gives
+ * them for the whole logits (float32 or float64, one dtype; each optional),
+ * and `saved_out` `[..., 8]` (float64, `ERA_TOKEN_SAVED`; optional) for
+ * `era_token_block_backward`: the log-normalisers at the three scales over the
+ * selection, the full vocabulary's at scale 1, the entropy, the top-K
+ * threshold and whether the label is selected. The scale decision is then
+ * `era_token_decide`'s, on these entropies.
+ *
+ * Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+ * `UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_ARGUMENT` (`vocab_valid < 1`;
+ * blocks that did not cover the vocabulary exactly once, or a label not seen;
+ * top-K tensors given or missing against the head), `INVALID_VALUE` (a label
+ * `>= vocab_valid`).
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_block_finish(const struct EraHead *head,
+                                 const DLTensor *stats,
+                                 const DLTensor *topk_values,
+                                 const DLTensor *topk_index,
+                                 const DLTensor *labels,
+                                 int64_t vocab_valid,
+                                 DLTensor *columns_out,
+                                 DLTensor *entropy_out,
+                                 DLTensor *sum_sq_out,
+                                 DLTensor *saved_out,
+                                 void *stream);
+
+/**
+ * The block backward (docs/math.md#vocabulary-blocks): `grad_logits_out`
+ * `[..., V_block]` (the shape and dtype of `logits`; may be `logits` itself,
+ * in place, for a block that is a temporary) from the gradients of the
+ * columns (`grad_columns` `[..., 3]`, NULL for none) and of the entropies
+ * (`grad_entropy` `[...]`, NULL for none), with the finish's `saved`
+ * `[..., 8]`, the labels and temperatures of the block passes, and the
+ * block's place in the vocabulary as there. Padding entries get 0. No
+ * communication: each block (each rank) computes its own part.
+ * `grad_columns`, `grad_entropy` and `temperature` share a float dtype.
+ *
+ * Errors: as `era_token_block_stats`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_token_block_backward(const struct EraHead *head,
+                                   const DLTensor *logits,
+                                   const DLTensor *labels,
+                                   const DLTensor *temperature,
+                                   int64_t vocab_offset,
+                                   int64_t vocab_size,
+                                   int64_t vocab_valid,
+                                   const DLTensor *saved,
+                                   const DLTensor *grad_columns,
+                                   const DLTensor *grad_entropy,
+                                   DLTensor *grad_logits_out,
+                                   void *stream);
 
 /**
  * The split token forward, first half (docs/math.md#split-token-forward): per

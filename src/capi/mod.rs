@@ -26,6 +26,7 @@ pub mod head;
 pub mod json;
 pub mod status;
 pub mod token;
+pub mod token_block;
 pub mod token_split;
 
 // Every C function and type, at one path (`era::capi::*`) for Rust callers and tests.
@@ -40,6 +41,7 @@ pub use head::*;
 pub use json::*;
 pub use status::EraStatus;
 pub use token::*;
+pub use token_block::*;
 pub use token_split::*;
 
 /// Major version of the library (from Cargo.toml; checked by a test).

@@ -34,7 +34,7 @@ fn expect_columns_shape(columns: &Desc<'_>, logits: &Desc<'_>) -> Result<()> {
 
 /// Fails with `UNSUPPORTED_DEVICE` when the tensors of a split-forward call live on a CUDA device.
 #[cfg(feature = "cuda")]
-fn cpu_only(name: &str, descs: &[&Desc<'_>]) -> Result<()> {
+pub(crate) fn cpu_only(name: &str, descs: &[&Desc<'_>]) -> Result<()> {
     if let Device::Cuda(_) = call_device(descs)? {
         bail!(UnsupportedDevice, "{name} computes on CPU tensors only in this version");
     }
@@ -42,7 +42,7 @@ fn cpu_only(name: &str, descs: &[&Desc<'_>]) -> Result<()> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cpu_only(_name: &str, _descs: &[&Desc<'_>]) -> Result<()> {
+pub(crate) fn cpu_only(_name: &str, _descs: &[&Desc<'_>]) -> Result<()> {
     Ok(())
 }
 

@@ -45,6 +45,12 @@ ERA_LN_2PI_E = 2.8378770664093453
 ERA_CONFIG_SIZE = 168
 #: Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 ERA_OUTSIDE_TOPK_LOGPROB = -10000.0
+#: Rows of a token-statistics tensor (`[ERA_TOKEN_STATS_ROWS, ...]`, float64):
+#: rows 0 to 7 add under a common maximum, row 8 is the maximum.
+ERA_TOKEN_STATS_ROWS = 9
+#: Entries per token of the tensor that `era_token_block_finish` saves for
+#: `era_token_block_backward` (`[..., ERA_TOKEN_SAVED]`, float64).
+ERA_TOKEN_SAVED = 8
 #: Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
 ERA_HEAD_KIND_GAUSSIAN = 1
 #: Softmax head (section 2): classification and discrete policies.
@@ -453,6 +459,16 @@ FUNCTIONS = {
     'era_token_backward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_backward_temperature(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * temperature, const DLTensor * scale, const DLTensor * grad_logprobs, DLTensor * grad_logits_out, void * stream)
     'era_token_backward_temperature': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_block_stats(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, int64_t vocab_offset, int64_t vocab_size, int64_t vocab_valid, int32_t accumulate, DLTensor * stats, DLTensor * topk_values, DLTensor * topk_index, void * stream)
+    'era_token_block_stats': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_stats_merge(const EraHead * head, DLTensor * stats, const DLTensor * other, DLTensor * topk_values, DLTensor * topk_index, const DLTensor * other_values, const DLTensor * other_index, void * stream)
+    'era_token_stats_merge': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_stats_rebase(const EraHead * head, DLTensor * stats, const DLTensor * max, void * stream)
+    'era_token_stats_rebase': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_block_finish(const EraHead * head, const DLTensor * stats, const DLTensor * topk_values, const DLTensor * topk_index, const DLTensor * labels, int64_t vocab_valid, DLTensor * columns_out, DLTensor * entropy_out, DLTensor * sum_sq_out, DLTensor * saved_out, void * stream)
+    'era_token_block_finish': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_int64, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_token_block_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, int64_t vocab_offset, int64_t vocab_size, int64_t vocab_valid, const DLTensor * saved, const DLTensor * grad_columns, const DLTensor * grad_entropy, DLTensor * grad_logits_out, void * stream)
+    'era_token_block_backward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_logprob_columns(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, DLTensor * columns_out, DLTensor * entropy_out, DLTensor * sum_sq_out, void * stream)
     'era_token_logprob_columns': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_decide(const EraHead * head, const DLTensor * entropy, const DLTensor * response_ids, const DLTensor * advantages, const DLTensor * columns, DLTensor * logprobs_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, DLTensor * column_out, void * stream)
@@ -495,6 +511,11 @@ ARGNAMES = {
     'era_token_forward_temperature': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'temperature', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
     'era_token_backward_temperature': ['head', 'logits', 'labels', 'response_ids', 'temperature', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],
+    'era_token_block_stats': ['head', 'logits', 'labels', 'temperature', 'vocab_offset', 'vocab_size', 'vocab_valid', 'accumulate', 'stats', 'topk_values', 'topk_index', 'stream'],
+    'era_token_stats_merge': ['head', 'stats', 'other', 'topk_values', 'topk_index', 'other_values', 'other_index', 'stream'],
+    'era_token_stats_rebase': ['head', 'stats', 'max', 'stream'],
+    'era_token_block_finish': ['head', 'stats', 'topk_values', 'topk_index', 'labels', 'vocab_valid', 'columns_out', 'entropy_out', 'sum_sq_out', 'saved_out', 'stream'],
+    'era_token_block_backward': ['head', 'logits', 'labels', 'temperature', 'vocab_offset', 'vocab_size', 'vocab_valid', 'saved', 'grad_columns', 'grad_entropy', 'grad_logits_out', 'stream'],
     'era_token_logprob_columns': ['head', 'logits', 'labels', 'temperature', 'columns_out', 'entropy_out', 'sum_sq_out', 'stream'],
     'era_token_decide': ['head', 'entropy', 'response_ids', 'advantages', 'columns', 'logprobs_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'column_out', 'stream'],
     'era_token_columns_backward': ['head', 'logits', 'labels', 'temperature', 'grad_columns', 'grad_entropy', 'grad_logits_out', 'stream'],

@@ -668,6 +668,144 @@ function era_token_backward_temperature(head, logits, labels, response_ids, temp
 end
 
 """
+    era_token_block_stats(head, logits, labels, temperature, vocab_offset, vocab_size, vocab_valid, accumulate, stats, topk_values, topk_index, stream) -> EraStatus
+
+`EraStatus era_token_block_stats(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, int64_t vocab_offset, int64_t vocab_size, int64_t vocab_valid, int32_t accumulate, DLTensor * stats, DLTensor * topk_values, DLTensor * topk_index, void * stream)`
+
+The block pass (docs/math.md#vocabulary-blocks): for every token of the
+logits block `logits` `[..., V_block]` (columns `vocab_offset` to
+`vocab_offset + V_block - 1` of a vocabulary of `vocab_size`, whose entries
+at indices `>= vocab_valid` are padding and never read), with its label
+`labels` `[...]` (int32/int64, an index into the whole vocabulary; negative:
+ignored) at its temperature (`temperature` `[...]` float32/float64, or NULL
+for the head's), the block's statistics in `stats` `[9, ...]` (float64,
+`ERA_TOKEN_STATS_ROWS`): sums relative to the block's maximum for the
+scales `1, k, 1/k`, the entropy's and the squared probabilities' sums, the
+label's `z` where it lies in the block, the count of real entries, and the
+maximum (row 8). With `accumulate` nonzero the block is merged into what
+`stats` holds (a loop over blocks needs no other call); zero overwrites it.
+
+When the head has a vocabulary top-K (`0 < vocab_topk < vocab_valid`),
+`topk_values` `[..., K]` (float64: `z = logits/T`) and `topk_index` `[..., K]`
+(int64: vocabulary indices) receive the K best entries seen (ties to the
+lower index; an empty slot is NaN, -1); otherwise both must be NULL.
+
+Memory: the outputs and O(N) bookkeeping; the block is read once (f32,
+bf16, f16: the fused kernels; float64: twice, in f64).
+
+Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+`UNSUPPORTED_DEVICE` (CUDA tensors), `INVALID_LAYOUT`, `INVALID_ARGUMENT` (a
+block outside the vocabulary, `vocab_valid` outside `[1, vocab_size]`, top-K
+tensors given or missing against the head), `INVALID_VALUE` (a label `>=
+vocab_valid`, a temperature not finite and `> 0`), `OUT_OF_MEMORY`.
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_token_block_stats(head, logits, labels, temperature, vocab_offset, vocab_size, vocab_valid, accumulate, stats, topk_values, topk_index, stream)
+    @ccall liberapath().era_token_block_stats(head::Ptr{EraHead}, logits::Ptr{DLTensor}, labels::Ptr{DLTensor}, temperature::Ptr{DLTensor}, vocab_offset::Int64, vocab_size::Int64, vocab_valid::Int64, accumulate::Int32, stats::Ptr{DLTensor}, topk_values::Ptr{DLTensor}, topk_index::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_token_stats_merge(head, stats, other, topk_values, topk_index, other_values, other_index, stream) -> EraStatus
+
+`EraStatus era_token_stats_merge(const EraHead * head, DLTensor * stats, const DLTensor * other, DLTensor * topk_values, DLTensor * topk_index, const DLTensor * other_values, const DLTensor * other_index, void * stream)`
+
+Merges `other` into `stats` (both `[9, ...]` float64 from
+`era_token_block_stats`), and, with the head's vocabulary top-K, the
+candidates `other_values`/`other_index` into `topk_values`/`topk_index`
+(`[..., K]`, float64/int64; all four NULL without a top-K): the associative
+merge of docs/math.md#vocabulary-blocks, for blocks whose passes ran apart
+(threads, ranks after an all-gather).
+
+Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+`UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_ARGUMENT` (some of the four
+candidate tensors given, not all).
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_token_stats_merge(head, stats, other, topk_values, topk_index, other_values, other_index, stream)
+    @ccall liberapath().era_token_stats_merge(head::Ptr{EraHead}, stats::Ptr{DLTensor}, other::Ptr{DLTensor}, topk_values::Ptr{DLTensor}, topk_index::Ptr{DLTensor}, other_values::Ptr{DLTensor}, other_index::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_token_stats_rebase(head, stats, max, stream) -> EraStatus
+
+`EraStatus era_token_stats_rebase(const EraHead * head, DLTensor * stats, const DLTensor * max, void * stream)`
+
+Rescales `stats` `[9, ...]` (float64) to the per-token maximum `max`
+`[...]` (float64, each at least the token's own row 8, as a max-reduction
+across ranks gives it), writing `max` into row 8: afterwards rows 0 to 7 of
+statistics rebased to one maximum add entry by entry, so that ranks merge
+them with a sum-reduction (docs/math.md#vocabulary-blocks).
+
+Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+`UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_VALUE` (a maximum below the token's own).
+
+# Safety
+Every pointer is valid; the tensors describe live memory.
+"""
+function era_token_stats_rebase(head, stats, max, stream)
+    @ccall liberapath().era_token_stats_rebase(head::Ptr{EraHead}, stats::Ptr{DLTensor}, max::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_token_block_finish(head, stats, topk_values, topk_index, labels, vocab_valid, columns_out, entropy_out, sum_sq_out, saved_out, stream) -> EraStatus
+
+`EraStatus era_token_block_finish(const EraHead * head, const DLTensor * stats, const DLTensor * topk_values, const DLTensor * topk_index, const DLTensor * labels, int64_t vocab_valid, DLTensor * columns_out, DLTensor * entropy_out, DLTensor * sum_sq_out, DLTensor * saved_out, void * stream)`
+
+The finish (docs/math.md#vocabulary-blocks): from statistics merged over
+blocks covering the `vocab_valid` real entries once (`stats` `[9, ...]`)
+and, with the head's vocabulary top-K, the merged candidates
+(`topk_values`, `topk_index` `[..., K]`; NULL otherwise), per token with its
+label (`labels` `[...]`, as in the block passes): `columns_out` `[..., 3]`,
+`entropy_out` and `sum_sq_out` `[...]` as `era_token_logprob_columns` gives
+them for the whole logits (float32 or float64, one dtype; each optional),
+and `saved_out` `[..., 8]` (float64, `ERA_TOKEN_SAVED`; optional) for
+`era_token_block_backward`: the log-normalisers at the three scales over the
+selection, the full vocabulary's at scale 1, the entropy, the top-K
+threshold and whether the label is selected. The scale decision is then
+`era_token_decide`'s, on these entropies.
+
+Errors: `NULL_POINTER`, `WRONG_HEAD_KIND`, `INVALID_SHAPE`, `UNSUPPORTED_DTYPE`,
+`UNSUPPORTED_DEVICE`, `INVALID_LAYOUT`, `INVALID_ARGUMENT` (`vocab_valid < 1`;
+blocks that did not cover the vocabulary exactly once, or a label not seen;
+top-K tensors given or missing against the head), `INVALID_VALUE` (a label
+`>= vocab_valid`).
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_token_block_finish(head, stats, topk_values, topk_index, labels, vocab_valid, columns_out, entropy_out, sum_sq_out, saved_out, stream)
+    @ccall liberapath().era_token_block_finish(head::Ptr{EraHead}, stats::Ptr{DLTensor}, topk_values::Ptr{DLTensor}, topk_index::Ptr{DLTensor}, labels::Ptr{DLTensor}, vocab_valid::Int64, columns_out::Ptr{DLTensor}, entropy_out::Ptr{DLTensor}, sum_sq_out::Ptr{DLTensor}, saved_out::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_token_block_backward(head, logits, labels, temperature, vocab_offset, vocab_size, vocab_valid, saved, grad_columns, grad_entropy, grad_logits_out, stream) -> EraStatus
+
+`EraStatus era_token_block_backward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, int64_t vocab_offset, int64_t vocab_size, int64_t vocab_valid, const DLTensor * saved, const DLTensor * grad_columns, const DLTensor * grad_entropy, DLTensor * grad_logits_out, void * stream)`
+
+The block backward (docs/math.md#vocabulary-blocks): `grad_logits_out`
+`[..., V_block]` (the shape and dtype of `logits`; may be `logits` itself,
+in place, for a block that is a temporary) from the gradients of the
+columns (`grad_columns` `[..., 3]`, NULL for none) and of the entropies
+(`grad_entropy` `[...]`, NULL for none), with the finish's `saved`
+`[..., 8]`, the labels and temperatures of the block passes, and the
+block's place in the vocabulary as there. Padding entries get 0. No
+communication: each block (each rank) computes its own part.
+`grad_columns`, `grad_entropy` and `temperature` share a float dtype.
+
+Errors: as `era_token_block_stats`.
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_token_block_backward(head, logits, labels, temperature, vocab_offset, vocab_size, vocab_valid, saved, grad_columns, grad_entropy, grad_logits_out, stream)
+    @ccall liberapath().era_token_block_backward(head::Ptr{EraHead}, logits::Ptr{DLTensor}, labels::Ptr{DLTensor}, temperature::Ptr{DLTensor}, vocab_offset::Int64, vocab_size::Int64, vocab_valid::Int64, saved::Ptr{DLTensor}, grad_columns::Ptr{DLTensor}, grad_entropy::Ptr{DLTensor}, grad_logits_out::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
     era_token_logprob_columns(head, logits, labels, temperature, columns_out, entropy_out, sum_sq_out, stream) -> EraStatus
 
 `EraStatus era_token_logprob_columns(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * temperature, DLTensor * columns_out, DLTensor * entropy_out, DLTensor * sum_sq_out, void * stream)`
@@ -803,6 +941,11 @@ const FUNCTIONS = (
     era_token_forward_temperature = (:head, :logits, :labels, :response_ids, :advantages, :temperature, :logprobs_out, :entropy_out, :scale_out, :advantages_out, :response_entropy_out, :stream),
     era_token_backward = (:head, :logits, :labels, :response_ids, :scale, :grad_logprobs, :grad_logits_out, :stream),
     era_token_backward_temperature = (:head, :logits, :labels, :response_ids, :temperature, :scale, :grad_logprobs, :grad_logits_out, :stream),
+    era_token_block_stats = (:head, :logits, :labels, :temperature, :vocab_offset, :vocab_size, :vocab_valid, :accumulate, :stats, :topk_values, :topk_index, :stream),
+    era_token_stats_merge = (:head, :stats, :other, :topk_values, :topk_index, :other_values, :other_index, :stream),
+    era_token_stats_rebase = (:head, :stats, :max, :stream),
+    era_token_block_finish = (:head, :stats, :topk_values, :topk_index, :labels, :vocab_valid, :columns_out, :entropy_out, :sum_sq_out, :saved_out, :stream),
+    era_token_block_backward = (:head, :logits, :labels, :temperature, :vocab_offset, :vocab_size, :vocab_valid, :saved, :grad_columns, :grad_entropy, :grad_logits_out, :stream),
     era_token_logprob_columns = (:head, :logits, :labels, :temperature, :columns_out, :entropy_out, :sum_sq_out, :stream),
     era_token_decide = (:head, :entropy, :response_ids, :advantages, :columns, :logprobs_out, :scale_out, :advantages_out, :response_entropy_out, :column_out, :stream),
     era_token_columns_backward = (:head, :logits, :labels, :temperature, :grad_columns, :grad_entropy, :grad_logits_out, :stream),

@@ -41,6 +41,12 @@ const ERA_LN_2PI_E = 2.8378770664093453
 const ERA_CONFIG_SIZE = 168
 # Log-prob reported for a label outside the vocabulary top-K (`vocab_topk`).
 const ERA_OUTSIDE_TOPK_LOGPROB = -10000.0
+# Rows of a token-statistics tensor (`[ERA_TOKEN_STATS_ROWS, ...]`, float64):
+# rows 0 to 7 add under a common maximum, row 8 is the maximum.
+const ERA_TOKEN_STATS_ROWS = 9
+# Entries per token of the tensor that `era_token_block_finish` saves for
+# `era_token_block_backward` (`[..., ERA_TOKEN_SAVED]`, float64).
+const ERA_TOKEN_SAVED = 8
 # Gaussian head (docs/math.md#gaussian-head): continuous-control log-stds.
 const ERA_HEAD_KIND_GAUSSIAN = 1
 # Softmax head (section 2): classification and discrete policies.
