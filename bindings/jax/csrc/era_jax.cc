@@ -597,6 +597,9 @@ inline auto token_columns_bwd_impl() {
   };
 }
 
+// The token head over vocabulary blocks: its handlers, bindings and impls.
+#include "token_blocks.inc"
+
 // ----------------------------------------------------------------- metadata
 //
 // XLA asks every handler for its metadata (the FFI API version it was built
@@ -642,6 +645,11 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
   X(token_columns, token_columns_binding, token_columns_impl())          \
   X(token_decide, token_decide_binding, token_decide_impl())             \
   X(token_columns_bwd, token_columns_bwd_binding, token_columns_bwd_impl()) \
+  X(token_block_stats, token_block_stats_binding, token_block_stats_impl()) \
+  X(token_stats_merge, token_stats_merge_binding, token_stats_merge_impl()) \
+  X(token_stats_rebase, token_stats_rebase_binding, token_stats_rebase_impl()) \
+  X(token_block_finish, token_block_finish_binding, token_block_finish_impl()) \
+  X(token_block_bwd, token_block_bwd_binding, token_block_bwd_impl())  \
   X(gaussian_entropy, gaussian_entropy_binding, GaussianEntropy)         \
   X(softmax_entropy, softmax_entropy_binding, SoftmaxEntropy)            \
   X(truncated_normal_entropy, trunc_normal_binding, TruncNormalEntropy)
