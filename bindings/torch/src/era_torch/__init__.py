@@ -18,6 +18,7 @@ from ._ops import (
     softmax_logits,
     truncated_normal_entropy,
 )
+from ._gaussian_mask import gaussian_log_std_masked
 from ._token import token_logprobs, token_outputs
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
@@ -40,6 +41,7 @@ __all__ = [
     "defaults",
     "gaussian_entropy",
     "gaussian_log_std",
+    "gaussian_log_std_masked",
     "library_path",
     "response_ids_from_mask",
     "softmax_entropy",

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import warnings
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from . import _native as native
 from ._defaults import GAUSSIAN, OPTIMIZERS, pick
+from ._gaussian_mask import gaussian_log_std_masked
 from ._native import EraError
 from ._ops import gaussian_log_std, softmax_logits
 
@@ -187,16 +189,23 @@ class EraGaussian(nn.Module):
             self._buffers["delta"] = torch.tensor(self.learner.delta, dtype=dtype, device=self.delta.device)
         return out
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, mask: Optional[Tensor] = None, *, fill: Optional[float] = None) -> Tensor:
+        """Log-stds of ``z`` ``[..., D]``. With ``mask`` (1/True active, 0/False inactive,
+        broadcastable to ``z``): the head over each row's active coordinates, target
+        ``(a/D)*(target_entropy + delta)`` for ``a`` of them, and ``fill`` (None: ``z``)
+        at the inactive ones (:func:`era_torch.gaussian_log_std_masked`,
+        docs/math.md#gaussian-mask)."""
         # a copy of the buffer: the backward needs the delta this forward used, and
         # update_delta may write the buffer in between (in a compiled graph, one fused kernel)
-        return gaussian_log_std(
-            z,
+        kw = dict(
             target_entropy=self.target_entropy,
             log_std_min=self.log_std_min,
             log_std_max=self.log_std_max,
             delta=self.delta.clone(),
         )
+        if mask is None:
+            return gaussian_log_std(z, **kw)
+        return gaussian_log_std_masked(z, mask, fill=fill, **kw)
 
     @torch.no_grad()
     def update_delta(self, mean_entropy) -> float:
