@@ -38,6 +38,8 @@
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
 #   make sac-compare-paper  the same at the official SAC-ERA settings, HalfCheetah-v5 and Humanoid-v5
+#   make ppo-compare   PPO vs PPO-ERA on four MuJoCo tasks, five seeds, tuning first (examples/jax/PPO_RESULTS.md;
+#                      PPO_STEPS per seed, default 98304: about an hour on 2 busy cores; 1000000 is the full length)
 #   make test-hardening  Miri, ASan+UBSan C tests, valgrind C tests (ctest -T memcheck), TSan, fuzz smoke:
 #                      make test-miri, test-sanitize, test-valgrind, test-tsan, fuzz-smoke (every fuzz target for 20 s)
 #   make fuzz          every fuzz target for FUZZ_SECONDS (default 600) each
@@ -61,7 +63,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare sac-compare-paper test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -152,6 +154,10 @@ sac-compare: example-deps
 
 sac-compare-paper: example-deps
 	PYTHON="$(PY)" bash examples/jax/compare.sh --preset paper
+
+PPO_STEPS ?= 98304
+ppo-compare: example-deps
+	"$(PY)" examples/jax/ppo_tools.py compare --steps $(PPO_STEPS) --tune-steps 98304 --out examples/jax/ppo_results
 
 # Wheels (bindings/jax/wheel.sh): a self-contained era_jax wheel in dist/ (the CPU build of the
 # native library inside, repaired by auditwheel), and its tests from a fresh venv whose PATH has
