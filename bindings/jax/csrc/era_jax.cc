@@ -600,6 +600,9 @@ inline auto token_columns_bwd_impl() {
 // The token head over vocabulary blocks: its handlers, bindings and impls.
 #include "token_blocks.inc"
 
+// The Gaussian head under a per-row active-dimension mask: its impls and bindings.
+#include "gaussian_mask.inc"
+
 // ----------------------------------------------------------------- metadata
 //
 // XLA asks every handler for its metadata (the FFI API version it was built
@@ -638,6 +641,8 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
 #define ERA_JAX_OPS(X)                                                   \
   X(gaussian_fwd, gaussian_fwd_binding, GaussianFwd)                     \
   X(gaussian_bwd, gaussian_bwd_binding, GaussianBwd)                     \
+  X(gaussian_masked_fwd, gaussian_masked_fwd_binding, GaussianMaskedFwd) \
+  X(gaussian_masked_bwd, gaussian_masked_bwd_binding, GaussianMaskedBwd) \
   X(softmax_fwd, softmax_fwd_binding, SoftmaxFwd)                        \
   X(softmax_bwd, softmax_bwd_binding, SoftmaxBwd)                        \
   X(token_fwd, token_fwd_binding, token_fwd_impl())                      \

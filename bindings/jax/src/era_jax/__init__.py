@@ -29,6 +29,7 @@ from ._ops import (
     token_logprobs,
     truncated_normal_entropy,
 )
+from ._gaussian_mask import gaussian_log_std_masked
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from .delta import DeltaState, delta_init, delta_update, max_delta
 from .gaussian_era import GaussianEra, truncation_gap_bound
@@ -54,6 +55,7 @@ __all__ = [
     "token_decide",
     "token_logprob_columns",
     "gaussian_log_std",
+    "gaussian_log_std_masked",
     "library_path",
     "max_delta",
     "policies",
