@@ -31,6 +31,7 @@ from ._ops import (
 )
 from ._gaussian_mask import gaussian_log_std_masked
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
+from ._token_blocks import fused_token_columns, token_logprob_columns_sharded, vocab_sharded_token_columns
 from .delta import DeltaState, delta_init, delta_update, max_delta
 from .gaussian_era import GaussianEra, truncation_gap_bound
 from . import policies  # noqa: E402  (TruncatedNormal, TanhGaussian)
@@ -54,6 +55,9 @@ __all__ = [
     "gaussian_entropy",
     "token_decide",
     "token_logprob_columns",
+    "fused_token_columns",
+    "token_logprob_columns_sharded",
+    "vocab_sharded_token_columns",
     "gaussian_log_std",
     "gaussian_log_std_masked",
     "library_path",
