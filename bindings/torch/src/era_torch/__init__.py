@@ -21,6 +21,7 @@ from ._ops import (
 from ._gaussian_mask import gaussian_log_std_masked
 from ._token import token_logprobs, token_outputs
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
+from ._token_blocks import fused_token_columns, sharded_token_logprob_columns
 from .modules import DeltaLearner, EraGaussian, EraSoftmax
 from ._verl_legacy import EraLogprobs, response_ids_from_mask, verl_era_logprobs
 from ._native import load_cpu_kernels as _load_cpu_kernels
@@ -39,11 +40,13 @@ __all__ = [
     "cpu_kernels",
     "cpu_kernels_status",
     "defaults",
+    "fused_token_columns",
     "gaussian_entropy",
     "gaussian_log_std",
     "gaussian_log_std_masked",
     "library_path",
     "response_ids_from_mask",
+    "sharded_token_logprob_columns",
     "softmax_entropy",
     "softmax_logits",
     "TokenColumns",
