@@ -122,3 +122,25 @@ def test_the_loss_sees_the_recipes_log_probs_and_advantages(tmp_path):
         torch.testing.assert_close(logps[b][valid], want[valid].float(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(inputs["advantages"][b][valid], torch.full((int(valid.sum()),), float(adv[b] / c)))
     torch.testing.assert_close(ent, h.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_fused_head_never_makes_the_logits_and_agrees_with_the_ordinary_head(tmp_path):
+    fused = make(EraGRPOTrainer, tmp_path, era_chunk_size=10)
+    plain = make(EraGRPOTrainer, tmp_path, era_fused_head=False)
+    plain.model.load_state_dict(fused.model.state_dict())
+
+    def no_logits(*a, **k):
+        raise AssertionError("the fused head must not call lm_head")
+
+    fused.model.lm_head.forward = no_logits
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(4, 64, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    a = fused._get_per_token_logps_and_entropies(fused.model, ids, mask, 5, compute_entropy=True)
+    b = plain._get_per_token_logps_and_entropies(plain.model, ids, mask, 5, compute_entropy=True)
+    torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=1e-5)
+    (a[0].sum() + a[1].sum()).backward()
+    (b[0].sum() + b[1].sum()).backward()
+    for (name, p), q in zip(fused.model.named_parameters(), plain.model.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)

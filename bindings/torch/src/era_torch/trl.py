@@ -17,9 +17,13 @@ clipped objective, ``top_entropy_quantile``, an entropy bonus, logging) is TRL's
   are logged as ``era/sharpen``, ``era/flatten`` and ``era/response_entropy``.
 
 Memory: TRL 1.16 computes log-probs and entropies with a fused LM head that never holds the
-``[batch, completion, vocabulary]`` logits; this trainer calls the model's ordinary head on the
-completion positions only (``logits_to_keep``), so those logits exist once per forward chunk
-(``batch_size`` rows), plus the columns (docs/llm-rl.md gives the measured cost).
+``[batch, completion, vocabulary]`` logits, and so does this trainer: it runs the model's decoder,
+then :func:`era_torch.fused_token_columns` over the completion positions' hidden states and the
+LM head's weight (its bias, Cohere's ``logit_scale``, Granite's ``logits_scaling`` and Gemma's
+``final_logit_softcapping`` applied), a vocabulary chunk of ``era_chunk_size`` at a time. A model
+whose head this cannot reproduce (``era_fused_head=False``, or one without ``get_decoder`` /
+``get_output_embeddings``, or a mixture of experts that returns a router loss) takes the model's
+ordinary head on the completion positions only (``logits_to_keep``).
 
 No math here: the library computes the columns, the entropies and the decision; TRL the objective.
 """
@@ -33,6 +37,7 @@ from typing import Optional
 import torch
 
 from ._defaults import TOKEN
+from ._token_blocks import fused_token_columns
 from ._token_split import token_decide, token_logprob_columns
 
 __all__ = ["EraGRPOTrainer"]
@@ -41,6 +46,25 @@ try:
     from trl import GRPOTrainer as _GRPOTrainer
 except ImportError as e:  # pragma: no cover - exercised where trl is missing
     raise ImportError("era_torch.trl needs TRL (pip install 'trl>=1.16'): " + str(e)) from e
+
+
+def _fused_parts(model):
+    """(decoder, weight, bias, logit scale, soft cap) of a causal LM whose logits are
+    ``cap * tanh(scale * (decoder(x) @ W.T + b) / cap)``, or None where the model does not
+    expose them (or returns a router loss, which only its own forward computes)."""
+    cfg = getattr(model, "config", None)
+    get_dec, get_out = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
+    if cfg is None or get_dec is None or get_out is None or getattr(cfg, "output_router_logits", False):
+        return None
+    decoder, head = get_dec(), get_out()
+    weight = getattr(head, "weight", None)
+    if decoder is None or weight is None or decoder is model:
+        return None
+    scale = getattr(cfg, "logit_scale", None)
+    if getattr(cfg, "logits_scaling", None):
+        scale = (scale or 1.0) / float(cfg.logits_scaling)
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    return decoder, weight, getattr(head, "bias", None), scale, cap
 
 
 class _EraHead:
@@ -53,11 +77,21 @@ class _EraHead:
         self.columns = []
 
     def __call__(self, labels=None, fused_lm_head=None, **inputs):
-        out = self.model(**inputs, logits_to_keep=self.keep + 1, use_cache=False)
-        logits = out.logits[:, :-1, :]  # the distributions of the completion tokens
         ids = inputs["input_ids"][:, -self.keep:]
         t = self.trainer
-        cols = token_logprob_columns(logits, ids, temperature=float(t.temperature), k=t.era_k, vocab_topk=t.era_topk)
+        parts = _fused_parts(self.model) if t.era_fused_head else None
+        if parts is not None:
+            decoder, weight, bias, scale, cap = parts
+            out = decoder(**inputs, use_cache=False)
+            hidden = out.last_hidden_state[:, -self.keep - 1:-1, :]  # the states that predict the completion
+            cols = fused_token_columns(hidden, weight, ids, bias=bias, logit_scale=scale, softcap=cap,
+                                       temperature=float(t.temperature), k=t.era_k, vocab_topk=t.era_topk,
+                                       chunk_size=t.era_chunk_size)
+        else:
+            out = self.model(**inputs, logits_to_keep=self.keep + 1, use_cache=False)
+            logits = out.logits[:, :-1, :]  # the distributions of the completion tokens
+            cols = token_logprob_columns(logits, ids, temperature=float(t.temperature), k=t.era_k,
+                                         vocab_topk=t.era_topk)
         self.columns.append(cols.columns)
         return SimpleNamespace(log_probs=cols.columns[..., 0], entropy=cols.entropy, aux_loss=getattr(out, "aux_loss", None))
 
@@ -77,11 +111,15 @@ class EraGRPOTrainer(_GRPOTrainer):
       era_top_fraction: the share of each response's highest-entropy tokens whose mean
         entropy decides (0.2).
       era_advantage_scaling: divide the advantage by the scale (on).
+      era_fused_head: compute the columns from the decoder's hidden states and the LM head's
+        weight a vocabulary chunk at a time, never the whole logits (on).
+      era_chunk_size: vocabulary entries per chunk of the fused head (32768, as TRL's).
     """
 
     def __init__(self, *args, era_k: Optional[float] = None, era_lb: Optional[float] = None,
                  era_ub: Optional[float] = None, era_topk: Optional[int] = None,
-                 era_top_fraction: Optional[float] = None, era_advantage_scaling: Optional[bool] = None, **kwargs):
+                 era_top_fraction: Optional[float] = None, era_advantage_scaling: Optional[bool] = None,
+                 era_fused_head: bool = True, era_chunk_size: int = 32768, **kwargs):
         pick = lambda v, d: d if v is None else v  # noqa: E731
         self.era_k = float(pick(era_k, TOKEN.k))
         self.era_lb = float(pick(era_lb, TOKEN.omega_low))
@@ -89,6 +127,8 @@ class EraGRPOTrainer(_GRPOTrainer):
         self.era_topk = int(pick(era_topk, TOKEN.vocab_topk))
         self.era_top_fraction = float(pick(era_top_fraction, TOKEN.top_fraction))
         self.era_advantage_scaling = bool(pick(era_advantage_scaling, TOKEN.advantage_scaling))
+        self.era_fused_head = bool(era_fused_head)
+        self.era_chunk_size = int(era_chunk_size)
         self._era_inputs = None
         super().__init__(*args, **kwargs)
 
