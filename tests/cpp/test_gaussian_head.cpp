@@ -114,6 +114,36 @@ void delta_input() {
     CHECK_ALL_CLOSE(std::vector<double>(dz2.begin(), dz2.begin() + 3), DZ, 1e-6);
 }
 
+void masked() {
+    era::GaussianHead head(worked());
+    SECTION("forward_masked: a row of ones is forward_delta, a row with one active coordinate is constant");
+    // row 0 all active (the worked example); row 1: only the middle one (a = 1 of D = 3)
+    std::vector<double> z = {0.5, -1.0, 2.0, 0.5, -1.0, 2.0}, m = {1, 1, 1, 0, 1, 0}, d = {0.0, 0.0},
+                        g = {1, 2, -1, 1, 2, -1}, out(6), dz(6), gd(2);
+    const double fill = 7.0;
+    head.forward_masked(era::view(z, {2, 3}), era::view(m, {2, 3}), era::view(d), era::view(out, {2, 3}), &fill);
+    CHECK_ALL_CLOSE(std::vector<double>(out.begin(), out.begin() + 3), OUT, 1e-6);
+    const double one = std::max(-1.5 / 3 - 0.5 * L2PE, -5.0);  // (H0 + delta)/D - L2PE/2
+    CHECK_ALL_CLOSE(std::vector<double>(out.begin() + 3, out.end()), (std::array<double, 3>{fill, one, fill}), 1e-12);
+    head.backward_masked(era::view(z, {2, 3}), era::view(m, {2, 3}), era::view(d), era::view(g, {2, 3}),
+                         era::view(dz, {2, 3}), era::view(gd), &fill);
+    CHECK_ALL_CLOSE(std::vector<double>(dz.begin(), dz.begin() + 3), DZ, 1e-6);
+    CHECK_ALL_CLOSE(std::vector<double>(dz.begin() + 3, dz.end()), (std::array<double, 3>{0, 0, 0}), 0.0);
+    CHECK_ALL_CLOSE(gd, (std::array<double, 2>{DDELTA, 2.0 / 3.0}), 1e-6);
+    SECTION("forward_masked: pass-through and the stored delta");
+    head.forward_masked(era::view(z, {2, 3}), era::view(m, {2, 3}), era::ConstView<double>(), era::view(out, {2, 3}));
+    CHECK(out[3] == z[3] && out[5] == z[5]);
+    SECTION("forward_masked: a mask entry other than 0 or 1 throws");
+    m[0] = 0.5;
+    bool threw = false;
+    try {
+        head.forward_masked(era::view(z, {2, 3}), era::view(m, {2, 3}), era::view(d), era::view(out, {2, 3}));
+    } catch (const era::Error& e) {
+        threw = e.status() == ERA_STATUS_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+}
+
 void delta_learning() {
     SECTION("delta: set, get, fixed optimizer");
     era::GaussianHead fixed(worked());
@@ -166,6 +196,7 @@ int main() {
         forward_backward();
         entropy();
         delta_input();
+        masked();
         delta_learning();
         json_and_ownership();
     });

@@ -257,6 +257,31 @@ public:
         return grad_delta;
     }
 
+    /// forward under a per-row active-dimension mask (docs/math.md#gaussian-mask): `mask` of z's
+    /// shape and type holds 0 (inactive) or 1 (active); a row with a active coordinates gets the
+    /// head of target (a/D)*(H0 + delta) on them, and `*fill` (nullptr: z itself) elsewhere.
+    /// `delta` as in forward_delta, or an unbound view for the stored delta.
+    template <typename T>
+    void forward_masked(ConstView<T> z, ConstView<T> mask, ConstView<T> delta, View<T> out,
+                        const double* fill = nullptr, void* stream = nullptr) const {
+        const DLTensor tz = z.dlpack(), tm = mask.dlpack(), td = delta.dlpack();
+        DLTensor tout = out.dlpack();
+        check(era_gaussian_forward_masked(handle_, &tz, &tm, delta ? &td : nullptr, fill, &tout, stream));
+    }
+
+    /// VJP of forward_masked: grad_z of z's shape (grad_out passed through at inactive
+    /// coordinates when `fill` is nullptr, else 0 there) and, if bound, grad_delta of delta's
+    /// shape (which then must be bound).
+    template <typename T>
+    void backward_masked(ConstView<T> z, ConstView<T> mask, ConstView<T> delta, ConstView<T> grad_out,
+                         View<T> grad_z, View<T> grad_delta = View<T>(), const double* fill = nullptr,
+                         void* stream = nullptr) const {
+        const DLTensor tz = z.dlpack(), tm = mask.dlpack(), td = delta.dlpack(), tg = grad_out.dlpack();
+        DLTensor tgz = grad_z.dlpack(), tgd = grad_delta.dlpack();
+        check(era_gaussian_backward_masked(handle_, &tz, &tm, delta ? &td : nullptr, fill, &tg, &tgz,
+                                           grad_delta ? &tgd : nullptr, stream));
+    }
+
 private:
     GaussianHead(EraHead* handle, bool free_on_error) : RowHead(handle, free_on_error) {}
 };
