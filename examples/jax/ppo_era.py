@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -195,20 +196,42 @@ def gaussian_entropy(log_std):
 # ------------------------------------------------------------------- the agent's jitted functions
 
 
+def learning_rate(cfg: Config, count):
+    """Adam's rate at optimiser step `count`: `lr * (1 - i / iterations)` in update i
+    (0-based), constant within an update (CleanRL's annealing); `lr` without annealing."""
+    if not cfg.anneal_lr:
+        return cfg.lr
+    return cfg.lr * (1.0 - (count // (cfg.update_epochs * cfg.num_minibatches)) / cfg.iterations)
+
+
 def make_optimizer(cfg: Config):
-    """Clip by global norm 0.5, then Adam (eps 1e-5) at `lr * (1 - i / iterations)` in
-    update i (0-based), constant within an update: CleanRL's annealing."""
+    """Clip by global norm `max_grad_norm`, then Adam (eps 1e-5) at `learning_rate`."""
     import optax
 
-    per_update = cfg.update_epochs * cfg.num_minibatches
-    if cfg.anneal_lr:
-        def lr(count):
-            return cfg.lr * (1.0 - (count // per_update) / cfg.iterations)
-    else:
-        lr = cfg.lr
+    lr = functools.partial(learning_rate, cfg) if cfg.anneal_lr else cfg.lr
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr, eps=cfg.adam_eps))
 
 
+def gae(val, rew, done, next_value, gamma: float, lam: float):
+    """Generalised advantage estimates of one rollout `[T]`: `done[t]` says the episode ended
+    after step t (no bootstrap across it); `next_value` is the value after the last step
+    (already 0 if that step ended an episode)."""
+    import jax
+    import jax.numpy as jnp
+
+    def back(carry, x):
+        adv_next, v_next = carry
+        v, r, d = x
+        nonterminal = 1.0 - d
+        delta = r + gamma * v_next * nonterminal - v
+        adv = delta + gamma * lam * nonterminal * adv_next
+        return (adv, v), adv
+
+    _, adv = jax.lax.scan(back, (jnp.zeros((), val.dtype), next_value), (val, rew, done), reverse=True)
+    return adv
+
+
+@functools.lru_cache(maxsize=16)
 def make_agent(cfg: Config, obs_dim: int, act_dim: int):
     """`(init, act_log_std, update)`, each jitted and vmapped over the leading seed axis.
 
@@ -218,7 +241,9 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
     - `update(params, opt_state, batch, next_obs, next_done, keys) -> (params, opt_state, metrics, keys)`:
       GAE over the rollout `batch` (a dict of `[S, T, ...]` arrays: obs, act, logp, val, rew,
       done = the episode ended after that step), then `update_epochs` epochs of
-      `num_minibatches` minibatches. `metrics` has one value per seed."""
+      `num_minibatches` minibatches. `metrics` has one value per seed.
+
+    Cached per (cfg, obs_dim, act_dim): a second run of the same configuration compiles nothing."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -230,18 +255,6 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
     def init_one(key):
         p = init_params(cfg, key, obs_dim, act_dim)
         return p, opt.init(p)
-
-    def gae(val, rew, done, next_value):
-        def back(carry, x):
-            adv_next, v_next = carry
-            v, r, d = x
-            nonterminal = 1.0 - d
-            delta = r + cfg.gamma * v_next * nonterminal - v
-            adv = delta + cfg.gamma * cfg.gae_lambda * nonterminal * adv_next
-            return (adv, v), adv
-
-        _, adv = jax.lax.scan(back, (jnp.zeros(()), next_value), (val, rew, done), reverse=True)
-        return adv
 
     def loss_fn(p, mb):
         mean = mlp_apply(p["actor"], mb["obs"])
@@ -272,7 +285,7 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
 
     def update_one(p, o, batch, next_obs, next_done, key):
         next_value = mlp_apply(p["critic"], next_obs)[0]
-        adv = gae(batch["val"], batch["rew"], batch["done"], next_value * (1.0 - next_done))
+        adv = gae(batch["val"], batch["rew"], batch["done"], next_value * (1.0 - next_done), cfg.gamma, cfg.gae_lambda)
         data = {k: batch[k] for k in ("obs", "act", "logp", "val")}
         data["adv"], data["ret"] = adv, adv + batch["val"]
         ls_rollout = log_std_fn(p["log_std"], batch["obs"].shape[0])  # the policy that collected the batch
@@ -460,7 +473,7 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
         m = {k: np.asarray(v) for k, v in m.items()}
         update_s += time.perf_counter() - t1
         wall = time.perf_counter() - t0
-        lr = cfg.lr * (1.0 - it / cfg.iterations) if cfg.anneal_lr else cfg.lr
+        lr = learning_rate(cfg, it * cfg.update_epochs * cfg.num_minibatches)
         for j, s in enumerate(seeds):
             new = envs.returns[j][seen[j]:]
             rows.append({
