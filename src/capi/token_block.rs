@@ -24,7 +24,10 @@ pub const ERA_TOKEN_SAVED: i64 = 8;
 /// The block's place in the vocabulary, checked for sign.
 fn vocab_block(offset: i64, size: i64, valid: i64) -> Result<VocabBlock> {
     if offset < 0 || size < 1 || valid < 1 {
-        bail!(InvalidArgument, "vocab_offset = {offset}, vocab_size = {size}, vocab_valid = {valid}: expected offset >= 0, size >= 1, valid >= 1");
+        bail!(
+            InvalidArgument,
+            "vocab_offset = {offset}, vocab_size = {size}, vocab_valid = {valid}: expected offset >= 0, size >= 1, valid >= 1"
+        );
     }
     Ok(VocabBlock { offset: offset as usize, vocab_size: size as usize, vocab_valid: valid as usize })
 }
@@ -211,7 +214,12 @@ pub unsafe extern "C" fn era_token_stats_merge(
 /// # Safety
 /// Every pointer is valid; the tensors describe live memory.
 #[no_mangle]
-pub unsafe extern "C" fn era_token_stats_rebase(head: *const EraHead, stats: *mut DLTensor, max: *const DLTensor, stream: *mut c_void) -> EraStatus {
+pub unsafe extern "C" fn era_token_stats_rebase(
+    head: *const EraHead,
+    stats: *mut DLTensor,
+    max: *const DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
     ffi_boundary! {
         let _ = stream;
         let t = head_ref(head)?.as_token("era_token_stats_rebase")?;
