@@ -4,7 +4,7 @@
 #   make demo          bootstrap, examples (C, C++), demo-sac (a short SAC vs SAC-ERA run), demo-mpc (a short
 #                      planner episode); it installs jax, era_jax and the examples' requirements, not torch
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-wheel, test-examples, test-torch, test-mpc, test-cuda, test-wheel-cuda
+#                      test-wheel, test-examples, test-torch, test-wheel-torch, test-mpc, test-cuda, test-wheel-cuda
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -19,7 +19,8 @@
 #   make test-jax      the era_jax package into .venv (make jax-install), then its tests
 #   make wheel         a self-contained era_jax wheel in dist/ (auditwheel-repaired);  make test-wheel: its
 #                      tests from a fresh venv whose PATH has no cargo or cmake;  make wheel-cuda,
-#                      make test-wheel-cuda: the same for the CUDA variant (dist/cuda/)
+#                      make test-wheel-cuda: the same for the CUDA variant (dist/cuda/);  make wheel-torch,
+#                      make test-wheel-torch: an era_torch wheel in dist/torch/ and its torch-only tests the same way
 #   make test-examples the SAC example's tests;  make example-deps: jax-install and its requirements
 #   make demo-sac      both SAC agents, HalfCheetah-v5, 10k steps, one seed
 #   make test-torch    the era_torch package (and era_jax, which its tests compare it with) into .venv,
@@ -63,7 +64,8 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda \
+        wheel-torch test-wheel-torch test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -91,7 +93,7 @@ demo: bootstrap
 
 test: bootstrap
 	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
-	    test-mpc test-cuda test-wheel-cuda
+	    test-wheel-torch test-mpc test-cuda test-wheel-cuda
 
 lint: $(PY)
 	$(CARGO) fmt --check
@@ -223,6 +225,15 @@ grpo-compare: torch-install
 
 bench-torch: torch-install
 	"$(PY)" bindings/torch/bench.py
+
+# The era_torch wheel (bindings/torch/wheel.sh): dist/torch/era_torch-*-manylinux_2_28_*.whl, built
+# against the venv's torch (its C++ CPU kernels for that torch), and its tests that need only torch,
+# numpy and pytest from a fresh venv whose PATH has no cargo or cmake (torch linked from the venv).
+wheel-torch: torch-install
+	PYTHON="$(PY)" BUILD="$(BUILD)" bash bindings/torch/wheel.sh build
+
+test-wheel-torch: wheel-torch
+	PYTHON="$(PYTHON)" BUILD="$(BUILD)" TORCH_PYTHON="$(PY)" bash bindings/torch/wheel.sh test
 
 # ---------------------------------------------------------------- C++ planners on MuJoCo (examples/mpc)
 # scripts/mpc.sh installs MuJoCo (the mujoco-core wheel) and dm_control's models into the venv and
