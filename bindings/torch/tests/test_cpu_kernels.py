@@ -242,6 +242,29 @@ def test_can_be_switched_off():
     assert out.splitlines()[1] == here.splitlines()[1]
 
 
+def test_kernels_for_another_torch_warn_naming_both_versions(monkeypatch):
+    """The loader under a torch other than the one the kernels were built for (the recorded
+    version faked by monkeypatching torch.__version__): a Python warning naming both versions,
+    and the ops' Python implementations (the pure ABI path) in use. Needs only the built file,
+    not loaded kernels."""
+    from era_torch import _native
+
+    path = os.path.join(os.path.dirname(era_torch.__file__), "_cpu_ops.so")
+    if not os.path.exists(path):
+        pytest.skip("this build has no C++ CPU kernels: " + era_torch.cpu_kernels_status())
+    with open(path[: -len(".so")] + ".built") as f:
+        built = dict(line.split("=", 1) for line in f.read().split())
+    monkeypatch.delenv("ERA_TORCH_CPU_KERNELS", raising=False)
+    monkeypatch.setattr(torch, "__version__", "0.0.0+other")
+    monkeypatch.setattr(_native, "_cpu_ops", {"loaded": True, "why": "as before"})  # restored afterwards
+    with pytest.warns(UserWarning) as record:
+        _native.load_cpu_kernels()
+    [message] = [str(w.message) for w in record if str(w.message).startswith("era_torch:")]
+    assert f"torch={built['torch']}" in message and "torch=0.0.0+other" in message, message
+    assert "the ops run in Python" in message and "rebuild era_torch" in message, message
+    assert not era_torch.cpu_kernels() and "torch=0.0.0+other" in era_torch.cpu_kernels_status()
+
+
 @needs_kernels
 def test_kernels_built_for_another_torch_are_not_loaded(tmp_path):
     """A package whose C++ kernels were built against another torch or Python warns and runs
