@@ -190,6 +190,27 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_holds_on_every_active_set() {
+        // random and extreme rows (scales up to 1000, so that most coordinates clip), every mask
+        let (d, h0) = (5, -4.0);
+        let h = head(d, h0);
+        let rows = 1 << d;
+        for (scale, delta) in [(0.1, 0.0), (3.0, -2.0), (1000.0, 1.5)] {
+            let z = data(rows, d, scale) * scale;
+            let mask = Array::from_shape_fn(IxDyn(&[rows, d]), |ix| f64::from(((ix[0] >> ix[1]) & 1) as u8));
+            let mut out = ArrayD::<f64>::zeros(IxDyn(&[rows, d]));
+            h.forward_masked(z.view(), mask.view(), DeltaArg::Scalar(delta), Inactive::Fill(0.0), out.view_mut()).unwrap();
+            for r in 0..rows {
+                let a = (0..d).filter(|&i| mask[[r, i]] == 1.0).count() as f64;
+                let entropy: f64 = (0..d).map(|i| mask[[r, i]] * out[[r, i]]).sum::<f64>() + 0.5 * a * crate::config::L2PE;
+                let floor = a / d as f64 * (h0 + delta);
+                assert!(entropy >= floor - 1e-9 * (1.0 + floor.abs()), "row {r}: {entropy} < {floor}");
+                assert!((0..d).all(|i| mask[[r, i]] == 1.0 || out[[r, i]] == 0.0));
+            }
+        }
+    }
+
+    #[test]
     fn mask_values_and_shapes_are_checked() {
         let h = head(3, -1.0);
         let z = data(2, 3, 0.0);
