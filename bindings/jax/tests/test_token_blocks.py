@@ -119,6 +119,25 @@ def test_fused_f32(rng, topk):
     assert_close(gf, gw, rtol=1e-4, atol=1e-5)
 
 
+def test_fused_bfloat16(rng):
+    h, w, b, y = problem(rng, jnp.bfloat16)
+
+    def whole(h, w):
+        x = 5.0 * jnp.tanh(jnp.matmul(h, w.T, precision="highest") / 5.0)
+        return era_jax.token_logprob_columns(x, y)
+
+    def fused(h, w):
+        return era_jax.fused_token_columns(h, w, y, chunk_size=7, softcap=5.0)
+
+    out = jax.jit(fused)(h, w)
+    assert out.columns.dtype == jnp.float32
+    assert_close(out, whole(h, w), rtol=1e-5, atol=1e-5)  # the same bf16 logits
+    gf = jax.jit(jax.grad(lambda *a: jnp.sum(fused(*a).columns), (0, 1)))(h, w)
+    gw = jax.grad(lambda *a: jnp.sum(whole(*a).columns), (0, 1))(h, w)
+    assert all(g.dtype == jnp.bfloat16 for g in gf)
+    assert_close(gf, gw, rtol=5e-2, atol=0.1)
+
+
 def _avals(jaxpr):
     """Every abstract value of a closed jaxpr, its sub-jaxprs (scan bodies, custom rules) included."""
     for eqn in jaxpr.eqns:

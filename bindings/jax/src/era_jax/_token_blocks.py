@@ -24,7 +24,8 @@ works with x64 off. With x64 on the merge across ranks uses ``pmax``/``psum`` on
 view; with x64 off it gathers every rank's statistics (``[R, 9, N]`` 8-byte values) and merges
 them with ``era_token_stats_merge``. CPU buffers only in this version (the library answers
 ``UNSUPPORTED_DEVICE`` on CUDA). The math is the library's; this module holds only the chain
-rule of the matmul, the logit scale and the soft cap.
+rule of the matmul, the logit scale and the soft cap. The tokens are one axis ``N``: fold batch
+axes into it (these functions have no ``vmap`` rule).
 """
 
 from __future__ import annotations
