@@ -1,5 +1,5 @@
 //! The ABI boundary: every exported function's body runs inside
-//! [`ffi_boundary!`], which catches panics and turns errors into a status
+//! `ffi_boundary!`, which catches panics and turns errors into a status
 //! (recording the message for `era_last_error`) or, for functions that do
 //! not return a status, into that function's fallback value.
 //!

@@ -87,7 +87,7 @@ impl Head {
         }
     }
 
-    /// The Gaussian head, or a [`ErrorKind::WrongHeadKind`] error naming `op`.
+    /// The Gaussian head, or a [`ErrorKind::WrongHeadKind`](crate::ErrorKind::WrongHeadKind) error naming `op`.
     pub fn as_gaussian(&self, op: &str) -> Result<&GaussianHead> {
         match self {
             Head::Gaussian(h) => Ok(h),
@@ -95,7 +95,7 @@ impl Head {
         }
     }
 
-    /// The token head, or a [`ErrorKind::WrongHeadKind`] error naming `op`.
+    /// The token head, or a [`ErrorKind::WrongHeadKind`](crate::ErrorKind::WrongHeadKind) error naming `op`.
     pub fn as_token(&self, op: &str) -> Result<&TokenHead> {
         match self {
             Head::Token(h) => Ok(h),

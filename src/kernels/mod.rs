@@ -1,13 +1,13 @@
 //! The arithmetic of the heads, one module per head, and what they share.
 //!
-//! - [`gaussian`], [`softmax`], [`token`]: each head's rows in f64 (the
+//! - [`gaussian`](crate::kernels::gaussian), [`softmax`](crate::kernels::softmax), [`token`](crate::kernels::token): each head's rows in f64 (the
 //!   straightforward kernels, also the references) and in f32 (vectorised,
 //!   for f32, bf16 and f16 inputs); later the CUDA kernels sit beside them
 //!   (see CONTRIBUTING.md).
-//! - [`vmath`]: vector math (f32 `exp`/`ln`, lane helpers) and the f64 row
+//! - [`vmath`](crate::kernels::vmath): vector math (f32 `exp`/`ln`, lane helpers) and the f64 row
 //!   helpers (`logsumexp`, `softmax`, entropy).
-//! - [`element`]: the element types and the bf16 conversions.
-//! - [`parallel`]: the thread pools; the only module that decides whether
+//! - [`element`](crate::kernels::element): the element types and the bf16 conversions.
+//! - [`parallel`](crate::kernels::parallel): the thread pools; the only module that decides whether
 //!   work runs on the calling thread or is split across threads.
 //!
 //! Kernels are arithmetic on slices: no shape checks, no configuration

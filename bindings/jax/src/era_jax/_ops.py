@@ -421,9 +421,8 @@ def token_logprobs(
         response may be anywhere in the batch); under ``vmap`` each mapped
         instance has its own responses.
       advantages: ``[...]`` float; cast to the output dtype.
-      k, omega_low, omega_high, top_fraction, temperature, advantage_scaling,
-        vocab_topk: the head's configuration (static; None: the library's
-        default, ``era_jax._defaults.TOKEN``).
+      k, omega_low, omega_high, top_fraction, temperature, advantage_scaling, vocab_topk: the
+        head's configuration (static; None: the library's default, ``era_jax._defaults.TOKEN``).
       inplace_backward: on CPU, let the backward write the logits' gradient into the
         logits' own buffer (static; the values are the same bit for bit). Inside a
         jitted training step the logits are an intermediate that is dead after this

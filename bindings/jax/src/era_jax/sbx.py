@@ -156,7 +156,9 @@ class SACERAPolicy(SACPolicy):
 class SACERA(SAC):
     """SAC-ERA on SBX: SBX's ``SAC`` without entropy terms, with :class:`EraActor`.
 
-    Args (the rest are SBX ``SAC``'s, except ``ent_coef`` and ``use_sde``, which it refuses):
+    The arguments are SBX ``SAC``'s (except ``ent_coef`` and ``use_sde``, which it refuses) and:
+
+    Args:
       target_entropy: the bounded policy's entropy target, nats (``"auto"``: ``-dim``).
       bounded_policy: ``"truncnorm"`` (default, the official code's) or ``"tanh"``.
       learn_delta: learn ``delta`` (default) or keep it at its initial value.

@@ -46,7 +46,7 @@ class DeltaLearner:
       lr, beta1, beta2, eps: the optimizer's settings (None: library defaults).
 
     Raises:
-      EraError: the library's status and message for an invalid configuration or an
+      era_torch.EraError: the library's status and message for an invalid configuration or an
         infeasible initial ``delta``.
     """
 

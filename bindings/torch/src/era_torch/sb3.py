@@ -269,7 +269,9 @@ class SACERAPolicy(SACPolicy):
 class SACERA(SAC):
     """SAC-ERA: SB3's ``SAC`` without entropy terms, with ERA's Gaussian head on the actor.
 
-    Args (the rest are ``SAC``'s, except ``ent_coef`` and ``use_sde``, which it refuses):
+    The arguments are ``SAC``'s (except ``ent_coef`` and ``use_sde``, which it refuses) and:
+
+    Args:
       target_entropy: the bounded policy's entropy target in nats (``"auto"``: ``-dim``).
       bounded_policy: ``"truncnorm"`` (default; the official code's truncated normal) or
         ``"tanh"`` (SB3's squashed Gaussian; its entropy gap has no bound, so a learned
@@ -410,7 +412,9 @@ class EraActorCriticPolicy(ActorCriticPolicy):
 class PPOERA(PPO):
     """PPO-ERA: SB3's ``PPO`` without entropy bonus, the Gaussian's log-std through ERA's head.
 
-    Args (the rest are ``PPO``'s, except ``ent_coef`` and ``use_sde``, which it refuses):
+    The arguments are ``PPO``'s (except ``ent_coef`` and ``use_sde``, which it refuses) and:
+
+    Args:
       target_entropy: required; the entropy floor of the policy's Gaussian in every state,
         nats (the head guarantees ``target_entropy + delta``).
       state_dependent_std: a log-std per state (a linear layer on the latent) instead of

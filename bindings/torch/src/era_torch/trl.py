@@ -102,8 +102,10 @@ class _EraHead:
 class EraGRPOTrainer(_GRPOTrainer):
     """TRL's ``GRPOTrainer`` with ERA's token head (docs/llm-rl.md).
 
-    Args (keywords, besides ``GRPOTrainer``'s own; None: the library's defaults, which are
+    Keyword arguments besides ``GRPOTrainer``'s own (None: the library's defaults, which are
     the official recipe's):
+
+    Args:
       era_k: the scale factor ``k`` (2).
       era_lb, era_ub: ``omega_low`` and ``omega_high``, the response-entropy thresholds (0.45, 3.0).
       era_topk: log-probs over the K largest logits only (0: the full vocabulary; the recipe
