@@ -4,7 +4,7 @@
 # installed tree, and builds and runs every consumer against it: the
 # find_package project (era::era, era::static, era.hpp, pkg-config), the C tests
 # (tests/c, CTest), the C++ tests (tests/cpp/run.sh: g++ and clang++, C++17 and C++20),
-# and examples/c and examples/cpp.
+# examples/c and examples/cpp, and the READMEs' C and C++ blocks (scripts/check_readme_code.py).
 #
 #   scripts/test-install.sh BUILD_DIR VERSION [CMAKE_FLAGS...]
 #
@@ -39,5 +39,7 @@ for lang in c cpp; do
     cmake --build "$scratch/examples-$lang" --parallel "$jobs"
     "$scratch/examples-$lang/example"
 done
+python3 scripts/check_readme_code.py "$prefix" "$scratch/readme-code" README.md bindings/*/README.md \
+    bindings/julia/ERA/README.md
 rm -rf "$scratch"
 echo "test-install: all passed"
