@@ -116,3 +116,14 @@ def test_errors(rng):
         era(z, jnp.ones(4), delta=1e6)
     with pytest.raises(ValueError):
         era(z, jnp.ones(3))
+
+
+def test_gaussian_era_settings_take_a_mask(rng):
+    s = era_jax.GaussianEra(dim=4, target_entropy=-2.0, mode="gaussian")
+    z = jnp.asarray(rng.normal(size=(5, 4)))
+    m = jnp.asarray([True, True, False, True])
+    got = s.log_std(z, mask=m, fill=0.0)
+    want = era_jax.gaussian_log_std_masked(z, m, target_entropy=-2.0, log_std_min=s.log_std_min,
+                                           log_std_max=s.log_std_max, delta=s.initial_delta, fill=0.0)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(s.log_std(z, mask=jnp.ones(4)), s.log_std(z))

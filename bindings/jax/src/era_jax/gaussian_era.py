@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from . import _native as native
 from ._defaults import GAUSSIAN, OPTIMIZERS, pick
+from ._gaussian_mask import gaussian_log_std_masked
 from ._ops import _static_float, _static_int, gaussian_log_std
 from .delta import DeltaState, delta_init, max_delta
 
@@ -262,12 +263,15 @@ class GaussianEra:
 
     # ------------------------------------------------------------------ head and policy
 
-    def log_std(self, z, delta=None):
+    def log_std(self, z, delta=None, mask=None, fill=None):
         """The head: log-stds ``[..., dim]`` whose Gaussian has entropy at least
         ``target_entropy + delta`` in every row (:func:`era_jax.gaussian_log_std`).
         ``delta``: a :class:`era_jax.DeltaState`, a scalar or one value per row
         (traced, differentiable); None: :attr:`initial_delta` (the fixed delta of
-        ``mode="gaussian"``)."""
+        ``mode="gaussian"``). With ``mask`` (1/True active, 0/False inactive, broadcastable
+        to ``z``): the head over each row's ``a`` active coordinates with the floor
+        ``(a/dim)*(target_entropy + delta)``, and ``fill`` (None: ``z``) at the inactive ones
+        (:func:`era_jax.gaussian_log_std_masked`, docs/math.md#gaussian-mask)."""
         z = jnp.asarray(z)
         if z.ndim < 1 or z.shape[-1] != self.dim:
             raise ValueError(
@@ -278,6 +282,9 @@ class GaussianEra:
             delta = delta.delta
         if delta is None:
             delta = self.initial_delta
+        if mask is not None:
+            return gaussian_log_std_masked(z, mask, target_entropy=self.target_entropy, log_std_min=self.log_std_min,
+                                           log_std_max=self.log_std_max, delta=delta, fill=fill)
         return gaussian_log_std(z, target_entropy=self.target_entropy, log_std_min=self.log_std_min,
                                 log_std_max=self.log_std_max, delta=delta)
 
