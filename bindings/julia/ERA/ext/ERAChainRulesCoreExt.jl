@@ -43,6 +43,20 @@ function ChainRulesCore.rrule(::typeof(ERA.forward), h::GaussianHead, z::Abstrac
     return y, era_forward_delta_pullback
 end
 
+# the masked Gaussian head (docs/math.md#gaussian-mask): d/d z and d/d delta; the mask is not
+# differentiated (era_gaussian_backward_masked).
+function ChainRulesCore.rrule(::typeof(ERA.forward_masked), h::GaussianHead, z::AbstractArray, mask::AbstractArray,
+                              delta; fill=nothing)
+    y = ERA.forward_masked(h, z, mask, delta; fill=fill)
+    function era_forward_masked_pullback(ȳ)
+        g = unthunk(ȳ)
+        g isa AbstractZero && return (NoTangent(), NoTangent(), ZeroTangent(), NoTangent(), ZeroTangent())
+        dz, ddelta = ERA.backward_masked(h, z, mask, delta, _strided(g, z); fill=fill)
+        return (NoTangent(), NoTangent(), dz, NoTangent(), ddelta)
+    end
+    return y, era_forward_masked_pullback
+end
+
 # Token head (docs/math.md#token-backward, #split-token-backward):
 # - logprobs: d/d logits through era_token_backward at the forward's scale;
 # - entropy: d/d logits through era_token_columns_backward (its grad_entropy input), added;

@@ -271,6 +271,60 @@ function backward(h::GaussianHead, z::AbstractArray, delta, grad_out::AbstractAr
     return grad_z, (delta isa Number ? scalar_value(grad_d) : grad_d)
 end
 
+# ------------------------------------------------------------------- masked Gaussian
+
+_fill_ref(fill::Nothing) = C_NULL
+_fill_ref(fill::Real) = Ref{Cdouble}(Float64(fill))
+
+"""
+    forward_masked!(out, head::GaussianHead, z, mask, delta; fill=nothing) -> out
+
+The Gaussian head under a per-column active-dimension mask (docs/math.md#gaussian-mask,
+`era_gaussian_forward_masked`): `mask` has the size and element type of `z` and holds 0
+(inactive) or 1 (active); a column with `a` of its `D` entries active gets the head of
+target `(a/D)*(H0 + delta)` on them, and `fill` (`nothing`: `z` itself) elsewhere. `delta`
+as in `forward!(out, head, z, delta)`.
+"""
+function forward_masked!(out::AbstractArray, h::GaussianHead, z::AbstractArray, mask::AbstractArray, delta;
+                         fill=nothing)
+    d = delta isa Number ? scalar_array(z, eltype(z), delta) : delta
+    f = _fill_ref(fill)
+    zt, mt, dt, ot = dlarg(z), dlarg(mask), dlarg(d), dlarg(out)
+    GC.@preserve h zt mt dt ot f begin
+        check(era_gaussian_forward_masked(h, zt, mt, dt, f, ot, dlstream(z)), "era_gaussian_forward_masked")
+    end
+    return out
+end
+
+"""
+    forward_masked(head::GaussianHead, z, mask, delta; fill=nothing) -> out
+
+As [`forward_masked!`](@ref) into a new array `similar(z)`.
+"""
+forward_masked(h::GaussianHead, z::AbstractArray, mask::AbstractArray, delta; fill=nothing) =
+    forward_masked!(similar(z), h, z, mask, delta; fill=fill)
+
+"""
+    backward_masked(head::GaussianHead, z, mask, delta, grad_out; fill=nothing) -> (grad_z, grad_delta)
+
+The VJP of [`forward_masked`](@ref) (`era_gaussian_backward_masked`): `grad_z` (`grad_out` passed
+through at inactive entries when `fill` is `nothing`, else 0 there) and d loss / d delta, a
+number for a number `delta`, else an array of its size.
+"""
+function backward_masked(h::GaussianHead, z::AbstractArray, mask::AbstractArray, delta, grad_out::AbstractArray;
+                         fill=nothing)
+    d = delta isa Number ? scalar_array(z, eltype(z), delta) : delta
+    f = _fill_ref(fill)
+    grad_z = similar(z)
+    grad_d = similar(d)
+    zt, mt, dt, gt, dzt, ddt = dlarg(z), dlarg(mask), dlarg(d), dlarg(grad_out), dlarg(grad_z), dlarg(grad_d)
+    GC.@preserve h zt mt dt gt dzt ddt f begin
+        check(era_gaussian_backward_masked(h, zt, mt, dt, f, gt, dzt, ddt, dlstream(z)),
+              "era_gaussian_backward_masked")
+    end
+    return grad_z, (delta isa Number ? scalar_value(grad_d) : grad_d)
+end
+
 # ------------------------------------------------------------------------ entropy
 
 _entropy_eltype(::Type{T}) where {T<:Union{Float32,Float64}} = T

@@ -79,6 +79,24 @@ end
         @test zz ≈ out
     end
 
+    @testset "masked Gaussian head" begin
+        h = GaussianHead(dim = 3, target_entropy = -1.5, log_std_min = -5, log_std_max = 0)
+        # column 1 all active (the worked example), column 2 only its middle entry (a = 1 of 3)
+        z = [0.5 0.5; -1.0 -1.0; 2.0 2.0]
+        m = [1.0 0.0; 1.0 1.0; 1.0 0.0]
+        g = [1.0 1.0; 2.0 2.0; -1.0 -1.0]
+        out = ERA.forward_masked(h, z, m, 0.0; fill = 7.0)
+        @test out[:, 1] ≈ [-1.009114, -0.225164, -4.522537] atol = 1e-6
+        @test out[:, 2] ≈ [7.0, -1.5 / 3 - 0.5 * ERA.ERA_LN_2PI_E, 7.0] atol = 1e-12
+        dz, dd = ERA.backward_masked(h, z, m, [0.0, 0.0], g; fill = 7.0)
+        @test dz[:, 1] ≈ [-1.546046, -0.570133, 2.116179] atol = 1e-6
+        @test dz[:, 2] == [0.0, 0.0, 0.0]
+        @test dd ≈ [-0.532081, 2 / 3] atol = 1e-6
+        @test ERA.forward_masked(h, z, m, 0.0)[[1, 3], 2] == z[[1, 3], 2]   # pass-through
+        @test ERA.forward_masked(h, z, ones(3, 2), 0.0) == forward(h, z, 0.0)
+        @test_throws ERAError ERA.forward_masked(h, z, fill(0.5, 3, 2), 0.0)
+    end
+
     @testset "softmax worked example" begin
         h = SoftmaxHead(num_classes = 4, target_entropy = 0.6, tau = 4)
         z = [2.0, 0.0, -1.0, 0.5]
