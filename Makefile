@@ -4,7 +4,8 @@
 #   make demo          bootstrap, examples (C, C++), demo-sac (a short SAC vs SAC-ERA run), demo-mpc (a short
 #                      planner episode); it installs jax, era_jax and the examples' requirements, not torch
 #   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
-#                      test-wheel, test-examples, test-torch, test-wheel-torch, test-mpc, test-cuda, test-wheel-cuda
+#                      test-wheel, test-examples, test-torch, test-wheel-torch, test-mpc, test-cuda, test-wheel-cuda,
+#                      test-docs
 #
 #   make build         cargo build --release through CMake (build/cmake)
 #   make install       install headers, libraries, CMake package and era.pc into $(PREFIX)
@@ -35,6 +36,11 @@
 #                      no GPU against it, the kernels on the CPU through tests/cuda/emu, the GPU check
 #                      rehearsed on the CPU (scripts/gpu-check.sh --rehearse); make cuda-artifacts: what
 #                      scripts/gpu-check.sh runs on a GPU machine (build/cuda/gpu-check), and their size
+#   make docs          the API reference in build/docs (Sphinx, docs/conf.py: era_jax and era_torch, the C ABI
+#                      from era.h's comments, the guides; rustdoc's pages of the crate in build/docs/rust),
+#                      warnings as errors;  make test-docs: every page loads in headless Chromium (installed
+#                      by scripts/bootstrap.sh --docs), no link inside the site is broken, and tests/docs
+#                      (statements of the READMEs that the code must keep true)
 #   make header        regenerate include/era.h;  make decls: regenerate the binding declarations
 #   make bench         the native benchmark table;  make bench-jax, make bench-sac: the bindings'
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
@@ -65,7 +71,7 @@ MAKEFLAGS += --no-print-directory
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
         sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda \
-        wheel-torch test-wheel-torch test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
+        wheel-torch test-wheel-torch docs test-docs test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
 
@@ -93,7 +99,7 @@ demo: bootstrap
 
 test: bootstrap
 	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
-	    test-wheel-torch test-mpc test-cuda test-wheel-cuda
+	    test-wheel-torch test-mpc test-cuda test-wheel-cuda test-docs
 
 lint: $(PY)
 	$(CARGO) fmt --check
@@ -234,6 +240,26 @@ wheel-torch: torch-install
 
 test-wheel-torch: wheel-torch
 	PYTHON="$(PYTHON)" BUILD="$(BUILD)" TORCH_PYTHON="$(PY)" bash bindings/torch/wheel.sh test
+
+# ---------------------------------------------------------------- the API reference (docs/conf.py)
+# Sphinx and myst-parser (pinned in docs/requirements.txt) over the installed era_jax and era_torch,
+# include/era.h and docs/*.md, warnings as errors (a fresh build every time, so that none hides);
+# then rustdoc's pages of the crate (warnings as errors) under build/docs/rust.
+DOCS = $(BUILD)/docs
+RUSTDOC_OUT = $${CARGO_TARGET_DIR:-target}/doc
+
+docs: jax-install torch-install
+	$(PIP) install --quiet -r docs/requirements.txt
+	rm -rf "$(DOCS)" "$(BUILD)/docs-doctrees" "$(RUSTDOC_OUT)"
+	"$(PY)" -m sphinx -E -W --keep-going -q -b html -d "$(BUILD)/docs-doctrees" docs "$(DOCS)"
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
+	cp -r "$(RUSTDOC_OUT)/." "$(DOCS)/rust/"
+	@echo "docs: $(DOCS)/index.html"
+
+test-docs: docs
+	bash scripts/bootstrap.sh --docs
+	"$(PY)" scripts/check_docs.py "$(DOCS)"
+	"$(PY)" -m pytest tests/docs -q
 
 # ---------------------------------------------------------------- C++ planners on MuJoCo (examples/mpc)
 # scripts/mpc.sh installs MuJoCo (the mujoco-core wheel) and dm_control's models into the venv and
