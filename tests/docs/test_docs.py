@@ -1,8 +1,8 @@
 """What the documentation states and the code does, kept in agreement (make test-docs).
 
 Each test pins one statement: the torch era_torch needs, the CMake the bootstrap accepts,
-what each binding does with float16/bfloat16 in the small heads, and the shape of ERA.jl's
-install instructions.
+what each binding does with float16/bfloat16 in the small heads, the shape of ERA.jl's
+install instructions, and that the reference (make docs, run first) lists every public name.
 """
 
 import os
@@ -90,3 +90,16 @@ def test_julia_install_blocks_do_not_mix_modes():
         for line in block.splitlines():
             assert not re.match(r"\s*(\]|pkg>|julia>|using |Pkg\.)", line), f"not a shell line: {line}"
     assert "pkg> dev path/to/era/bindings/julia/ERA" in text
+
+
+@pytest.mark.parametrize("package", ["era_jax", "era_torch"])
+def test_every_public_name_is_in_the_reference(package):
+    """Each name in the package's __all__ has an entry on its page of build/docs (make docs)."""
+    module = __import__(package)
+    page = os.path.join(ROOT, "build", "docs", "api", package + ".html")
+    with open(page, encoding="utf-8") as f:
+        ids = set(re.findall(r'id="([^"]+)"', f.read()))
+    missing = [name for name in module.__all__
+               if not any(i == f"{package}.{name}" or i == f"module-{package}.{name}"
+                          or (i.startswith(package + ".") and i.endswith("." + name)) for i in ids)]
+    assert not missing, f"not in docs/api/{package}.rst: {missing}"
