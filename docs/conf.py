@@ -44,7 +44,7 @@ myst_enable_extensions = ["dollarmath"]
 html_theme = "alabaster"
 html_title = "era " + release
 html_static_path = []
-# rust/index.html: the entry to rustdoc's pages, which `make docs` copies into rust/
+# rust/index.html: a page that leads to rustdoc's pages, which `make docs` copies into rust/
 html_extra_path = ["_extra"]
 html_copy_source = False
 html_show_sourcelink = False
