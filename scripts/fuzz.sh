@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config tensor json token sequence)
+[ ${#targets[@]} -gt 0 ] || targets=(config tensor json token token_blocks sequence)
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked --quiet
 # libFuzzer keeps its default memory limit (2 GB): an allocation made before a call has validated
