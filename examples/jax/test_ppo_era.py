@@ -153,3 +153,10 @@ def test_report_and_plot_read_the_logs(runs, tmp_path):
     assert os.path.getsize(png) > 1000
     scores = PT.normalized_scores(entries, {"Hopper-v5": 0.0})
     assert max(scores["ppo"].max(), scores["ppo-era"].max()) == pytest.approx(1.0)
+
+
+def test_tuning_choice_reads_each_arms_setting(runs):
+    choice = PT.choose(runs["out"])
+    assert choice["ppo"] == {"log_std_init": 0.0, "from": "Hopper-v5_ppo"}
+    assert choice["ppo-era"] == {"h0_per_dim": -0.3, "from": "Hopper-v5_ppo-era"}
+    assert P.parse_seeds("10-14") == [10, 11, 12, 13, 14] and P.parse_seeds("0,2") == [0, 2]
