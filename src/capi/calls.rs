@@ -5,6 +5,17 @@
 use crate::capi::dlpack::Desc;
 use crate::error::{bail, Result};
 
+/// [`Desc::input`] of a tensor that may be absent (a NULL pointer).
+///
+/// # Safety
+/// As for [`Desc::input`].
+pub(crate) unsafe fn optional_input<'a, T: Clone>(
+    d: Option<&Desc<'a>>,
+    outputs: &[&Desc<'_>],
+) -> Result<Option<ndarray::CowArray<'a, T, ndarray::IxDyn>>> {
+    d.map(|d| d.input::<T>(outputs)).transpose()
+}
+
 /// Fails unless every tensor of `others` has the shape of `reference`.
 /// Every C function checks its shapes this way before it reads data or
 /// reserves memory (an input that an output overlaps is copied, and a

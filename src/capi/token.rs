@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits};
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, optional_input, with_float, with_logits};
 #[cfg(feature = "cuda")]
 use crate::capi::cuda;
 #[cfg(feature = "cuda")]
@@ -178,10 +178,7 @@ unsafe fn forward_impl(
         }
         let y = index_view(&yd, &outs)?;
         let r = index_view(&rd, &outs)?;
-        let tv = match &td {
-            Some(td) => Some(td.input::<F>(&outs)?),
-            None => None,
-        };
+        let tv = optional_input::<F>(td.as_ref(), &outs)?;
         with_logits!(ld.dtype, "logits", L => {
             let x = ld.input::<L>(&outs)?;
             let a = ad.input::<F>(&outs)?;
@@ -320,10 +317,7 @@ unsafe fn backward_impl(
             let r = index_view(&rd, &outs)?;
             let s = sd.input::<F>(&outs)?;
             let g = gd.input::<F>(&outs)?;
-            let tv = match &td {
-                Some(td) => Some(td.input::<F>(&outs)?),
-                None => None,
-            };
+            let tv = optional_input::<F>(td.as_ref(), &outs)?;
             let tv = tv.as_ref().map(|v| v.view());
             if ld.same_tensor(&od) {
                 // in place: each row is read before the gradient overwrites it

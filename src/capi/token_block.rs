@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::calls::{check_outputs, expect_batch_shape, with_float, with_logits};
+use crate::capi::calls::{check_outputs, expect_batch_shape, optional_input, with_float, with_logits};
 use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::token::index_view;
@@ -124,10 +124,7 @@ pub unsafe extern "C" fn era_token_block_stats(
         let dtype = td.as_ref().map_or(DType::F32, |d| d.dtype);
         with_float!(dtype, "temperature", F => {
             let y = index_view(&yd, &outs)?;
-            let tv = match &td {
-                Some(td) => Some(td.input::<F>(&outs)?),
-                None => None,
-            };
+            let tv = optional_input::<F>(td.as_ref(), &outs)?;
             with_logits!(ld.dtype, "logits", L => {
                 let x = ld.input::<L>(&outs)?;
                 let topk = tk.as_ref().map(|(v, i)| TopkMut { values: v.view_mut::<f64>(), index: i.view_mut::<i64>() });
@@ -382,18 +379,9 @@ pub unsafe extern "C" fn era_token_block_backward(
                 od.expect_dtype(ld.dtype)?;
                 let y = index_view(&yd, &outs)?;
                 let s = sv.input::<f64>(&outs)?;
-                let tv = match &td {
-                    Some(d) => Some(d.input::<F>(&outs)?),
-                    None => None,
-                };
-                let gcv = match &gc {
-                    Some(d) => Some(d.input::<F>(&outs)?),
-                    None => None,
-                };
-                let gev = match &ge {
-                    Some(d) => Some(d.input::<F>(&outs)?),
-                    None => None,
-                };
+                let tv = optional_input::<F>(td.as_ref(), &outs)?;
+                let gcv = optional_input::<F>(gc.as_ref(), &outs)?;
+                let gev = optional_input::<F>(ge.as_ref(), &outs)?;
                 let (tv, gcv, gev) = (tv.as_ref().map(|v| v.view()), gcv.as_ref().map(|v| v.view()), gev.as_ref().map(|v| v.view()));
                 if ld.same_tensor(&od) {
                     t.block_backward::<L, F>(None, y.view(), tv, block, s.view(), gcv, gev, od.view_mut::<L>())

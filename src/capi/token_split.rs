@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, with_logits};
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, optional_input, with_float, with_logits};
 #[cfg(feature = "cuda")]
 use crate::capi::dlpack::{call_device, Device};
 use crate::capi::dlpack::{DLTensor, DType, Desc};
@@ -119,10 +119,7 @@ pub unsafe extern "C" fn era_token_logprob_columns(
                 td.expect_dtype(dtype)?;
             }
             let y = index_view(&yd, &outs)?;
-            let tv = match &td {
-                Some(td) => Some(td.input::<F>(&outs)?),
-                None => None,
-            };
+            let tv = optional_input::<F>(td.as_ref(), &outs)?;
             with_logits!(ld.dtype, "logits", L => {
                 let x = ld.input::<L>(&outs)?;
                 let o = ColumnOutputs {
@@ -216,10 +213,7 @@ pub unsafe extern "C" fn era_token_decide(
             let r = index_view(&rd, &outs)?;
             let e = ed.input::<F>(&outs)?;
             let a = ad.input::<F>(&outs)?;
-            let c = match &cd {
-                Some(cd) => Some(cd.input::<F>(&outs)?),
-                None => None,
-            };
+            let c = optional_input::<F>(cd.as_ref(), &outs)?;
             let o = DecideOutputs {
                 logprobs: lp.as_ref().map(|d| d.view_mut::<F>()),
                 scale: sc.as_ref().map(|d| d.view_mut::<F>()),
@@ -297,18 +291,9 @@ pub unsafe extern "C" fn era_token_columns_backward(
             with_logits!(ld.dtype, "logits", L => {
                 od.expect_dtype(ld.dtype)?;
                 let y = index_view(&yd, &outs)?;
-                let tv = match &td {
-                    Some(td) => Some(td.input::<F>(&outs)?),
-                    None => None,
-                };
-                let gcv = match &gc {
-                    Some(d) => Some(d.input::<F>(&outs)?),
-                    None => None,
-                };
-                let gev = match &ge {
-                    Some(d) => Some(d.input::<F>(&outs)?),
-                    None => None,
-                };
+                let tv = optional_input::<F>(td.as_ref(), &outs)?;
+                let gcv = optional_input::<F>(gc.as_ref(), &outs)?;
+                let gev = optional_input::<F>(ge.as_ref(), &outs)?;
                 let (tv, gcv, gev) = (tv.as_ref().map(|v| v.view()), gcv.as_ref().map(|v| v.view()), gev.as_ref().map(|v| v.view()));
                 if ld.same_tensor(&od) {
                     t.columns_backward_in_place(od.view_mut::<L>(), y.view(), tv, gcv, gev)
