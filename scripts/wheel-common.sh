@@ -5,7 +5,9 @@
 #                                 (CARGO_TARGET_<TRIPLE>_LINKER) that links against zig's stubs of
 #                                 glibc GLIBC instead of the build machine's glibc, so that
 #                                 the library needs no symbol version above GLIBC (manylinux_GLIBC);
-#                                 prints its path
+#                                 beside it DIR/c++-glibc-GLIBC, the same as a C++ compiler (clang
+#                                 with libc++ linked statically, for CMake's CMAKE_CXX_COMPILER);
+#                                 prints the path of the first
 #   tool_path DIR                 DIR: links to every program on PATH except the Rust and CMake tools
 
 ZIGLANG_VERSION="${ZIGLANG_VERSION:-0.17.1}"
@@ -17,15 +19,17 @@ zig_linker() {
     arch="$(uname -m)"
     "$python" -m pip install --quiet "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" >&2
     mkdir -p "$dir"
-    local cc="$dir/cc-glibc-$glibc"
     # cargo-zigbuild's `zig cc` front end turns rustc's linker arguments into zig's (it finds zig
     # as `python -m ziglang` with the environment's python first on PATH)
-    cat >"$cc" <<EOF
+    local lang
+    for lang in cc c++; do
+        cat >"$dir/$lang-glibc-$glibc" <<EOF
 #!/bin/sh
-PATH="$bin:\$PATH" exec "$bin/cargo-zigbuild" zig cc -- -target $arch-linux-gnu.$glibc "\$@"
+PATH="$bin:\$PATH" exec "$bin/cargo-zigbuild" zig $lang -- -target $arch-linux-gnu.$glibc "\$@"
 EOF
-    chmod +x "$cc"
-    echo "$cc"
+        chmod +x "$dir/$lang-glibc-$glibc"
+    done
+    echo "$dir/cc-glibc-$glibc"
 }
 
 tool_path() {

