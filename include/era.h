@@ -224,7 +224,8 @@ typedef struct EraConfig {
    */
   double delta;
   /**
-   * Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM).
+   * Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM, as SAC's temperature learner; the
+   * recommended learner is SGD at rate 0.5, and docs/settings.md says why the default differs).
    */
   EraDeltaOptimizer delta_optimizer;
   /**
@@ -232,7 +233,8 @@ typedef struct EraConfig {
    */
   uint32_t reserved0;
   /**
-   * Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
+   * Gaussian: learning rate of the delta learner, >= 0 (default 3e-4, Adam's; 0.5 with SGD is the
+   * recommendation of docs/settings.md).
    */
   double delta_lr;
   /**

@@ -47,11 +47,13 @@ pub struct EraConfig {
     pub log_std_max: f64,
     /// Gaussian: initial compensation delta (default 0); `era_head_config` reports the current one.
     pub delta: f64,
-    /// Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM).
+    /// Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM, as SAC's temperature learner; the
+    /// recommended learner is SGD at rate 0.5, and docs/settings.md says why the default differs).
     pub delta_optimizer: EraDeltaOptimizer,
     /// Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
     pub reserved0: u32,
-    /// Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
+    /// Gaussian: learning rate of the delta learner, >= 0 (default 3e-4, Adam's; 0.5 with SGD is the
+    /// recommendation of docs/settings.md).
     pub delta_lr: f64,
     /// Gaussian: Adam beta1 in [0, 1) (default 0.9).
     pub delta_beta1: f64,

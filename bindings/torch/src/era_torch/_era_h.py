@@ -243,11 +243,13 @@ class EraConfig(ctypes.Structure):
         ('log_std_max', ctypes.c_double),
         #: Gaussian: initial compensation delta (default 0); `era_head_config` reports the current one.
         ('delta', ctypes.c_double),
-        #: Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM).
+        #: Gaussian: one of `ERA_DELTA_OPTIMIZER_*` (default ADAM, as SAC's temperature learner; the
+        #: recommended learner is SGD at rate 0.5, and docs/settings.md says why the default differs).
         ('delta_optimizer', EraDeltaOptimizer),
         #: Reserved (explicit alignment padding): must be 0; `era_config_default` sets it.
         ('reserved0', ctypes.c_uint32),
-        #: Gaussian: learning rate of the delta learner, >= 0 (default 3e-4).
+        #: Gaussian: learning rate of the delta learner, >= 0 (default 3e-4, Adam's; 0.5 with SGD is the
+        #: recommendation of docs/settings.md).
         ('delta_lr', ctypes.c_double),
         #: Gaussian: Adam beta1 in [0, 1) (default 0.9).
         ('delta_beta1', ctypes.c_double),
