@@ -36,7 +36,8 @@ fuzz_target!(|inp: Input| {
     let mut labels: Vec<i64> =
         (0..n).map(|i| if inp.labels.is_empty() { 0 } else { inp.labels[i % inp.labels.len()] as i64 % (vp as i64 + 1) }).collect();
     let mut cfg = EraConfig::defaults(ERA_HEAD_KIND_TOKEN).unwrap();
-    cfg.k = 1.0 + (inp.k.abs() % 5.0) as f64 + 1e-3;
+    // a valid head (the configuration's own checks are the config target's): k finite and > 1
+    cfg.k = 1.0 + if inp.k.is_finite() { (inp.k.abs() % 5.0) as f64 } else { 1.0 } + 1e-3;
     cfg.vocab_topk = (inp.topk % 6) as u64;
     let mut h = null_mut();
     assert_eq!(unsafe { era_head_new(&cfg, &mut h) }, EraStatus::Ok);
