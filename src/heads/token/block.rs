@@ -385,23 +385,21 @@ impl TokenHead {
     }
 }
 
-/// `[9, ...]` statistics as one [`Stats`] per token (row-major token order).
+/// `[9, ...]` statistics as one [`Stats`] per token (row-major token order),
+/// read in the tensor's logical order: row 0 of every token, then row 1, ...
 fn read_stats(stats: &ArrayViewD<'_, f64>) -> Vec<Stats> {
     let n = stats.len() / STAT_ROWS;
-    let mut out = vec![[0.0; STAT_ROWS]; n];
-    for r in 0..STAT_ROWS {
-        for (o, &v) in out.iter_mut().zip(stats.index_axis(Axis(0), r).iter()) {
-            o[r] = v;
-        }
-    }
-    out
+    let flat: Vec<f64> = stats.iter().copied().collect();
+    (0..n).map(|t| std::array::from_fn(|r| flat[r * n + t])).collect()
 }
 
 fn write_stats(stats: &mut ArrayViewMutD<'_, f64>, values: &[Stats]) {
-    for r in 0..STAT_ROWS {
-        for (o, v) in stats.index_axis_mut(Axis(0), r).iter_mut().zip(values) {
-            *o = v[r];
-        }
+    let n = values.len();
+    if n == 0 {
+        return;
+    }
+    for (i, o) in stats.iter_mut().enumerate() {
+        *o = values[i % n][i / n];
     }
 }
 
