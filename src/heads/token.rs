@@ -218,21 +218,26 @@ impl TokenHead {
                 }
             }
         }
-        let inv_t = match temperature {
-            None => vec![1.0 / self.cfg.temperature; n],
-            Some(t) => {
-                let mut inv = Vec::with_capacity(n);
-                for (i, v) in t.iter().enumerate() {
+        let inv_t = self.inv_temperatures(n, temperature)?;
+        Ok(Checked { n, v, labels: out, inv_t })
+    }
+
+    /// `1/T` per token: from `temperature` (each finite and `> 0`), or the configured one.
+    fn inv_temperatures<F: Element>(&self, n: usize, temperature: Option<&ArrayViewD<'_, F>>) -> Result<Vec<f64>> {
+        match temperature {
+            None => Ok(vec![1.0 / self.cfg.temperature; n]),
+            Some(t) => t
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
                     let tv = v.to_f64();
                     if !(tv.is_finite() && tv > 0.0) {
                         bail!(InvalidValue, "temperature[{i}] = {tv}: temperatures must be finite and > 0");
                     }
-                    inv.push(1.0 / tv);
-                }
-                inv
-            }
-        };
-        Ok(Checked { n, v, labels: out, inv_t })
+                    Ok(1.0 / tv)
+                })
+                .collect(),
+        }
     }
 
     /// Every row of `logits` through the fused f32 kernels (f32, bf16, f16

@@ -59,24 +59,6 @@ impl TokenHead {
         Ok(())
     }
 
-    /// Per-token inverse temperatures, checked.
-    fn block_inv_t<F: Element>(&self, n: usize, temperature: Option<&ArrayViewD<'_, F>>) -> Result<Vec<f64>> {
-        match temperature {
-            None => Ok(vec![1.0 / self.cfg.temperature; n]),
-            Some(t) => t
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let tv = v.to_f64();
-                    if !(tv.is_finite() && tv > 0.0) {
-                        bail!(InvalidValue, "temperature[{i}] = {tv}: temperatures must be finite and > 0");
-                    }
-                    Ok(1.0 / tv)
-                })
-                .collect(),
-        }
-    }
-
     /// Labels as vocabulary indices (None: ignored, a negative label), each below `valid`.
     fn block_labels(labels: &IndexView<'_>, valid: usize) -> Result<Vec<Option<usize>>> {
         labels
@@ -151,7 +133,7 @@ impl TokenHead {
         let per_thread = (crate::kernels::vmath::BLOCK * 8).saturating_add(kk.unwrap_or(0).saturating_mul(64));
         crate::kernels::reserve(n.saturating_mul(256).saturating_add(per_thread.saturating_mul(threads)), "block statistics")?;
         let labels = Self::block_labels(&labels, block.vocab_valid)?;
-        let inv_t = self.block_inv_t(n, temperature.as_ref())?;
+        let inv_t = self.inv_temperatures(n, temperature.as_ref())?;
         let real = block.vocab_valid.saturating_sub(block.offset).min(width);
         let f32_z = !T::IS_F64 && self.f32_kernels(&inv_t);
         let rows = parallel::rows(&logits);
@@ -353,7 +335,7 @@ impl TokenHead {
         crate::kernels::check_input_size(n.saturating_mul(width), std::mem::size_of::<T>(), "the logits")?;
         crate::kernels::reserve(n.saturating_mul(256), "block backward buffers")?;
         let labels = Self::block_labels(&labels, block.vocab_valid)?;
-        let inv_t = self.block_inv_t(n, temperature.as_ref())?;
+        let inv_t = self.inv_temperatures(n, temperature.as_ref())?;
         let sv: Vec<f64> = saved.iter().copied().collect();
         let gc: Vec<f64> = grad_columns.map_or_else(|| vec![0.0; 3 * n], |g| g.iter().map(|v| v.to_f64()).collect());
         let ge: Vec<f64> = grad_entropy.map_or_else(|| vec![0.0; n], |g| g.iter().map(|v| v.to_f64()).collect());
