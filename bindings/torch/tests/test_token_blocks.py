@@ -85,15 +85,18 @@ def test_fused_logit_scale_and_soft_cap(softcap, logit_scale):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.bfloat16, 2e-2)])
-def test_fused_low_precision(dtype, tol):
+@pytest.mark.parametrize("dtype,grad_rel", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_fused_low_precision(dtype, grad_rel):
+    # the head reads the same rounded logits either way (values in float32 to a few ulp);
+    # the gradients of hidden, weight and bias are accumulated in the inputs' dtype, chunk by
+    # chunk against whole: within a few units of bfloat16's 2^-8 relative precision
     (f, fg), (w, wg) = _both(dtype, 20, topk=4)
     assert f.columns.dtype == torch.float32
-    torch.testing.assert_close(f.columns, w.columns, rtol=tol, atol=tol)
-    torch.testing.assert_close(f.entropy, w.entropy, rtol=tol, atol=tol)
+    torch.testing.assert_close(f.columns, w.columns, rtol=0, atol=1e-5)
+    torch.testing.assert_close(f.entropy, w.entropy, rtol=0, atol=1e-5)
     for a, b in zip(fg, wg):
-        scale = b.float().abs().max().item()
-        assert (a.float() - b.float()).abs().max().item() <= 5 * tol * max(scale, 1.0)
+        err = (a.float() - b.float()).abs().max().item()
+        assert err <= grad_rel * b.float().abs().max().item(), (dtype, err)
 
 
 def test_fused_per_token_temperature_and_batch_shape():
@@ -181,7 +184,6 @@ def test_sharded_across_gloo_processes(world, padded_v, topk, tmp_path):
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
     results = [torch.load(tmp_path / f"{rank}.pt") for rank in range(world)]
-    local = padded_v // world
     gz_all = torch.cat([res[3] for res in results], dim=1)
     torch.testing.assert_close(gz_all[:, :V], gw, rtol=0, atol=1e-12)
     assert (gz_all[:, V:] == 0).all(), "padding gets no gradient"
@@ -195,4 +197,3 @@ def test_sharded_across_gloo_processes(world, padded_v, topk, tmp_path):
         if world > 1:
             assert fwd["all_reduce"] == 2 and fwd["all_gather"] == (1 if topk else 0), fwd
         assert bwd == {"all_reduce": 0, "all_gather": 0}, bwd
-    assert local * world == padded_v
