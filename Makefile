@@ -97,9 +97,10 @@ examples: install
 demo: bootstrap
 	$(MAKE) examples demo-sac demo-mpc
 
+TEST_STEPS = lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
+    test-wheel-torch test-mpc test-cuda test-wheel-cuda test-docs
 test: bootstrap
-	$(MAKE) lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
-	    test-wheel-torch test-mpc test-cuda test-wheel-cuda test-docs
+	@MAKE="$(MAKE)" bash scripts/steps.sh "make test" $(TEST_STEPS)
 
 lint: $(PY)
 	$(CARGO) fmt --check
@@ -295,7 +296,9 @@ MIRI_TESTS = --lib --test capi --test worked_examples --test stress --test robus
 TSAN_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
 FUZZ_SECONDS ?= 600
 
-test-hardening: test-miri test-sanitize test-valgrind test-tsan fuzz-smoke
+HARDENING_STEPS = test-miri test-sanitize test-valgrind test-tsan fuzz-smoke
+test-hardening:
+	@MAKE="$(MAKE)" bash scripts/steps.sh "make test-hardening" $(HARDENING_STEPS)
 
 test-miri:
 	rustup component list --toolchain nightly --installed | grep -q '^miri' || \
