@@ -314,7 +314,16 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int):
         metrics["entropy_per_dim"] = jnp.mean(ent_rollout) / act_dim
         return p, o, metrics, key
 
-    init = jax.jit(jax.vmap(init_one))
+    # One seed at a time, stacked: vmapped, the orthogonal init is a batched QR, which jaxlib's
+    # LAPACK kernel splits over XLA's intra-op thread pool and waits for from a thread of that
+    # pool; with two such kernels on a two-thread pool (a 2-core machine) both wait forever.
+    # One matrix per call runs inline, and gives the same bits as the batched call.
+    init_single = jax.jit(init_one)
+
+    def init(keys):
+        per_seed = [init_single(k) for k in keys]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_seed)
+
     act_log_std = jax.jit(jax.vmap(lambda p: log_std_fn(p["log_std"], 1)[0]))
     update = jax.jit(jax.vmap(update_one))
     return init, act_log_std, update
