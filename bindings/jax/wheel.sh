@@ -8,9 +8,13 @@
 #                                 dist/era_jax-<version>-py3-none-manylinux_2_28_<arch>.whl
 #   bindings/jax/wheel.sh test    a fresh venv ($WHEEL_TEST_DIR/venv, default /tmp/era_jax-wheel-test)
 #                                 with jax, numpy, pytest, scipy and mpmath from PyPI and era_jax from dist/
-#                                 only (--no-index); then the binding's tests from
-#                                 $WHEEL_TEST_DIR/work, outside the checkout, with a PATH
-#                                 that holds no cargo, rustc or cmake (checked), so nothing can build
+#                                 only (--no-index); then, from $WHEEL_TEST_DIR/work, outside the
+#                                 checkout, with a PATH that holds no cargo, rustc or cmake (checked),
+#                                 so nothing can build: the tests of an installation (every FFI target
+#                                 against the reference, the FFI version, the statuses, the licences,
+#                                 the package's surface, x64 off; WHEEL_TESTS below), or the tests named
+#                                 after `test` (e.g. `test bindings/jax/tests` for the whole suite,
+#                                 which make test-jax runs against the same code built from source)
 #
 # VARIANT=cuda (build and test): the CUDA variant instead, in dist/cuda/: the same package
 # with era's CUDA kernels and era_jax's CUDA handlers built in (nvcc from the pinned PyPI
@@ -129,9 +133,20 @@ usable = bool(_native.lib().era_cuda_available())
 print(f"era_jax {era_jax.__version__} (era {era_jax.version()}, {variant} wheel: CUDA handlers for "
       f"{len(with_cuda)} of {len(targets)} targets; CUDA usable here: {usable}) from {os.path.dirname(where)}")
 EOF
+    local tests=()
+    if [ $# -gt 0 ]; then
+        for t in "$@"; do case "$t" in -*) tests+=("$t") ;; *) tests+=("$ROOT/$t") ;; esac; done
+    else
+        for t in "${WHEEL_TESTS[@]}"; do tests+=("$ROOT/bindings/jax/tests/$t"); done
+    fi
     env -u ERA_JAX_LIBRARY -u PYTHONPATH PATH="$path" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-        "$ROOT/bindings/jax/tests" "$@"
+        --durations=5 "${tests[@]}"
 }
+
+# What an installed wheel must pass by default: each FFI target end to end, and what depends on the
+# installation (the native library's ABI and FFI versions, statuses, licence files, package surface).
+WHEEL_TESTS=(test_every_target.py test_ffi_version.py test_statuses.py test_jax_licences.py test_x64_off.py
+    test_misc.py::test_package_surface test_misc.py::test_defaults_come_from_the_library)
 
 case "${1:-}" in
     build) build ;;
