@@ -147,6 +147,49 @@ mod branches {
         }
     }
 
+    /// `era_gaussian_forward_masked` / `era_gaussian_backward_masked` on CUDA
+    /// (`delta` None: the head's stored value).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn gaussian_masked(
+        h: &crate::heads::gaussian::GaussianHead,
+        dev: i32,
+        stream: *mut c_void,
+        z: &Desc<'_>,
+        mask: &Desc<'_>,
+        delta: Option<(&Desc<'_>, bool)>,
+        fill: Option<f64>,
+        g: Option<&Desc<'_>>,
+        out: &Desc<'_>,
+        grad_delta: Option<&Desc<'_>>,
+    ) -> Result<()> {
+        floats(z)?;
+        for d in [mask, out].into_iter().chain(delta.map(|d| d.0)).chain(g).chain(grad_delta) {
+            d.expect_dtype(z.dtype)?;
+        }
+        let mut outs = vec![out];
+        outs.extend(grad_delta);
+        aliases(&[z, mask].into_iter().chain(delta.map(|d| d.0)).chain(g).collect::<Vec<_>>(), &outs)?;
+        let zr = z.cuda_rows(true)?;
+        let or = out.cuda_rows(true)?;
+        let m = hc::CudaMask { mask: mask.cuda_rows(true)?, fill };
+        let (cd, scalar) = match delta {
+            None => (CudaDelta::Head, false),
+            Some((d, true)) => {
+                let r = d.cuda_rows(false)?;
+                (CudaDelta::Device(Tensor::broadcast_scalar(r.t.data, r.dtype)), true)
+            }
+            Some((d, false)) => (CudaDelta::Device(d.cuda_rows(false)?.t), false),
+        };
+        let gr = g.map(|g| g.cuda_rows(true)).transpose()?;
+        if let Some(d) = grad_delta {
+            if scalar && d.numel() != 1 {
+                bail!(InvalidShape, "grad_delta must hold one element for a scalar delta, got shape {:?}", d.shape);
+            }
+        }
+        let gd = grad_delta.map(|d| d.cuda_rows(false).map(|r| (r.t, scalar))).transpose()?;
+        hc::gaussian_masked(h, dev, stream, &zr, &m, cd, gr.as_ref(), &or, gd)
+    }
+
     /// The entropies on CUDA: `family` as in [`hc::entropy`]; `x2` the log-stds
     /// of the truncated normal.
     #[allow(clippy::too_many_arguments)]

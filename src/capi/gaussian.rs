@@ -254,28 +254,22 @@ unsafe fn inactive_of(fill: *const f64) -> crate::heads::gaussian::Inactive {
     }
 }
 
-/// The masked calls run on host memory only.
-#[cfg(feature = "cuda")]
-fn masked_on_host(descs: &[&Desc<'_>]) -> Result<()> {
-    if let Device::Cuda(_) = call_device(descs)? {
-        crate::error::bail!(UnsupportedDevice, "the masked Gaussian head runs on host memory only (CUDA buffers given)");
-    }
-    Ok(())
-}
-
 /// Gaussian forward under a per-row active-dimension mask
 /// (docs/math.md#gaussian-mask). `mask` has the shape and dtype of `z` and
 /// holds 0 (inactive) or 1 (active) only; each row's active coordinates get
 /// the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
 /// ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
 /// `era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
-/// of ones gives `era_gaussian_forward_delta`'s result bit for bit. Host
-/// memory only.
+/// of ones gives `era_gaussian_forward_delta`'s result bit for bit (on host
+/// memory). CUDA buffers are computed on `stream` (float32 and float64, in
+/// float64 arithmetic as on the host); there the mask's values are not
+/// checked: a row with an entry other than 0 or 1 gets NaN at every
+/// coordinate, and a per-row delta that makes the target infeasible gives NaN
+/// log-stds at the active coordinates (see docs/cuda.md).
 ///
 /// Errors: as `era_gaussian_forward_delta`; `INVALID_ARGUMENT` for a mask
-/// entry other than 0 or 1; `INVALID_SHAPE` for a mask of another shape;
-/// `UNSUPPORTED_DTYPE` for a mask of another dtype; `UNSUPPORTED_DEVICE` for
-/// CUDA buffers.
+/// entry other than 0 or 1 (host memory); `INVALID_SHAPE` for a mask of
+/// another shape; `UNSUPPORTED_DTYPE` for a mask of another dtype.
 ///
 /// # Safety
 /// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
@@ -290,7 +284,7 @@ pub unsafe extern "C" fn era_gaussian_forward_masked(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // host memory only
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let g = head_ref(head)?.as_gaussian("era_gaussian_forward_masked")?;
         let zd = Desc::new(z, "z")?;
         let md = Desc::new(mask, "mask")?;
@@ -306,7 +300,10 @@ pub unsafe extern "C" fn era_gaussian_forward_masked(
         {
             let mut all = vec![&zd, &md, &od];
             all.extend(dd.as_ref());
-            masked_on_host(&all)?;
+            if let Device::Cuda(dev) = call_device(&all)? {
+                let delta = dd.as_ref().map(|x| (x, is_scalar(x)));
+                return cuda::gaussian_masked(g, dev, stream, &zd, &md, delta, fill.as_ref().copied(), None, &od, None);
+            }
         }
         let inactive = inactive_of(fill);
         with_float!(zd.dtype, "z", T => {
@@ -350,7 +347,7 @@ pub unsafe extern "C" fn era_gaussian_backward_masked(
     stream: *mut c_void,
 ) -> EraStatus {
     ffi_boundary! {
-        let _ = stream; // host memory only
+        let _ = stream; // CUDA calls launch on it; CPU calls ignore it
         let g = head_ref(head)?.as_gaussian("era_gaussian_backward_masked")?;
         let zd = Desc::new(z, "z")?;
         let md = Desc::new(mask, "mask")?;
@@ -376,7 +373,11 @@ pub unsafe extern "C" fn era_gaussian_backward_masked(
             let mut all = vec![&zd, &md, &gd, &od];
             all.extend(dd.as_ref());
             all.extend(gdd.as_ref());
-            masked_on_host(&all)?;
+            if let Device::Cuda(dev) = call_device(&all)? {
+                let delta = dd.as_ref().map(|x| (x, is_scalar(x)));
+                let fill = fill.as_ref().copied();
+                return cuda::gaussian_masked(g, dev, stream, &zd, &md, delta, fill, Some(&gd), &od, gdd.as_ref());
+            }
         }
         let inactive = inactive_of(fill);
         with_float!(zd.dtype, "z", T => {

@@ -19,8 +19,8 @@ use crate::heads::gaussian::GaussianHead;
 use crate::heads::softmax::SoftmaxHead;
 use crate::heads::token::TokenHead;
 use crate::kernels::cuda::{
-    grid, kernel_name, token_workspace_bytes, with_device, Dtype, EntropyParams, GaussianParams, SoftmaxParams, SumRowsParams, Tensor,
-    TokenParams, Workspace, BLOCK_ITEMS, BLOCK_ROWS, BLOCK_VECTOR,
+    grid, kernel_name, token_workspace_bytes, with_device, Dtype, EntropyParams, GaussianMaskedParams, GaussianParams, SoftmaxParams,
+    SumRowsParams, Tensor, TokenParams, Workspace, BLOCK_ITEMS, BLOCK_ROWS, BLOCK_VECTOR,
 };
 use crate::kernels::gaussian::gaussian_k;
 
@@ -61,7 +61,7 @@ fn need_dim(name: &str, r: &Rows, want: usize, what: &str) -> Result<()> {
 /// The tensors describe live memory of CUDA device `device`, and `stream` is
 /// NULL (the legacy default stream) or a stream of that device.
 pub unsafe fn gaussian_forward(h: &GaussianHead, device: i32, stream: Stream, z: &Rows, delta: CudaDelta, out: &Rows) -> Result<()> {
-    gaussian(h, device, stream, z, delta, None, out, None)
+    gaussian(h, device, stream, z, delta, None, out, None, None)
 }
 
 /// Gaussian backward (docs/math.md#gaussian-backward): `grad_z`, and d/d delta
@@ -81,7 +81,41 @@ pub unsafe fn gaussian_backward(
     grad_z: &Rows,
     grad_delta: Option<(Tensor, bool)>,
 ) -> Result<()> {
-    gaussian(h, device, stream, z, delta, Some(grad_out), grad_z, grad_delta)
+    gaussian(h, device, stream, z, delta, Some(grad_out), grad_z, grad_delta, None)
+}
+
+/// The mask of a masked Gaussian call (docs/math.md#gaussian-mask): the mask
+/// rows (the dtype of `z`) and the inactive entries' value (`None`: `z`
+/// itself, gradient `grad_out`).
+pub struct CudaMask {
+    /// The mask, with the shape of `z`.
+    pub mask: Rows,
+    /// The fill value, or pass-through.
+    pub fill: Option<f64>,
+}
+
+/// The masked Gaussian head's forward (`grad_out` None) or backward on device
+/// `device`: as [`gaussian_forward`] / [`gaussian_backward`] under `mask`. Mask
+/// entries are not checked on the device: a row with an entry other than 0 or
+/// 1 gets NaN at every coordinate (and a NaN d/d delta).
+///
+/// # Safety
+/// The tensors describe live memory of CUDA device `device`, and `stream` is
+/// NULL (the legacy default stream) or a stream of that device.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gaussian_masked(
+    h: &GaussianHead,
+    device: i32,
+    stream: Stream,
+    z: &Rows,
+    mask: &CudaMask,
+    delta: CudaDelta,
+    grad_out: Option<&Rows>,
+    out: &Rows,
+    grad_delta: Option<(Tensor, bool)>,
+) -> Result<()> {
+    need_dim("mask", &mask.mask, h.config().dim, "dim D")?;
+    gaussian(h, device, stream, z, delta, grad_out, out, grad_delta, Some(mask))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -94,6 +128,7 @@ unsafe fn gaussian(
     grad_out: Option<&Rows>,
     out: &Rows,
     grad_delta: Option<(Tensor, bool)>,
+    mask: Option<&CudaMask>,
 ) -> Result<()> {
     let cfg = h.config();
     need_dim("z", z, cfg.dim, "dim D")?;
@@ -132,7 +167,12 @@ unsafe fn gaussian(
             }
             return Ok(());
         }
-        let family = if backward { "gaussian_backward" } else { "gaussian_forward" };
+        let family = match (backward, mask.is_some()) {
+            (false, false) => "gaussian_forward",
+            (true, false) => "gaussian_backward",
+            (false, true) => "gaussian_masked_forward",
+            (true, true) => "gaussian_masked_backward",
+        };
         let name = kernel_name(family, z.dtype)?;
         let ws = match grad_delta {
             Some((t, false)) => {
@@ -150,7 +190,20 @@ unsafe fn gaussian(
         };
         // SAFETY: the tensors were checked by the caller to describe device memory of
         // these shapes; the workspace holds one f64 per row
-        unsafe { s.launch(name, grid(z.rows, BLOCK_ROWS), BLOCK_ROWS, stream, &p)? };
+        match mask {
+            None => unsafe { s.launch(name, grid(z.rows, BLOCK_ROWS), BLOCK_ROWS, stream, &p)? },
+            Some(m) => {
+                let q = GaussianMaskedParams {
+                    g: p,
+                    mask: m.mask.t,
+                    fill: m.fill.unwrap_or(0.0),
+                    fill_mode: i32::from(m.fill.is_some()),
+                    pad: 0,
+                };
+                // SAFETY: as above; the mask has the shape of z
+                unsafe { s.launch(name, grid(z.rows, BLOCK_ROWS), BLOCK_ROWS, stream, &q)? }
+            }
+        }
         if let (Some(w), Some((t, true))) = (&ws, grad_delta) {
             let sum = SumRowsParams { src: w.ptr as *const f64, n: z.rows as i64, dst: t.data, dst_dtype: t.dtype, pad: 0 };
             // SAFETY: as above

@@ -83,6 +83,27 @@ typedef struct EraCudaGaussian {
     double hi;
 } EraCudaGaussian;
 
+/** Gaussian head under a per-row active-dimension mask (docs/math.md#gaussian-mask).
+ *
+ * era_gaussian_masked_forward_{f32,f64}, era_gaussian_masked_backward_{f32,f64}:
+ * `g` as for the unmasked kernels (its k_r is the unmasked head's k of row r);
+ * `mask` has the layout rules of `z` and the kernel's dtype. Row r with `a` of
+ * its D entries equal to 1 gets, at those, the head of target (a/D)*(H0 + delta):
+ * out = clip(hi + (a/D) k_r softmax_active(z_r), lo, hi), grad_z as the unmasked
+ * backward with (a/D) k_r, d/d delta = (a/D) sum_active g_i m_i s_i (0 for a = 0);
+ * at entries equal to 0, `fill` (fill_mode 1; gradient 0) or z (fill_mode 0;
+ * gradient grad_out). A row with any other mask entry (unchecked on the device)
+ * gets NaN at every coordinate and a NaN d/d delta. Every dtype is computed in
+ * f64, as the CPU's masked rows are. One thread per row, block ERA_CUDA_BLOCK_ROWS;
+ * `out` may alias `z`, `grad_out` or `mask` (same layout). */
+typedef struct EraCudaGaussianMasked {
+    EraCudaGaussian g;
+    EraCudaTensor mask;
+    double fill;
+    int32_t fill_mode;
+    int32_t pad;
+} EraCudaGaussianMasked;
+
 /** era_sum_rows: one block of ERA_CUDA_BLOCK_ITEMS threads sums src[0..n) in
  * f64, in an order fixed by n alone, and stores the total in element 0 of
  * dst (dtype dst_dtype, f32 or f64). */

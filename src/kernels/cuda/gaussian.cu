@@ -330,6 +330,99 @@ __device__ inline void gaussian_backward(const EraCudaGaussian &p) {
     }
 }
 
+// ------------------------------------------------------------- masked rows
+
+/** One masked row (docs/math.md#gaussian-mask), in f64 for every dtype, in the
+ * order of the CPU's masked rows (src/kernels/gaussian/mask.rs): count and
+ * maximum over the active entries, their exponentials' sum, (backward) the dot
+ * product, then each entry read and written in one pass (so `out` may alias an
+ * input). Returns d/d delta (backward). */
+template <class T, bool BWD>
+__device__ inline double masked_row(const EraCudaGaussianMasked &q, int64_t r) {
+    using C = typename Elem<T>::Compute;
+    const EraCudaGaussian &p = q.g;
+    const int64_t D = p.dim;
+    Row<T> z(p.z, r), mk(q.mask, r), out(p.out, r);
+    Row<T> g(BWD ? p.grad_out : p.z, r);
+    const double lo = p.lo, hi = p.hi;
+    double k = row_k<T>(p, r);
+    int64_t a = 0;
+    bool bad = false;
+    double m = -INFINITY;
+    for (int64_t c = 0; c < D; ++c) {
+        double mi = (double)mk.get(c);
+        if (mi == 1.0) {
+            ++a;
+            m = max_nan(m, (double)z.get(c));
+        } else if (mi != 0.0) {
+            bad = true;
+        }
+    }
+    if (bad) {
+        for (int64_t c = 0; c < D; ++c) out.set(c, (C)NAN);
+        return NAN;
+    }
+    const double frac = (double)a / (double)(D > 0 ? D : 1);
+    const double ka = k * frac;
+    double s = 0.0;
+    for (int64_t c = 0; c < D; ++c)
+        if ((double)mk.get(c) != 0.0) s += exp((double)z.get(c) - m);
+    const double inv = 1.0 / s;
+    auto gm = [&](double gi, double si) {
+        double y = hi + ka * si;
+        return (lo < y && y < hi) ? gi : 0.0;
+    };
+    double dot = 0.0;
+    if (BWD) {
+        for (int64_t c = 0; c < D; ++c)
+            if ((double)mk.get(c) != 0.0) {
+                double si = exp((double)z.get(c) - m) * inv;
+                dot += gm((double)g.get(c), si) * si;
+            }
+    }
+    const bool fill = q.fill_mode != 0;
+    for (int64_t c = 0; c < D; ++c) {
+        const bool active = (double)mk.get(c) != 0.0;
+        const double zi = (double)z.get(c);
+        double v;
+        if (BWD) {
+            const double gi = (double)g.get(c);
+            if (active) {
+                double si = exp(zi - m) * inv;
+                v = ka * si * (gm(gi, si) - dot);
+            } else {
+                v = fill ? 0.0 : gi;
+            }
+        } else {
+            v = active ? clip(hi + ka * (exp(zi - m) * inv), lo, hi) : (fill ? q.fill : zi);
+        }
+        out.set(c, (C)v);
+    }
+    if (k != k) return k;
+    return a == 0 ? 0.0 : dot * frac;
+}
+
+template <class T>
+__device__ inline void gaussian_masked_forward(const EraCudaGaussianMasked &q) {
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < q.g.rows; r += step) masked_row<T, false>(q, r);
+}
+
+template <class T>
+__device__ inline void gaussian_masked_backward(const EraCudaGaussianMasked &q) {
+    const EraCudaGaussian &p = q.g;
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < p.rows; r += step) {
+        double dd = masked_row<T, true>(q, r);
+        if (p.grad_delta_mode == 1) {
+            Elem<T>::store(p.grad_delta.data + row_offset(p.grad_delta, r) * (int64_t)sizeof(T),
+                           (typename Elem<T>::Compute)dd);
+        } else if (p.grad_delta_mode == 2) {
+            p.row_sums[r] = dd;
+        }
+    }
+}
+
 // ------------------------------------------------------------- entropies
 
 /** `ln(erfc(x))` for `x >= 0` without underflow (docs/math.md#truncated-normal-entropy). */
@@ -397,6 +490,19 @@ extern "C" __global__ void era_gaussian_forward_f32(const EraCudaGaussian p) { e
 extern "C" __global__ void era_gaussian_forward_f64(const EraCudaGaussian p) { era_gauss::gaussian_forward<double>(p); }
 extern "C" __global__ void era_gaussian_backward_f32(const EraCudaGaussian p) { era_gauss::gaussian_backward<float>(p); }
 extern "C" __global__ void era_gaussian_backward_f64(const EraCudaGaussian p) { era_gauss::gaussian_backward<double>(p); }
+
+extern "C" __global__ void era_gaussian_masked_forward_f32(const EraCudaGaussianMasked p) {
+    era_gauss::gaussian_masked_forward<float>(p);
+}
+extern "C" __global__ void era_gaussian_masked_forward_f64(const EraCudaGaussianMasked p) {
+    era_gauss::gaussian_masked_forward<double>(p);
+}
+extern "C" __global__ void era_gaussian_masked_backward_f32(const EraCudaGaussianMasked p) {
+    era_gauss::gaussian_masked_backward<float>(p);
+}
+extern "C" __global__ void era_gaussian_masked_backward_f64(const EraCudaGaussianMasked p) {
+    era_gauss::gaussian_masked_backward<double>(p);
+}
 
 /** Sum of src[0..n) in f64 into dst[0]: thread t adds src[t], src[t + B], ... in
  * order, then the block adds the partial sums pairwise (block_sum). The order

@@ -152,6 +152,18 @@ pub struct GaussianParams {
     pub hi: f64,
 }
 
+/// `EraCudaGaussianMasked`; each field is documented there (`era_cuda.h`).
+#[allow(missing_docs)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct GaussianMaskedParams {
+    pub g: GaussianParams,
+    pub mask: Tensor,
+    pub fill: f64,
+    pub fill_mode: i32,
+    pub pad: i32,
+}
+
 /// `EraCudaSumRows`; each field is documented there (`era_cuda.h`).
 #[allow(missing_docs)]
 #[repr(C)]
@@ -246,6 +258,10 @@ pub const KERNELS: &[&str] = &[
     "era_gaussian_forward_f64",
     "era_gaussian_backward_f32",
     "era_gaussian_backward_f64",
+    "era_gaussian_masked_forward_f32",
+    "era_gaussian_masked_forward_f64",
+    "era_gaussian_masked_backward_f32",
+    "era_gaussian_masked_backward_f64",
     "era_gaussian_entropy_f32",
     "era_gaussian_entropy_f64",
     "era_truncnorm_entropy_f32",
@@ -277,6 +293,10 @@ const NAMES: &[(&str, &str, &str)] = &[
     ("gaussian_forward", "f64", "era_gaussian_forward_f64"),
     ("gaussian_backward", "f32", "era_gaussian_backward_f32"),
     ("gaussian_backward", "f64", "era_gaussian_backward_f64"),
+    ("gaussian_masked_forward", "f32", "era_gaussian_masked_forward_f32"),
+    ("gaussian_masked_forward", "f64", "era_gaussian_masked_forward_f64"),
+    ("gaussian_masked_backward", "f32", "era_gaussian_masked_backward_f32"),
+    ("gaussian_masked_backward", "f64", "era_gaussian_masked_backward_f64"),
     ("gaussian_entropy", "f32", "era_gaussian_entropy_f32"),
     ("gaussian_entropy", "f64", "era_gaussian_entropy_f64"),
     ("truncnorm_entropy", "f32", "era_truncnorm_entropy_f32"),
