@@ -555,13 +555,16 @@ EraStatus era_head_update_delta(struct EraHead *head, double mean_entropy, doubl
  * the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
  * ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
  * `era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
- * of ones gives `era_gaussian_forward_delta`'s result bit for bit. Host
- * memory only.
+ * of ones gives `era_gaussian_forward_delta`'s result bit for bit (on host
+ * memory). CUDA buffers are computed on `stream` (float32 and float64, in
+ * float64 arithmetic as on the host); there the mask's values are not
+ * checked: a row with an entry other than 0 or 1 gets NaN at every
+ * coordinate, and a per-row delta that makes the target infeasible gives NaN
+ * log-stds at the active coordinates (see docs/cuda.md).
  *
  * Errors: as `era_gaussian_forward_delta`; `INVALID_ARGUMENT` for a mask
- * entry other than 0 or 1; `INVALID_SHAPE` for a mask of another shape;
- * `UNSUPPORTED_DTYPE` for a mask of another dtype; `UNSUPPORTED_DEVICE` for
- * CUDA buffers.
+ * entry other than 0 or 1 (host memory); `INVALID_SHAPE` for a mask of
+ * another shape; `UNSUPPORTED_DTYPE` for a mask of another dtype.
  *
  * # Safety
  * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
