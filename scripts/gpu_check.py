@@ -149,6 +149,29 @@ def correctness():
 
         check("gaussian head (stored delta), entropy, in place", dt, head_call)
 
+        # the masked head (era_gaussian_forward_masked / era_gaussian_backward_masked):
+        # rows with a = 0, a = 1, a = D and random masks, fill and pass-through, a scalar
+        # and a per-row delta; both sides compute in float64
+        def gauss_masked(dev, dt=dt, per_row=False, fill=None):
+            z = gen(11, 40, 6, dtype=dt, scale=2.0)
+            mask = (gen(12, 40, 6) > 0).to(dt)
+            mask[0::4] = 0.0
+            mask[1::4] = 0.0
+            mask[1::4, 2] = 1.0
+            mask[2::4] = 1.0
+            z = z.to(dev).requires_grad_()
+            delta = (gen(13, 40, dtype=dt, scale=0.3) if per_row else torch.tensor(0.2, dtype=dt)).to(dev)
+            delta.requires_grad_()
+            y = era_torch.gaussian_log_std_masked(z, mask.to(dev), target_entropy=-3.0, log_std_min=-5.0,
+                                                  log_std_max=1.0, delta=delta, fill=fill)
+            g = gen(14, *y.shape, dtype=dt).to(dev)
+            gz, gd = torch.autograd.grad(y, (z, delta), g)
+            return y, gz, gd
+
+        check("gaussian masked fwd+bwd, scalar delta, pass-through", dt, gauss_masked)
+        check("gaussian masked fwd+bwd, per-row delta, fill", dt,
+              lambda d, dt=dt: gauss_masked(d, dt, True, -0.5))
+
         for tau in (math.e, 10.0):
             def soft(dev, dt=dt, tau=tau):
                 z = gen(7, 40, 300, dtype=dt, scale=4.0)
