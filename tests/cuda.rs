@@ -127,6 +127,20 @@ fn cuda_buffers_without_a_usable_driver_answer_device_unavailable() {
         assert_eq!(era_gaussian_forward_delta(g, &z.dl, &d.dl, &mut o.dl.clone_desc(), NULL), want);
         assert_eq!(era_gaussian_backward_delta(g, &z.dl, &d.dl, &gr.dl, &mut o.dl.clone_desc(), &mut gd.dl.clone_desc(), NULL), want);
         assert_eq!(era_gaussian_entropy(&o.dl, &mut e.dl.clone_desc(), NULL), want);
+        // the masked head: head delta, scalar and per-row delta tensors, fill and pass-through
+        let mk = cuda(0x7000, F32, &[2, 3]);
+        let dr = cuda(0x8000, F32, &[2]);
+        let gdr = cuda(0x9000, F32, &[2]);
+        let fill = -1.0f64;
+        assert_eq!(era_gaussian_forward_masked(g, &z.dl, &mk.dl, std::ptr::null(), &fill, &mut o.dl.clone_desc(), NULL), want);
+        assert_eq!(era_gaussian_forward_masked(g, &z.dl, &mk.dl, &dr.dl, std::ptr::null(), &mut o.dl.clone_desc(), NULL), want);
+        let (mut gdd, mut gdrd) = (gd.dl.clone_desc(), gdr.dl.clone_desc());
+        let (gdp, gdrp) = (&mut gdd as *mut DLTensor, &mut gdrd as *mut DLTensor);
+        assert_eq!(era_gaussian_backward_masked(g, &z.dl, &mk.dl, &d.dl, &fill, &gr.dl, &mut o.dl.clone_desc(), gdp, NULL), want);
+        assert_eq!(
+            era_gaussian_backward_masked(g, &z.dl, &mk.dl, &dr.dl, std::ptr::null(), &gr.dl, &mut o.dl.clone_desc(), gdrp, NULL),
+            want
+        );
         assert_eq!(era_truncated_normal_entropy(&z.dl, &gr.dl, -1.0, 1.0, &mut e.dl.clone_desc(), NULL), want);
         assert_eq!(era_softmax_entropy(&z.dl, 1.0, &mut e.dl.clone_desc(), NULL), want);
         let logits = cuda(0x10000, F32, &[2, 5]);
@@ -219,6 +233,28 @@ fn what_the_cuda_path_rejects_before_launching() {
             let oc = cuda(0x900000, F32, &shape);
             assert_eq!(era_head_forward(g, &zc.dl, &mut oc.dl.clone_desc(), NULL), EraStatus::DeviceUnavailable);
         }
+        // the masked head: a mask of another dtype or shape, a grad_delta of more than one
+        // element for a scalar delta, a grad_delta without a delta
+        let mk64 = cuda(0x3000, F64, &[2, 3]);
+        let mk4 = cuda(0x3000, F32, &[2, 4]);
+        let mk = cuda(0x3000, F32, &[2, 3]);
+        let d0 = cuda(0x4000, F32, &[]);
+        let gd2 = cuda(0x5000, F32, &[2]);
+        let gr = cuda(0x6000, F32, &[2, 3]);
+        let (nul, nof) = (std::ptr::null::<DLTensor>(), std::ptr::null::<f64>());
+        let o3 = cuda(0x2000, F32, &[2, 3]);
+        assert_eq!(era_gaussian_forward_masked(g, &z3.dl, &mk64.dl, nul, nof, &mut o3.dl.clone_desc(), NULL), EraStatus::UnsupportedDtype);
+        assert_eq!(era_gaussian_forward_masked(g, &z3.dl, &mk4.dl, nul, nof, &mut o3.dl.clone_desc(), NULL), EraStatus::InvalidShape);
+        let mut gd2d = gd2.dl.clone_desc();
+        let gdp = &mut gd2d as *mut DLTensor;
+        assert_eq!(
+            era_gaussian_backward_masked(g, &z3.dl, &mk.dl, &d0.dl, nof, &gr.dl, &mut o3.dl.clone_desc(), gdp, NULL),
+            EraStatus::InvalidShape
+        );
+        assert_eq!(
+            era_gaussian_backward_masked(g, &z3.dl, &mk.dl, nul, nof, &gr.dl, &mut o3.dl.clone_desc(), gdp, NULL),
+            EraStatus::NullPointer
+        );
         // NaN truncation bounds
         let m = cuda(0x1000, F32, &[2, 3]);
         let e = cuda(0x8000, F32, &[2]);
