@@ -260,10 +260,10 @@ unsafe fn inactive_of(fill: *const f64) -> crate::heads::gaussian::Inactive {
 /// the head of their count `a` (target `(a/D)*(H0 + delta)`), the inactive
 /// ones `*fill`, or `z` itself when `fill` is NULL. `delta` as in
 /// `era_gaussian_forward_delta`, or NULL for the head's stored value. A mask
-/// of ones gives `era_gaussian_forward_delta`'s result bit for bit (on host
-/// memory). CUDA buffers are computed on `stream` (float32 and float64, in
-/// float64 arithmetic as on the host); there the mask's values are not
-/// checked: a row with an entry other than 0 or 1 gets NaN at every
+/// of ones gives `era_gaussian_forward_delta`'s result bit for bit. CUDA
+/// buffers are computed on `stream` (float32 and float64; a row of ones as
+/// by the unmasked head, other rows in float64 as on the host); there the
+/// mask's values are not checked: a row with an entry other than 0 or 1 gets NaN at every
 /// coordinate, and a per-row delta that makes the target infeasible gives NaN
 /// log-stds at the active coordinates (see docs/cuda.md).
 ///

@@ -93,8 +93,9 @@ typedef struct EraCudaGaussian {
  * backward with (a/D) k_r, d/d delta = (a/D) sum_active g_i m_i s_i (0 for a = 0);
  * at entries equal to 0, `fill` (fill_mode 1; gradient 0) or z (fill_mode 0;
  * gradient grad_out). A row with any other mask entry (unchecked on the device)
- * gets NaN at every coordinate and a NaN d/d delta. Every dtype is computed in
- * f64, as the CPU's masked rows are. One thread per row, block ERA_CUDA_BLOCK_ROWS;
+ * gets NaN at every coordinate and a NaN d/d delta. A row of ones is computed as
+ * by the unmasked kernels; other rows in f64 for every dtype, as the CPU's masked
+ * rows are. One thread per row, block ERA_CUDA_BLOCK_ROWS;
  * `out` may alias `z`, `grad_out` or `mask` (same layout). */
 typedef struct EraCudaGaussianMasked {
     EraCudaGaussian g;

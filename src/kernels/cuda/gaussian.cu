@@ -332,7 +332,8 @@ __device__ inline void gaussian_backward(const EraCudaGaussian &p) {
 
 // ------------------------------------------------------------- masked rows
 
-/** One masked row (docs/math.md#gaussian-mask), in f64 for every dtype, in the
+/** One masked row (docs/math.md#gaussian-mask). A row of ones is the unmasked
+ * row; any other row is computed in f64 for every dtype, in the
  * order of the CPU's masked rows (src/kernels/gaussian/mask.rs): count and
  * maximum over the active entries, their exponentials' sum, (backward) the dot
  * product, then each entry read and written in one pass (so `out` may alias an
@@ -361,6 +362,13 @@ __device__ inline double masked_row(const EraCudaGaussianMasked &q, int64_t r) {
     if (bad) {
         for (int64_t c = 0; c < D; ++c) out.set(c, (C)NAN);
         return NAN;
+    }
+    // every entry active: the unmasked head's row (so that a mask of ones gives the
+    // unmasked kernels' result bit for bit, as a mask of ones does on the CPU)
+    if (a == D) {
+        if constexpr (BWD) return backward_row<T>(p, r);
+        forward_row<T>(p, r);
+        return 0.0;
     }
     const double frac = (double)a / (double)(D > 0 ? D : 1);
     const double ka = k * frac;

@@ -12,8 +12,12 @@
 // all-ones mask (the CPU then runs the unmasked head); a mask entry other than
 // 0 or 1 (the CPU rejects the call; the kernel gives that row NaN).
 //
-// Both sides compute in f64 for every dtype, so f32 results differ by at most
-// an f32 rounding of the same f64 value.
+// Rows with some entry 0 are computed in f64 for every dtype on both sides, so
+// f32 results differ by at most an f32 rounding of the same f64 value; a row of
+// ones is the unmasked head's row on CUDA (f32 arithmetic for f32) and on the
+// CPU only where the whole mask is ones (else its f64 masked row): f32
+// tolerances as in test_gaussian.cpp, gradients relative to the size of their
+// terms (masked_grad_scales).
 //
 // Build and run: tests/cuda/emu/run.sh.
 #include "cuda_emu.hpp"
@@ -29,6 +33,10 @@ void era_gaussian_masked_forward_f32(const EraCudaGaussianMasked p);
 void era_gaussian_masked_forward_f64(const EraCudaGaussianMasked p);
 void era_gaussian_masked_backward_f32(const EraCudaGaussianMasked p);
 void era_gaussian_masked_backward_f64(const EraCudaGaussianMasked p);
+void era_gaussian_forward_f32(const EraCudaGaussian p);
+void era_gaussian_forward_f64(const EraCudaGaussian p);
+void era_gaussian_backward_f32(const EraCudaGaussian p);
+void era_gaussian_backward_f64(const EraCudaGaussian p);
 void era_sum_rows(const EraCudaSumRows p);
 }
 
@@ -67,6 +75,43 @@ struct MCase {
     bool grad_delta;
     uint64_t seed;
 };
+
+/** Per row, the size of the terms an f32 gradient is made of (see
+ * gaussian_grad_scales in test_gaussian.cpp), over the active entries with
+ * k_a = (a/D) k: grad: max_i |k_a| s_i (|g_i m_i| + sum_l |g_l m_l| s_l);
+ * d/d delta: (a/D) sum_l |g_l m_l| s_l. */
+static void masked_grad_scales(const Tensor &z, const Tensor &mask, const Tensor &g, const std::vector<double> &ks,
+                               double lo, double hi, int64_t D, std::vector<double> &grad, std::vector<double> &dd) {
+    int64_t rows = z.rows();
+    grad.assign(rows, 1e-300);
+    dd.assign(rows, 1e-300);
+    std::vector<double> s(D), gm(D);
+    for (int64_t r = 0; r < rows; ++r) {
+        int64_t a = 0;
+        double m = -INFINITY;
+        for (int64_t c = 0; c < D; ++c)
+            if (mask.get(r * D + c) != 0.0) {
+                ++a;
+                m = std::max(m, z.get(r * D + c));
+            }
+        if (a == 0) continue;
+        double frac = (double)a / (double)D, ka = ks[ks.size() == 1 ? 0 : r] * frac;
+        double total = 0.0;
+        for (int64_t c = 0; c < D; ++c) s[c] = mask.get(r * D + c) != 0.0 ? std::exp(z.get(r * D + c) - m) : 0.0;
+        for (int64_t c = 0; c < D; ++c) total += s[c];
+        double dot_abs = 0.0;
+        for (int64_t c = 0; c < D; ++c) {
+            s[c] /= total;
+            double y = hi + ka * s[c];
+            gm[c] = (s[c] > 0.0 && lo < y && y < hi) ? std::fabs(g.get(r * D + c)) : 0.0;
+            dot_abs += gm[c] * s[c];
+        }
+        double sc = 0.0;
+        for (int64_t c = 0; c < D; ++c) sc = std::max(sc, std::fabs(ka) * s[c] * (gm[c] + dot_abs));
+        if (std::isfinite(sc) && sc > 0.0) grad[r] = sc;
+        if (std::isfinite(dot_abs) && dot_abs > 0.0) dd[r] = dot_abs * frac;
+    }
+}
 
 static void run_masked(const MCase &mc) {
     Rng rng(mc.seed);
@@ -144,8 +189,7 @@ static void run_masked(const MCase &mc) {
     auto fwd = dt == ERA_CUDA_F64 ? era_gaussian_masked_forward_f64 : era_gaussian_masked_forward_f32;
     auto bwd = dt == ERA_CUDA_F64 ? era_gaussian_masked_backward_f64 : era_gaussian_masked_backward_f32;
     const bool f32 = dt == ERA_CUDA_F32;
-    // both sides in f64; an all-ones mask runs the CPU's unmasked (f32) kernels
-    const double tol = !f32 ? kTolF64 : mc.mask_kind == MASK_ONES ? kTolF32 : kTolOutF32;
+    const double tol = f32 ? kTolF32 : kTolF64;
     const unsigned grids[2] = {launcher_grid(rows, kBlock), 1};
 
     // ---------------- forward
@@ -170,13 +214,39 @@ static void run_masked(const MCase &mc) {
             HCHECK_OK(st);
             check_close("gaussian_masked_forward", fam(dt), outs[0], want, D, 1.0, tol, what);
         }
+        if (mc.mask_kind == MASK_ONES) {
+            // a mask of ones: the unmasked kernel's result bit for bit
+            Tensor plain = mc.alias == ALIAS_Z ? clone(z) : make(dt, shape, lo_);
+            EraCudaGaussian q = p.g;
+            q.z = (mc.alias == ALIAS_Z ? plain : z).rows_view(true);
+            q.out = plain.rows_view(true);
+            emu_launch(dt == ERA_CUDA_F64 ? era_gaussian_forward_f64 : era_gaussian_forward_f32, grids[0],
+                       (unsigned)kBlock, q);
+            HCHECK(bitwise_equal(outs[0], plain), "masked forward: ones differ from the unmasked kernel (%s)",
+                   what.c_str());
+        }
         HCHECK(bitwise_equal(outs[0], outs[1]), "masked forward: grid-dependent result (%s)", what.c_str());
         HCHECK(untouched_outside(outs[0]), "masked forward: wrote outside the output (%s)", what.c_str());
     }
-    if (mc.mask_kind == MASK_ONES && f32) {
-        // the CPU's unmasked f32 gradients cancel at the f32 level (test_gaussian.cpp)
-        era_head_free(head);
-        return;
+    if (mc.mask_kind == MASK_ONES) {
+        // the unmasked kernel's gradient bit for bit (test_gaussian.cpp compares that one
+        // with the CPU)
+        Tensor a = make(dt, shape, lo_), b = make(dt, shape, lo_);
+        EraCudaGaussianMasked q = p;
+        q.g.z = z.rows_view(true);
+        q.g.grad_out = g.rows_view(true);
+        q.g.out = a.rows_view(true);
+        emu_launch(bwd, grids[0], (unsigned)kBlock, q);
+        EraCudaGaussian u = q.g;
+        u.out = b.rows_view(true);
+        emu_launch(dt == ERA_CUDA_F64 ? era_gaussian_backward_f64 : era_gaussian_backward_f32, grids[0],
+                   (unsigned)kBlock, u);
+        HCHECK(bitwise_equal(a, b), "masked backward: ones differ from the unmasked kernel (%s)", what.c_str());
+        if (f32) {
+            // the CPU's f32 gradients on strided inputs take its f64 path (test_gaussian.cpp)
+            era_head_free(head);
+            return;
+        }
     }
 
     // ---------------- backward
@@ -215,12 +285,20 @@ static void run_masked(const MCase &mc) {
                        what.c_str());
         } else {
             HCHECK_OK(st);
-            check_close("gaussian_masked_backward", fam(dt), outs[0], want, D, 1e-300, tol, what);
+            std::vector<double> ks, grad_sc, dd_sc;
+            for (int64_t r = 0; r < (mc.delta_kind == DELTA_ROWS ? rows : 1); ++r)
+                ks.push_back(mc.delta_kind == DELTA_HEAD ? p.g.k_scalar
+                             : mc.delta_kind == DELTA_SCALAR ? gaussian_k((double)D, H0, hi, dscalar.get(0))
+                                                             : gaussian_k((double)D, H0, hi, drows.get(r)));
+            masked_grad_scales(z, mask, g, ks, lo, hi, D, grad_sc, dd_sc);
+            check_close("gaussian_masked_backward", fam(dt), outs[0], want, D, 1e-300, f32 ? kTolF32Grad : tol, what,
+                        f32 ? &grad_sc : nullptr);
             if (with_gd) {
                 const char *op =
                     mc.delta_kind == DELTA_SCALAR ? "gaussian_masked_grad_delta_sum" : "gaussian_masked_grad_delta_rows";
-                check_close(op, fam(dt), gds[0], gd_want, 1, mc.delta_kind == DELTA_SCALAR ? 1.0 : 1e-300,
-                            f32 ? kTolF32 : kTolF64, what);
+                bool rows_f32 = f32 && mc.delta_kind == DELTA_ROWS;
+                check_close(op, fam(dt), gds[0], gd_want, 1, mc.delta_kind == DELTA_SCALAR ? 1.0 : 1e-300, tol, what,
+                            rows_f32 ? &dd_sc : nullptr);
             }
         }
         HCHECK(bitwise_equal(outs[0], outs[1]), "masked backward: grid-dependent result (%s)", what.c_str());
