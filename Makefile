@@ -147,13 +147,13 @@ jax-install: $(PY)
 
 test-jax: jax-install
 	cd / && "$(PY)" -c "import era_jax; print('era_jax', era_jax.__version__)"
-	"$(PY)" -m pytest bindings/jax/tests -q
+	"$(PY)" -m pytest bindings/jax/tests -q --durations=10
 
 example-deps: jax-install
 	$(PIP) install --quiet -r examples/jax/requirements.txt
 
 test-examples: example-deps
-	"$(PY)" -m pytest examples/jax -q
+	"$(PY)" -m pytest examples/jax -q --durations=10
 
 demo-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py demo --out runs/demo
@@ -218,7 +218,7 @@ torch-install: $(PY)
 # have no C++ kernels, so they run once).
 test-torch: torch-install jax-install
 	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__, 'C++ CPU kernels:', era_torch.cpu_kernels())"
-	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch -q
+	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch -q --durations=10
 	ERA_TORCH_CPU_KERNELS=0 "$(PY)" -m pytest bindings/torch/tests -q --ignore=bindings/torch/tests/test_verl.py \
 	    --ignore=bindings/torch/tests/test_verl_legacy.py --ignore=bindings/torch/tests/test_trl.py \
 	    --ignore=bindings/torch/tests/test_llm_rl_page.py --ignore=bindings/torch/tests/test_token_blocks.py

@@ -8,8 +8,8 @@
 #                               tests with the cuda feature (the CUDA tests among them skip,
 #                               saying so, where no GPU is usable), the library's dynamic
 #                               dependencies (no libcuda, no libcudart), the C tests, the
-#                               era_torch and era_jax tests against the CUDA library (era_jax
-#                               with its CUDA handlers built in), and the kernels run on the
+#                               era_torch and era_jax tests of the ops against the CUDA library
+#                               (era_jax with its CUDA handlers built in), and the kernels run on the
 #                               CPU through the emulation in tests/cuda/emu; then the GPU
 #                               tests (scripts/gpu_check.py --quick) where a GPU is usable,
 #                               else a visible skip
@@ -92,13 +92,20 @@ jax_module() {
     ERA_NVCC=$nvcc cmake --build "$BUILD/cuda/jax" --parallel "${JOBS:-2}" >/dev/null
 }
 
+# The bindings' tests run against the CUDA build (the ops on host buffers, their errors, the FFI
+# version of every handler, CPU and CUDA); the rest of each suite depends on the bindings' Python,
+# not on which build of the library is underneath, and make test-torch / test-jax run it.
+TORCH_TESTS=(test_heads.py test_func.py test_errors.py test_gaussian_mask.py test_token_split.py)
+JAX_TESTS=(test_every_target.py test_ffi_version.py test_statuses.py test_gaussian_mask.py)
+
 binding_tests() {
     # the bindings' own tests against the CUDA build, on a machine where CUDA may be
     # unusable: the library and era_jax's CUDA handlers must stay out of the way
     jax_module "$1"
-    ERA_TORCH_LIBRARY=$BUILD/cuda/lib/libera.so "$PYTHON" -m pytest bindings/torch/tests -q -p no:cacheprovider
+    ERA_TORCH_LIBRARY=$BUILD/cuda/lib/libera.so "$PYTHON" -m pytest -q -p no:cacheprovider \
+        "${TORCH_TESTS[@]/#/bindings/torch/tests/}"
     ERA_JAX_LIBRARY=$BUILD/cuda/jax/liberajax.so PYTHONPATH=$root/bindings/jax/src${PYTHONPATH:+:$PYTHONPATH} \
-        "$PYTHON" -m pytest bindings/jax/tests -q -p no:cacheprovider
+        "$PYTHON" -m pytest -q -p no:cacheprovider "${JAX_TESTS[@]/#/bindings/jax/tests/}"
 }
 
 gpu_tests() {
