@@ -73,10 +73,14 @@ TAU = 4.0
 SEEDS = (0, 1, 2, 3, 4)
 #: Torch threads: the 2 cores of the reference machine (recorded in every run's JSON).
 THREADS = 2
-#: The compare's budget per dataset: data sizes and epochs (sized for about 45 minutes on
-#: 2 unloaded cores, see examples/torch/README.md's note and the sizing printed by compare).
+#: The compare's budget per dataset: data sizes and epochs, sized for about 45 minutes on 2
+#: cores (50 runs). Measured on a 2-core machine that was also running other jobs, so an
+#: upper estimate: 16000 train / 30 epochs took 286 s per MNIST-1D run (test accuracy 0.968,
+#: near-saturated), about 0.6 ms per training example; 12000 x 12 epochs is 0.3 of that,
+#: about 86 s per run, 36 min for 25 runs; the digits runs add a few minutes. `compare`
+#: measures one epoch per dataset first and prints its projection.
 COMPARE = {
-    "mnist1d": dict(n_train=16000, n_test=4000, epochs=30, batch=128, lr=3e-3),
+    "mnist1d": dict(n_train=12000, n_test=4000, epochs=12, batch=128, lr=3e-3),
     "digits": dict(n_train=1297, n_test=500, epochs=60, batch=64, lr=3e-3),
 }
 DEMO = {
