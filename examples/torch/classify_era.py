@@ -77,7 +77,8 @@ THREADS = 2
 #: cores (50 runs). Measured on a 2-core machine that was also running other jobs, so an
 #: upper estimate: 16000 train / 30 epochs took 286 s per MNIST-1D run (test accuracy 0.968,
 #: near-saturated), about 0.6 ms per training example; 12000 x 12 epochs is 0.3 of that,
-#: about 86 s per run, 36 min for 25 runs; the digits runs add a few minutes. `compare`
+#: about 86 s per run, 36 min for 25 runs; a digits run (60 epochs) took 19 s, 8 min for 25:
+#: about 44 min in all. `compare`
 #: measures one epoch per dataset first and prints its projection.
 COMPARE = {
     "mnist1d": dict(n_train=12000, n_test=4000, epochs=12, batch=128, lr=3e-3),
