@@ -27,6 +27,8 @@
 #   make test-torch    the era_torch package (and era_jax, which its tests compare it with) into .venv,
 #                      then its tests and the GRPO example's;  make torch-install: torch, era_torch (with its
 #                      C++ CPU kernels) and the LLM-RL frameworks its tests use;  make bench-torch: its benchmark
+#   make classify-demo the softmax head on MNIST-1D and digits, every arm for one seed (examples/torch/classify_era.py);
+#                      make classify-compare: the whole comparison, five seeds (about 45 minutes) and its report
 #   make grpo-demo     GRPO / GRPO + entropy bonus / GRPO-ERA, one short seed (examples/torch/grpo_era.py);
 #                      make grpo-compare: the full comparison (about 75 minutes on 2 cores) and its report
 #   make test-mpc      examples/mpc (C++ planners on MuJoCo) against $(PREFIX), then its tests (CTest);
@@ -70,7 +72,7 @@ MAKEFLAGS += --no-print-directory
 
 .PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
-        sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda \
+        sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare classify-demo classify-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda \
         wheel-torch test-wheel-torch docs test-docs test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
 
 all: build
@@ -207,7 +209,7 @@ LLM_RL_DEPS = "transformers==5.10.4" "trl==1.16.0" $(VERL_IMPORT_DEPS)
 
 torch-install: $(PY)
 	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2 \
-	    stable-baselines3==2.9.2 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0
+	    stable-baselines3==2.9.2 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0 mnist1d==0.0.2.post1 scikit-learn==1.9.1
 	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
 	$(PIP) install --quiet $(LLM_RL_DEPS)
 	$(PIP) install --quiet --no-deps "verl==0.9.1"
@@ -229,6 +231,15 @@ grpo-demo: torch-install
 grpo-compare: torch-install
 	"$(PY)" examples/torch/grpo_era.py compare
 	"$(PY)" examples/torch/grpo_era.py report
+
+# The softmax head on classifiers (examples/torch/classify_era.py, examples/torch/CLASSIFY_RESULTS.md):
+# every arm for one seed on small data (under a minute), or the whole comparison (about 45 minutes).
+classify-demo: torch-install
+	"$(PY)" examples/torch/classify_era.py demo
+
+classify-compare: torch-install
+	"$(PY)" examples/torch/classify_era.py compare
+	"$(PY)" examples/torch/classify_era.py report
 
 bench-torch: torch-install
 	"$(PY)" bindings/torch/bench.py
