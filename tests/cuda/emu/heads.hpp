@@ -1,6 +1,7 @@
 // Shared by the Gaussian and softmax heads' emulator tests (test_gaussian.cpp,
-// test_softmax.cpp; docs/math.md#gaussian-head, #softmax-head): tolerances,
-// the layouts the tests use, aliasing modes. Include after cuda_emu.hpp and
+// test_gaussian_mask.cpp, test_softmax.cpp; docs/math.md#gaussian-head, #softmax-head):
+// tolerances, the layouts the tests use, aliasing modes, the Gaussian head's constant and host
+// head. Include after cuda_emu.hpp and
 // harness.hpp.
 #pragma once
 
@@ -76,5 +77,28 @@ inline Layout layout_kind(int kind, int nd) {
 
 /** Which input an output aliases (none, z, the upstream gradient). */
 enum Alias { ALIAS_NONE, ALIAS_Z, ALIAS_G };
+
+/** Where a Gaussian call's delta comes from: the head's value, one scalar, one per row. */
+enum DeltaKind { DELTA_HEAD, DELTA_SCALAR, DELTA_ROWS };
+
+/** The Gaussian head's k for dimension D (docs/math.md#gaussian-head): H0 + delta - D/2 ln(2 pi e) - D hi. */
+inline double gaussian_k(double D, double H0, double hi, double delta) {
+    double s = H0 + delta - 0.5 * D * ERA_LN_2PI_E;
+    return s - D * hi;
+}
+
+/** A host Gaussian head with these settings (the CPU reference of a kernel call). */
+inline EraHead *gaussian_head(int64_t D, double H0, double lo, double hi, double delta) {
+    EraConfig c;
+    HCHECK_OK(era_config_default(ERA_HEAD_KIND_GAUSSIAN, &c));
+    c.dim = (uint64_t)D;
+    c.target_entropy = H0;
+    c.log_std_min = lo;
+    c.log_std_max = hi;
+    c.delta = delta;
+    EraHead *h = nullptr;
+    HCHECK_OK(era_head_new(&c, &h));
+    return h;
+}
 
 }  // namespace heads

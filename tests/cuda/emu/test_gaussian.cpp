@@ -44,25 +44,6 @@ constexpr int kBlock = 256;
 
 // ================================================================ Gaussian head
 
-static double gaussian_k(double D, double H0, double hi, double delta) {
-    double s = H0 + delta - 0.5 * D * ERA_LN_2PI_E;
-    return s - D * hi;
-}
-
-static EraHead *gaussian_head(int64_t D, double H0, double lo, double hi, double delta) {
-    EraConfig c;
-    HCHECK_OK(era_config_default(ERA_HEAD_KIND_GAUSSIAN, &c));
-    c.dim = (uint64_t)D;
-    c.target_entropy = H0;
-    c.log_std_min = lo;
-    c.log_std_max = hi;
-    c.delta = delta;
-    EraHead *h = nullptr;
-    HCHECK_OK(era_head_new(&c, &h));
-    return h;
-}
-
-enum DeltaKind { DELTA_HEAD, DELTA_SCALAR, DELTA_ROWS };
 
 struct GCase {
     int dt;
