@@ -3,7 +3,7 @@
 #
 #   make demo          bootstrap, examples (C, C++), demo-sac (a short SAC vs SAC-ERA run), demo-mpc (a short
 #                      planner episode); it installs jax, era_jax and the examples' requirements, not torch
-#   make test          bootstrap, lint, test-rust, test-header, test-decls, test-julia, test-cmake, test-jax,
+#   make test          bootstrap, lint, test-rust, test-msrv, test-header, test-decls, test-julia, test-cmake, test-jax,
 #                      test-wheel, test-examples, test-torch, test-wheel-torch, test-mpc, test-cuda, test-wheel-cuda,
 #                      test-docs
 #
@@ -12,6 +12,7 @@
 #   make examples      install, then build and run examples/c and examples/cpp against $(PREFIX)
 #   make lint          cargo fmt --check and cargo clippy --all-targets -D warnings
 #   make test-rust     cargo test (debug build: overflow checks and ndarray's debug assertions on)
+#   make test-msrv     the library checked with the minimum Rust of Cargo.toml (rustup installs it where missing)
 #   make test-header   include/era.h must be what cbindgen generates from src/capi
 #   make test-decls    the generated binding declarations must be what scripts/gen_decls.py makes of era.h
 #   make test-julia    the Julia package, checked statically (no Julia runtime here: see bindings/julia/ERA/README.md)
@@ -70,7 +71,7 @@ VERSION = $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -
 export CARGO
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-header test-decls test-julia \
+.PHONY: all bootstrap build install examples demo demo-sac test lint test-rust test-msrv test-header test-decls test-julia \
         test-cmake jax-install test-jax example-deps test-examples header decls bench bench-jax bench-sac \
         sac-compare sac-compare-paper ppo-compare test-mpc demo-mpc mpc-compare bench-mpc grpo-demo grpo-compare classify-demo classify-compare torch-install test-torch bench-torch wheel test-wheel wheel-cuda test-wheel-cuda \
         wheel-torch test-wheel-torch docs test-docs test-cuda cuda-artifacts test-hardening test-miri test-sanitize test-valgrind test-tsan fuzz fuzz-smoke clean distclean
@@ -99,7 +100,7 @@ examples: install
 demo: bootstrap
 	$(MAKE) examples demo-sac demo-mpc
 
-TEST_STEPS = lint test-rust test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
+TEST_STEPS = lint test-rust test-msrv test-header test-decls test-julia test-cmake test-jax test-wheel test-examples test-torch \
     test-wheel-torch test-mpc test-cuda test-wheel-cuda test-docs
 test: bootstrap
 	@MAKE="$(MAKE)" bash scripts/steps.sh "make test" $(TEST_STEPS)
@@ -112,6 +113,14 @@ lint: $(PY)
 
 test-rust:
 	$(CARGO) test
+
+# The minimum Rust (Cargo.toml's rust-version: 1.89, the first stable Rust with the AVX-512 target
+# features that the vector kernels' `multiversion` targets enable; 1.88 rejects them): the library
+# and its dependencies checked with that toolchain, installed by rustup where missing.
+MSRV = $(shell sed -n 's/^rust-version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+test-msrv:
+	rustup toolchain list | grep -q '^$(MSRV)-' || rustup toolchain install $(MSRV) --profile minimal
+	CARGO_TARGET_DIR="$(BUILD)/msrv-target" $(CARGO) +$(MSRV) check --lib --locked
 
 header:
 	cbindgen --config cbindgen.toml --crate era --output include/era.h

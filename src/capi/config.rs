@@ -223,7 +223,7 @@ impl EraConfig {
         let ours = std::mem::size_of::<EraConfig>();
         if (size as usize) < ours {
             check_field_boundary(size as usize, "config struct_size")?;
-        } else if size % 4 != 0 {
+        } else if !size.is_multiple_of(4) {
             bail!(InvalidConfig, "config struct_size is {size}, which is not a multiple of 4");
         }
         let kind = std::ptr::read_unaligned(bytes.add(4) as *const u32);

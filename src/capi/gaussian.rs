@@ -155,7 +155,7 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
         // as in the forward: f32 rows read where they lie, one delta, contiguous
         // outputs that no input overlaps, a one-element grad_delta (or none)
         let overlap = outs.iter().any(|o| [&zd, &dd, &gd].iter().any(|i| o.overlaps(i)));
-        if is_scalar(&dd) && !overlap && gdd.as_ref().map_or(true, |x| x.numel() == 1) {
+        if is_scalar(&dd) && !overlap && gdd.as_ref().is_none_or(|x| x.numel() == 1) {
             let gdv = match &gdd {
                 Some(x) => x.f32_contiguous_mut().map(Some),
                 None => Some(None),

@@ -418,7 +418,7 @@ pub fn response_entropies(entropy: &[f64], ids: &[i64], rho: f64) -> Vec<f64> {
 /// when `None`), computed as `(c*z[y] - m) - ln(sum(exp(c*z - m)))` with the
 /// maximum `m` subtracted first, so that huge logits do not cancel.
 pub fn scaled_logprob(z: &[f64], y: usize, c: f64, mask: Option<&[bool]>) -> f64 {
-    let sel = |i: usize| mask.map_or(true, |m| m[i]);
+    let sel = |i: usize| mask.is_none_or(|m| m[i]);
     let mut m = f64::NEG_INFINITY;
     let mut nan = false;
     for (i, &v) in z.iter().enumerate() {
@@ -492,7 +492,7 @@ pub fn reference_logprob_row(z: &[f64], y: usize, c: f64, topk: Option<usize>, h
 #[allow(clippy::too_many_arguments)]
 pub fn reference_grad_row(z: &[f64], y: usize, c: f64, f: f64, topk: Option<usize>, heap: &mut Vec<(f64, usize)>, out: &mut [f64]) {
     let thr = topk.map(|k| topk_threshold(z, k, heap));
-    let keep = |i: usize| thr.map_or(true, |t| in_topk(z[i], i, t));
+    let keep = |i: usize| thr.is_none_or(|t| in_topk(z[i], i, t));
     if !keep(y) {
         out.fill(0.0);
         return;

@@ -293,7 +293,7 @@ pub(crate) fn general_grad_row<T: Element>(
         }
     }
     let thr = topk.map(|_| topk_result(heap));
-    let keep = |i: usize, z: f64| thr.map_or(true, |t| in_topk(z, i, t));
+    let keep = |i: usize, z: f64| thr.is_none_or(|t| in_topk(z, i, t));
     let label_z = {
         let v = match src {
             Some(r) => r.get(job.label).map(|v| v.to_f64()),

@@ -53,7 +53,7 @@ impl TokenHead {
         if vocab_valid == 0 || vocab_valid > vocab_size {
             bail!(InvalidArgument, "vocab_valid = {vocab_valid} must be in [1, vocab_size = {vocab_size}]");
         }
-        if offset.checked_add(width).map_or(true, |end| end > vocab_size) {
+        if offset.checked_add(width).is_none_or(|end| end > vocab_size) {
             bail!(InvalidArgument, "a block of {width} entries at offset {offset} does not fit in the vocabulary of {vocab_size}");
         }
         Ok(())
