@@ -145,6 +145,10 @@ test-cmake: build
 	bash scripts/test-install.sh "$(BUILD)/cmake" "$(VERSION)" $(CMAKE_FLAGS)
 
 # ---------------------------------------------------------------- Python: era_jax and the SAC example
+# The larger pytest suites run in two worker processes (pytest-xdist), a test file per worker at a
+# time (files hold module-scoped fixtures and the gloo tests pick free ports); PYTEST_PARALLEL=
+# (empty) runs them in one process.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 $(PY):
 	$(PYTHON) -m venv "$(VENV)"
 	$(PIP) install --quiet --upgrade pip
@@ -152,19 +156,19 @@ $(PY):
 # The build dependencies go into the venv first, so that repeated installs reuse
 # them (--no-build-isolation) instead of fetching jaxlib every time.
 jax-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest mpmath \
+	$(PIP) install --quiet "scikit-build-core>=0.10" "jax>=0.4.31" numpy pytest pytest-xdist==3.8.0 mpmath \
 	    sbx-rl==0.28.0 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0
 	$(PIP) install --quiet --no-build-isolation ./bindings/jax
 
 test-jax: jax-install
 	cd / && "$(PY)" -c "import era_jax; print('era_jax', era_jax.__version__)"
-	"$(PY)" -m pytest bindings/jax/tests -q --durations=10
+	"$(PY)" -m pytest bindings/jax/tests $(PYTEST_PARALLEL) -q --durations=10
 
 example-deps: jax-install
 	$(PIP) install --quiet -r examples/jax/requirements.txt
 
 test-examples: example-deps
-	"$(PY)" -m pytest examples/jax -q --durations=10
+	"$(PY)" -m pytest examples/jax $(PYTEST_PARALLEL) -q --durations=10
 
 demo-sac: example-deps
 	"$(PY)" examples/jax/sac_era.py demo --out runs/demo
@@ -217,7 +221,7 @@ VERL_IMPORT_DEPS = "ray==2.60.0" "tensordict==0.10.0" "omegaconf==2.3.0" "codeti
 LLM_RL_DEPS = "transformers==5.10.4" "trl==1.16.0" $(VERL_IMPORT_DEPS)
 
 torch-install: $(PY)
-	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest matplotlib==3.11.2 \
+	$(PIP) install --quiet "scikit-build-core>=0.10" torch numpy pytest pytest-xdist==3.8.0 matplotlib==3.11.2 \
 	    stable-baselines3==2.9.2 "gymnasium[mujoco]==1.4.0" mujoco==4.0.0 mnist1d==0.0.2.post1 scikit-learn==1.9.1
 	ERA_TORCH_CPU_OPS=ON $(PIP) install --quiet --no-build-isolation ./bindings/torch
 	$(PIP) install --quiet $(LLM_RL_DEPS)
@@ -229,7 +233,7 @@ torch-install: $(PY)
 # have no C++ kernels, so they run once).
 test-torch: torch-install jax-install
 	cd / && "$(PY)" -c "import era_torch; print('era_torch', era_torch.__version__, 'C++ CPU kernels:', era_torch.cpu_kernels())"
-	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch -q --durations=10
+	ERA_TORCH_EXPECT_CPU_KERNELS=1 "$(PY)" -m pytest bindings/torch/tests examples/torch $(PYTEST_PARALLEL) -q --durations=10
 	ERA_TORCH_CPU_KERNELS=0 "$(PY)" -m pytest bindings/torch/tests -q --ignore=bindings/torch/tests/test_verl.py \
 	    --ignore=bindings/torch/tests/test_verl_legacy.py --ignore=bindings/torch/tests/test_trl.py \
 	    --ignore=bindings/torch/tests/test_llm_rl_page.py --ignore=bindings/torch/tests/test_token_blocks.py
