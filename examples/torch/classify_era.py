@@ -73,15 +73,14 @@ TAU = 4.0
 SEEDS = (0, 1, 2, 3, 4)
 #: Torch threads: the 2 cores of the reference machine (recorded in every run's JSON).
 THREADS = 2
-#: The compare's budget per dataset: data sizes and epochs, sized for about 45 minutes on 2
-#: cores (50 runs). Measured on a 2-core machine that was also running other jobs, so an
-#: upper estimate: 16000 train / 30 epochs took 286 s per MNIST-1D run (test accuracy 0.968,
-#: near-saturated), about 0.6 ms per training example; 12000 x 12 epochs is 0.3 of that,
-#: about 86 s per run, 36 min for 25 runs; a digits run (60 epochs) took 19 s, 8 min for 25:
-#: about 44 min in all. `compare`
-#: measures one epoch per dataset first and prints its projection.
+#: The compare's budget per dataset: data sizes and epochs. On the 2-core reference machine,
+#: unloaded, a 12000-example / 12-epoch MNIST-1D run took 7-9 s (about 0.05 ms per training
+#: example and epoch; the same machine under other jobs' load was 10x slower); the budget below
+#: (20000 x 24 epochs) is about 25 s per run, and the whole comparison (50 runs) about 12 minutes.
+#: Raise n_train/epochs for a longer one: `compare` measures one epoch per dataset first and
+#: prints its projection.
 COMPARE = {
-    "mnist1d": dict(n_train=12000, n_test=4000, epochs=12, batch=128, lr=3e-3),
+    "mnist1d": dict(n_train=20000, n_test=4000, epochs=24, batch=128, lr=3e-3),
     "digits": dict(n_train=1297, n_test=500, epochs=60, batch=64, lr=3e-3),
 }
 DEMO = {
