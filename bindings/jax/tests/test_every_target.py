@@ -30,34 +30,32 @@ def weights(rng, shape):
     return jnp.asarray(rng.normal(size=shape))
 
 
+def check_head(ours, want, z, w):
+    """Value and gradient of a weighted sum of `ours(z)` (jitted) against the reference `want`."""
+    ours = jax.jit(ours)
+    close(ours(z), want(z))
+    close(jax.grad(lambda z: jnp.sum(w * ours(z)))(z), jax.grad(lambda z: jnp.sum(w * want(z)))(z))
+
+
 def test_gaussian(rng):
-    z = weights(rng, (5, 4))
-    w = weights(rng, (5, 4))
+    z, w = weights(rng, (5, 4)), weights(rng, (5, 4))
     kw = dict(target_entropy=-3.0, log_std_min=-8.0, log_std_max=0.0, delta=0.4)
-    ours = jax.jit(lambda z: era_jax.gaussian_log_std(z, **kw))
-    close(ours(z), ref.gaussian_log_std(z, **kw))
-    close(jax.grad(lambda z: jnp.sum(w * ours(z)))(z), jax.grad(lambda z: jnp.sum(w * ref.gaussian_log_std(z, **kw)))(z))
+    check_head(lambda z: era_jax.gaussian_log_std(z, **kw), lambda z: ref.gaussian_log_std(z, **kw), z, w)
     reach("era_gaussian_fwd", "era_gaussian_bwd")
 
 
 def test_gaussian_masked_with_all_ones_is_the_head(rng):
-    z = weights(rng, (5, 4))
-    w = weights(rng, (5, 4))
+    z, w = weights(rng, (5, 4)), weights(rng, (5, 4))
     mask = jnp.ones((5, 4), bool)
     kw = dict(target_entropy=-3.0, delta=0.2)
-    ours = jax.jit(lambda z: era_jax.gaussian_log_std_masked(z, mask, **kw))
-    close(ours(z), ref.gaussian_log_std(z, **kw))
-    close(jax.grad(lambda z: jnp.sum(w * ours(z)))(z), jax.grad(lambda z: jnp.sum(w * ref.gaussian_log_std(z, **kw)))(z))
+    check_head(lambda z: era_jax.gaussian_log_std_masked(z, mask, **kw), lambda z: ref.gaussian_log_std(z, **kw), z, w)
     reach("era_gaussian_masked_fwd", "era_gaussian_masked_bwd")
 
 
 def test_softmax(rng):
-    z = weights(rng, (6, 7))
-    w = weights(rng, (6, 7))
+    z, w = weights(rng, (6, 7)), weights(rng, (6, 7))
     kw = dict(target_entropy=1.2, tau=4.0)
-    ours = jax.jit(lambda z: era_jax.softmax_logits(z, **kw))
-    close(ours(z), ref.softmax_logits(z, **kw))
-    close(jax.grad(lambda z: jnp.sum(w * ours(z)))(z), jax.grad(lambda z: jnp.sum(w * ref.softmax_logits(z, **kw)))(z))
+    check_head(lambda z: era_jax.softmax_logits(z, **kw), lambda z: ref.softmax_logits(z, **kw), z, w)
     reach("era_softmax_fwd", "era_softmax_bwd")
 
 
