@@ -22,9 +22,12 @@ plain loop. The whole update (GAE, 10 epochs of 32 minibatches) is one jitted ca
       --out examples/jax/ppo_results
 
 One CSV per run, `<out>/<name>.csv`, one row per seed and rollout (columns: `LOG_COLUMNS`),
-rewritten whole after every rollout, and `<out>/<name>.json` when the run ends. The returns
-are those of the training episodes (the stochastic policy, raw rewards, as CleanRL reports
-them), not of a separate deterministic evaluation. ppo_tools.py reports and plots them.
+rewritten whole after every rollout, and `<out>/<name>.json` when the run ends. Two kinds of
+return are logged: those of the training episodes (the stochastic policy, raw rewards, as
+CleanRL reports them) and those of a deterministic evaluation (`evaluate`: the Gaussian's mean
+as the action, observations normalised with the training statistics frozen, on environments
+of their own), run `eval_points` times over the run, the last at its end, `eval_episodes`
+episodes per seed each time. ppo_tools.py reports and plots both.
 """
 
 from __future__ import annotations
@@ -48,8 +51,11 @@ L2PE = math.log(2.0 * math.pi * math.e)  # the entropy of N(0, 1) is 0.5 * L2PE
 LOG_COLUMNS = (
     "agent", "task", "tag", "seed", "step", "episode_return", "episodes", "entropy_per_dim", "margin_min",
     "target_entropy", "pg_loss", "v_loss", "approx_kl", "clipfrac", "lr", "wall_s", "rollout_s", "update_s",
-    "steps_per_s_per_seed",
+    "steps_per_s_per_seed", "eval_return", "eval_s",
 )  # fmt: skip
+
+#: Added to a seed to seed its evaluation environments (distinct from its training environment's).
+EVAL_SEED_OFFSET = 1_000_000
 
 
 # ------------------------------------------------------------------- configuration
@@ -85,6 +91,9 @@ class Config:
     log_std_max: float = 0.0
     head: str = "native"  # ppo-era: "native" (era_jax) or "jax" (the same math in plain jnp)
     tag: str = ""  # appended to the run's name (tuning runs)
+    eval_points: int = 10  # deterministic evaluations over the run, evenly spaced, the last at its end
+    eval_episodes: int = 3  # episodes per seed and evaluation
+    eval_last: int = 3  # the final evaluation return averages this many last evaluations
 
     @property
     def is_era(self) -> bool:
@@ -100,6 +109,14 @@ class Config:
     def iterations(self) -> int:
         """Rollouts (and updates) in the run."""
         return max(1, self.steps // self.num_steps)
+
+    def is_eval_iteration(self, it: int) -> bool:
+        """True when the update of rollout `it` (0-based) is followed by an evaluation: every
+        `iterations // eval_points` rollouts, and after the last one."""
+        if self.eval_points <= 0:
+            return False
+        every = max(1, self.iterations // self.eval_points)
+        return (it + 1) % every == 0 or it == self.iterations - 1
 
     def target_entropy(self, act_dim: int) -> float:
         """H0 of the ERA arm (nats, the whole |A|-dimensional Gaussian); NaN for PPO."""
@@ -437,6 +454,30 @@ class NumpyPolicy:
         return a.astype(np.float32), logp, self._mlp(self.critic, obs)[:, 0]
 
 
+def evaluate(cfg: Config, envs: list, params, obs_rms: RunningMeanStd, episodes: int) -> list[list[float]]:
+    """Run the deterministic policy (the Gaussian's mean; no noise) of every seed on its own
+    evaluation environment in `envs` for `episodes` whole episodes; returns the raw returns
+    per seed. Observations are normalised with the training statistics `obs_rms` as they are
+    now (frozen: evaluation does not update them); actions are clipped by the environment's
+    wrapper, as in training. Each environment continues its own seeded sequence of resets."""
+    actor = NumpyPolicy(params, np.zeros((len(envs), 1))).actor
+    std = np.sqrt(obs_rms.var + 1e-8)
+    obs = np.stack([e.reset()[0] for e in envs])
+    out: list[list[float]] = [[] for _ in envs]
+    while any(len(r) < episodes for r in out):
+        norm = np.clip((obs - obs_rms.mean) / std, -cfg.obs_clip, cfg.obs_clip).astype(np.float32)
+        act = NumpyPolicy._mlp(actor, norm).astype(np.float32)
+        for i, e in enumerate(envs):
+            if len(out[i]) >= episodes:
+                continue
+            o, _, te, tr, info = e.step(act[i])
+            if te or tr:
+                out[i].append(float(info["episode"]["r"]))
+                o, _ = e.reset()
+            obs[i] = o
+    return out
+
+
 # ------------------------------------------------------------------- training
 
 
@@ -447,6 +488,9 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
     import jax
 
     envs = SeedEnvs(cfg, seeds)
+    eval_envs = [make_env(cfg, s + EVAL_SEED_OFFSET) for s in seeds]
+    for e, s in zip(eval_envs, seeds):
+        e.reset(seed=s + EVAL_SEED_OFFSET)
     obs_dim, act_dim = envs.dims
     init, act_log_std, update = make_agent(cfg, obs_dim, act_dim)
     rngs = [np.random.default_rng([s, 1]) for s in seeds]  # the rollouts' action noise
@@ -462,7 +506,8 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
     obs, done = envs.obs.copy(), np.zeros(S, np.float32)
     rows, history = [], []
     t0 = time.perf_counter()
-    rollout_s = update_s = 0.0
+    rollout_s = update_s = eval_s = 0.0
+    evals: list[tuple[int, list[float]]] = []  # (step, mean evaluation return per seed)
     step = 0
     name = run_name(cfg)
     for it in range(cfg.iterations):
@@ -481,6 +526,12 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
         params, opt_state, m, keys = update(params, opt_state, buf, obs, done, keys)
         m = {k: np.asarray(v) for k, v in m.items()}
         update_s += time.perf_counter() - t1
+        ev = None
+        if cfg.is_eval_iteration(it):
+            t2 = time.perf_counter()
+            ev = [float(np.mean(r)) for r in evaluate(cfg, eval_envs, params, envs.obs_rms, cfg.eval_episodes)]
+            evals.append((step, ev))
+            eval_s += time.perf_counter() - t2
         wall = time.perf_counter() - t0
         lr = learning_rate(cfg, it * cfg.update_epochs * cfg.num_minibatches)
         for j, s in enumerate(seeds):
@@ -492,7 +543,8 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
                 "target_entropy": cfg.target_entropy(act_dim), "pg_loss": float(m["pg_loss"][j]),
                 "v_loss": float(m["v_loss"][j]), "approx_kl": float(m["approx_kl"][j]),
                 "clipfrac": float(m["clipfrac"][j]), "lr": lr, "wall_s": wall, "rollout_s": rollout_s,
-                "update_s": update_s, "steps_per_s_per_seed": step / wall,
+                "update_s": update_s, "steps_per_s_per_seed": step / (wall - eval_s),
+                "eval_return": ev[j] if ev else "", "eval_s": eval_s,
             })  # fmt: skip
             history.append((step, j, new))
         if out_dir:
@@ -500,14 +552,17 @@ def train(cfg: Config, seeds: list[int], out_dir: str | None = None, log=print) 
             write_csv(os.path.join(out_dir, name + ".csv"), rows)
         if log and (it % 10 == 0 or it == cfg.iterations - 1):
             recent = [np.mean(r[-5:]) if r else float("nan") for r in envs.returns]
-            log(f"{name} step {step} return {np.nanmean(recent):.0f} H/dim {np.mean(m['entropy_per_dim']):.3f} "
-                f"margin {np.min(m['margin_min']):.2e} {step / wall:.0f} steps/s/seed", flush=True)  # fmt: skip
+            last_eval = f" eval {np.mean(evals[-1][1]):.0f}" if evals else ""
+            log(f"{name} step {step} return {np.nanmean(recent):.0f}{last_eval} H/dim {np.mean(m['entropy_per_dim']):.3f} "
+                f"margin {np.min(m['margin_min']):.2e} {step / (wall - eval_s):.0f} steps/s/seed", flush=True)  # fmt: skip
     wall = time.perf_counter() - t0
     summary = {
         "config": dataclasses.asdict(cfg), "name": name, "seeds": list(seeds), "obs_dim": obs_dim,
         "act_dim": act_dim, "final_return": final_returns(envs.returns, history, cfg.steps),
-        "episode_returns": envs.returns, "wall_s": wall, "rollout_s": rollout_s, "update_s": update_s,
-        "steps_per_s_per_seed": cfg.iterations * T / wall, "jax": jax.__version__,
+        "episode_returns": envs.returns, "eval_returns": evals,
+        "final_eval_return": final_eval_returns(evals, cfg.eval_last), "wall_s": wall, "rollout_s": rollout_s,
+        "update_s": update_s, "eval_s": eval_s, "steps_per_s_per_seed": cfg.iterations * T / (wall - eval_s),
+        "jax": jax.__version__,
     }  # fmt: skip
     if out_dir:
         with open(os.path.join(out_dir, name + ".json"), "w") as f:
@@ -529,6 +584,15 @@ def final_returns(returns, history, total: int, tail: float = 0.1) -> list[float
 
 
 # ------------------------------------------------------------------- command line
+
+
+def final_eval_returns(evals: list[tuple[int, list[float]]], last: int) -> list[float]:
+    """Per seed, the mean of its last `last` evaluation returns (`evals`: (step, per-seed
+    means) in order); an empty list when the run was not evaluated."""
+    if not evals:
+        return []
+    tail = np.asarray([per_seed for _, per_seed in evals[-last:]])
+    return [float(x) for x in tail.mean(axis=0)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -556,14 +620,18 @@ def main(argv=None) -> int:
     ap.add_argument("--h0-per-dim", type=float, default=-0.3, help="ppo-era: H0 / |A|")
     ap.add_argument("--head", choices=["native", "jax"], default="native")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--eval-points", type=int, default=10, help="deterministic evaluations over the run (0: none)")
+    ap.add_argument("--eval-episodes", type=int, default=3, help="episodes per seed and evaluation")
     ap.add_argument("--threads", type=int, default=1, help="1: one core per process (XLA and era)")
     ap.add_argument("--out", default="examples/jax/ppo_results")
     a = ap.parse_args(argv)
     configure_threads(a.threads)
     cfg = Config(task=a.task, agent=a.agent, steps=a.steps, log_std_init=a.log_std_init,
-                 h0_per_dim=a.h0_per_dim, head=a.head, tag=a.tag)  # fmt: skip
+                 h0_per_dim=a.h0_per_dim, head=a.head, tag=a.tag, eval_points=a.eval_points,
+                 eval_episodes=a.eval_episodes)  # fmt: skip
     s = train(cfg, parse_seeds(a.seeds), a.out)
-    print(json.dumps({k: s[k] for k in ("name", "final_return", "wall_s", "steps_per_s_per_seed")}))
+    keys = ("name", "final_return", "final_eval_return", "wall_s", "steps_per_s_per_seed")
+    print(json.dumps({k: s[k] for k in keys}))
     return 0
 
 

@@ -55,11 +55,15 @@ def summarize(run_dir: str) -> list[dict]:
         margins = [float(r["margin_min"]) for r in rows if r["margin_min"] not in ("", "nan")]
         fr = s["final_return"]
         lo, hi = bootstrap_ci(fr)
+        fe = s.get("final_eval_return") or []
+        elo, ehi = bootstrap_ci(fe) if fe else (float("nan"), float("nan"))
         cfg = s["config"]
         out.append({
             "name": s["name"], "task": cfg["task"], "agent": cfg["agent"], "tag": cfg.get("tag", ""),
             "log_std_init": cfg["log_std_init"], "h0_per_dim": cfg["h0_per_dim"], "act_dim": s["act_dim"],
             "steps": cfg["steps"], "seeds": s["seeds"], "final": fr, "mean": float(np.mean(fr)), "ci": (lo, hi),
+            "final_eval": fe, "eval_mean": float(np.mean(fe)) if fe else float("nan"), "eval_ci": (elo, ehi),
+            "eval_s": s.get("eval_s", 0.0),
             "entropy_first": ent(steps[0]), "entropy_last": ent(steps[-1]),
             "margin_min": min(margins) if margins and cfg["agent"] == "ppo-era" else float("nan"),
             "wall_s": s["wall_s"], "update_s": s["update_s"], "steps_per_s_per_seed": s["steps_per_s_per_seed"],
@@ -84,49 +88,59 @@ def choose(tune_dir: str) -> dict:
     }
 
 
-def normalized_scores(entries: list[dict], random_returns: dict) -> dict:
+def normalized_scores(entries: list[dict], random_returns: dict, key: str = "final") -> dict:
     """Per agent, the per-seed scores `(R - R_random) / (R_best - R_random)` averaged over
-    the tasks (seed i of every task together), where R is a seed's final return, R_random the
-    task's random-policy return and R_best the highest final return of any seed of either
-    arm on that task."""
+    the tasks (seed i of every task together), where R is a seed's final return (`key`:
+    "final", the training episodes', or "final_eval", the deterministic evaluation's),
+    R_random the task's random-policy return and R_best the highest such return of any seed
+    of either arm on that task."""
     tasks = sorted({e["task"] for e in entries})
     out: dict = {}
     for agent in ("ppo", "ppo-era"):
         per_task = []
         for t in tasks:
-            best = max(max(e["final"]) for e in entries if e["task"] == t)
+            best = max(max(e[key]) for e in entries if e["task"] == t)
             e = next(e for e in entries if e["task"] == t and e["agent"] == agent)
             r0 = random_returns[t]
-            per_task.append((np.asarray(e["final"]) - r0) / (best - r0))
+            per_task.append((np.asarray(e[key]) - r0) / (best - r0))
         out[agent] = np.mean(per_task, axis=0)
     return out
 
 
 def report(run_dir: str) -> str:
-    """The markdown tables of PPO_RESULTS.md: per task and arm, then the aggregate."""
+    """The markdown tables of PPO_RESULTS.md: per task and arm, then the aggregates (over the
+    deterministic evaluations where the runs have them, and over the training episodes)."""
     entries = summarize(run_dir)
+    evaluated = all(e["final_eval"] for e in entries)
+    ev_head, ev_sep = ("| final eval return (mean, 95% CI) | per seed ", "| --- | --- ") if evaluated else ("", "")
     lines = [
-        "| task | agent | setting | final return (mean, 95% CI over seeds) | per seed | entropy/dim first -> last "
+        f"| task | agent | setting {ev_head}| final training return (mean, 95% CI) | per seed | entropy/dim first -> last "
         "| min margin over floor | wall (min) | steps/s per seed | update share |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| --- | --- | --- {ev_sep}| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in sorted(entries, key=lambda e: (e["task"], e["agent"])):
         setting = f"H0 = {e['h0_per_dim']:g} D" if e["agent"] == "ppo-era" else f"log-std init {e['log_std_init']:g}"
         margin = f"{e['margin_min']:.1e}" if e["agent"] == "ppo-era" else "-"
+        ev = (f"| {e['eval_mean']:.0f} [{e['eval_ci'][0]:.0f}, {e['eval_ci'][1]:.0f}] "
+              f"| {', '.join(f'{x:.0f}' for x in e['final_eval'])} ") if evaluated else ""
         lines.append(
-            f"| {e['task']} | {e['agent']} | {setting} | {e['mean']:.0f} [{e['ci'][0]:.0f}, {e['ci'][1]:.0f}] "
+            f"| {e['task']} | {e['agent']} | {setting} {ev}| {e['mean']:.0f} [{e['ci'][0]:.0f}, {e['ci'][1]:.0f}] "
             f"| {', '.join(f'{x:.0f}' for x in e['final'])} | {e['entropy_first']:.3f} -> {e['entropy_last']:.3f} "
-            f"| {margin} | {e['wall_s'] / 60:.1f} | {e['steps_per_s_per_seed']:.0f} | {e['update_s'] / e['wall_s']:.0%} |"
+            f"| {margin} | {e['wall_s'] / 60:.1f} | {e['steps_per_s_per_seed']:.0f} | {e['update_s'] / (e['wall_s'] - e['eval_s']):.0%} |"
         )
     rnd = os.path.join(run_dir, "random_returns.json")
     if os.path.exists(rnd) and len({e["task"] for e in entries}) > 1:
         with open(rnd) as f:
             random_returns = json.load(f)
-        scores = normalized_scores(entries, random_returns)
-        lines += ["", "| agent | normalised score over the tasks (mean, 95% CI over seeds) | per seed |", "| --- | --- | --- |"]
-        for agent, v in scores.items():
-            lo, hi = bootstrap_ci(v)
-            lines.append(f"| {agent} | {v.mean():.3f} [{lo:.3f}, {hi:.3f}] | {', '.join(f'{x:.3f}' for x in v)} |")
+        lines += ["", "| returns | agent | normalised score over the tasks (mean, 95% CI over seeds) | per seed |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        for key, label in (("final_eval", "deterministic evaluation"), ("final", "training episodes")):
+            if key == "final_eval" and not evaluated:
+                continue
+            for agent, v in normalized_scores(entries, random_returns, key).items():
+                lo, hi = bootstrap_ci(v)
+                lines.append(f"| {label} | {agent} | {v.mean():.3f} [{lo:.3f}, {hi:.3f}] "
+                             f"| {', '.join(f'{x:.3f}' for x in v)} |")  # fmt: skip
         lines += ["", "Random-policy returns: " + ", ".join(f"{t} {r:.1f}" for t, r in sorted(random_returns.items()))]
     return "\n".join(lines)
 
@@ -135,9 +149,10 @@ def report(run_dir: str) -> str:
 
 
 def plot(run_dir: str, path: str, window: int = 5) -> None:
-    """Per task: training-episode returns (left; mean over seeds of a `window`-rollout moving
-    average, min-max band) and the Gaussian entropy per dimension (right; ERA's floor H0/|A|
-    dashed)."""
+    """Per task: training-episode returns (mean over seeds of a `window`-rollout moving
+    average, min-max band), the deterministic evaluation's returns where the runs have them
+    (mean over seeds, min-max band) and the Gaussian entropy per dimension (ERA's floor
+    H0/|A| dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,9 +160,9 @@ def plot(run_dir: str, path: str, window: int = 5) -> None:
 
     rows = load_runs(run_dir)
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 2.6 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 2.6 * len(tasks)), squeeze=False)
     for ti, task in enumerate(tasks):
-        ax_r, ax_h = axes[ti]
+        ax_r, ax_e, ax_h = axes[ti]
         for ci, agent in enumerate(("ppo", "ppo-era")):
             rs = [r for r in rows if r["task"] == task and r["agent"] == agent]
             if not rs:
@@ -164,14 +179,23 @@ def plot(run_dir: str, path: str, window: int = 5) -> None:
             c = f"C{ci}"
             ax_r.plot(steps, np.nanmean(smooth, 0), color=c, label=f"{agent} ({len(seeds)} seeds)")
             ax_r.fill_between(steps, np.nanmin(smooth, 0), np.nanmax(smooth, 0), color=c, alpha=0.15)
+            ev = [r for r in rs if r.get("eval_return", "") != ""]
+            if ev:
+                est = sorted({int(r["step"]) for r in ev})
+                er = np.full((len(seeds), len(est)), np.nan)
+                for r in ev:
+                    er[seeds.index(int(r["seed"])), est.index(int(r["step"]))] = float(r["eval_return"])
+                ax_e.plot(est, np.nanmean(er, 0), color=c, marker="o", ms=3, label=agent)
+                ax_e.fill_between(est, np.nanmin(er, 0), np.nanmax(er, 0), color=c, alpha=0.15)
             ax_h.plot(steps, ent.mean(0), color=c, label=agent)
             ax_h.fill_between(steps, ent.min(0), ent.max(0), color=c, alpha=0.15)
             if agent == "ppo-era":
                 ax_h.axhline(float(rs[0]["target_entropy"]) / ACT_DIMS[task], color="k", ls="--", lw=0.8,
                              label="ERA floor H0/|A|")
         ax_r.set(title=f"{task}: training-episode return", xlabel="environment steps per seed")
+        ax_e.set(title=f"{task}: deterministic evaluation", xlabel="environment steps per seed")
         ax_h.set(title=f"{task}: Gaussian entropy per dimension (nats)", xlabel="environment steps per seed")
-        for ax in (ax_r, ax_h):
+        for ax in (ax_r, ax_e, ax_h):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.tight_layout()

@@ -90,7 +90,7 @@ def test_era_log_std_meets_the_floor_in_every_row(head):
 
 def _short(agent, **kw):
     return P.Config(task="Hopper-v5", agent=agent, steps=3 * 1024, num_steps=1024, num_minibatches=8,
-                    update_epochs=4, **kw)  # fmt: skip
+                    update_epochs=4, eval_points=1, eval_episodes=1, **kw)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,44 @@ def test_short_runs_have_finite_losses_and_one_row_per_seed_and_rollout(runs):
                 assert np.isfinite(r[k]), (agent, k, r)
         assert sum(r["episodes"] for r in rows) > 0  # Hopper's random start falls within 1024 steps
         assert all(np.isfinite(x) for x in runs[agent]["final_return"])
+
+
+def test_evaluation_schedule_is_evenly_spaced_and_ends_the_run():
+    c = P.Config(steps=244 * 2048)  # 244 rollouts, 10 evaluations: every 24th, and after the last
+    its = [i for i in range(c.iterations) if c.is_eval_iteration(i)]
+    assert its == [24 * k - 1 for k in range(1, 11)] + [243]
+    assert [i for i in range(3) if P.Config(steps=3 * 2048, eval_points=10).is_eval_iteration(i)] == [0, 1, 2]
+    assert not any(P.Config(steps=8 * 2048, eval_points=0).is_eval_iteration(i) for i in range(8))
+
+
+def test_the_deterministic_evaluation_ends_the_run_and_gives_the_final_eval_return(runs):
+    for agent in ("ppo", "ppo-era"):
+        s = runs[agent]
+        ev = [r for r in s["rows"] if r["eval_return"] != ""]
+        assert [int(r["step"]) for r in ev] == [3 * 1024] * len(SEEDS)  # eval_points=1: after the last rollout
+        assert [step for step, _ in s["eval_returns"]] == [3 * 1024]
+        assert s["final_eval_return"] == pytest.approx([r["eval_return"] for r in ev])
+        assert all(np.isfinite(x) for x in s["final_eval_return"])
+    assert P.final_eval_returns([(1, [1.0, 2.0]), (2, [3.0, 4.0]), (3, [5.0, 9.0])], 2) == [4.0, 6.5]
+    assert P.final_eval_returns([], 3) == []
+
+
+def test_evaluation_is_deterministic_and_leaves_the_training_statistics_alone(runs):
+    cfg = _short("ppo-era")
+    params = runs["ppo-era"]["params"]
+    rms = P.RunningMeanStd((len(SEEDS), runs["ppo-era"]["obs_dim"]))
+    rms.mean, rms.var, rms.count = rms.mean + 0.1, rms.var * 2.0, 50.0
+    before = (rms.mean.copy(), rms.var.copy(), rms.count)
+    out = []
+    for _ in range(2):
+        envs = [P.make_env(cfg, s + P.EVAL_SEED_OFFSET) for s in SEEDS]
+        for e, s in zip(envs, SEEDS):
+            e.reset(seed=s + P.EVAL_SEED_OFFSET)
+        out.append(P.evaluate(cfg, envs, params, rms, 2))
+    assert out[0] == out[1] and [len(r) for r in out[0]] == [2, 2]
+    np.testing.assert_array_equal(rms.mean, before[0])
+    np.testing.assert_array_equal(rms.var, before[1])
+    assert rms.count == before[2]
 
 
 def test_era_arm_holds_the_floor_on_every_batch(runs):
@@ -147,11 +185,13 @@ def test_report_and_plot_read_the_logs(runs, tmp_path):
     entries = PT.summarize(out)
     assert sorted(e["agent"] for e in entries) == ["ppo", "ppo-era"]
     text = PT.report(out)
-    assert "Hopper-v5" in text and "ppo-era" in text
+    assert "Hopper-v5" in text and "ppo-era" in text and "final eval return" in text
     png = str(tmp_path / "p.png")
     PT.plot(out, png)
     assert os.path.getsize(png) > 1000
     scores = PT.normalized_scores(entries, {"Hopper-v5": 0.0})
+    assert max(scores["ppo"].max(), scores["ppo-era"].max()) == pytest.approx(1.0)
+    scores = PT.normalized_scores(entries, {"Hopper-v5": 0.0}, key="final_eval")
     assert max(scores["ppo"].max(), scores["ppo-era"].max()) == pytest.approx(1.0)
 
 
