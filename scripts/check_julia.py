@@ -15,8 +15,9 @@
    sizes and offsets that Julia's C-compatible layout gives them equal a C compiler's
    (a small C program compiled against include/era.h);
 5. the generated layer has no drift (``gen_decls.py --check``), ``src/generated/`` holds
-   only the generator's Julia outputs (``era_types.jl``, ``era_functions.jl``), each
-   ``include``d once and in that order, and every ``include("...")`` names a file;
+   only the generator's Julia outputs (``era_types.jl``, then the ``era_functions*.jl``
+   files of ``decls_julia.JULIA_FUNCTION_FILES``), each ``include``d once and in that
+   order, and every ``include("...")`` names a file;
 6. ``Project.toml`` is valid TOML with a UUID, compat entries for every dep, weakdep and
    extra (and julia), extensions naming weakdeps, and the known UUIDs of the packages used;
 7. ownership: a hand-written struct holding a ``Ptr`` (a library handle) has no positional

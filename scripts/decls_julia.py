@@ -1,10 +1,11 @@
-"""The declaration generator's Julia emitter: era.h's model -> the generated layer of the
-Julia package ERA (``era_types.jl``: constants, enums and structs; ``era_functions.jl``: its
-ccall wrappers)."""
+"""The declaration generator's Julia emitters: era.h's model -> the generated layer of the
+Julia package ERA (``era_types.jl``: constants, enums and structs; ``era_functions*.jl``: its
+ccall wrappers, one file per family of functions, ``JULIA_FUNCTION_FILES``)."""
 
 from __future__ import annotations
 
-from typing import List
+import re
+from typing import Callable, Dict, List, Optional, Tuple
 
 from decls_model import PRIMITIVES, CType, Model, used_names
 
@@ -84,7 +85,7 @@ def emit_julia_types(model: Model) -> str:
         "Contents: the `#define` constants, the enums as integer aliases with typed constants",
         "(`STATUS_NAMES` maps every `EraStatus` to its name), the structs as Julia `struct`s",
         "with the C layout (isbits, fields in C order) and the opaque `EraHead`. The `ccall`",
-        "wrappers that use them are in era_functions.jl, included after this file.",
+        "wrappers that use them are in era_functions*.jl, included after this file.",
     ])
     used = used_names(model)
 
@@ -137,17 +138,59 @@ def emit_julia_types(model: Model) -> str:
     return "\n".join(out)
 
 
-def emit_julia_functions(model: Model) -> str:
-    """``era_functions.jl``: the ``ccall`` wrappers of era.h for the Julia package ERA."""
-    out = _jl_header("ccall wrappers of the era C ABI (include/era.h).", [
-        "Contents: one function per C function that `@ccall`s it with the exact C types, and",
-        "`FUNCTIONS` (name -> argument names). The types they name are in era_types.jl, which",
-        "the including module includes first. The library is `liberapath()`, which the",
-        "including module defines; it is evaluated when a call runs, so the library can be",
-        "chosen at load time.",
-    ])
+#: The ccall wrappers' files, in include order: file -> (what it holds, the pattern of the
+#: C function names it takes, or None). A function goes to the first file whose pattern
+#: matches its whole name, otherwise to the file with None (the core, which also holds
+#: ``FUNCTIONS``, the table of every function).
+JULIA_FUNCTION_FILES: Dict[str, Tuple[str, Optional[str]]] = {
+    "era_functions.jl": (
+        "the core: versions, status, last error, configuration, CUDA availability, the head's "
+        "lifecycle and its forward, backward and entropy, JSON, the entropies that need no head",
+        None),
+    "era_functions_gaussian.jl": (
+        "the Gaussian head: the delta API (forward and backward with an explicit delta, the "
+        "learner's delta) and the masked forward and backward",
+        r"era_gaussian_(forward|backward)_\w+|era_head_(set_|update_)?delta"),
+    "era_functions_token.jl": (
+        "the token head's one-call forward and backward, with a temperature per token",
+        r"era_token_(forward|backward)(_temperature)?"),
+    "era_functions_token_parts.jl": (
+        "the token head in parts: the split forward (log-prob columns, the decision, the "
+        "columns' backward) and the vocabulary-block calls (block statistics, merge, rebase, "
+        "finish, block backward)",
+        r"era_token_(block|stats)_\w+|era_token_(logprob_columns|decide|columns_backward)"),
+}
+
+
+def julia_function_file(name: str) -> str:
+    """The file of ``JULIA_FUNCTION_FILES`` that holds the wrapper of C function ``name``."""
+    core = None
+    for file, (_, pattern) in JULIA_FUNCTION_FILES.items():
+        if pattern is None:
+            core = file
+        elif re.fullmatch(pattern, name):
+            return file
+    assert core is not None, "JULIA_FUNCTION_FILES has a core file"
+    return core
+
+
+def emit_julia_functions(model: Model, file: str = "era_functions.jl") -> str:
+    """``file`` (one of ``JULIA_FUNCTION_FILES``): the ``ccall`` wrappers of its family of
+    era.h's functions for the Julia package ERA; the core file also holds ``FUNCTIONS``."""
+    what, pattern = JULIA_FUNCTION_FILES[file]
+    contents = [f"Contents: {what}: one function per C function that `@ccall`s it with the exact C types"]
+    if pattern is None:
+        contents[0] += ", and `FUNCTIONS` (name -> argument names, of every function in era.h)."
+    else:
+        contents[0] += "."
+    contents.append("The types they name are in era_types.jl, which the including module includes first.")
+    contents.append("The library is `liberapath()`, which the including module defines; it is evaluated")
+    contents.append("when a call runs, so the library can be chosen at load time.")
+    out = _jl_header("ccall wrappers of the era C ABI (include/era.h).", _wrap(" ".join(contents)))
     out += ["# ------------------------------------------------------------------ functions", ""]
     for f in model.functions.values():
+        if julia_function_file(f.name) != file:
+            continue
         proto = f"{f.restype.c()} {f.name}(" + ", ".join(f"{a.type.c()} {a.name}" for a in f.args) + ")"
         names = [_jl_name(a.name) for a in f.args]
         sig = f"{f.name}(" + ", ".join(names) + ")"
@@ -158,11 +201,28 @@ def emit_julia_functions(model: Model) -> str:
         out.append(f"    @ccall liberapath().{f.name}({cargs})::{ret}")
         out.append("end")
         out.append("")
-    out.append("# name -> argument names, in header order.")
-    out.append("const FUNCTIONS = (")
-    for f in model.functions.values():
-        args = "".join(f":{_jl_name(a.name)}, " for a in f.args)
-        out.append(f"    {f.name} = ({args.rstrip(', ')}{',' if len(f.args) == 1 else ''}),")
-    out.append(")")
-    out.append("")
+    if pattern is None:
+        out.append("# name -> argument names, in header order (the wrappers of every era_functions*.jl).")
+        out.append("const FUNCTIONS = (")
+        for f in model.functions.values():
+            args = "".join(f":{_jl_name(a.name)}, " for a in f.args)
+            out.append(f"    {f.name} = ({args.rstrip(', ')}{',' if len(f.args) == 1 else ''}),")
+        out.append(")")
+        out.append("")
     return "\n".join(out)
+
+
+def _wrap(text: str, width: int = 88) -> List[str]:
+    """``text`` as lines of at most ``width`` characters (for a header comment)."""
+    lines: List[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def julia_function_emitters() -> List[Tuple[str, Callable[[Model], str]]]:
+    """``(file, emitter)`` of every ``JULIA_FUNCTION_FILES`` entry, in include order."""
+    return [(file, lambda model, file=file: emit_julia_functions(model, file)) for file in JULIA_FUNCTION_FILES]

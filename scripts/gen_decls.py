@@ -14,9 +14,13 @@ beside this script: the model and its parser in ``decls_model.py``, the emitters
 
 Outputs (committed, never edited by hand):
 
-    python   bindings/jax/src/era_jax/_era_h.py                  ctypes declarations for era_jax
+    python   bindings/jax/src/era_jax/_era_h.py                  ctypes declarations for era_jax (and era_torch)
+             bindings/jax/src/era_jax/_era_support.py            their runtime support (scripts/python_support.py)
     julia    bindings/julia/ERA/src/generated/era_types.jl      constants, enums and structs of the Julia package ERA
-             bindings/julia/ERA/src/generated/era_functions.jl  its ccall wrappers (included after era_types.jl)
+             bindings/julia/ERA/src/generated/era_functions.jl  its ccall wrappers (included after era_types.jl):
+                                                                the core and FUNCTIONS, then one file per family
+             .../era_functions_gaussian.jl, era_functions_token.jl, era_functions_token_parts.jl
+                                                                (decls_julia.JULIA_FUNCTION_FILES)
 
 An emitter is a function ``emit(model) -> str`` registered in ``EMITTERS``
 under its language with its output path; a language may have several outputs.
@@ -39,20 +43,25 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 # the generator's parts, beside this script (importable as gen_decls.* for check_julia.py)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from decls_julia import emit_julia_functions, emit_julia_types  # noqa: E402
+from decls_julia import emit_julia_types, julia_function_emitters  # noqa: E402
 from decls_model import ROOT, CType, Model, parse, used_names  # noqa: E402,F401  (CType, used_names: for check_julia.py)
-from decls_python import emit_python  # noqa: E402
+from decls_python import emit_python, emit_python_support  # noqa: E402
 
 # ------------------------------------------------------------------- registry
 
 #: language -> [(output path relative to the repository root, emitter)]
 EMITTERS: Dict[str, List[Tuple[str, Callable[[Model], str]]]] = {
-    "python": [("bindings/jax/src/era_jax/_era_h.py", emit_python)],
+    "python": [
+        ("bindings/jax/src/era_jax/_era_h.py", emit_python),
+        ("bindings/jax/src/era_jax/_era_support.py", emit_python_support),
+    ],
     "julia": [
         ("bindings/julia/ERA/src/generated/era_types.jl", emit_julia_types),
-        ("bindings/julia/ERA/src/generated/era_functions.jl", emit_julia_functions),
+    ] + [(f"bindings/julia/ERA/src/generated/{file}", emit) for file, emit in julia_function_emitters()],
+    "python-torch": [
+        ("bindings/torch/src/era_torch/_era_h.py", emit_python),
+        ("bindings/torch/src/era_torch/_era_support.py", emit_python_support),
     ],
-    "python-torch": [("bindings/torch/src/era_torch/_era_h.py", emit_python)],
 }
 
 #: language -> former outputs: deleted by a run, an error for --check while they exist.

@@ -1,13 +1,27 @@
 # ------------------------------------------------------------------ support
 # Shared by the Python bindings (era_jax, era_torch): written once in
-# scripts/python_support.py and appended to each generated module by
-# scripts/gen_decls.py. It uses only the declarations above and ctypes.
+# scripts/python_support.py and emitted as each package's _era_support.py by
+# scripts/gen_decls.py. It uses only the declarations of _era_h.py and ctypes.
 
+import ctypes
 import dataclasses as _dataclasses
+
+from ._era_h import (
+    ERA_ABI_VERSION,
+    ERA_DELTA_OPTIMIZER_ADAM,
+    ERA_DELTA_OPTIMIZER_FIXED,
+    ERA_DELTA_OPTIMIZER_SGD,
+    ERA_HEAD_KIND_GAUSSIAN,
+    ERA_HEAD_KIND_SOFTMAX,
+    ERA_HEAD_KIND_TOKEN,
+    ERA_STATUS_OK,
+    EraConfig,
+    bind,
+)
 
 
 def config_layout_mismatch(lib, struct=None):
-    """Compares a ctypes declaration of ``EraConfig`` (this module's by default) with the
+    """Compares a ctypes declaration of ``EraConfig`` (``_era_h``'s by default) with the
     library's (``era_config_size`` and ``era_config_field`` of every field); returns what
     differs, or ``""``. ``lib`` is a ``ctypes.CDLL`` on which :func:`bind` ran."""
     struct = EraConfig if struct is None else struct

@@ -18,7 +18,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 PKG = os.path.join("bindings", "julia", "ERA")
 GENERATED_DIR = os.path.join(PKG, "src", "generated")
 TYPES = os.path.join(GENERATED_DIR, "era_types.jl")  # constants, enums, structs
-FUNCTIONS = os.path.join(GENERATED_DIR, "era_functions.jl")  # the ccall wrappers
+# the ccall wrappers, one file per family (decls_julia.JULIA_FUNCTION_FILES), in include order
+FUNCTIONS = os.path.join(GENERATED_DIR, "era_functions.jl")  # the core and FUNCTIONS
+GAUSSIAN = os.path.join(GENERATED_DIR, "era_functions_gaussian.jl")  # delta API, masked head
+TOKEN = os.path.join(GENERATED_DIR, "era_functions_token.jl")  # one-call token forward/backward
+TOKEN_PARTS = os.path.join(GENERATED_DIR, "era_functions_token_parts.jl")  # split forward, vocabulary blocks
+FUNCTION_FILES = [FUNCTIONS, GAUSSIAN, TOKEN, TOKEN_PARTS]
 
 
 def _load_checker(root):
@@ -74,6 +79,17 @@ def test_wrong_function_name(tree):
     assert has(errors, "no ccall of era_head_free")
 
 
+def test_wrong_function_name_in_every_functions_file(tree):
+    for rel, name in [(GAUSSIAN, "era_gaussian_forward_masked"), (TOKEN, "era_token_backward"),
+                      (TOKEN_PARTS, "era_token_stats_merge")]:
+        edit(tree, rel, f"liberapath().{name}(", f"liberapath().{name}x(")
+        errors = check(tree, drift=False)
+        assert has(errors, f"{os.path.basename(rel)}:", f"{name}x is not a function of include/era.h")
+        assert has(errors, f"no ccall of {name}")
+        edit(tree, rel, f"liberapath().{name}x(", f"liberapath().{name}(")
+    assert check(tree, drift=False) == []
+
+
 def test_wrong_arity(tree):
     edit(tree, FUNCTIONS, "era_head_forward(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor}, stream::Ptr{Cvoid})",
          "era_head_forward(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor})")
@@ -88,7 +104,7 @@ def test_wrong_argument_type(tree):
 
 
 def test_wrong_pointer_type(tree):
-    edit(tree, FUNCTIONS, "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cdouble})",
+    edit(tree, GAUSSIAN, "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cdouble})",
          "era_head_delta(head::Ptr{EraHead}, out::Ptr{Cfloat})")
     assert has(check(tree, drift=False), "era_head_delta argument 2 (out)", "Ptr{Float64}")
 
@@ -111,10 +127,35 @@ def test_drifted_generated_file(tree):
 
 
 def test_drifted_functions_file(tree):
-    edit(tree, FUNCTIONS, "# name -> argument names, in header order.", "# name -> argument names.")
+    edit(tree, FUNCTIONS, "# name -> argument names, in header order", "# name -> argument names")
     errors = check(tree)
     assert has(errors, "drift:", "era_functions.jl is out of date")
     assert not has(errors, "era_types.jl is out of date")
+
+
+def test_drifted_family_file(tree):
+    edit(tree, TOKEN_PARTS, "function era_token_decide(", "function era_token_decide_(")
+    errors = check(tree)
+    assert has(errors, "drift:", "era_functions_token_parts.jl is out of date")
+    assert not has(errors, "era_functions.jl is out of date")
+    assert not has(errors, "era_functions_token.jl is out of date")
+
+
+def test_every_function_in_exactly_one_file(tree):
+    gen = _load_checker(str(tree)).gen_decls
+    model = gen.parse(str(tree))
+    defined = {}
+    for rel in FUNCTION_FILES:
+        with open(os.path.join(tree, rel), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("function era_"):
+                    defined.setdefault(line.split()[1].split("(")[0], []).append(os.path.basename(rel))
+    assert sorted(defined) == sorted(model.functions)
+    assert all(len(files) == 1 for files in defined.values()), defined
+    assert defined["era_head_new"] == ["era_functions.jl"]
+    assert defined["era_gaussian_backward_masked"] == ["era_functions_gaussian.jl"]
+    assert defined["era_token_forward_temperature"] == ["era_functions_token.jl"]
+    assert defined["era_token_block_finish"] == ["era_functions_token_parts.jl"]
 
 
 def test_missing_generated_file(tree):
@@ -123,6 +164,15 @@ def test_missing_generated_file(tree):
     assert has(errors, "drift:", "era_functions.jl is missing")
     assert has(errors, "ERA.jl:", 'include("generated/era_functions.jl") names no file')
     assert has(errors, "no ccall of era_head_new")
+
+
+def test_missing_family_file(tree):
+    os.remove(os.path.join(tree, GAUSSIAN))
+    errors = check(tree)
+    assert has(errors, "drift:", "era_functions_gaussian.jl is missing")
+    assert has(errors, "ERA.jl:", 'include("generated/era_functions_gaussian.jl") names no file')
+    assert has(errors, "no ccall of era_gaussian_forward_delta")
+    assert not has(errors, "no ccall of era_head_new")
 
 
 def test_retired_era_h_jl_reappears(tree):
@@ -143,9 +193,23 @@ def test_generated_includes(tree):
     rel = os.path.join(PKG, "src", "ERA.jl")
     edit(tree, rel, 'include("generated/era_types.jl")\ninclude("generated/era_functions.jl")\n',
          'include("generated/era_functions.jl")\ninclude("generated/era_types.jl")\n')
-    assert has(check(tree, drift=False), "ERA.jl: includes era_functions.jl, era_types.jl; the generator's order is")
+    assert has(check(tree, drift=False), "ERA.jl: includes era_functions.jl, era_types.jl, era_functions_gaussian.jl,",
+               "the generator's order is era_types.jl, era_functions.jl,")
     edit(tree, rel, 'include("generated/era_types.jl")\n', "")
     assert has(check(tree, drift=False), "era_types.jl: not included by the package")
+
+
+def test_function_files_includes(tree):
+    rel = os.path.join(PKG, "src", "ERA.jl")
+    edit(tree, rel, 'include("generated/era_functions_token.jl")\ninclude("generated/era_functions_token_parts.jl")\n',
+         'include("generated/era_functions_token_parts.jl")\ninclude("generated/era_functions_token.jl")\n')
+    assert has(check(tree, drift=False), "ERA.jl: includes", "era_functions_token_parts.jl, era_functions_token.jl;",
+               "the generator's order is")
+    edit(tree, rel, 'include("generated/era_functions_token.jl")\n', "")
+    assert has(check(tree, drift=False), "era_functions_token.jl: not included by the package")
+    edit(tree, rel, 'include("generated/era_functions_gaussian.jl")\n',
+         'include("generated/era_functions_gaussian.jl")\ninclude("generated/era_functions_gaussian.jl")\n')
+    assert has(check(tree, drift=False), "era_functions_gaussian.jl: included 2 times")
 
 
 def test_syntax_error_with_file_and_line(tree):

@@ -6,7 +6,8 @@ the XLA FFI handlers and the era library itself; the ``era_*`` C functions are
 exported from it, so Python calls them directly through ctypes for everything
 that happens at trace time (config validation and error messages, versions).
 Their ctypes declarations (structs, constants, prototypes) are generated from
-era.h into ``_era_h.py`` (``scripts/gen_decls.py``); nothing here restates them.
+era.h into ``_era_h.py``, their shared runtime support (loading, defaults) into
+``_era_support.py`` (``scripts/gen_decls.py``); nothing here restates them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 
 from . import _compat
 from . import _era_h as h
+from . import _era_support as support
 from ._era_h import (
     ERA_DELTA_OPTIMIZER_ADAM,
     ERA_DELTA_OPTIMIZER_FIXED,
@@ -78,15 +80,15 @@ def _declare_shim(lib: ctypes.CDLL) -> None:
 @functools.lru_cache(maxsize=None)
 def lib() -> ctypes.CDLL:
     """The loaded native library (loaded once)."""
-    handle = h.load(library_path(), "era_jax")
+    handle = support.load(library_path(), "era_jax")
     _declare_shim(handle)
     return handle
 
 
 def config_layout_mismatch(handle: ctypes.CDLL, struct: type = EraConfig) -> str:
     """Compares a ctypes declaration of ``EraConfig`` (the generated one by default) with the
-    library's; returns what differs, or ``""`` (the shared support of ``_era_h``)."""
-    return h.config_layout_mismatch(handle, struct)
+    library's; returns what differs, or ``""`` (the shared support of ``_era_support``)."""
+    return support.config_layout_mismatch(handle, struct)
 
 
 def version() -> str:
@@ -101,7 +103,7 @@ def abi_version() -> int:
 
 def last_error() -> str:
     """The message of the last failed era call on this thread."""
-    return h.last_error(lib())
+    return support.last_error(lib())
 
 
 def check(status: int, what: str = "") -> None:

@@ -7,7 +7,7 @@ lower bound built into a network's output layer. Three heads: [`GaussianHead`](@
 [`SoftmaxHead`](@ref) (logits) and [`TokenHead`](@ref) (LLM policy updates).
 
 Every computation happens in the era C library (`libera`), called through the generated
-`ccall` layer (`src/generated/era_types.jl`, `src/generated/era_functions.jl`); this
+`ccall` layer (`src/generated/era_types.jl`, `src/generated/era_functions*.jl`); this
 package holds no math of its own.
 
 Array layout: Julia arrays are column-major, era's tensors row-major. A `(D, B)` Matrix
@@ -35,6 +35,9 @@ export gaussian_entropy, softmax_entropy, truncated_normal_entropy
 
 include("generated/era_types.jl")
 include("generated/era_functions.jl")
+include("generated/era_functions_gaussian.jl")
+include("generated/era_functions_token.jl")
+include("generated/era_functions_token_parts.jl")
 include("library.jl")
 include("dlpack.jl")
 include("heads.jl")

@@ -3,23 +3,23 @@
 era_torch states no default of its own: at import, ``era_config_default(kind)`` fills
 one ``EraConfig`` per head kind, and the values land in frozen dataclasses
 (``GaussianDefaults``, ``SoftmaxDefaults``, ``TokenDefaults``, shared by the
-Python bindings in the generated ``_era_h`` module). Every public function
+Python bindings in the generated ``_era_support`` module). Every public function
 takes ``None`` for "the library's default" and resolves it with :func:`pick`.
 """
 
 from __future__ import annotations
 
-from . import _era_h as h
+from . import _era_support as support
 from . import _native as native
 
 __all__ = ["GAUSSIAN", "OPTIMIZERS", "SOFTMAX", "TOKEN", "GaussianDefaults", "SoftmaxDefaults", "TokenDefaults",
            "pick"]
 
-OPTIMIZERS = h.OPTIMIZERS
-GaussianDefaults = h.GaussianDefaults
-SoftmaxDefaults = h.SoftmaxDefaults
-TokenDefaults = h.TokenDefaults
-pick = h.pick
+OPTIMIZERS = support.OPTIMIZERS
+GaussianDefaults = support.GaussianDefaults
+SoftmaxDefaults = support.SoftmaxDefaults
+TokenDefaults = support.TokenDefaults
+pick = support.pick
 
 #: The library's defaults, read at import.
-GAUSSIAN, SOFTMAX, TOKEN = h.read_defaults(native.lib())
+GAUSSIAN, SOFTMAX, TOKEN = support.read_defaults(native.lib())

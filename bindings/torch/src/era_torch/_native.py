@@ -3,7 +3,8 @@
 ``libera.so`` (era's own shared library, built by ``pip install``) ships inside
 the package; Python calls its ``era_*`` C functions through ctypes. Their
 declarations (structs, constants, prototypes) are generated from era.h into
-``_era_h.py`` by ``scripts/gen_decls.py``; nothing here restates them.
+``_era_h.py`` by ``scripts/gen_decls.py``, their shared runtime support (loading,
+defaults) into ``_era_support.py``; nothing here restates them.
 
 Tensors reach the library as borrowed ``DLTensor`` descriptors built from
 ``tensor.data_ptr()``, the sizes, the strides (in elements) and the dtype: any
@@ -22,6 +23,7 @@ import threading
 import torch
 
 from . import _era_h as h
+from . import _era_support as support
 from ._era_h import ERA_HEAD_KIND_GAUSSIAN, ERA_HEAD_KIND_SOFTMAX, ERA_HEAD_KIND_TOKEN, ERA_LN_2PI_E, EraConfig
 
 __all__ = [
@@ -81,14 +83,14 @@ def library_path() -> str:
 
 def config_layout_mismatch(handle: ctypes.CDLL, struct: type = EraConfig) -> str:
     """Compares a ctypes declaration of ``EraConfig`` (the generated one by default) with the
-    library's; returns what differs, or ``""`` (the shared support of ``_era_h``)."""
-    return h.config_layout_mismatch(handle, struct)
+    library's; returns what differs, or ``""`` (the shared support of ``_era_support``)."""
+    return support.config_layout_mismatch(handle, struct)
 
 
 @functools.lru_cache(maxsize=None)
 def lib() -> ctypes.CDLL:
     """The loaded native library (loaded once; its ABI version and EraConfig layout checked)."""
-    handle = h.load(library_path(), "era_torch")
+    handle = support.load(library_path(), "era_torch")
     return handle
 
 
@@ -104,7 +106,7 @@ def abi_version() -> int:
 
 def last_error() -> str:
     """The message of the last failed era call on this thread."""
-    return h.last_error(lib())
+    return support.last_error(lib())
 
 
 def check(status: int, function: str = "") -> None:

@@ -7,7 +7,7 @@
 # Contents: the `#define` constants, the enums as integer aliases with typed constants
 # (`STATUS_NAMES` maps every `EraStatus` to its name), the structs as Julia `struct`s
 # with the C layout (isbits, fields in C order) and the opaque `EraHead`. The `ccall`
-# wrappers that use them are in era_functions.jl, included after this file.
+# wrappers that use them are in era_functions*.jl, included after this file.
 
 # ------------------------------------------------------------------ constants
 
