@@ -320,71 +320,6 @@ ffi::Error TokenBwd(Place p, ffi::AnyBuffer logits, ffi::AnyBuffer labels, ffi::
   return ffi::Error::Success();
 }
 
-// The split token forward (docs/math.md#split-token-forward): the columns at a
-// temperature per token (`want_sum_sq` 0: the squared sum is not computed), the
-// decision from per-token buffers, and the columns' backward.
-ffi::Error TokenColumns(Place p, ffi::AnyBuffer logits, ffi::AnyBuffer labels, ffi::AnyBuffer temperature,
-                        ffi::Result<ffi::AnyBuffer> cols, ffi::Result<ffi::AnyBuffer> ent,
-                        ffi::Result<ffi::AnyBuffer> sq, TokenAttrs a, int64_t want_sum_sq) {
-  const EraHead* h;
-  if (auto e = token_head(a, &h); e.failure()) return e;
-  Tensor tl(p, logits), ty(p, labels), tt(p, temperature), tc(p, cols), te(p, ent), ts(p, sq);
-  if (auto e = check_dtypes("era_token_columns", tl, ty, tt, tc, te, ts); e.failure()) return e;
-  ERA_TRY(era_token_logprob_columns,
-          (h, tl.get(), ty.get(), tt.get(), tc.get(), te.get(), want_sum_sq != 0 ? ts.get() : nullptr, p.stream));
-  return ffi::Error::Success();
-}
-
-ffi::Error TokenDecide(Place p, ffi::AnyBuffer ent, ffi::AnyBuffer ids, ffi::AnyBuffer adv, ffi::AnyBuffer cols,
-                       ffi::Result<ffi::AnyBuffer> logp, ffi::Result<ffi::AnyBuffer> scale,
-                       ffi::Result<ffi::AnyBuffer> adv_out, ffi::Result<ffi::AnyBuffer> resp_ent,
-                       ffi::Result<ffi::AnyBuffer> column, TokenAttrs a) {
-  const EraHead* h;
-  if (auto e = token_head(a, &h); e.failure()) return e;
-  Tensor te(p, ent), tr(p, ids), ta(p, adv), tc(p, cols), tlp(p, logp), ts(p, scale), tao(p, adv_out),
-      tre(p, resp_ent), tcol(p, column);
-  if (auto e = check_dtypes("era_token_decide", te, tr, ta, tc, tlp, ts, tao, tre, tcol); e.failure()) return e;
-  ERA_TRY(era_token_decide, (h, te.get(), tr.get(), ta.get(), tc.get(), tlp.get(), ts.get(), tao.get(), tre.get(),
-                             tcol.get(), p.stream));
-  return ffi::Error::Success();
-}
-
-ffi::Error TokenColumnsBwd(Place p, ffi::AnyBuffer logits, ffi::AnyBuffer labels, ffi::AnyBuffer temperature,
-                           ffi::AnyBuffer g_cols, ffi::AnyBuffer g_ent, ffi::Result<ffi::AnyBuffer> g_logits,
-                           TokenAttrs a) {
-  const EraHead* h;
-  if (auto e = token_head(a, &h); e.failure()) return e;
-  Tensor tl(p, logits), ty(p, labels), tt(p, temperature), tgc(p, g_cols), tge(p, g_ent), tgl(p, g_logits);
-  if (auto e = check_dtypes("era_token_columns_bwd", tl, ty, tt, tgc, tge, tgl); e.failure()) return e;
-  ERA_TRY(era_token_columns_backward,
-          (h, tl.get(), ty.get(), tt.get(), tgc.get(), tge.get(), tgl.get(), p.stream));
-  return ffi::Error::Success();
-}
-
-// Head-free entropies: of N(mu, diag(exp(log_std))^2) per row, and of
-// softmax(logits / temperature) per row.
-ffi::Error GaussianEntropy(Place p, ffi::AnyBuffer log_std, ffi::Result<ffi::AnyBuffer> ent) {
-  Tensor tx(p, log_std), te(p, ent);
-  if (auto e = check_dtypes("era_gaussian_entropy", tx, te); e.failure()) return e;
-  ERA_TRY(era_gaussian_entropy, (tx.get(), te.get(), p.stream));
-  return ffi::Error::Success();
-}
-
-ffi::Error SoftmaxEntropy(Place p, ffi::AnyBuffer logits, ffi::Result<ffi::AnyBuffer> ent, double temperature) {
-  Tensor tx(p, logits), te(p, ent);
-  if (auto e = check_dtypes("era_softmax_entropy", tx, te); e.failure()) return e;
-  ERA_TRY(era_softmax_entropy, (tx.get(), temperature, te.get(), p.stream));
-  return ffi::Error::Success();
-}
-
-ffi::Error TruncNormalEntropy(Place p, ffi::AnyBuffer mean, ffi::AnyBuffer log_std, ffi::Result<ffi::AnyBuffer> ent,
-                              double low, double high) {
-  Tensor tm(p, mean), tl(p, log_std), te(p, ent);
-  if (auto e = check_dtypes("era_truncated_normal_entropy", tm, tl, te); e.failure()) return e;
-  ERA_TRY(era_truncated_normal_entropy, (tm.get(), tl.get(), low, high, te.get(), p.stream));
-  return ffi::Error::Success();
-}
-
 // ------------------------------------------------------------------ bindings
 //
 // The bindings are written once, parameterised by the platform P:
@@ -494,66 +429,6 @@ auto token_bwd_binding() {
                          .template Ret<ffi::AnyBuffer>());
 }
 
-template <typename P>
-auto token_columns_binding() {
-  return token_attrs(P::Bind()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>())
-      .template Attr<int64_t>("want_sum_sq");
-}
-
-template <typename P>
-auto token_decide_binding() {
-  return token_attrs(P::Bind()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>());
-}
-
-template <typename P>
-auto token_columns_bwd_binding() {
-  return token_attrs(P::Bind()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Arg<ffi::AnyBuffer>()
-                         .template Ret<ffi::AnyBuffer>());
-}
-
-template <typename P>
-auto gaussian_entropy_binding() {
-  return P::Bind().template Arg<ffi::AnyBuffer>().template Ret<ffi::AnyBuffer>();
-}
-
-template <typename P>
-auto softmax_entropy_binding() {
-  return P::Bind()
-      .template Arg<ffi::AnyBuffer>()
-      .template Ret<ffi::AnyBuffer>()
-      .template Attr<double>("temperature");
-}
-
-template <typename P>
-auto trunc_normal_binding() {
-  return P::Bind()
-      .template Arg<ffi::AnyBuffer>()
-      .template Arg<ffi::AnyBuffer>()
-      .template Ret<ffi::AnyBuffer>()
-      .template Attr<double>("low")
-      .template Attr<double>("high");
-}
-
 // Token attributes arrive as seven values; pack them.
 inline auto token_fwd_impl() {
   return [](Place p, ffi::AnyBuffer l, ffi::AnyBuffer y, ffi::AnyBuffer r, ffi::AnyBuffer a,
@@ -572,36 +447,17 @@ inline auto token_bwd_impl() {
   };
 }
 
-inline auto token_columns_impl() {
-  return [](Place p, ffi::AnyBuffer l, ffi::AnyBuffer y, ffi::AnyBuffer t, ffi::Result<ffi::AnyBuffer> o1,
-            ffi::Result<ffi::AnyBuffer> o2, ffi::Result<ffi::AnyBuffer> o3, double k, double wl, double wh, double rho,
-            double temp, int64_t scaling, int64_t topk, int64_t want_sum_sq) {
-    return TokenColumns(p, l, y, t, o1, o2, o3, TokenAttrs{k, wl, wh, rho, temp, scaling, topk}, want_sum_sq);
-  };
-}
-
-inline auto token_decide_impl() {
-  return [](Place p, ffi::AnyBuffer e, ffi::AnyBuffer r, ffi::AnyBuffer a, ffi::AnyBuffer c,
-            ffi::Result<ffi::AnyBuffer> o1, ffi::Result<ffi::AnyBuffer> o2, ffi::Result<ffi::AnyBuffer> o3,
-            ffi::Result<ffi::AnyBuffer> o4, ffi::Result<ffi::AnyBuffer> o5, double k, double wl, double wh,
-            double rho, double temp, int64_t scaling, int64_t topk) {
-    return TokenDecide(p, e, r, a, c, o1, o2, o3, o4, o5, TokenAttrs{k, wl, wh, rho, temp, scaling, topk});
-  };
-}
-
-inline auto token_columns_bwd_impl() {
-  return [](Place p, ffi::AnyBuffer l, ffi::AnyBuffer y, ffi::AnyBuffer t, ffi::AnyBuffer gc, ffi::AnyBuffer ge,
-            ffi::Result<ffi::AnyBuffer> o, double k, double wl, double wh, double rho, double temp, int64_t scaling,
-            int64_t topk) {
-    return TokenColumnsBwd(p, l, y, t, gc, ge, o, TokenAttrs{k, wl, wh, rho, temp, scaling, topk});
-  };
-}
+// The split token forward: its impls, bindings and impls' wrappers.
+#include "token_split.inc"
 
 // The token head over vocabulary blocks: its handlers, bindings and impls.
 #include "token_blocks.inc"
 
 // The Gaussian head under a per-row active-dimension mask: its impls and bindings.
 #include "gaussian_mask.inc"
+
+// The head-free entropies: their impls and bindings.
+#include "entropy.inc"
 
 // ----------------------------------------------------------------- metadata
 //
