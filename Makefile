@@ -316,7 +316,8 @@ cuda-artifacts: $(PY)
 # Miri: the core math and the ABI layer's pointer handling. Not under Miri (too
 # slow there, no unsafe code of their own): entropy_bounds (proptest),
 # finite_differences, token_head, delta_json.
-MIRI_TESTS = --lib --test capi --test worked_examples --test stress --test robustness
+MIRI_TESTS = --lib --test capi --test capi_heads --test capi_fuzz_regressions --test worked_examples --test stress \
+    --test robustness
 TSAN_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
 FUZZ_SECONDS ?= 600
 
