@@ -3,7 +3,7 @@
 tables, the plot, the random-policy returns the aggregate is normalised by, and the
 benchmark that measures the ERA head's share of the update.
 
-  python examples/jax/ppo_tools.py compare --steps 49152 --tune-steps 98304    # tuning, then every run
+  python examples/jax/ppo_tools.py compare --steps 499712 --tune-steps 98304   # tuning, then every run
   python examples/jax/ppo_tools.py report  --runs examples/jax/ppo_results     # markdown tables
   python examples/jax/ppo_tools.py plot    --runs examples/jax/ppo_results --png examples/jax/ppo_era.png
   python examples/jax/ppo_tools.py bench                                       # the head's share of an update
@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=os.path.join(HERE, "ppo_results"))
     ap.add_argument("--out", default=os.path.join(HERE, "ppo_results"))
     ap.add_argument("--png", default=os.path.join(HERE, "ppo_era.png"))
-    ap.add_argument("--steps", type=int, default=49_152, help="compare: steps per seed of the main runs")
+    ap.add_argument("--steps", type=int, default=499_712, help="compare: steps per seed of the main runs")
     ap.add_argument("--tune-steps", type=int, default=98_304, help="compare: steps per seed of the tuning runs")
     ap.add_argument("--tune-seeds", default="0-4")
     ap.add_argument("--seeds", default="10-14", help="compare: the main runs' seeds")
