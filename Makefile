@@ -49,8 +49,8 @@
 #   make sac-compare   the full SAC vs SAC-ERA comparison (examples/jax/compare.sh; its longest run logged 89 minutes)
 #   make sac-compare-paper  the same at the official SAC-ERA settings, HalfCheetah-v5 and Humanoid-v5
 #   make ppo-compare   PPO vs PPO-ERA on four MuJoCo tasks, five seeds, tuning first (examples/jax/PPO_RESULTS.md;
-#                      PPO_STEPS per seed, default 499712 (half the usual 1M): about 75 minutes on 2 idle cores;
-#                      PPO_STEPS=1000000, the full length, about 2.5 hours)
+#                      PPO_STEPS per seed, default 499712 (half the usual 1M): its runs took 78 minutes on 2 cores;
+#                      PPO_STEPS=1000000, the full length, about 2.5 hours estimated from the measured rates)
 #   make test-hardening  Miri, ASan+UBSan C tests, valgrind C tests (ctest -T memcheck), TSan, fuzz smoke:
 #                      make test-miri, test-sanitize, test-valgrind, test-tsan, fuzz-smoke (every fuzz target for 20 s)
 #   make fuzz          every fuzz target for FUZZ_SECONDS (default 600) each
