@@ -750,6 +750,98 @@ EraStatus era_head_to_json(const struct EraHead *head, char *buf, size_t len, si
 EraStatus era_head_from_json(const char *json, struct EraHead **out);
 
 /**
+ * Gaussian forward that also writes the residual of the backward:
+ * `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)` as
+ * `era_gaussian_forward_delta` computes it (the same bits), and `saved =
+ * softmax(z)` row-wise. Pass `saved` to `era_gaussian_backward_saved`
+ * in place of `z`: that backward needs no exponential.
+ * `z`, `out`, `saved`: the same shape `[..., D]` and dtype (float32 or
+ * float64); `out` and `saved` must not overlap each other (either may alias
+ * `z`). `delta` as in `era_gaussian_forward_delta`, or NULL for the head's
+ * stored value. Host memory only.
+ *
+ * Errors: as `era_gaussian_forward_delta`; `INVALID_LAYOUT` when `out` and
+ * `saved` overlap; `UNSUPPORTED_DEVICE` for CUDA buffers (use
+ * `era_gaussian_forward_delta` and `era_gaussian_backward_delta` there).
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_forward_saved(const struct EraHead *head,
+                                     const DLTensor *z,
+                                     const DLTensor *delta,
+                                     DLTensor *out,
+                                     DLTensor *saved,
+                                     void *stream);
+
+/**
+ * Gaussian backward (VJP) from the residual `saved` that
+ * `era_gaussian_forward_saved` wrote, instead of `z`: the same `grad_z`
+ * and `grad_delta` as `era_gaussian_backward_delta` (the same bits), with
+ * no exponential. `saved`, `grad_out`, `grad_z`: the same shape and dtype;
+ * `grad_z` may alias `saved` or `grad_out`. `delta`: the one given to the
+ * forward, or NULL for the head's stored value. `grad_delta` (may be NULL)
+ * as in `era_gaussian_backward_delta`; it needs a `delta` tensor.
+ * A `saved` that is not a row-wise softmax gives a result without meaning
+ * (it is not checked). Host memory only.
+ *
+ * Errors: as `era_gaussian_forward_saved`; `NULL_POINTER` for a
+ * `grad_delta` without `delta`.
+ *
+ * # Safety
+ * Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+ */
+EraStatus era_gaussian_backward_saved(const struct EraHead *head,
+                                      const DLTensor *saved,
+                                      const DLTensor *delta,
+                                      const DLTensor *grad_out,
+                                      DLTensor *grad_z,
+                                      DLTensor *grad_delta,
+                                      void *stream);
+
+/**
+ * Softmax-head forward that also writes the residual of the backward:
+ * `out` as `era_head_forward` computes it (the same bits) and `saved =
+ * softmax(z)` row-wise. Pass `saved` to `era_softmax_backward_saved` in
+ * place of `z`. `z`, `out`, `saved`: the same shape `[..., n]` and dtype
+ * (float32 or float64); `out` and `saved` must not overlap each other
+ * (either may alias `z`). Host memory only.
+ *
+ * Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a head that is not a
+ * softmax head; `INVALID_LAYOUT` when `out` and `saved` overlap;
+ * `UNSUPPORTED_DEVICE` for CUDA buffers (use `era_head_forward` and
+ * `era_head_backward` there).
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_forward_saved(const struct EraHead *head,
+                                    const DLTensor *z,
+                                    DLTensor *out,
+                                    DLTensor *saved,
+                                    void *stream);
+
+/**
+ * Softmax-head backward (VJP) from the residual `saved` that
+ * `era_softmax_forward_saved` wrote, instead of `z`: no exponential; the
+ * same bits as `era_head_backward` on the vectorised float32 kernels, equal
+ * to rounding elsewhere (docs/math.md#saved-softmax). `saved`, `grad_out`,
+ * `grad_z`: the same shape and dtype; `grad_z` may alias either input.
+ * A `saved` that is not a row-wise softmax gives a result without meaning
+ * (it is not checked). Host memory only.
+ *
+ * Errors: as `era_softmax_forward_saved`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_backward_saved(const struct EraHead *head,
+                                     const DLTensor *saved,
+                                     const DLTensor *grad_out,
+                                     DLTensor *grad_z,
+                                     void *stream);
+
+/**
  * Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
  * any batch shape `[...]`:
  *

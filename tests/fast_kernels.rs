@@ -428,7 +428,7 @@ fn softmax_short_rows_across_lanes_match_the_f64_path_for_any_row_count() {
         let (slope, b) = (head.constants().slope as f32, head.constants().b as f32);
         let (zs, gs) = (all.as_slice().unwrap(), g_all.as_slice().unwrap());
         let mut direct = vec![0.0f32; zs.len()];
-        era::kernels::softmax::softmax_head_rows_f32(Rows::contiguous(zs, n), slope, b, &mut direct);
+        era::kernels::softmax::softmax_head_rows_f32(Rows::contiguous(zs, n), slope, b, &mut direct, None);
         assert_eq!(direct.as_slice(), full_o.as_slice().unwrap(), "n={n}: forward not through the rows kernel");
         era::kernels::softmax::softmax_head_rows_grad_f32(Rows::contiguous(zs, n), Rows::contiguous(gs, n), slope, b, &mut direct);
         assert_eq!(direct.as_slice(), full_d.as_slice().unwrap(), "n={n}: backward not through the rows kernel");

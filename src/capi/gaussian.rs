@@ -16,12 +16,12 @@ use crate::error::Result;
 use crate::heads::gaussian::DeltaArg;
 
 /// Whether a delta tensor is a scalar for all rows (0-d, or one element of rank <= 1).
-fn is_scalar(d: &Desc<'_>) -> bool {
+pub(crate) fn is_scalar(d: &Desc<'_>) -> bool {
     d.shape.is_empty() || (d.numel() == 1 && d.shape.len() <= 1)
 }
 
 /// Fails unless `delta` is a scalar or has the shape of `z` without its last axis.
-fn check_delta_shape(z: &Desc<'_>, delta: &Desc<'_>) -> Result<()> {
+pub(crate) fn check_delta_shape(z: &Desc<'_>, delta: &Desc<'_>) -> Result<()> {
     if is_scalar(delta) {
         return Ok(());
     }
@@ -30,7 +30,7 @@ fn check_delta_shape(z: &Desc<'_>, delta: &Desc<'_>) -> Result<()> {
 
 /// Reads a delta tensor: 0-d or one element = a scalar for all rows;
 /// otherwise one value per row.
-unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<DeltaArgOwned<'a, T>> {
+pub(crate) unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[&Desc<'_>]) -> Result<DeltaArgOwned<'a, T>> {
     Ok(if is_scalar(d) {
         let v = d.view::<T>();
         DeltaArgOwned::Scalar(v.iter().next().map(|x| x.to_f64()).unwrap_or(f64::NAN))
@@ -39,13 +39,13 @@ unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, outputs: &[
     })
 }
 
-enum DeltaArgOwned<'a, T> {
+pub(crate) enum DeltaArgOwned<'a, T> {
     Scalar(f64),
     PerRow(ndarray::CowArray<'a, T, ndarray::IxDyn>),
 }
 
 impl<T> DeltaArgOwned<'_, T> {
-    fn arg(&self) -> DeltaArg<'_, T> {
+    pub(crate) fn arg(&self) -> DeltaArg<'_, T> {
         match self {
             DeltaArgOwned::Scalar(v) => DeltaArg::Scalar(*v),
             DeltaArgOwned::PerRow(a) => DeltaArg::PerRow(a.view()),

@@ -10,6 +10,8 @@
 //! - [`head`]: the `EraHead` handle's lifecycle, forward/backward/entropy;
 //! - [`json`]: saving and restoring heads;
 //! - [`gaussian`]: the Gaussian head's `delta` API;
+//! - [`saved`]: the Gaussian and softmax heads' forward that saves `softmax(z)`
+//!   and the backward from it;
 //! - [`token`]: the token head's forward and backward;
 //! - [`entropy`]: the functions that need no head (entropies).
 
@@ -24,6 +26,7 @@ pub mod entropy;
 pub mod gaussian;
 pub mod head;
 pub mod json;
+pub mod saved;
 pub mod status;
 pub mod token;
 pub mod token_block;
@@ -39,6 +42,7 @@ pub use entropy::*;
 pub use gaussian::*;
 pub use head::*;
 pub use json::*;
+pub use saved::*;
 pub use status::EraStatus;
 pub use token::*;
 pub use token_block::*;

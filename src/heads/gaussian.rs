@@ -15,10 +15,10 @@ use crate::error::{bail, check_same_shape, Result};
 use crate::heads::delta::{delta_step, DeltaState};
 pub use crate::kernels::gaussian::mask::Inactive;
 use crate::kernels::gaussian::{
-    backward_row, forward_row, gaussian_entropy_view, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32, row_k,
-    truncated_normal_entropy_1d,
+    backward_row, backward_row_saved, forward_row, gaussian_entropy_view, gaussian_k, gaussian_rows_f32, gaussian_rows_grad_f32,
+    gaussian_rows_grad_saved_f32, row_k, truncated_normal_entropy_1d,
 };
-use crate::kernels::vmath::Rows;
+use crate::kernels::vmath::{softmax_into, Rows};
 use crate::kernels::{parallel, Element};
 
 /// Row-wise Gaussian entropy of log-stds, needing no head: `log_std`
@@ -210,12 +210,26 @@ impl GaussianHead {
         z: ArrayViewD<'_, T>,
         delta: DeltaArg<'_, T>,
         grad_out: ArrayViewD<'_, T>,
-        mut grad_z: ArrayViewMutD<'_, T>,
+        grad_z: ArrayViewMutD<'_, T>,
         grad_delta: Option<ArrayViewMutD<'_, T>>,
     ) -> Result<()> {
-        self.check_last("z", z.shape())?;
-        check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
-        check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
+        self.backward_from(z, delta, grad_out, grad_z, grad_delta, false)
+    }
+
+    /// The backward from `z` (`saved` false) or from `softmax(z)`.
+    fn backward_from<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        delta: DeltaArg<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        mut grad_z: ArrayViewMutD<'_, T>,
+        grad_delta: Option<ArrayViewMutD<'_, T>>,
+        saved: bool,
+    ) -> Result<()> {
+        let name = if saved { "saved" } else { "z" };
+        self.check_last(name, z.shape())?;
+        check_same_shape("grad_out", grad_out.shape(), name, z.shape())?;
+        check_same_shape("grad_z", grad_z.shape(), name, z.shape())?;
         let ks = self.ks(&z, &delta)?;
         if let Some(g) = &grad_delta {
             match &delta {
@@ -239,14 +253,23 @@ impl GaussianHead {
             // f32: the vectorised kernel (the rows of strided tensors read where
             // they lie or gathered first, a strided output written from a
             // contiguous buffer)
-            Some((zr, gr)) => parallel::with_dense_f32(&mut grad_z, |ds| self.backward_f32(zr.rows(), gr.rows(), &ks, scalar, ds))?,
+            Some((zr, gr)) => {
+                parallel::with_dense_f32(&mut grad_z, |ds| self.backward_any_f32(zr.rows(), gr.rows(), &ks, scalar, ds, saved))?
+            }
             None => None,
         };
         let dd: Vec<f64> = match fast {
             Some(dd) => dd,
             None => {
                 let (zv, gv) = (z.view(), grad_out.view());
-                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| backward_row(ins[0], ins[1], row_k(&ks, r), lo, hi, o))?
+                parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |r, ins, o| {
+                    if saved {
+                        o.copy_from_slice(ins[0]);
+                        backward_row_saved(ins[1], row_k(&ks, r), lo, hi, o)
+                    } else {
+                        backward_row(ins[0], ins[1], row_k(&ks, r), lo, hi, o)
+                    }
+                })?
             }
         };
         if let Some(mut g) = grad_delta {
@@ -256,6 +279,58 @@ impl GaussianHead {
             }
         }
         Ok(())
+    }
+
+    /// [`GaussianHead::forward_with_delta`] that also writes the residual
+    /// `saved = softmax(z)` (the shape and type of `z`), from which
+    /// [`GaussianHead::backward_saved`] computes the backward without `z`
+    /// (docs/math.md#gaussian-backward): one exponential per element for
+    /// forward and backward together instead of two. `out` is the same bits
+    /// as the forward's; f32 rows take the vectorised kernel for both outputs.
+    pub fn forward_saving<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        delta: DeltaArg<'_, T>,
+        mut out: ArrayViewMutD<'_, T>,
+        mut saved: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.check_last("z", z.shape())?;
+        check_same_shape("out", out.shape(), "z", z.shape())?;
+        check_same_shape("saved", saved.shape(), "z", z.shape())?;
+        let ks = self.ks(&z, &delta)?;
+        if let Some(zr) = parallel::rows_f32(&z)? {
+            let done = parallel::with_dense_f32(&mut out, |os| {
+                parallel::with_dense_f32(&mut saved, |ss| self.forward_saving_f32(zr.rows(), &ks, os, ss))
+            })?;
+            if let Some(r) = done {
+                return r.map(|_| ());
+            }
+        }
+        let (lo, hi) = (self.cfg.log_std_min, self.cfg.log_std_max);
+        let threads = parallel::resolve_threads(self.threads);
+        parallel::map_rows(threads, &[&z], &mut out, |r, ins, o| {
+            forward_row(ins[0], row_k(&ks, r), lo, hi, o);
+            0.0
+        })?;
+        parallel::map_rows(threads, &[&z], &mut saved, |_, ins, o| {
+            softmax_into(ins[0], o);
+            0.0
+        })?;
+        Ok(())
+    }
+
+    /// [`GaussianHead::backward_with_delta`] from the residual `saved` that
+    /// [`GaussianHead::forward_saving`] wrote (with the same `delta`) instead
+    /// of `z`: the same results bit for bit, without an exponential.
+    pub fn backward_saved<T: Element>(
+        &self,
+        saved: ArrayViewD<'_, T>,
+        delta: DeltaArg<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        grad_z: ArrayViewMutD<'_, T>,
+        grad_delta: Option<ArrayViewMutD<'_, T>>,
+    ) -> Result<()> {
+        self.backward_from(saved, delta, grad_out, grad_z, grad_delta, true)
     }
 
     /// Forward of f32 rows with one `delta` for every row into contiguous rows
@@ -279,6 +354,31 @@ impl GaussianHead {
         Ok(dd.iter().sum())
     }
 
+    /// [`GaussianHead::forward_rows_f32`] that also writes `saved = softmax(z)`
+    /// (contiguous rows, as `out`); see [`GaussianHead::forward_saving`].
+    pub fn forward_saving_rows_f32(&self, z: Rows<'_>, delta: f64, out: &mut [f32], saved: &mut [f32]) -> Result<()> {
+        self.check_rows("z", &z, out.len())?;
+        if saved.len() != out.len() {
+            bail!(InvalidShape, "saved holds {} values, out {}", saved.len(), out.len());
+        }
+        self.cfg.check_delta(delta)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.forward_saving_f32(z, &[gaussian_k(&self.cfg, delta)], out, saved);
+        Ok(())
+    }
+
+    /// [`GaussianHead::backward_rows_f32`] from rows of the saved `softmax(z)`
+    /// (see [`GaussianHead::backward_saved`]); returns d/d`delta`.
+    pub fn backward_saved_rows_f32(&self, saved: Rows<'_>, delta: f64, grad_out: Rows<'_>, grad_z: &mut [f32]) -> Result<f64> {
+        self.check_rows("saved", &saved, grad_z.len())?;
+        self.check_rows("grad_out", &grad_out, grad_z.len())?;
+        self.cfg.check_delta(delta)?;
+        let dd = self.backward_any_f32(saved, grad_out, &[gaussian_k(&self.cfg, delta)], true, grad_z, true);
+        Ok(dd.iter().sum())
+    }
+
     /// Fails unless `rows` holds rows of `D` values, `len / D` of them.
     fn check_rows(&self, name: &str, rows: &Rows<'_>, len: usize) -> Result<()> {
         let d = self.cfg.dim;
@@ -291,11 +391,19 @@ impl GaussianHead {
     /// The vectorised f32 forward, rows split across threads; `ks` as in
     /// [`gaussian_rows_f32`].
     fn forward_f32(&self, zs: Rows<'_>, ks: &[f64], os: &mut [f32]) {
+        self.forward_saving_f32(zs, ks, os, &mut []);
+    }
+
+    /// [`GaussianHead::forward_f32`] that also writes `softmax(z)` into `ss`
+    /// (contiguous rows as `os`; empty for none), rows split across threads.
+    fn forward_saving_f32(&self, zs: Rows<'_>, ks: &[f64], os: &mut [f32], ss: &mut [f32]) {
         let (lo, hi) = (self.cfg.log_std_min as f32, self.cfg.log_std_max as f32);
         let (d, threads) = (self.cfg.dim, parallel::resolve_threads(self.threads));
-        parallel::for_chunks(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.rows() * d, zs.rows(), os, d, |c| {
+        let s_row = if ss.is_empty() { 0 } else { d };
+        parallel::for_chunks2(parallel::PAR_MIN_ELEMENTS_GAUSSIAN, threads, zs.rows() * d, zs.rows(), os, d, ss, s_row, |c| {
             let kc = k_chunk(ks, c.rows.start, c.rows.len());
-            gaussian_rows_f32(zs.range(c.rows), kc, lo, hi, c.a)
+            let saved = if s_row == 0 { None } else { Some(c.b) };
+            gaussian_rows_f32(zs.range(c.rows), kc, lo, hi, c.a, saved)
         });
     }
 
@@ -303,6 +411,13 @@ impl GaussianHead {
     /// or (`scalar`) one sum per chunk, which each chunk accumulates on its own
     /// (no per-row buffer to fill first).
     fn backward_f32(&self, zs: Rows<'_>, gs: Rows<'_>, ks: &[f64], scalar: bool, ds: &mut [f32]) -> Vec<f64> {
+        self.backward_any_f32(zs, gs, ks, scalar, ds, false)
+    }
+
+    /// [`GaussianHead::backward_f32`] from rows of `z` or (`saved`) of the
+    /// saved `softmax(z)`.
+    fn backward_any_f32(&self, zs: Rows<'_>, gs: Rows<'_>, ks: &[f64], scalar: bool, ds: &mut [f32], saved: bool) -> Vec<f64> {
+        let kernel = if saved { gaussian_rows_grad_saved_f32 } else { gaussian_rows_grad_f32 };
         let (lo, hi) = (self.cfg.log_std_min as f32, self.cfg.log_std_max as f32);
         let (d, threads, rows) = (self.cfg.dim, parallel::resolve_threads(self.threads), zs.rows());
         let mut dd = if scalar { Vec::new() } else { vec![0.0f64; rows] };
@@ -320,10 +435,10 @@ impl GaussianHead {
                 let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows.clone()));
                 if scalar {
                     let mut local = vec![0.0f64; c.rows.len()];
-                    gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, &mut local);
+                    kernel(zc, gc, kc, lo, hi, c.a, &mut local);
                     local.iter().sum()
                 } else {
-                    gaussian_rows_grad_f32(zc, gc, kc, lo, hi, c.a, c.b);
+                    kernel(zc, gc, kc, lo, hi, c.a, c.b);
                     0.0
                 }
             },

@@ -95,6 +95,14 @@ impl Head {
         }
     }
 
+    /// The softmax head, or a [`ErrorKind::WrongHeadKind`](crate::ErrorKind::WrongHeadKind) error naming `op`.
+    pub fn as_softmax(&self, op: &str) -> Result<&SoftmaxHead> {
+        match self {
+            Head::Softmax(h) => Ok(h),
+            other => bail!(WrongHeadKind, "{op} needs a softmax head, got a {} head", other.kind_name()),
+        }
+    }
+
     /// The token head, or a [`ErrorKind::WrongHeadKind`](crate::ErrorKind::WrongHeadKind) error naming `op`.
     pub fn as_token(&self, op: &str) -> Result<&TokenHead> {
         match self {

@@ -6,10 +6,15 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::config::SoftmaxConfig;
 use crate::error::{bail, check_same_shape, Result};
 use crate::kernels::softmax::{
-    backward_row, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32, softmax_head_rows_f32, softmax_head_rows_grad_f32,
-    ROWS_ACROSS_LANES_MAX_N,
+    backward_row, backward_row_saved, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32, softmax_head_row_grad_saved_f32,
+    softmax_head_rows_f32, softmax_head_rows_grad_f32, softmax_head_rows_grad_saved_f32, ROWS_ACROSS_LANES_MAX_N,
 };
-use crate::kernels::vmath::softmax_entropy_iter;
+use crate::kernels::vmath::{softmax_entropy_iter, softmax_into, Rows};
+
+/// A rows-across-lanes f32 backward kernel (from `z` or from the saved softmax).
+type RowsGrad = for<'a, 'b, 'c> fn(Rows<'a>, Rows<'b>, f32, f32, &'c mut [f32]);
+/// An along-row f32 backward kernel (from `z` or from the saved softmax).
+type RowGrad = for<'a, 'b, 'c, 'd> fn(&'a [f32], &'b [f32], f32, f32, &'c mut [f32], &'d mut Vec<f32>);
 use crate::kernels::{parallel, Element};
 
 pub use crate::kernels::softmax::SoftmaxConstants;
@@ -71,7 +76,27 @@ impl SoftmaxHead {
     }
 
     /// Forward: `z`, `out` of shape `[..., n]`.
-    pub fn forward<T: Element>(&self, z: ArrayViewD<'_, T>, mut out: ArrayViewMutD<'_, T>) -> Result<()> {
+    pub fn forward<T: Element>(&self, z: ArrayViewD<'_, T>, out: ArrayViewMutD<'_, T>) -> Result<()> {
+        self.forward_impl(z, out, None)
+    }
+
+    /// [`SoftmaxHead::forward`] that also writes the residual `saved =
+    /// softmax(z)` (the shape and type of `z`), from which
+    /// [`SoftmaxHead::backward_saved`] computes the backward without `z`
+    /// (docs/math.md#softmax-backward): one exponential per element for
+    /// forward and backward together instead of two. `out` is the same bits
+    /// as the forward's.
+    pub fn forward_saving<T: Element>(&self, z: ArrayViewD<'_, T>, out: ArrayViewMutD<'_, T>, saved: ArrayViewMutD<'_, T>) -> Result<()> {
+        check_same_shape("saved", saved.shape(), "z", z.shape())?;
+        self.forward_impl(z, out, Some(saved))
+    }
+
+    fn forward_impl<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        mut out: ArrayViewMutD<'_, T>,
+        mut saved: Option<ArrayViewMutD<'_, T>>,
+    ) -> Result<()> {
         self.check_last("z", z.shape())?;
         check_same_shape("out", out.shape(), "z", z.shape())?;
         let k = self.k;
@@ -84,19 +109,31 @@ impl SoftmaxHead {
             if let Some(zr) = parallel::rows_f32(&z)? {
                 let zs = zr.rows();
                 let (slope, b) = (k.slope as f32, k.b as f32);
-                let done = parallel::with_dense_f32(&mut out, |os| {
-                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.rows() * n, zs.rows(), os, n, |c| {
+                let run = |os: &mut [f32], ss: &mut [f32]| {
+                    let s_row = if ss.is_empty() { 0 } else { n };
+                    parallel::for_chunks2(parallel::PAR_MIN_ELEMENTS, threads, zs.rows() * n, zs.rows(), os, n, ss, s_row, |c| {
                         let zc = zs.range(c.rows);
+                        let sv = if s_row == 0 { None } else { Some(c.b) };
                         if n <= ROWS_ACROSS_LANES_MAX_N {
-                            softmax_head_rows_f32(zc, slope, b, c.a);
+                            softmax_head_rows_f32(zc, slope, b, c.a, sv);
                             return;
                         }
+                        let mut sv = sv;
                         for (i, or) in c.a.chunks_exact_mut(n).enumerate() {
-                            softmax_head_row_f32(zc.row(i), slope, b, or);
+                            let si = sv.as_deref_mut().map(|s| &mut s[i * n..(i + 1) * n]);
+                            softmax_head_row_f32(zc.row(i), slope, b, or, si);
                         }
                     });
-                })?;
-                if done.is_some() {
+                };
+                let done = match saved.as_mut() {
+                    Some(sa) => parallel::with_dense_f32(&mut out, |os| parallel::with_dense_f32(sa, |ss| run(os, ss)))?,
+                    None => parallel::with_dense_f32(&mut out, |os| {
+                        run(os, &mut []);
+                        Ok(Some(()))
+                    })?,
+                };
+                if let Some(r) = done {
+                    r?;
                     return Ok(());
                 }
             }
@@ -105,14 +142,45 @@ impl SoftmaxHead {
             forward_row(ins[0], k, o);
             0.0
         })?;
+        if let Some(sa) = saved.as_mut() {
+            parallel::map_rows(threads, &[&z], sa, |_, ins, o| {
+                softmax_into(ins[0], o);
+                0.0
+            })?;
+        }
         Ok(())
     }
 
     /// Backward (VJP): `grad_z = (d out / d z)^T grad_out`.
-    pub fn backward<T: Element>(&self, z: ArrayViewD<'_, T>, grad_out: ArrayViewD<'_, T>, mut grad_z: ArrayViewMutD<'_, T>) -> Result<()> {
-        self.check_last("z", z.shape())?;
-        check_same_shape("grad_out", grad_out.shape(), "z", z.shape())?;
-        check_same_shape("grad_z", grad_z.shape(), "z", z.shape())?;
+    pub fn backward<T: Element>(&self, z: ArrayViewD<'_, T>, grad_out: ArrayViewD<'_, T>, grad_z: ArrayViewMutD<'_, T>) -> Result<()> {
+        self.backward_impl(z, grad_out, grad_z, false)
+    }
+
+    /// [`SoftmaxHead::backward`] from the residual `saved` that
+    /// [`SoftmaxHead::forward_saving`] wrote, instead of `z`: without an
+    /// exponential; the same bits on the vectorised f32 kernels, equal to
+    /// rounding elsewhere (the largest probability's complement `1 - s_j` is
+    /// summed from the saved probabilities rather than from the exponentials).
+    pub fn backward_saved<T: Element>(
+        &self,
+        saved: ArrayViewD<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        grad_z: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.backward_impl(saved, grad_out, grad_z, true)
+    }
+
+    fn backward_impl<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        mut grad_z: ArrayViewMutD<'_, T>,
+        saved: bool,
+    ) -> Result<()> {
+        let name = if saved { "saved" } else { "z" };
+        self.check_last(name, z.shape())?;
+        check_same_shape("grad_out", grad_out.shape(), name, z.shape())?;
+        check_same_shape("grad_z", grad_z.shape(), name, z.shape())?;
         let k = self.k;
         let threads = parallel::resolve_threads(self.threads);
         let n = self.cfg.num_classes;
@@ -120,16 +188,21 @@ impl SoftmaxHead {
             if let (Some(zr), Some(gr)) = (parallel::rows_f32(&z)?, parallel::rows_f32(&grad_out)?) {
                 let (zs, gs) = (zr.rows(), gr.rows());
                 let (slope, b) = (k.slope as f32, k.b as f32);
+                let (rows_kernel, row_kernel) = if saved {
+                    (softmax_head_rows_grad_saved_f32 as RowsGrad, softmax_head_row_grad_saved_f32 as RowGrad)
+                } else {
+                    (softmax_head_rows_grad_f32 as RowsGrad, softmax_head_row_grad_f32 as RowGrad)
+                };
                 let done = parallel::with_dense_f32(&mut grad_z, |ds| {
                     parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, zs.rows() * n, zs.rows(), ds, n, |c| {
                         let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows));
                         if n <= ROWS_ACROSS_LANES_MAX_N {
-                            softmax_head_rows_grad_f32(zc, gc, slope, b, c.a);
+                            rows_kernel(zc, gc, slope, b, c.a);
                             return;
                         }
                         let mut scratch = Vec::new();
                         for (i, dr) in c.a.chunks_exact_mut(n).enumerate() {
-                            softmax_head_row_grad_f32(zc.row(i), gc.row(i), slope, b, dr, &mut scratch);
+                            row_kernel(zc.row(i), gc.row(i), slope, b, dr, &mut scratch);
                         }
                     });
                 })?;
@@ -140,7 +213,12 @@ impl SoftmaxHead {
         }
         let (zv, gv) = (z.view(), grad_out.view());
         parallel::map_rows(threads, &[&zv, &gv], &mut grad_z, |_, ins, o| {
-            backward_row(ins[0], ins[1], k, o);
+            if saved {
+                o.copy_from_slice(ins[0]);
+                backward_row_saved(ins[1], k, o);
+            } else {
+                backward_row(ins[0], ins[1], k, o);
+            }
             0.0
         })?;
         Ok(())

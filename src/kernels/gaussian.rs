@@ -40,6 +40,12 @@ pub fn forward_row(z: &[f64], k: f64, lo: f64, hi: f64, out: &mut [f64]) {
 #[inline]
 pub fn backward_row(z: &[f64], g: &[f64], k: f64, lo: f64, hi: f64, dz: &mut [f64]) -> f64 {
     softmax_into(z, dz);
+    backward_row_saved(g, k, lo, hi, dz)
+}
+
+/// [`backward_row`] from `s = softmax(z)`, which `dz` holds on entry.
+#[inline]
+pub fn backward_row_saved(g: &[f64], k: f64, lo: f64, hi: f64, dz: &mut [f64]) -> f64 {
     let gm = |gi: f64, si: f64| {
         let y = hi + k * si;
         if lo < y && y < hi {
@@ -85,16 +91,27 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 /// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
 /// Rows are processed [`LANES`] at a time with one row per lane, so that
 /// short rows (a few action dimensions) still fill the vector registers.
+/// `saved` (contiguous rows, as `out`) receives `softmax(z_r)` exactly as
+/// [`gaussian_rows_grad_f32`] computes it, for [`gaussian_rows_grad_saved_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32]) {
+pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
     let (rows, d) = (z.rows(), z.n());
     let full = rows / LANES * LANES;
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
+    let mut u = if saved.is_some() { t.clone() } else { Vec::new() };
     let order = BlockOrder::new(if full > 0 { d } else { 0 });
     for g in (0..full).step_by(LANES) {
         load_lanes(&z, g, &mut t);
         let s = exp_lanes(&mut t);
+        if let Some(sv) = saved.as_deref_mut() {
+            // softmax(z) as the backward computes it: e * (1/sum)
+            let inv = vmap(s, |v| 1.0 / v);
+            for (uj, tj) in u.iter_mut().zip(&t) {
+                *uj = vzip(*tj, inv, |e, iv| e * iv);
+            }
+            store_lanes(&u, d, g, sv, &order);
+        }
         let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
         for tj in t.iter_mut() {
             *tj = vzip(f, *tj, |fi, e| {
@@ -120,6 +137,12 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
             *o = e;
             s += e;
         }
+        if let Some(sv) = saved.as_deref_mut() {
+            let inv = 1.0 / s;
+            for (sr, &e) in sv[(full + j) * d..(full + j + 1) * d].iter_mut().zip(or.iter()) {
+                *sr = e * inv;
+            }
+        }
         let f = k as f32 / s;
         for o in or.iter_mut() {
             let y = f.mul_add(*o, hi);
@@ -139,7 +162,24 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
 /// into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
-    let (rows, d) = (z.rows(), z.n());
+    grad_rows(z, g, ks, lo, hi, dz, dd, true)
+}
+
+/// [`gaussian_rows_grad_f32`] from the saved `s = softmax(z)` (rows written by
+/// [`gaussian_rows_f32`]'s `saved`) instead of `z`: no exponential, the same
+/// results bit for bit.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn gaussian_rows_grad_saved_f32<'a, 'b>(s: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    grad_rows(s, g, ks, lo, hi, dz, dd, false)
+}
+
+/// The backward of [`gaussian_rows_grad_f32`] (`from_z`: rows of `z`) and
+/// [`gaussian_rows_grad_saved_f32`] (rows of `softmax(z)`, scaled by 1, which
+/// is exact): one body, so that both give the same bits.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_rows(x: Rows<'_>, g: Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64], from_z: bool) {
+    let (rows, d) = (x.rows(), x.n());
     assert!(g.rows() == rows && g.n() == d, "z and g must hold rows of the same shape");
     let full = rows / LANES * LANES;
     // groups of LANES rows, transposed so that lane i holds row i
@@ -147,9 +187,9 @@ pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: 
     let mut tg = tz.clone();
     let order = BlockOrder::new(if full > 0 { d } else { 0 });
     for r0 in (0..full).step_by(LANES) {
-        load_lanes(&z, r0, &mut tz);
+        load_lanes(&x, r0, &mut tz);
         load_lanes(&g, r0, &mut tg);
-        let inv: [f32; LANES] = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
+        let inv: [f32; LANES] = if from_z { vmap(exp_lanes(&mut tz), |v| 1.0 / v) } else { [1.0; LANES] };
         let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, r0 + i) as f32);
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
@@ -171,16 +211,21 @@ pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: 
     }
     let rest = dz[full * d..].chunks_exact_mut(d.max(1)).zip(dd[full..].iter_mut()).enumerate().take(rows - full);
     for (j, (dr, ddr)) in rest {
-        let (zr, gr) = (z.row(full + j), g.row(full + j));
+        let (xr, gr) = (x.row(full + j), g.row(full + j));
         let k = row_k(ks, full + j);
-        let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
-        let mut s = 0.0f32;
-        for (o, &v) in dr.iter_mut().zip(zr) {
-            let e = exp_f32(v - m);
-            *o = e;
-            s += e;
-        }
-        let inv = 1.0 / s;
+        let inv = if from_z {
+            let m = xr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
+            let mut s = 0.0f32;
+            for (o, &v) in dr.iter_mut().zip(xr) {
+                let e = exp_f32(v - m);
+                *o = e;
+                s += e;
+            }
+            1.0 / s
+        } else {
+            dr.copy_from_slice(xr);
+            1.0
+        };
         let k32 = k as f32;
         let mut dot = 0.0f32;
         for (o, &gi) in dr.iter_mut().zip(gr) {

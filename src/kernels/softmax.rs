@@ -147,6 +147,34 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
         return;
     }
     let (j, cj) = softmax_and_complement(z, dz);
+    backward_core(g, k, dz, j, cj);
+}
+
+/// [`backward_row`] from `s = softmax(z)`, which `dz` holds on entry: the
+/// largest entry `j` and `1 - s_j` (as the sum of the other probabilities)
+/// are read from `s`, so the result equals [`backward_row`]'s to rounding.
+#[inline]
+pub fn backward_row_saved(g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
+    if k.slope == 0.0 {
+        dz.fill(0.0);
+        return;
+    }
+    let mut j = 0;
+    for (i, &v) in dz.iter().enumerate() {
+        if v > dz[j] || v.is_nan() {
+            j = i;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    let cj: f64 = dz.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum();
+    backward_core(g, k, dz, j, cj);
+}
+
+/// The backward of one row from `s` (in `dz`), its largest entry `j` and `cj = 1 - s_j`.
+#[inline]
+fn backward_core(g: &[f64], k: SoftmaxConstants, dz: &mut [f64], j: usize, cj: f64) {
     if cj == 0.0 && dz.iter().all(|v| !v.is_nan()) && g.iter().all(|v| v.is_finite()) {
         dz.fill(0.0);
         return;
@@ -257,9 +285,17 @@ const VECTOR_TAIL: usize = 8;
 /// over the row (the exponentials, the map, the shift), vectorised along it.
 /// The caller keeps `u = -1 - ln(h)` away from 0 (see
 /// `SoftmaxHead::f32_kernels`), where f32 would lose the square root's digits.
+/// `saved` (a row of the same length) receives `softmax(z)` as
+/// [`softmax_head_row_grad_f32`] computes it, for [`softmax_head_row_grad_saved_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
+pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32], saved: Option<&mut [f32]>) {
     let inv = (1.0 / exp_row(z, out)) as f32;
+    if let Some(sv) = saved {
+        // softmax(z) as the backward computes it: e * inv
+        for (s, &e) in sv.iter_mut().zip(out.iter()) {
+            *s = e * inv;
+        }
+    }
     let mut wmin = [f32::INFINITY; LANES];
     let mut os = out.chunks_exact_mut(LANES);
     for oc in &mut os {
@@ -293,12 +329,31 @@ pub fn softmax_head_row_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32]) {
 /// (docs/math.md#softmax-head; the min-shift is stop-gradient). `scratch` holds the `a_i`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn softmax_head_row_grad_f32(z: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &mut Vec<f32>) {
+    grad_row(z, g, slope, b, dz, scratch, true)
+}
+
+/// [`softmax_head_row_grad_f32`] from the saved `s = softmax(z)` (written by
+/// [`softmax_head_row_f32`]'s `saved`): no exponential, the same bits.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn softmax_head_row_grad_saved_f32(s: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &mut Vec<f32>) {
+    grad_row(s, g, slope, b, dz, scratch, false)
+}
+
+/// The body of both along-row backwards: from `z` (`from_z`) or from
+/// `softmax(z)` scaled by 1 (exact), so that both give the same bits.
+#[inline(always)]
+fn grad_row(x: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &mut Vec<f32>, from_z: bool) {
     if slope == 0.0 {
         // degenerate head (C = n*ub): the output does not depend on z
         dz.fill(0.0);
         return;
     }
-    let inv = (1.0 / exp_row(z, dz)) as f32;
+    let inv = if from_z {
+        (1.0 / exp_row(x, dz)) as f32
+    } else {
+        dz.copy_from_slice(x);
+        1.0
+    };
     scratch.clear();
     scratch.resize(dz.len(), 0.0);
     let mut dot = 0.0f64;
@@ -357,18 +412,25 @@ pub const ROWS_ACROSS_LANES_MAX_N: usize = LANES;
 /// [`softmax_head_row_f32`] (exponentials and their sum, the map to `w`, the shift by
 /// `min w`), each lane summing its row in order. The last group is padded with rows of
 /// zeros that are computed and dropped, so every row gets the same arithmetic however
-/// the rows are split across threads.
+/// the rows are split across threads. `saved` as in [`softmax_head_row_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32]) {
+pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
     let (rows, n) = (z.rows(), z.n());
     if n == 0 {
         return;
     }
     let mut t = vec![[0.0f32; LANES]; n];
+    let mut u = if saved.is_some() { t.clone() } else { Vec::new() };
     let order = BlockOrder::new(n);
     for g0 in (0..rows).step_by(LANES) {
         load_lanes(&z, g0, &mut t);
         let inv = vmap(exp_lanes(&mut t), |v| 1.0 / v);
+        if let Some(sv) = saved.as_deref_mut() {
+            for (uj, tj) in u.iter_mut().zip(&t) {
+                *uj = vzip(*tj, inv, |e, iv| e * iv);
+            }
+            store_lanes(&u, n, g0, sv, &order);
+        }
         let mut wmin = [f32::INFINITY; LANES];
         for tj in t.iter_mut() {
             let w = vzip(*tj, inv, |e, iv| softmax_head_w(slope, b, e * iv));
@@ -387,6 +449,19 @@ pub fn softmax_head_rows_f32<'a>(z: Rows<'a>, slope: f32, b: f32, out: &mut [f32
 /// of [`softmax_head_row_grad_f32`].
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn softmax_head_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, slope: f32, b: f32, dz: &mut [f32]) {
+    grad_rows(z, g, slope, b, dz, true)
+}
+
+/// [`softmax_head_rows_grad_f32`] from the saved `softmax(z)` (written by
+/// [`softmax_head_rows_f32`]'s `saved`): no exponential, the same bits.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub fn softmax_head_rows_grad_saved_f32<'a, 'b>(s: Rows<'a>, g: Rows<'b>, slope: f32, b: f32, dz: &mut [f32]) {
+    grad_rows(s, g, slope, b, dz, false)
+}
+
+/// The body of both rows-across-lanes backwards (see [`grad_row`]).
+#[inline(always)]
+fn grad_rows(z: Rows<'_>, g: Rows<'_>, slope: f32, b: f32, dz: &mut [f32], from_z: bool) {
     let (rows, n) = (z.rows(), z.n());
     assert!(g.rows() == rows && g.n() == n, "z and g must hold rows of the same shape");
     if slope == 0.0 {
@@ -403,7 +478,7 @@ pub fn softmax_head_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, slope: f32, 
     for g0 in (0..rows).step_by(LANES) {
         load_lanes(&z, g0, &mut tz);
         load_lanes(&g, g0, &mut tg);
-        let inv = vmap(exp_lanes(&mut tz), |v| 1.0 / v);
+        let inv = if from_z { vmap(exp_lanes(&mut tz), |v| 1.0 / v) } else { [1.0; LANES] };
         let mut dot = [0.0f32; LANES];
         for (tj, gj) in tz.iter_mut().zip(tg.iter_mut()) {
             let s = vzip(*tj, inv, |e, iv| e * iv);

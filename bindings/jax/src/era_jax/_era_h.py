@@ -454,6 +454,14 @@ FUNCTIONS = {
     'era_head_to_json': (EraStatus, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     # EraStatus era_head_from_json(const char * json, EraHead ** out)
     'era_head_from_json': (EraStatus, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]),
+    # EraStatus era_gaussian_forward_saved(const EraHead * head, const DLTensor * z, const DLTensor * delta, DLTensor * out, DLTensor * saved, void * stream)
+    'era_gaussian_forward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_gaussian_backward_saved(const EraHead * head, const DLTensor * saved, const DLTensor * delta, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)
+    'era_gaussian_backward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_softmax_forward_saved(const EraHead * head, const DLTensor * z, DLTensor * out, DLTensor * saved, void * stream)
+    'era_softmax_forward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_softmax_backward_saved(const EraHead * head, const DLTensor * saved, const DLTensor * grad_out, DLTensor * grad_z, void * stream)
+    'era_softmax_backward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_forward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
     'era_token_forward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_forward_temperature(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, const DLTensor * temperature, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
@@ -510,6 +518,10 @@ ARGNAMES = {
     'era_head_entropy': ['head', 'out', 'entropy', 'stream'],
     'era_head_to_json': ['head', 'buf', 'len', 'written'],
     'era_head_from_json': ['json', 'out'],
+    'era_gaussian_forward_saved': ['head', 'z', 'delta', 'out', 'saved', 'stream'],
+    'era_gaussian_backward_saved': ['head', 'saved', 'delta', 'grad_out', 'grad_z', 'grad_delta', 'stream'],
+    'era_softmax_forward_saved': ['head', 'z', 'out', 'saved', 'stream'],
+    'era_softmax_backward_saved': ['head', 'saved', 'grad_out', 'grad_z', 'stream'],
     'era_token_forward': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_forward_temperature': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'temperature', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],

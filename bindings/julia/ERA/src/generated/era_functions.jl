@@ -405,6 +405,52 @@ function era_head_from_json(json, out)
     @ccall liberapath().era_head_from_json(json::Cstring, out::Ptr{Ptr{EraHead}})::EraStatus
 end
 
+"""
+    era_softmax_forward_saved(head, z, out, saved, stream) -> EraStatus
+
+`EraStatus era_softmax_forward_saved(const EraHead * head, const DLTensor * z, DLTensor * out, DLTensor * saved, void * stream)`
+
+Softmax-head forward that also writes the residual of the backward:
+`out` as `era_head_forward` computes it (the same bits) and `saved =
+softmax(z)` row-wise. Pass `saved` to `era_softmax_backward_saved` in
+place of `z`. `z`, `out`, `saved`: the same shape `[..., n]` and dtype
+(float32 or float64); `out` and `saved` must not overlap each other
+(either may alias `z`). Host memory only.
+
+Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a head that is not a
+softmax head; `INVALID_LAYOUT` when `out` and `saved` overlap;
+`UNSUPPORTED_DEVICE` for CUDA buffers (use `era_head_forward` and
+`era_head_backward` there).
+
+# Safety
+Every pointer is NULL or valid; the tensors describe live memory.
+"""
+function era_softmax_forward_saved(head, z, out, saved, stream)
+    @ccall liberapath().era_softmax_forward_saved(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor}, saved::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_softmax_backward_saved(head, saved, grad_out, grad_z, stream) -> EraStatus
+
+`EraStatus era_softmax_backward_saved(const EraHead * head, const DLTensor * saved, const DLTensor * grad_out, DLTensor * grad_z, void * stream)`
+
+Softmax-head backward (VJP) from the residual `saved` that
+`era_softmax_forward_saved` wrote, instead of `z`: no exponential; the
+same bits as `era_head_backward` on the vectorised float32 kernels, equal
+to rounding elsewhere (docs/math.md#saved-softmax). `saved`, `grad_out`,
+`grad_z`: the same shape and dtype; `grad_z` may alias either input.
+A `saved` that is not a row-wise softmax gives a result without meaning
+(it is not checked). Host memory only.
+
+Errors: as `era_softmax_forward_saved`.
+
+# Safety
+Every pointer is NULL or valid; the tensors describe live memory.
+"""
+function era_softmax_backward_saved(head, saved, grad_out, grad_z, stream)
+    @ccall liberapath().era_softmax_backward_saved(head::Ptr{EraHead}, saved::Ptr{DLTensor}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
 # name -> argument names, in header order (the wrappers of every era_functions*.jl).
 const FUNCTIONS = (
     era_abi_version = (),
@@ -435,6 +481,10 @@ const FUNCTIONS = (
     era_head_entropy = (:head, :out, :entropy, :stream),
     era_head_to_json = (:head, :buf, :len, :written),
     era_head_from_json = (:json, :out),
+    era_gaussian_forward_saved = (:head, :z, :delta, :out, :saved, :stream),
+    era_gaussian_backward_saved = (:head, :saved, :delta, :grad_out, :grad_z, :grad_delta, :stream),
+    era_softmax_forward_saved = (:head, :z, :out, :saved, :stream),
+    era_softmax_backward_saved = (:head, :saved, :grad_out, :grad_z, :stream),
     era_token_forward = (:head, :logits, :labels, :response_ids, :advantages, :logprobs_out, :entropy_out, :scale_out, :advantages_out, :response_entropy_out, :stream),
     era_token_forward_temperature = (:head, :logits, :labels, :response_ids, :advantages, :temperature, :logprobs_out, :entropy_out, :scale_out, :advantages_out, :response_entropy_out, :stream),
     era_token_backward = (:head, :logits, :labels, :response_ids, :scale, :grad_logprobs, :grad_logits_out, :stream),

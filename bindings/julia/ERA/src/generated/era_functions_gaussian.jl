@@ -161,3 +161,54 @@ Every pointer is NULL (where allowed) or valid; the tensors describe live memory
 function era_gaussian_backward_masked(head, z, mask, delta, fill, grad_out, grad_z, grad_delta, stream)
     @ccall liberapath().era_gaussian_backward_masked(head::Ptr{EraHead}, z::Ptr{DLTensor}, mask::Ptr{DLTensor}, delta::Ptr{DLTensor}, fill::Ptr{Cdouble}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, grad_delta::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
 end
+
+"""
+    era_gaussian_forward_saved(head, z, delta, out, saved, stream) -> EraStatus
+
+`EraStatus era_gaussian_forward_saved(const EraHead * head, const DLTensor * z, const DLTensor * delta, DLTensor * out, DLTensor * saved, void * stream)`
+
+Gaussian forward that also writes the residual of the backward:
+`out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)` as
+`era_gaussian_forward_delta` computes it (the same bits), and `saved =
+softmax(z)` row-wise. Pass `saved` to `era_gaussian_backward_saved`
+in place of `z`: that backward needs no exponential.
+`z`, `out`, `saved`: the same shape `[..., D]` and dtype (float32 or
+float64); `out` and `saved` must not overlap each other (either may alias
+`z`). `delta` as in `era_gaussian_forward_delta`, or NULL for the head's
+stored value. Host memory only.
+
+Errors: as `era_gaussian_forward_delta`; `INVALID_LAYOUT` when `out` and
+`saved` overlap; `UNSUPPORTED_DEVICE` for CUDA buffers (use
+`era_gaussian_forward_delta` and `era_gaussian_backward_delta` there).
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_gaussian_forward_saved(head, z, delta, out, saved, stream)
+    @ccall liberapath().era_gaussian_forward_saved(head::Ptr{EraHead}, z::Ptr{DLTensor}, delta::Ptr{DLTensor}, out::Ptr{DLTensor}, saved::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_gaussian_backward_saved(head, saved, delta, grad_out, grad_z, grad_delta, stream) -> EraStatus
+
+`EraStatus era_gaussian_backward_saved(const EraHead * head, const DLTensor * saved, const DLTensor * delta, const DLTensor * grad_out, DLTensor * grad_z, DLTensor * grad_delta, void * stream)`
+
+Gaussian backward (VJP) from the residual `saved` that
+`era_gaussian_forward_saved` wrote, instead of `z`: the same `grad_z`
+and `grad_delta` as `era_gaussian_backward_delta` (the same bits), with
+no exponential. `saved`, `grad_out`, `grad_z`: the same shape and dtype;
+`grad_z` may alias `saved` or `grad_out`. `delta`: the one given to the
+forward, or NULL for the head's stored value. `grad_delta` (may be NULL)
+as in `era_gaussian_backward_delta`; it needs a `delta` tensor.
+A `saved` that is not a row-wise softmax gives a result without meaning
+(it is not checked). Host memory only.
+
+Errors: as `era_gaussian_forward_saved`; `NULL_POINTER` for a
+`grad_delta` without `delta`.
+
+# Safety
+Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+"""
+function era_gaussian_backward_saved(head, saved, delta, grad_out, grad_z, grad_delta, stream)
+    @ccall liberapath().era_gaussian_backward_saved(head::Ptr{EraHead}, saved::Ptr{DLTensor}, delta::Ptr{DLTensor}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, grad_delta::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end

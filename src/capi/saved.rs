@@ -1,0 +1,260 @@
+//! The Gaussian and softmax heads' forward that also writes the residual
+//! `saved = softmax(z)`, and the backward from that residual instead of `z`
+//! (docs/math.md#saved-softmax): what a framework's autodiff keeps between
+//! its forward and backward passes, so that the pair computes each
+//! exponential once.
+
+use std::ffi::c_void;
+
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float};
+use crate::capi::dlpack::{call_device, DLTensor, DType, Desc, Device};
+use crate::capi::gaussian::{check_delta_shape, delta_arg, is_scalar, DeltaArgOwned};
+use crate::capi::head::{head_ref, EraHead};
+use crate::capi::{ffi_boundary, EraStatus};
+use crate::error::{bail, Result};
+
+/// Fails for tensors in CUDA memory: these calls compute on the host only.
+fn host_only(descs: &[&Desc<'_>], op: &str, instead: &str) -> Result<()> {
+    if let Device::Cuda(_) = call_device(descs)? {
+        bail!(UnsupportedDevice, "{op} computes on host memory only; on CUDA buffers call {instead}, which recomputes the softmax");
+    }
+    Ok(())
+}
+
+/// Gaussian forward that also writes the residual of the backward:
+/// `out = clip(log_std_max + k*softmax(z), log_std_min, log_std_max)` as
+/// `era_gaussian_forward_delta` computes it (the same bits), and `saved =
+/// softmax(z)` row-wise. Pass `saved` to `era_gaussian_backward_saved`
+/// in place of `z`: that backward needs no exponential.
+/// `z`, `out`, `saved`: the same shape `[..., D]` and dtype (float32 or
+/// float64); `out` and `saved` must not overlap each other (either may alias
+/// `z`). `delta` as in `era_gaussian_forward_delta`, or NULL for the head's
+/// stored value. Host memory only.
+///
+/// Errors: as `era_gaussian_forward_delta`; `INVALID_LAYOUT` when `out` and
+/// `saved` overlap; `UNSUPPORTED_DEVICE` for CUDA buffers (use
+/// `era_gaussian_forward_delta` and `era_gaussian_backward_delta` there).
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_forward_saved(
+    head: *const EraHead,
+    z: *const DLTensor,
+    delta: *const DLTensor,
+    out: *mut DLTensor,
+    saved: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let g = head_ref(head)?.as_gaussian("era_gaussian_forward_saved")?;
+        let zd = Desc::new(z, "z")?;
+        let dd = Desc::optional(delta, "delta")?;
+        let od = Desc::new(out, "out")?;
+        let sd = Desc::new(saved, "saved")?;
+        check_outputs(&[&od, &sd])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&od, &sd])?;
+        if let Some(x) = &dd {
+            check_delta_shape(&zd, x)?;
+        }
+        let mut all = vec![&zd, &od, &sd];
+        all.extend(dd.as_ref());
+        host_only(&all, "era_gaussian_forward_saved", "era_gaussian_forward_delta")?;
+        // f32 rows read where they lie, one delta for every row, contiguous
+        // outputs that no input overlaps: the head's rows path, no array views
+        let one = dd.as_ref().map_or(Some(g.delta()), |x| if is_scalar(x) { x.f32_value() } else { None });
+        let overlap = [&od, &sd].iter().any(|o| o.overlaps(&zd) || dd.as_ref().is_some_and(|x| o.overlaps(x)));
+        if !overlap {
+            if let (Some(zr), Some(delta), Some(os), Some(ss)) = (zd.f32_rows(), one, od.f32_contiguous_mut(), sd.f32_contiguous_mut()) {
+                return g.forward_saving_rows_f32(zr, delta, os, ss);
+            }
+        }
+        with_float!(zd.dtype, "z", T => {
+            od.expect_dtype(zd.dtype)?;
+            sd.expect_dtype(zd.dtype)?;
+            let outs = [&od, &sd];
+            let zi = zd.input::<T>(&outs)?;
+            let da = match &dd {
+                Some(x) => {
+                    x.expect_dtype(zd.dtype)?;
+                    delta_arg::<T>(x, &outs)?
+                }
+                None => DeltaArgOwned::Scalar(g.delta()),
+            };
+            g.forward_saving(zi.view(), da.arg(), od.view_mut::<T>(), sd.view_mut::<T>())
+        })
+    }
+}
+
+/// Gaussian backward (VJP) from the residual `saved` that
+/// `era_gaussian_forward_saved` wrote, instead of `z`: the same `grad_z`
+/// and `grad_delta` as `era_gaussian_backward_delta` (the same bits), with
+/// no exponential. `saved`, `grad_out`, `grad_z`: the same shape and dtype;
+/// `grad_z` may alias `saved` or `grad_out`. `delta`: the one given to the
+/// forward, or NULL for the head's stored value. `grad_delta` (may be NULL)
+/// as in `era_gaussian_backward_delta`; it needs a `delta` tensor.
+/// A `saved` that is not a row-wise softmax gives a result without meaning
+/// (it is not checked). Host memory only.
+///
+/// Errors: as `era_gaussian_forward_saved`; `NULL_POINTER` for a
+/// `grad_delta` without `delta`.
+///
+/// # Safety
+/// Every pointer is NULL (where allowed) or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_gaussian_backward_saved(
+    head: *const EraHead,
+    saved: *const DLTensor,
+    delta: *const DLTensor,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+    grad_delta: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let g = head_ref(head)?.as_gaussian("era_gaussian_backward_saved")?;
+        let sd = Desc::new(saved, "saved")?;
+        let dd = Desc::optional(delta, "delta")?;
+        let gd = Desc::new(grad_out, "grad_out")?;
+        let od = Desc::new(grad_z, "grad_z")?;
+        let gdd = Desc::optional(grad_delta, "grad_delta")?;
+        let mut outs = vec![&od];
+        outs.extend(gdd.as_ref());
+        check_outputs(&outs)?;
+        expect_batch_shape(&sd, 1, &[])?;
+        expect_same_shape(&sd, &[&gd, &od])?;
+        if let Some(x) = &dd {
+            check_delta_shape(&sd, x)?;
+        }
+        match (&dd, &gdd) {
+            (None, Some(_)) => bail!(NullPointer, "grad_delta needs a delta tensor (delta is NULL)"),
+            (Some(x), Some(y)) if !is_scalar(x) => expect_same_shape(x, &[y])?,
+            _ => {}
+        }
+        let mut all = vec![&sd, &gd, &od];
+        all.extend(dd.as_ref());
+        all.extend(gdd.as_ref());
+        host_only(&all, "era_gaussian_backward_saved", "era_gaussian_backward_delta")?;
+        // as in the forward: f32 rows, one delta, contiguous outputs that no
+        // input overlaps, a one-element grad_delta (or none)
+        let one = dd.as_ref().map_or(Some(g.delta()), |x| if is_scalar(x) { x.f32_value() } else { None });
+        let mut ins = vec![&sd, &gd];
+        ins.extend(dd.as_ref());
+        let overlap = outs.iter().any(|o| ins.iter().any(|i| o.overlaps(i)));
+        if !overlap && gdd.as_ref().is_none_or(|x| x.numel() == 1) {
+            let gdv = match &gdd {
+                Some(x) => x.f32_contiguous_mut().map(Some),
+                None => Some(None),
+            };
+            if let (Some(sr), Some(delta), Some(gr), Some(os), Some(gdv)) = (sd.f32_rows(), one, gd.f32_rows(), od.f32_contiguous_mut(), gdv) {
+                let sum = g.backward_saved_rows_f32(sr, delta, gr, os)?;
+                if let Some(v) = gdv {
+                    v[0] = sum as f32;
+                }
+                return Ok(());
+            }
+        }
+        with_float!(sd.dtype, "saved", T => {
+            gd.expect_dtype(sd.dtype)?;
+            od.expect_dtype(sd.dtype)?;
+            if let Some(x) = &gdd {
+                x.expect_dtype(sd.dtype)?;
+            }
+            let si = sd.input::<T>(&outs)?;
+            let gi = gd.input::<T>(&outs)?;
+            let da = match &dd {
+                Some(x) => {
+                    x.expect_dtype(sd.dtype)?;
+                    delta_arg::<T>(x, &outs)?
+                }
+                None => DeltaArgOwned::Scalar(g.delta()),
+            };
+            let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
+            g.backward_saved(si.view(), da.arg(), gi.view(), od.view_mut::<T>(), gdv)
+        })
+    }
+}
+
+/// Softmax-head forward that also writes the residual of the backward:
+/// `out` as `era_head_forward` computes it (the same bits) and `saved =
+/// softmax(z)` row-wise. Pass `saved` to `era_softmax_backward_saved` in
+/// place of `z`. `z`, `out`, `saved`: the same shape `[..., n]` and dtype
+/// (float32 or float64); `out` and `saved` must not overlap each other
+/// (either may alias `z`). Host memory only.
+///
+/// Errors: as `era_head_forward`; `WRONG_HEAD_KIND` for a head that is not a
+/// softmax head; `INVALID_LAYOUT` when `out` and `saved` overlap;
+/// `UNSUPPORTED_DEVICE` for CUDA buffers (use `era_head_forward` and
+/// `era_head_backward` there).
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_forward_saved(
+    head: *const EraHead,
+    z: *const DLTensor,
+    out: *mut DLTensor,
+    saved: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let h = head_ref(head)?.as_softmax("era_softmax_forward_saved")?;
+        let zd = Desc::new(z, "z")?;
+        let od = Desc::new(out, "out")?;
+        let sd = Desc::new(saved, "saved")?;
+        check_outputs(&[&od, &sd])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&od, &sd])?;
+        host_only(&[&zd, &od, &sd], "era_softmax_forward_saved", "era_head_forward")?;
+        with_float!(zd.dtype, "z", T => {
+            od.expect_dtype(zd.dtype)?;
+            sd.expect_dtype(zd.dtype)?;
+            let zi = zd.input::<T>(&[&od, &sd])?;
+            h.forward_saving(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>())
+        })
+    }
+}
+
+/// Softmax-head backward (VJP) from the residual `saved` that
+/// `era_softmax_forward_saved` wrote, instead of `z`: no exponential; the
+/// same bits as `era_head_backward` on the vectorised float32 kernels, equal
+/// to rounding elsewhere (docs/math.md#saved-softmax). `saved`, `grad_out`,
+/// `grad_z`: the same shape and dtype; `grad_z` may alias either input.
+/// A `saved` that is not a row-wise softmax gives a result without meaning
+/// (it is not checked). Host memory only.
+///
+/// Errors: as `era_softmax_forward_saved`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_backward_saved(
+    head: *const EraHead,
+    saved: *const DLTensor,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let h = head_ref(head)?.as_softmax("era_softmax_backward_saved")?;
+        let sd = Desc::new(saved, "saved")?;
+        let gd = Desc::new(grad_out, "grad_out")?;
+        let od = Desc::new(grad_z, "grad_z")?;
+        check_outputs(&[&od])?;
+        expect_batch_shape(&sd, 1, &[])?;
+        expect_same_shape(&sd, &[&gd, &od])?;
+        host_only(&[&sd, &gd, &od], "era_softmax_backward_saved", "era_head_backward")?;
+        with_float!(sd.dtype, "saved", T => {
+            gd.expect_dtype(sd.dtype)?;
+            od.expect_dtype(sd.dtype)?;
+            let si = sd.input::<T>(&[&od])?;
+            let gi = gd.input::<T>(&[&od])?;
+            h.backward_saved(si.view(), gi.view(), od.view_mut::<T>())
+        })
+    }
+}
