@@ -281,3 +281,34 @@ impl CloneDesc for DLTensor {
         }
     }
 }
+
+#[test]
+fn the_saved_softmax_calls_answer_unsupported_device_on_cuda_buffers() {
+    // host memory only (docs/math.md#saved-softmax): with or without a GPU, CUDA
+    // buffers are refused before anything runs, naming the calls to use instead
+    let g = gaussian(3);
+    let s = head(ERA_HEAD_KIND_SOFTMAX, |c| {
+        c.num_classes = 3;
+        c.target_entropy = 0.5;
+    });
+    let z = cuda(0x1000, F32, &[2, 3]);
+    let o = cuda(0x2000, F32, &[2, 3]);
+    let sv = cuda(0x3000, F32, &[2, 3]);
+    let gr = cuda(0x4000, F32, &[2, 3]);
+    let d = cuda(0x5000, F32, &[]);
+    let gd = cuda(0x6000, F32, &[]);
+    let (zp, op, sp, gp) = (&z.dl as *const DLTensor, &o.dl as *const DLTensor as *mut DLTensor, &sv.dl as *const DLTensor, &gr.dl as *const DLTensor);
+    let (dp, gdp) = (&d.dl as *const DLTensor, &gd.dl as *const DLTensor as *mut DLTensor);
+    unsafe {
+        assert_eq!(era_gaussian_forward_saved(g, zp, dp, op, sp as *mut DLTensor, NULL), EraStatus::UnsupportedDevice);
+        assert!(last_error().contains("era_gaussian_forward_delta"), "{}", last_error());
+        assert_eq!(era_gaussian_backward_saved(g, sp, dp, gp, op, gdp, NULL), EraStatus::UnsupportedDevice);
+        assert!(last_error().contains("era_gaussian_backward_delta"), "{}", last_error());
+        assert_eq!(era_softmax_forward_saved(s, zp, op, sp as *mut DLTensor, NULL), EraStatus::UnsupportedDevice);
+        assert!(last_error().contains("era_head_forward"), "{}", last_error());
+        assert_eq!(era_softmax_backward_saved(s, sp, gp, op, NULL), EraStatus::UnsupportedDevice);
+        assert!(last_error().contains("era_head_backward"), "{}", last_error());
+        era_head_free(g);
+        era_head_free(s);
+    }
+}
