@@ -282,6 +282,91 @@ public:
                                            grad_delta ? &tgd : nullptr, stream));
     }
 
+    /// forward that also writes the residual of the backward (docs/math.md#saved-softmax):
+    /// `out` as forward_delta computes it (the same bits) and `saved` = softmax(z) row-wise,
+    /// both of z's shape and type; out and saved must not overlap (either may alias z).
+    /// `delta` as in forward_delta, or an unbound view for the stored delta. Hand `saved` to
+    /// backward_saved in place of z: the pair computes each exponential once. Host memory
+    /// only (CUDA buffers throw era::Error with ERA_STATUS_UNSUPPORTED_DEVICE).
+    template <typename T>
+    void forward_saved(ConstView<T> z, ConstView<T> delta, View<T> out, View<T> saved,
+                       void* stream = nullptr) const {
+        const DLTensor tz = z.dlpack(), td = delta.dlpack();
+        DLTensor tout = out.dlpack(), ts = saved.dlpack();
+        check(era_gaussian_forward_saved(handle_, &tz, delta ? &td : nullptr, &tout, &ts, stream));
+    }
+    /// forward_saved on DLTensors; delta may be null (the stored delta).
+    void forward_saved(const DLTensor& z, const DLTensor* delta, DLTensor& out, DLTensor& saved,
+                       void* stream = nullptr) const {
+        check(era_gaussian_forward_saved(handle_, &z, delta, &out, &saved, stream));
+    }
+    /// forward_saved on contiguous ranges holding `shape`, with the stored delta.
+    template <typename Z, typename Out, typename S, detail::enable_if_input_t<Z> = 0,
+              detail::enable_if_output_t<Out> = 0, detail::enable_if_output_t<S> = 0>
+    void forward_saved(const Z& z, Out& out, S& saved, const Shape& shape) const {
+        using T = detail::element_t<Z>;
+        static_assert(std::is_same<T, detail::element_t<Out>>::value && std::is_same<T, detail::element_t<S>>::value,
+                      "era: z, out and saved differ in element type");
+        forward_saved(detail::arg(z, shape, "z"), ConstView<T>(), detail::arg(out, shape, "out"),
+                      detail::arg(saved, shape, "saved"));
+    }
+    /// forward_saved on contiguous ranges holding `shape`, with one delta for every row.
+    template <typename Z, typename Out, typename S, detail::enable_if_input_t<Z> = 0,
+              detail::enable_if_output_t<Out> = 0, detail::enable_if_output_t<S> = 0>
+    void forward_saved(const Z& z, double delta, Out& out, S& saved, const Shape& shape) const {
+        using T = detail::element_t<Z>;
+        static_assert(std::is_same<T, detail::element_t<Out>>::value && std::is_same<T, detail::element_t<S>>::value,
+                      "era: z, out and saved differ in element type");
+        const T d = static_cast<T>(delta);
+        forward_saved(detail::arg(z, shape, "z"), ConstView<T>(&d, Shape()), detail::arg(out, shape, "out"),
+                      detail::arg(saved, shape, "saved"));
+    }
+
+    /// VJP from the `saved` that forward_saved wrote, instead of z: the same grad_z and
+    /// grad_delta as backward_delta (the same bits), with no exponential. `delta`: the one
+    /// given to forward_saved (an unbound view for the stored delta); grad_delta, if bound, of
+    /// delta's shape (which then must be bound). grad_z may alias saved or grad_out. A `saved`
+    /// that is not a row-wise softmax gives a result without meaning. Host memory only.
+    template <typename T>
+    void backward_saved(ConstView<T> saved, ConstView<T> delta, ConstView<T> grad_out, View<T> grad_z,
+                        View<T> grad_delta = View<T>(), void* stream = nullptr) const {
+        const DLTensor ts = saved.dlpack(), td = delta.dlpack(), tg = grad_out.dlpack();
+        DLTensor tgz = grad_z.dlpack(), tgd = grad_delta.dlpack();
+        check(era_gaussian_backward_saved(handle_, &ts, delta ? &td : nullptr, &tg, &tgz,
+                                          grad_delta ? &tgd : nullptr, stream));
+    }
+    /// backward_saved on DLTensors; delta and grad_delta may be null (grad_delta needs delta).
+    void backward_saved(const DLTensor& saved, const DLTensor* delta, const DLTensor& grad_out, DLTensor& grad_z,
+                        DLTensor* grad_delta = nullptr, void* stream = nullptr) const {
+        check(era_gaussian_backward_saved(handle_, &saved, delta, &grad_out, &grad_z, grad_delta, stream));
+    }
+    /// backward_saved on contiguous ranges holding `shape`, with the stored delta.
+    template <typename S, typename G, typename GZ, detail::enable_if_input_t<S> = 0, detail::enable_if_input_t<G> = 0,
+              detail::enable_if_output_t<GZ> = 0>
+    void backward_saved(const S& saved, const G& grad_out, GZ& grad_z, const Shape& shape) const {
+        using T = detail::element_t<S>;
+        static_assert(std::is_same<T, detail::element_t<G>>::value && std::is_same<T, detail::element_t<GZ>>::value,
+                      "era: saved, grad_out and grad_z differ in element type");
+        backward_saved(detail::arg(saved, shape, "saved"), ConstView<T>(), detail::arg(grad_out, shape, "grad_out"),
+                       detail::arg(grad_z, shape, "grad_z"));
+    }
+    /// backward_saved on contiguous ranges holding `shape`, with one delta for every row;
+    /// returns d loss / d delta.
+    template <typename S, typename G, typename GZ, detail::enable_if_input_t<S> = 0, detail::enable_if_input_t<G> = 0,
+              detail::enable_if_output_t<GZ> = 0>
+    detail::element_t<S> backward_saved(const S& saved, double delta, const G& grad_out, GZ& grad_z,
+                                        const Shape& shape) const {
+        using T = detail::element_t<S>;
+        static_assert(std::is_same<T, detail::element_t<G>>::value && std::is_same<T, detail::element_t<GZ>>::value,
+                      "era: saved, grad_out and grad_z differ in element type");
+        const T d = static_cast<T>(delta);
+        T grad_delta{};
+        backward_saved(detail::arg(saved, shape, "saved"), ConstView<T>(&d, Shape()),
+                       detail::arg(grad_out, shape, "grad_out"), detail::arg(grad_z, shape, "grad_z"),
+                       View<T>(&grad_delta, Shape()));
+        return grad_delta;
+    }
+
 private:
     GaussianHead(EraHead* handle, bool free_on_error) : RowHead(handle, free_on_error) {}
 };
@@ -297,6 +382,65 @@ public:
     /// Takes ownership of a C handle; throws era::Error (and leaves it to the caller) if it is
     /// of another kind.
     [[nodiscard]] static SoftmaxHead adopt(EraHead* handle) { return SoftmaxHead(handle, false); }
+
+    /// forward that also writes the residual of the backward (docs/math.md#saved-softmax):
+    /// `out` as forward computes it (the same bits) and `saved` = softmax(z) row-wise, both of
+    /// z's shape and type; out and saved must not overlap (either may alias z). Hand `saved` to
+    /// backward_saved in place of z. Host memory only (CUDA buffers throw era::Error with
+    /// ERA_STATUS_UNSUPPORTED_DEVICE).
+    template <typename T>
+    void forward_saved(ConstView<T> z, View<T> out, View<T> saved, void* stream = nullptr) const {
+        const DLTensor tz = z.dlpack();
+        DLTensor tout = out.dlpack(), ts = saved.dlpack();
+        check(era_softmax_forward_saved(handle_, &tz, &tout, &ts, stream));
+    }
+    /// forward_saved on DLTensors.
+    void forward_saved(const DLTensor& z, DLTensor& out, DLTensor& saved, void* stream = nullptr) const {
+        check(era_softmax_forward_saved(handle_, &z, &out, &saved, stream));
+    }
+    /// forward_saved on contiguous ranges holding `shape` (checked).
+    template <typename Z, typename Out, typename S, detail::enable_if_input_t<Z> = 0,
+              detail::enable_if_output_t<Out> = 0, detail::enable_if_output_t<S> = 0>
+    void forward_saved(const Z& z, Out& out, S& saved, const Shape& shape) const {
+        using T = detail::element_t<Z>;
+        static_assert(std::is_same<T, detail::element_t<Out>>::value && std::is_same<T, detail::element_t<S>>::value,
+                      "era: z, out and saved differ in element type");
+        forward_saved(detail::arg(z, shape, "z"), detail::arg(out, shape, "out"), detail::arg(saved, shape, "saved"));
+    }
+
+    /// VJP from the `saved` that forward_saved wrote, instead of z: no exponential; the same
+    /// bits as backward on the vectorised float kernels, equal to rounding elsewhere. grad_z
+    /// may alias either input. A `saved` that is not a row-wise softmax gives a result without
+    /// meaning. Host memory only.
+    template <typename T>
+    void backward_saved(ConstView<T> saved, ConstView<T> grad_out, View<T> grad_z, void* stream = nullptr) const {
+        const DLTensor ts = saved.dlpack(), tg = grad_out.dlpack();
+        DLTensor tgz = grad_z.dlpack();
+        check(era_softmax_backward_saved(handle_, &ts, &tg, &tgz, stream));
+    }
+    /// backward_saved on DLTensors.
+    void backward_saved(const DLTensor& saved, const DLTensor& grad_out, DLTensor& grad_z,
+                        void* stream = nullptr) const {
+        check(era_softmax_backward_saved(handle_, &saved, &grad_out, &grad_z, stream));
+    }
+    /// backward_saved on contiguous ranges holding `shape` (checked).
+    template <typename S, typename G, typename GZ, detail::enable_if_input_t<S> = 0, detail::enable_if_input_t<G> = 0,
+              detail::enable_if_output_t<GZ> = 0>
+    void backward_saved(const S& saved, const G& grad_out, GZ& grad_z, const Shape& shape) const {
+        using T = detail::element_t<S>;
+        static_assert(std::is_same<T, detail::element_t<G>>::value && std::is_same<T, detail::element_t<GZ>>::value,
+                      "era: saved, grad_out and grad_z differ in element type");
+        backward_saved(detail::arg(saved, shape, "saved"), detail::arg(grad_out, shape, "grad_out"),
+                       detail::arg(grad_z, shape, "grad_z"));
+    }
+    /// backward_saved into a new vector.
+    template <typename S, typename G, detail::enable_if_input_t<S> = 0, detail::enable_if_input_t<G> = 0>
+    [[nodiscard]] std::vector<detail::element_t<S>> backward_saved(const S& saved, const G& grad_out,
+                                                                   const Shape& shape) const {
+        std::vector<detail::element_t<S>> grad_z(static_cast<std::size_t>(shape.numel()));
+        backward_saved(saved, grad_out, grad_z, shape);
+        return grad_z;
+    }
 
 private:
     SoftmaxHead(EraHead* handle, bool free_on_error) : RowHead(handle, free_on_error) {}

@@ -1,5 +1,6 @@
 # Reverse-mode rules for the ERA heads, so that Zygote, Flux and other ChainRules-based
-# AD systems train through them. Every pullback calls the library's backward.
+# AD systems train through them. Every pullback calls the library's backward (from the saved
+# softmax where the forward kept it).
 module ERAChainRulesCoreExt
 
 using ERA: ERA, GaussianHead, SoftmaxHead, TokenHead, AbstractHead
@@ -11,7 +12,22 @@ const RowHead = Union{GaussianHead,SoftmaxHead}
 # FillArrays.Fill, which have no memory to pass).
 _strided(g::AbstractArray, x::AbstractArray) = g isa StridedArray && eltype(g) == eltype(x) ? g : (similar(x) .= g)
 
+# On host arrays the primal keeps softmax(z) (ERA.forward_saved) and the pullback starts from it
+# (ERA.backward_saved), so forward and backward compute each exponential once
+# (docs/math.md#saved-softmax); the pullback holds `saved` in place of `z`, the same memory.
+# Other arrays (CuArrays through the CUDA extension) keep z, and the pullback recomputes.
 function _forward_rule(h::RowHead, z::AbstractArray)
+    ERA._host_array(z) || return _forward_rule_from_z(h, z)
+    y, saved = ERA.forward_saved(h, z)
+    function era_forward_saved_pullback(ȳ)
+        g = unthunk(ȳ)
+        g isa AbstractZero && return ZeroTangent()
+        return ERA.backward_saved(h, saved, _strided(g, saved))
+    end
+    return y, era_forward_saved_pullback
+end
+
+function _forward_rule_from_z(h::RowHead, z::AbstractArray)
     y = ERA.forward(h, z)
     function era_forward_pullback(ȳ)
         g = unthunk(ȳ)
@@ -31,8 +47,19 @@ function ChainRulesCore.rrule(h::RowHead, z::AbstractArray)
     return y, ȳ -> (NoTangent(), back(ȳ))
 end
 
-# delta as an operand: d/d z and d/d delta (era_gaussian_backward_delta).
+# delta as an operand: d/d z and d/d delta (era_gaussian_backward_saved on host arrays, as
+# above; era_gaussian_backward_delta on others).
 function ChainRulesCore.rrule(::typeof(ERA.forward), h::GaussianHead, z::AbstractArray, delta)
+    if ERA._host_array(z) && (delta isa Number || ERA._host_array(delta))
+        y, saved = ERA.forward_saved(h, z, delta)
+        function era_forward_delta_saved_pullback(ȳ)
+            g = unthunk(ȳ)
+            g isa AbstractZero && return (NoTangent(), NoTangent(), ZeroTangent(), ZeroTangent())
+            dz, ddelta = ERA.backward_saved(h, saved, delta, _strided(g, saved))
+            return (NoTangent(), NoTangent(), dz, ddelta)
+        end
+        return y, era_forward_delta_saved_pullback
+    end
     y = ERA.forward(h, z, delta)
     function era_forward_delta_pullback(ȳ)
         g = unthunk(ȳ)

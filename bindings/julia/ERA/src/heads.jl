@@ -271,6 +271,102 @@ function backward(h::GaussianHead, z::AbstractArray, delta, grad_out::AbstractAr
     return grad_z, (delta isa Number ? scalar_value(grad_d) : grad_d)
 end
 
+# ------------------------------------------------------------------- saved softmax
+
+# Whether the saved-softmax calls take `A`: strided host memory (they compute on the host only).
+_host_array(A) = A isa HostStrided && ishost(A)
+
+"""
+    forward_saved!(out, saved, head, z) -> (out, saved)
+    forward_saved!(out, saved, head::GaussianHead, z, delta) -> (out, saved)
+
+The head's activation of `z` into `out`, the same bits as [`forward!`](@ref), that also writes
+`saved = softmax(z)` along the first dimension (docs/math.md#saved-softmax): the residual
+[`backward_saved`](@ref) takes in place of `z`, so that forward and backward together compute
+each exponential once. `out` and `saved` have the size and element type of `z` (Float32 or
+Float64) and must not overlap (either may be `z`). With `delta` (a number, or one value per
+column) the Gaussian head uses it instead of its stored compensation, as
+`forward!(out, head, z, delta)` does (`era_gaussian_forward_saved`, `era_softmax_forward_saved`).
+Host arrays only: CuArrays raise an `ERAError` (`ERA_STATUS_UNSUPPORTED_DEVICE`); use
+[`forward`](@ref) and [`backward`](@ref) there.
+"""
+function forward_saved!(out::AbstractArray, saved::AbstractArray, h::GaussianHead, z::AbstractArray, delta=nothing)
+    d = delta isa Number ? scalar_array(z, eltype(z), delta) : delta
+    zt, dt, ot, st = dlarg(z), dlarg(d), dlarg(out), dlarg(saved)
+    GC.@preserve h zt dt ot st begin
+        check(era_gaussian_forward_saved(h, zt, dlptr(dt), ot, st, dlstream(z)), "era_gaussian_forward_saved")
+    end
+    return out, saved
+end
+
+function forward_saved!(out::AbstractArray, saved::AbstractArray, h::SoftmaxHead, z::AbstractArray)
+    zt, ot, st = dlarg(z), dlarg(out), dlarg(saved)
+    GC.@preserve h zt ot st begin
+        check(era_softmax_forward_saved(h, zt, ot, st, dlstream(z)), "era_softmax_forward_saved")
+    end
+    return out, saved
+end
+
+"""
+    forward_saved(head, z) -> (out, saved)
+    forward_saved(head::GaussianHead, z, delta) -> (out, saved)
+
+As [`forward_saved!`](@ref) into two new arrays `similar(z)`.
+"""
+forward_saved(h::RowHead, z::AbstractArray) = forward_saved!(similar(z), similar(z), h, z)
+forward_saved(h::GaussianHead, z::AbstractArray, delta) = forward_saved!(similar(z), similar(z), h, z, delta)
+
+"""
+    backward_saved!(grad_z, head, saved, grad_out) -> grad_z
+
+The vector-Jacobian product of the head's forward from the `saved` that
+[`forward_saved!`](@ref) wrote, instead of `z`: no exponential. The Gaussian head uses its
+stored `delta` and gives the same bits as [`backward!`](@ref); the softmax head the same bits
+on the vectorised Float32 kernels and equal to rounding elsewhere. All three arrays have the
+same size and element type; `grad_z` may be `saved` or `grad_out`. A `saved` that is not a
+softmax along the first dimension gives a result without meaning (it is not checked). Host
+arrays only (`era_gaussian_backward_saved`, `era_softmax_backward_saved`).
+"""
+function backward_saved!(grad_z::AbstractArray, h::GaussianHead, saved::AbstractArray, grad_out::AbstractArray)
+    st, gt, dzt = dlarg(saved), dlarg(grad_out), dlarg(grad_z)
+    GC.@preserve h st gt dzt begin
+        check(era_gaussian_backward_saved(h, st, dlptr(nothing), gt, dzt, dlptr(nothing), dlstream(saved)),
+              "era_gaussian_backward_saved")
+    end
+    return grad_z
+end
+
+function backward_saved!(grad_z::AbstractArray, h::SoftmaxHead, saved::AbstractArray, grad_out::AbstractArray)
+    st, gt, dzt = dlarg(saved), dlarg(grad_out), dlarg(grad_z)
+    GC.@preserve h st gt dzt begin
+        check(era_softmax_backward_saved(h, st, gt, dzt, dlstream(saved)), "era_softmax_backward_saved")
+    end
+    return grad_z
+end
+
+"""
+    backward_saved(head, saved, grad_out) -> grad_z
+    backward_saved(head::GaussianHead, saved, delta, grad_out) -> (grad_z, grad_delta)
+
+As [`backward_saved!`](@ref) into a new array. With `delta` (the one given to
+`forward_saved(head, z, delta)`), also d loss / d delta as `backward(head, z, delta, grad_out)`
+computes them (the same bits): a number for a number `delta` (summed over the batch), else an
+array of its size.
+"""
+backward_saved(h::RowHead, saved::AbstractArray, grad_out::AbstractArray) =
+    backward_saved!(similar(saved), h, saved, grad_out)
+
+function backward_saved(h::GaussianHead, saved::AbstractArray, delta, grad_out::AbstractArray)
+    d = delta isa Number ? scalar_array(saved, eltype(saved), delta) : delta
+    grad_z = similar(saved)
+    grad_d = similar(d)
+    st, dt, gt, dzt, ddt = dlarg(saved), dlarg(d), dlarg(grad_out), dlarg(grad_z), dlarg(grad_d)
+    GC.@preserve h st dt gt dzt ddt begin
+        check(era_gaussian_backward_saved(h, st, dt, gt, dzt, ddt, dlstream(saved)), "era_gaussian_backward_saved")
+    end
+    return grad_z, (delta isa Number ? scalar_value(grad_d) : grad_d)
+end
+
 # ------------------------------------------------------------------- masked Gaussian
 
 _fill_ref(fill::Nothing) = C_NULL

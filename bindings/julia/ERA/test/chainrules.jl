@@ -15,6 +15,22 @@ if HAVE_CHAINRULES
         y, back = ChainRulesCore.rrule(h, z)
         @test back(g)[2] ≈ dz
         @test back(ChainRulesCore.ZeroTangent())[2] isa ChainRulesCore.AbstractZero
+        # host arrays take the saved-softmax path: the same bits as the backward from z
+        rng = MersenneTwister(12)
+        zb = randn(rng, 3, 20)
+        gb = randn(rng, 3, 20)
+        y, back = ChainRulesCore.rrule(forward, h, zb)
+        @test y == forward(h, zb)
+        @test back(gb)[3] == backward(h, zb, gb)
+        y, back = ChainRulesCore.rrule(forward, h, zb, 0.25)
+        _, _, dz, dd = back(gb)
+        @test (dz, dd) == backward(h, zb, 0.25, gb)
+        sh = SoftmaxHead(num_classes = 3, target_entropy = 0.5)
+        y, back = ChainRulesCore.rrule(sh, Float32.(zb))
+        @test y == forward(sh, Float32.(zb))
+        @test back(Float32.(gb))[2] == backward(sh, Float32.(zb), Float32.(gb))
+        # a lazy cotangent
+        @test back(fill(1.0f0, 3, 20))[2] ≈ backward(sh, Float32.(zb), ones(Float32, 3, 20))
     end
 
     @testset "entropy rrules (finite differences)" begin

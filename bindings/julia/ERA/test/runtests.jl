@@ -97,6 +97,62 @@ end
         @test_throws ERAError ERA.forward_masked(h, z, fill(0.5, 3, 2), 0.0)
     end
 
+    @testset "saved softmax: the same results from softmax(z)" begin
+        rng = MersenneTwister(11)
+        for T in (Float64, Float32)
+            h = GaussianHead(dim = 6, target_entropy = -3.0, log_std_min = -5, log_std_max = 0)
+            z = T.(2 .* randn(rng, 6, 37))
+            g = T.(randn(rng, 6, 37))
+            p = exp.(z .- maximum(z; dims = 1))
+            p ./= sum(p; dims = 1)
+            set_delta!(h, 0.4)
+            out, saved = ERA.forward_saved(h, z)
+            @test out == forward(h, z)                     # the same bits
+            @test saved ≈ p rtol = (T == Float64 ? 1e-13 : 1e-5)
+            @test ERA.backward_saved(h, saved, g) == backward(h, z, g)
+            # a delta operand: one for all columns, one per column
+            for d in (T(0.3), T.(0.1 .* (0:36) .% 0.5 .- 0.2))
+                out, saved = ERA.forward_saved(h, z, d)
+                @test out == forward(h, z, d)
+                dz, dd = ERA.backward_saved(h, saved, d, g)
+                dz0, dd0 = backward(h, z, d, g)
+                @test dz == dz0 && dd == dd0
+            end
+            # in place: saved over z, grad_z over saved
+            zz = copy(z)
+            o2 = similar(z)
+            ERA.forward_saved!(o2, zz, h, zz)
+            @test o2 == forward(h, z) && zz == saved
+            @test ERA.backward_saved!(zz, h, zz, g) == backward(h, z, g)
+            # a strided (transposed) input
+            zt = permutedims(z)
+            @test ERA.forward_saved(h, PermutedDimsArray(zt, (2, 1)))[1] == forward(h, PermutedDimsArray(zt, (2, 1)))
+
+            s = SoftmaxHead(num_classes = 7, target_entropy = 1.1, tau = 5)
+            zs = T.(2 .* randn(rng, 7, 37))
+            gs = T.(randn(rng, 7, 37))
+            out, saved = ERA.forward_saved(s, zs)
+            @test out == forward(s, zs)
+            ps = exp.(zs .- maximum(zs; dims = 1))
+            ps ./= sum(ps; dims = 1)
+            @test saved ≈ ps rtol = (T == Float64 ? 1e-13 : 1e-5)
+            dz = ERA.backward_saved(s, saved, gs)
+            # the same bits on the vectorised Float32 kernels, equal to rounding in Float64
+            if T == Float32
+                @test dz == backward(s, zs, gs)
+            else
+                @test dz ≈ backward(s, zs, gs) rtol = 1e-12
+            end
+
+            # errors: out and saved overlap, a wrong size, host memory only
+            @test_throws ERAError ERA.forward_saved!(o2, o2, h, z)
+            @test_throws ERAError ERA.forward_saved(s, z)
+            @test_throws ERAError ERA.forward_saved(h, z, T(NaN))
+            @test_throws ERAError ERA.forward_saved(h, z, T(100))
+            @test_throws ArgumentError ERA.forward_saved(h, NotHostArray(z))
+        end
+    end
+
     @testset "softmax worked example" begin
         h = SoftmaxHead(num_classes = 4, target_entropy = 0.6, tau = 4)
         z = [2.0, 0.0, -1.0, 0.5]
