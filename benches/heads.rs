@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use era::{IndexView, TokenConfig, TokenHead, TokenOutputs};
+use era::{DeltaArg, IndexView, TokenConfig, TokenHead, TokenOutputs};
 use ndarray::{ArrayD, IxDyn};
 
 fn gaussian_heads(c: &mut Criterion) {
@@ -43,6 +43,55 @@ fn softmax_heads(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.finish();
+}
+
+/// Forward + backward from `z` against the forward that saves `softmax(z)` and
+/// the backward from it (docs/math.md#saved-softmax), one thread, f32.
+fn saved_softmax(c: &mut Criterion) {
+    let mut g = c.benchmark_group("saved_vs_z");
+    for &(b, d) in &[(256usize, 6usize), (256, 21), (256, 61), (4096, 61)] {
+        let z = array(&[b, d], 2.0, 5);
+        let gr = array(&[b, d], 1.0, 6);
+        let (mut out, mut saved, mut dz) =
+            (ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()));
+        let head = gaussian(d, 1);
+        g.throughput(Throughput::Elements((b * d) as u64));
+        g.bench_with_input(BenchmarkId::new("gaussian z", format!("{b}x{d}")), &(), |bch, _| {
+            bch.iter(|| {
+                head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                head.backward(z.view(), gr.view(), dz.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("gaussian saved", format!("{b}x{d}")), &(), |bch, _| {
+            bch.iter(|| {
+                let delta = DeltaArg::Scalar(head.delta());
+                head.forward_saving(z.view(), delta, out.view_mut(), saved.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                let delta = DeltaArg::Scalar(head.delta());
+                head.backward_saved(saved.view(), delta, gr.view(), dz.view_mut(), None).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
+    }
+    for &n in &[10usize, 1000] {
+        let z = array(&[256, n], 3.0, 7);
+        let gr = array(&[256, n], 1.0, 8);
+        let (mut out, mut saved, mut dz) =
+            (ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()));
+        let head = softmax(n, 1);
+        g.throughput(Throughput::Elements((256 * n) as u64));
+        g.bench_with_input(BenchmarkId::new("softmax z", format!("256x{n}")), &(), |bch, _| {
+            bch.iter(|| {
+                head.forward(z.view(), out.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                head.backward(z.view(), gr.view(), dz.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("softmax saved", format!("256x{n}")), &(), |bch, _| {
+            bch.iter(|| {
+                head.forward_saving(z.view(), out.view_mut(), saved.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                head.backward_saved(saved.view(), gr.view(), dz.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
     }
     g.finish();
 }
@@ -90,5 +139,5 @@ fn token_head(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gaussian_heads, softmax_heads, token_head);
+criterion_group!(benches, gaussian_heads, softmax_heads, saved_softmax, token_head);
 criterion_main!(benches);

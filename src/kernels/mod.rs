@@ -22,6 +22,7 @@ pub mod softmax;
 pub mod token;
 pub mod token_block;
 pub mod token_rows;
+mod transpose;
 pub mod vmath;
 
 pub use element::Element;

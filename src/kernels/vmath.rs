@@ -262,10 +262,15 @@ impl<'a> Rows<'a> {
 pub(crate) fn load_lanes(src: &Rows<'_>, g0: usize, t: &mut [V]) {
     let n = t.len().min(src.n());
     if g0 + LANES <= src.rows() {
-        // a whole group: element j of the LANES rows at once, one vector per j
-        // (written so that it compiles to gathers; copying row by row compiles
-        // to scatters into `t`, several times slower)
         let base = src.ptr.wrapping_offset(g0 as isize * src.stride);
+        if n > 0 && super::transpose::available() {
+            // SAFETY: AVX2 is there; rows g0..g0 + LANES exist, n <= src.n()
+            // elements of each readable as `Rows` promises; n <= t.len()
+            unsafe { super::transpose::load_group(base, src.stride, n, t) };
+            return;
+        }
+        // a whole group: element j of the LANES rows at once, one vector per j
+        // (copying row by row compiles to scatters into `t`, several times slower)
         let at: [isize; LANES] = std::array::from_fn(|i| i as isize * src.stride);
         for (j, tj) in t.iter_mut().enumerate().take(n) {
             // SAFETY: rows g0..g0 + LANES exist and j < n: each address is
@@ -311,8 +316,13 @@ pub(crate) fn store_lanes(t: &[V], n: usize, g0: usize, dst: &mut [f32], order: 
         // order, each read from its lane (written so that it compiles to
         // gathers from `t` and whole-vector stores; row by row, it compiles to
         // gathers and stores of a few values at a time)
-        let src = t.as_ptr().cast::<f32>(); // t.len() * LANES values, lane after lane
         let block = &mut dst[g0 * n..(g0 + LANES) * n];
+        if super::transpose::available() {
+            // SAFETY: AVX2 is there; `block` holds the LANES * n values; t.len() >= n
+            unsafe { super::transpose::store_group(t, n, block.as_mut_ptr()) };
+            return;
+        }
+        let src = t.as_ptr().cast::<f32>(); // t.len() * LANES values, lane after lane
         for (o, &k) in block.iter_mut().zip(&order.from) {
             // SAFETY: k < LANES * n <= LANES * t.len() (BlockOrder::new), and
             // an array of [f32; LANES] holds its values back to back
