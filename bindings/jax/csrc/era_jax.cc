@@ -6,12 +6,14 @@
 // and dimension arrays), calls one era_* C function and turns a failed status
 // into an ffi::Error carrying era_last_error().
 //
-// Every operation is listed once, in ERA_JAX_OPS at the end of this file. That
-// list defines the exported handlers `era_jax_<op>_cpu` (and, in a CUDA build,
-// with ERA_JAX_CUDA defined, `era_jax_<op>_cuda`, taking the stream from the
-// call context) and the table that `era_jax_target()` hands out: target name
-// `era_<op>` with its CPU and CUDA handlers. Python (era_jax/_native.py) reads
-// that table, wraps each handler in a PyCapsule and registers it with
+// Every operation is listed once, in ERA_JAX_OPS at the end of this file, or in
+// ERA_JAX_CPU_OPS for those whose era functions take host memory only. The
+// lists define the exported handlers `era_jax_<op>_cpu` (and, in a CUDA build,
+// with ERA_JAX_CUDA defined, `era_jax_<op>_cuda` for the ops of ERA_JAX_OPS,
+// taking the stream from the call context) and the table that
+// `era_jax_target()` hands out: target name `era_<op>` with its CPU and CUDA
+// handlers (NULL for the CPU-only ops). Python (era_jax/_native.py) reads that
+// table, wraps each handler in a PyCapsule and registers it with
 // jax.ffi.register_ffi_target under the target name for its platform.
 //
 // Heads are built from the attributes with era_config_default + era_head_new
@@ -459,6 +461,9 @@ inline auto token_bwd_impl() {
 // The head-free entropies: their impls and bindings.
 #include "entropy.inc"
 
+// The Gaussian and softmax heads with a saved softmax (CPU only): their impls and bindings.
+#include "saved.inc"
+
 // ----------------------------------------------------------------- metadata
 //
 // XLA asks every handler for its metadata (the FFI API version it was built
@@ -490,9 +495,10 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
 
 // ---------------------------------------------------------------- exports
 //
-// ERA_JAX_OPS(X) calls X(op, binding, impl) once per operation: the one list of
-// the operations of this library. Target name "era_<op>"; handlers
-// era_jax_<op>_cpu and (CUDA build) era_jax_<op>_cuda.
+// ERA_JAX_OPS(X) calls X(op, binding, impl) once per operation that runs on
+// every platform; with ERA_JAX_CPU_OPS below, the lists of the operations of
+// this library. Target name "era_<op>"; handlers era_jax_<op>_cpu and (CUDA
+// build, ERA_JAX_OPS only) era_jax_<op>_cuda.
 
 #define ERA_JAX_OPS(X)                                                   \
   X(gaussian_fwd, gaussian_fwd_binding, GaussianFwd)                     \
@@ -515,6 +521,15 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
   X(softmax_entropy, softmax_entropy_binding, SoftmaxEntropy)            \
   X(truncated_normal_entropy, trunc_normal_binding, TruncNormalEntropy)
 
+// ERA_JAX_CPU_OPS(X): the operations whose era functions take host memory only
+// (CUDA buffers give ERA_STATUS_UNSUPPORTED_DEVICE): CPU handlers only, and a
+// NULL CUDA handler in the table, so that Python registers them for the CPU.
+#define ERA_JAX_CPU_OPS(X)                                                \
+  X(gaussian_fwd_saved, gaussian_fwd_saved_binding, GaussianFwdSaved)   \
+  X(gaussian_bwd_saved, gaussian_bwd_binding, GaussianBwdSaved)         \
+  X(softmax_fwd_saved, softmax_fwd_saved_binding, SoftmaxFwdSaved)      \
+  X(softmax_bwd_saved, softmax_bwd_binding, SoftmaxBwdSaved)
+
 // `ERA_JAX_EXPORT_CPU(op, binding, impl)` defines the C handler `era_jax_<op>_cpu`.
 #define ERA_JAX_EXPORT_CPU(name, binding, impl)                              \
   extern "C" __attribute__((visibility("default"))) XLA_FFI_Error*           \
@@ -524,6 +539,7 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
   }
 
 ERA_JAX_OPS(ERA_JAX_EXPORT_CPU)
+ERA_JAX_CPU_OPS(ERA_JAX_EXPORT_CPU)
 
 #ifdef ERA_JAX_CUDA
 // CUDA handlers follow the CPU handlers' version rule: they report XLA FFI API
@@ -551,18 +567,20 @@ using Handler = XLA_FFI_Error* (*)(XLA_FFI_CallFrame*);
 struct Target {
   const char* name;  // the XLA FFI target name, "era_<op>"
   Handler cpu;
-  Handler cuda;  // nullptr unless built with ERA_JAX_CUDA
+  Handler cuda;  // nullptr unless built with ERA_JAX_CUDA, and for the CPU-only ops
 };
 
 #define ERA_JAX_TARGET(name, binding, impl) Target{"era_" #name, era_jax_##name##_cpu, ERA_JAX_CUDA_HANDLER(name)},
+#define ERA_JAX_CPU_TARGET(name, binding, impl) Target{"era_" #name, era_jax_##name##_cpu, nullptr},
 
-const Target kTargets[] = {ERA_JAX_OPS(ERA_JAX_TARGET)};
+const Target kTargets[] = {ERA_JAX_OPS(ERA_JAX_TARGET) ERA_JAX_CPU_OPS(ERA_JAX_CPU_TARGET)};
 
 }  // namespace
 
 // The table of XLA FFI targets, read by Python to register every one: entry
 // `index` gives the target name and stores its CPU handler in `*cpu` and its
-// CUDA handler (NULL in a build without CUDA) in `*cuda` (either may be NULL).
+// CUDA handler (NULL in a build without CUDA and for the ops of ERA_JAX_CPU_OPS)
+// in `*cuda` (either may be NULL).
 // Returns NULL past the last entry.
 extern "C" __attribute__((visibility("default"))) const char* era_jax_target(size_t index, void** cpu,
                                                                               void** cuda) {

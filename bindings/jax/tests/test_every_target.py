@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import era_jax
-from era_jax import _native
+from era_jax import _native, _small_heads
 
 import reference as ref
 
@@ -37,11 +37,27 @@ def check_head(ours, want, z, w):
     close(jax.grad(lambda z: jnp.sum(w * ours(z)))(z), jax.grad(lambda z: jnp.sum(w * want(z)))(z))
 
 
+def on_cpu(*xs):
+    """The arrays committed to a CPU device: jit then compiles for the CPU on any machine."""
+    cpu = jax.devices("cpu")[0]
+    return tuple(jax.device_put(x, cpu) for x in xs)
+
+
+# The Gaussian and softmax heads save softmax(z) for the backward on the CPU (the *_saved
+# targets, CPU only) and z elsewhere (docs/math.md#saved-softmax): each path is called below,
+# the saved one on a CPU device, the one that saves z through the op built without saving.
+
+
 def test_gaussian(rng):
     z, w = weights(rng, (5, 4)), weights(rng, (5, 4))
     kw = dict(target_entropy=-3.0, log_std_min=-8.0, log_std_max=0.0, delta=0.4)
-    check_head(lambda z: era_jax.gaussian_log_std(z, **kw), lambda z: ref.gaussian_log_std(z, **kw), z, w)
-    reach("era_gaussian_fwd", "era_gaussian_bwd")
+    ours = lambda z: era_jax.gaussian_log_std(z, **kw)  # noqa: E731
+    want = lambda z: ref.gaussian_log_std(z, **kw)  # noqa: E731
+    check_head(ours, want, z, w)
+    check_head(ours, want, *on_cpu(z, w))
+    z_path = _small_heads._gaussian_fn(-3.0, -8.0, 0.0, False)
+    check_head(lambda z: z_path(z, jnp.asarray(0.4, z.dtype)), want, z, w)
+    reach("era_gaussian_fwd", "era_gaussian_bwd", "era_gaussian_fwd_saved", "era_gaussian_bwd_saved")
 
 
 def test_gaussian_masked_with_all_ones_is_the_head(rng):
@@ -55,8 +71,12 @@ def test_gaussian_masked_with_all_ones_is_the_head(rng):
 def test_softmax(rng):
     z, w = weights(rng, (6, 7)), weights(rng, (6, 7))
     kw = dict(target_entropy=1.2, tau=4.0)
-    check_head(lambda z: era_jax.softmax_logits(z, **kw), lambda z: ref.softmax_logits(z, **kw), z, w)
-    reach("era_softmax_fwd", "era_softmax_bwd")
+    ours = lambda z: era_jax.softmax_logits(z, **kw)  # noqa: E731
+    want = lambda z: ref.softmax_logits(z, **kw)  # noqa: E731
+    check_head(ours, want, z, w)
+    check_head(ours, want, *on_cpu(z, w))
+    check_head(_small_heads._softmax_fn(1.2, 4.0, False), want, z, w)
+    reach("era_softmax_fwd", "era_softmax_bwd", "era_softmax_fwd_saved", "era_softmax_bwd_saved")
 
 
 def test_entropies(rng):

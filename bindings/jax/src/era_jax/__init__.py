@@ -22,13 +22,12 @@ from . import _native
 from ._native import EraError, abi_version, library_path, version
 from ._ops import (
     gaussian_entropy,
-    gaussian_log_std,
     softmax_entropy,
-    softmax_logits,
     token_entropy,
     token_logprobs,
     truncated_normal_entropy,
 )
+from ._small_heads import gaussian_log_std, softmax_logits
 from ._gaussian_mask import gaussian_log_std_masked
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns
 from ._token_blocks import fused_token_columns, token_logprob_columns_sharded, vocab_sharded_token_columns

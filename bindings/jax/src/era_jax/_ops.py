@@ -29,25 +29,20 @@ import numpy as np
 
 from . import _compat
 from . import _native as native
-from ._defaults import GAUSSIAN, SOFTMAX, TOKEN, pick
+from ._defaults import TOKEN, pick
 from ._native import EraError
 
 __all__ = [
     "gaussian_entropy",
-    "gaussian_log_std",
     "softmax_entropy",
-    "softmax_logits",
     "token_entropy",
     "token_logprobs",
     "truncated_normal_entropy",
 ]
 
 # The XLA FFI targets called here, by the names of the native library's target
-# table (csrc/era_jax.cc); a name the library lacks fails at import.
-_GAUSSIAN_FWD = native.target("era_gaussian_fwd")
-_GAUSSIAN_BWD = native.target("era_gaussian_bwd")
-_SOFTMAX_FWD = native.target("era_softmax_fwd")
-_SOFTMAX_BWD = native.target("era_softmax_bwd")
+# table (csrc/era_jax.cc); a name the library lacks fails at import. The Gaussian
+# and softmax heads are built in _small_heads.py on the helpers below.
 _TOKEN_FWD = native.target("era_token_fwd")
 _TOKEN_BWD = native.target("era_token_bwd")
 _GAUSSIAN_ENTROPY = native.target("era_gaussian_entropy")
@@ -136,187 +131,6 @@ def _concrete(x):
         return np.asarray(x, dtype=np.float64)
     except Exception:
         return None
-
-
-# --------------------------------------------------------------- Gaussian head
-
-
-@functools.lru_cache(maxsize=None)
-def _gaussian_fn(h0: float, lo: float, hi: float):
-    attrs = dict(target_entropy=np.float64(h0), log_std_min=np.float64(lo), log_std_max=np.float64(hi))
-
-    @_compat.custom_vmap
-    def fwd_call(z, delta):
-        return _compat.ffi_call(_GAUSSIAN_FWD, _out(z.shape, z.dtype, z), z, delta, **attrs)
-
-    @fwd_call.def_vmap
-    def _fwd_rule(axis_size, in_batched, z, delta):
-        zb, db = in_batched
-        z = _bcast(z, zb, axis_size)
-        rows = z.shape[:-1]
-        if db:  # one delta per instance (scalar or per row): make it per row
-            delta = jnp.reshape(delta, delta.shape + (1,) * (len(rows) - delta.ndim))
-            delta = jnp.broadcast_to(delta, rows)
-        elif delta.ndim:  # per-row delta shared by the instances
-            delta = jnp.broadcast_to(delta, rows)
-        return fwd_call(z, delta), True
-
-    @_compat.custom_vmap
-    def bwd_call(z, delta, g):
-        gz, gd = _compat.ffi_call(
-            _GAUSSIAN_BWD, (_out(z.shape, z.dtype, z), _out(delta.shape, delta.dtype, z)), z, delta, g, **attrs
-        )
-        return gz, gd
-
-    @bwd_call.def_vmap
-    def _bwd_rule(axis_size, in_batched, z, delta, g):
-        zb, db, gb = in_batched
-        z = _bcast(z, zb, axis_size)
-        g = _bcast(g, gb, axis_size)
-        rows = z.shape[:-1]
-        per_row = (delta.ndim - (1 if db else 0)) > 0
-        # every instance needs its own d/d delta: compute per row, then sum each instance's rows
-        d = jnp.reshape(delta, delta.shape + (1,) * (len(rows) - delta.ndim)) if db else delta
-        d = jnp.broadcast_to(d, rows)
-        gz, gd = bwd_call(z, d, g)
-        if not per_row:
-            gd = jnp.sum(jnp.reshape(gd, (axis_size, -1)), axis=1)
-        return (gz, gd), (True, True)
-
-    def primal(z, delta):
-        return _like(fwd_call(z, delta), z)
-
-    @jax.custom_vjp
-    def op(z, delta):
-        return primal(z, delta)
-
-    def op_fwd(z, delta):
-        return primal(z, delta), (z, delta)
-
-    def op_bwd(res, g):
-        z, delta = res
-        gz, gd = bwd_call(z, delta, g.astype(z.dtype))
-        return _like(gz, z), _like(gd, delta)
-
-    op.defvjp(op_fwd, op_bwd)
-    return op
-
-
-def gaussian_log_std(z, *, target_entropy, log_std_min=None, log_std_max=None, delta=None):
-    """ERA Gaussian head (docs/math.md#gaussian-head): log-stds ``[..., D]`` whose
-    Gaussian entropy is at least ``target_entropy + delta`` in every row.
-
-    Args:
-      z: raw log-std pre-activations, ``[..., D]``, float32 or float64.
-      target_entropy: ``H0``, total entropy in nats of the D-dimensional Gaussian (static).
-      log_std_min, log_std_max: the log-std bounds (static; None: the library's
-        defaults, ``era_jax._defaults.GAUSSIAN``).
-      delta: the compensation, a traced operand (changing it does not recompile):
-        a scalar, or one value per row (shape ``z.shape[:-1]``). Differentiable.
-        None: the library's default (0).
-
-    Returns:
-      ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``, shape and dtype of ``z``.
-
-    Raises:
-      EraError (a ValueError) with era's message for an invalid configuration
-      (for a concrete ``delta`` including its feasibility; a traced infeasible
-      ``delta`` fails when the computation runs); TypeError/ValueError for
-      dtypes and shapes.
-    """
-    native.register_targets()
-    z = _float_array(z, "z")
-    h0 = _static_float(target_entropy, "target_entropy")
-    lo = _static_float(pick(log_std_min, GAUSSIAN.log_std_min), "log_std_min")
-    hi = _static_float(pick(log_std_max, GAUSSIAN.log_std_max), "log_std_max")
-    delta = pick(delta, GAUSSIAN.delta)
-    dim = int(z.shape[-1])
-    known = _concrete(delta)
-    if known is not None and known.size:
-        probe = float(np.max(known)) if not np.isnan(known).any() else float("nan")
-    else:
-        probe = native.gaussian_probe_delta(dim, h0, hi)
-    native.validate_config(
-        native.ERA_HEAD_KIND_GAUSSIAN,
-        (("dim", dim), ("target_entropy", h0), ("log_std_min", lo), ("log_std_max", hi), ("delta", probe)),
-    )
-    if not isinstance(delta, jax.core.Tracer) and not hasattr(delta, "dtype"):
-        delta = np.asarray(delta, dtype=np.float64)
-    delta = jnp.asarray(delta)
-    if not jnp.issubdtype(delta.dtype, jnp.floating) and not jnp.issubdtype(delta.dtype, jnp.integer):
-        raise TypeError(f"era_jax: delta must be a real number or array, got dtype {delta.dtype}")
-    delta = delta.astype(z.dtype)
-    if delta.ndim and tuple(delta.shape) != tuple(z.shape[:-1]):
-        raise ValueError(
-            f"era_jax: delta has shape {tuple(delta.shape)}; expected a scalar or one value per row, "
-            f"shape {tuple(z.shape[:-1])}"
-        )
-    z, delta = _compat.match_vma(z, delta)
-    return _gaussian_fn(h0, lo, hi)(z, delta)
-
-
-# ---------------------------------------------------------------- softmax head
-
-
-@functools.lru_cache(maxsize=None)
-def _softmax_fn(h0: float, tau: float):
-    attrs = dict(target_entropy=np.float64(h0), tau=np.float64(tau))
-
-    @_compat.custom_vmap
-    def fwd_call(z):
-        return _compat.ffi_call(_SOFTMAX_FWD, _out(z.shape, z.dtype, z), z, **attrs)
-
-    @fwd_call.def_vmap
-    def _fwd_rule(axis_size, in_batched, z):
-        return fwd_call(z), True  # z is batched: the only operand
-
-    @_compat.custom_vmap
-    def bwd_call(z, g):
-        return _compat.ffi_call(_SOFTMAX_BWD, _out(z.shape, z.dtype, z), z, g, **attrs)
-
-    @bwd_call.def_vmap
-    def _bwd_rule(axis_size, in_batched, z, g):
-        zb, gb = in_batched
-        return bwd_call(_bcast(z, zb, axis_size), _bcast(g, gb, axis_size)), True
-
-    def primal(z):
-        return _like(fwd_call(z), z)
-
-    @jax.custom_vjp
-    def op(z):
-        return primal(z)
-
-    def op_fwd(z):
-        return primal(z), z
-
-    def op_bwd(z, g):
-        return (_like(bwd_call(z, g.astype(z.dtype)), z),)
-
-    op.defvjp(op_fwd, op_bwd)
-    return op
-
-
-def softmax_logits(z, *, target_entropy, tau=None):
-    """ERA softmax head (docs/math.md#softmax-head): logits ``[..., n]`` whose
-    softmax has entropy at least ``target_entropy`` in every row.
-
-    Args:
-      z: raw logits ``[..., n]`` (n >= 2), float32 or float64.
-      target_entropy: ``H0`` in nats (static); valid range
-        ``[1 + ln(ln(tau)/tau), 1 + ln(n*ln(tau)/tau)]``.
-      tau: sharpness, ``>= e`` (static; None: the library's default).
-
-    Returns:
-      the new logits, shape and dtype of ``z`` (their row minimum is 0).
-    """
-    native.register_targets()
-    z = _float_array(z, "z")
-    h0 = _static_float(target_entropy, "target_entropy")
-    t = _static_float(pick(tau, SOFTMAX.tau), "tau")
-    native.validate_config(
-        native.ERA_HEAD_KIND_SOFTMAX, (("num_classes", int(z.shape[-1])), ("target_entropy", h0), ("tau", t))
-    )
-    return _softmax_fn(h0, t)(z)
 
 
 # ------------------------------------------------------------------ token head

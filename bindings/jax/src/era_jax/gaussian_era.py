@@ -52,7 +52,8 @@ import jax.numpy as jnp
 from . import _native as native
 from ._defaults import GAUSSIAN, OPTIMIZERS, pick
 from ._gaussian_mask import gaussian_log_std_masked
-from ._ops import _static_float, _static_int, gaussian_log_std
+from ._ops import _static_float, _static_int
+from ._small_heads import gaussian_log_std
 from .delta import DeltaState, delta_init, max_delta
 
 __all__ = ["GaussianEra", "MODES", "POLICIES", "truncation_gap_bound"]
