@@ -1,6 +1,6 @@
 // CPU kernels of era_torch's Gaussian and softmax ops in C++: the same calls of era's C ABI
-// as the ops' Python implementations (src/era_torch/_ops.py), without the Python interpreter
-// on the path of a call. They matter where the per-call cost is most of the time: small
+// as the ops' Python implementations (src/era_torch/_ops.py; the ops that save softmax(z) for
+// the backward, src/era_torch/_heads.py), without the Python interpreter on the path of a call. They matter where the per-call cost is most of the time: small
 // heads (a SAC actor's 256 x 6 log-stds) inside compiled graphs.
 //
 // The ops are defined (schemas, fake tensors, autograd, batching rules) by torch.library in
@@ -36,12 +36,20 @@ using GaussianForward = decltype(&era_gaussian_forward_delta);
 using GaussianBackward = decltype(&era_gaussian_backward_delta);
 using HeadForward = decltype(&era_head_forward);
 using HeadBackward = decltype(&era_head_backward);
+using GaussianForwardSaved = decltype(&era_gaussian_forward_saved);
+using GaussianBackwardSaved = decltype(&era_gaussian_backward_saved);
+using SoftmaxForwardSaved = decltype(&era_softmax_forward_saved);
+using SoftmaxBackwardSaved = decltype(&era_softmax_backward_saved);
 
 struct Functions {
     GaussianForward gaussian_forward;
     GaussianBackward gaussian_backward;
     HeadForward head_forward;
     HeadBackward head_backward;
+    GaussianForwardSaved gaussian_forward_saved;
+    GaussianBackwardSaved gaussian_backward_saved;
+    SoftmaxForwardSaved softmax_forward_saved;
+    SoftmaxBackwardSaved softmax_backward_saved;
 };
 
 template <typename F>
@@ -59,6 +67,10 @@ const Functions& functions() {
             address_of<GaussianBackward>(address, "era_gaussian_backward_delta"),
             address_of<HeadForward>(address, "era_head_forward"),
             address_of<HeadBackward>(address, "era_head_backward"),
+            address_of<GaussianForwardSaved>(address, "era_gaussian_forward_saved"),
+            address_of<GaussianBackwardSaved>(address, "era_gaussian_backward_saved"),
+            address_of<SoftmaxForwardSaved>(address, "era_softmax_forward_saved"),
+            address_of<SoftmaxBackwardSaved>(address, "era_softmax_backward_saved"),
         };
     }();
     return f;
@@ -156,10 +168,13 @@ bool describe(const at::Tensor& t, Descriptor& d) {
 
 // ------------------------------------------------------------ the Python implementations
 
+constexpr const char* kOps = "era_torch._ops";      // the ops that save z
+constexpr const char* kHeads = "era_torch._heads";  // the ops that save softmax(z)
+
 template <typename R, typename... Args>
-R in_python(const char* implementation, const Args&... args) {
+R in_python(const char* module, const char* implementation, const Args&... args) {
     py::gil_scoped_acquire gil;
-    return py::module_::import("era_torch._ops").attr(implementation)(args...).template cast<R>();
+    return py::module_::import(module).attr(implementation)(args...).template cast<R>();
 }
 
 // -------------------------------------------------------------------------- kernels
@@ -176,7 +191,7 @@ at::Tensor gaussian_forward(const at::Tensor& z, const at::Tensor& delta, double
             return out;
         }
     }
-    return in_python<at::Tensor>("_gaussian_fwd_impl", z, delta, h0, lo, hi);
+    return in_python<at::Tensor>(kOps, "_gaussian_fwd_impl", z, delta, h0, lo, hi);
 }
 
 std::tuple<at::Tensor, at::Tensor> gaussian_backward(
@@ -192,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor> gaussian_backward(
             return {gz, gd};
         }
     }
-    return in_python<std::tuple<at::Tensor, at::Tensor>>("_gaussian_bwd_impl", z, delta, grad, h0, lo, hi);
+    return in_python<std::tuple<at::Tensor, at::Tensor>>(kOps, "_gaussian_bwd_impl", z, delta, grad, h0, lo, hi);
 }
 
 at::Tensor softmax_forward(const at::Tensor& z, double h0, double tau) {
@@ -205,7 +220,7 @@ at::Tensor softmax_forward(const at::Tensor& z, double h0, double tau) {
             return out;
         }
     }
-    return in_python<at::Tensor>("_softmax_fwd_impl", z, h0, tau);
+    return in_python<at::Tensor>(kOps, "_softmax_fwd_impl", z, h0, tau);
 }
 
 at::Tensor softmax_backward(const at::Tensor& z, const at::Tensor& grad, double h0, double tau) {
@@ -218,16 +233,82 @@ at::Tensor softmax_backward(const at::Tensor& z, const at::Tensor& grad, double 
             return gz;
         }
     }
-    return in_python<at::Tensor>("_softmax_bwd_impl", z, grad, h0, tau);
+    return in_python<at::Tensor>(kOps, "_softmax_bwd_impl", z, grad, h0, tau);
+}
+
+// The forwards that also return softmax(z), and the backwards from it (docs/math.md#saved-softmax).
+
+using Pair = std::tuple<at::Tensor, at::Tensor>;
+
+Pair gaussian_saved_forward(const at::Tensor& z, const at::Tensor& delta, double h0, double lo, double hi) {
+    Descriptor dz, dd, dout, ds;
+    if (z.dim() > 0 && finite(h0, lo, hi) && describe(z, dz) && describe(delta, dd)) {
+        const EraHead* head = head_for(HeadKey{kGaussian, z.size(-1), h0, lo, hi}, "_gaussian_head", z.size(-1), h0, lo, hi);
+        at::Tensor out = at::empty(z.sizes(), z.options());
+        at::Tensor saved = at::empty(z.sizes(), z.options());
+        describe(out, dout);
+        describe(saved, ds);
+        if (functions().gaussian_forward_saved(head, &dz.t, &dd.t, &dout.t, &ds.t, nullptr) == ERA_STATUS_OK) {
+            return {out, saved};
+        }
+    }
+    return in_python<Pair>(kHeads, "_gaussian_saved_fwd_impl", z, delta, h0, lo, hi);
+}
+
+Pair gaussian_saved_backward(
+    const at::Tensor& saved, const at::Tensor& delta, const at::Tensor& grad, double h0, double lo, double hi) {
+    Descriptor ds, dd, dg, dgz, dgd;
+    if (saved.dim() > 0 && finite(h0, lo, hi) && describe(saved, ds) && describe(delta, dd) && describe(grad, dg)) {
+        const EraHead* head =
+            head_for(HeadKey{kGaussian, saved.size(-1), h0, lo, hi}, "_gaussian_head", saved.size(-1), h0, lo, hi);
+        at::Tensor gz = at::empty(saved.sizes(), saved.options());
+        at::Tensor gd = at::empty(delta.sizes(), delta.options());
+        describe(gz, dgz);
+        describe(gd, dgd);
+        if (functions().gaussian_backward_saved(head, &ds.t, &dd.t, &dg.t, &dgz.t, &dgd.t, nullptr) == ERA_STATUS_OK) {
+            return {gz, gd};
+        }
+    }
+    return in_python<Pair>(kHeads, "_gaussian_saved_bwd_impl", saved, delta, grad, h0, lo, hi);
+}
+
+Pair softmax_saved_forward(const at::Tensor& z, double h0, double tau) {
+    Descriptor dz, dout, ds;
+    if (z.dim() > 0 && finite(h0, tau, 0.0) && describe(z, dz)) {
+        const EraHead* head = head_for(HeadKey{kSoftmax, z.size(-1), h0, tau, 0.0}, "_softmax_head", z.size(-1), h0, tau);
+        at::Tensor out = at::empty(z.sizes(), z.options());
+        at::Tensor saved = at::empty(z.sizes(), z.options());
+        describe(out, dout);
+        describe(saved, ds);
+        if (functions().softmax_forward_saved(head, &dz.t, &dout.t, &ds.t, nullptr) == ERA_STATUS_OK) {
+            return {out, saved};
+        }
+    }
+    return in_python<Pair>(kHeads, "_softmax_saved_fwd_impl", z, h0, tau);
+}
+
+at::Tensor softmax_saved_backward(const at::Tensor& saved, const at::Tensor& grad, double h0, double tau) {
+    Descriptor ds, dg, dgz;
+    if (saved.dim() > 0 && finite(h0, tau, 0.0) && describe(saved, ds) && describe(grad, dg)) {
+        const EraHead* head =
+            head_for(HeadKey{kSoftmax, saved.size(-1), h0, tau, 0.0}, "_softmax_head", saved.size(-1), h0, tau);
+        at::Tensor gz = at::empty(saved.sizes(), saved.options());
+        describe(gz, dgz);
+        if (functions().softmax_backward_saved(head, &ds.t, &dg.t, &dgz.t, nullptr) == ERA_STATUS_OK) {
+            return gz;
+        }
+    }
+    return in_python<at::Tensor>(kHeads, "_softmax_saved_bwd_impl", saved, grad, h0, tau);
 }
 
 // -------------------------------------------------------------------- autograd (CPU)
 //
 // A call that records no graph (grad mode off, or no input that requires grad: inside a
 // compiled graph, inside the autograd.Function of the public functions, under no_grad) goes
-// straight to the CPU kernel. A call that records one goes to the autograd.Function that
-// era_torch's public functions use (the formula registered for the op, in one place), and so
-// does a call with forward-mode tangents, which that Function refuses (no forward mode).
+// straight to the CPU kernel. A call that records one goes to the op's autograd.Function in
+// Python (the formula registered for the op, in one place: _ops.py's for the ops that save z,
+// _heads.py's *SavedOp for those that save softmax(z)), and so does a call with forward-mode
+// tangents, which that Function refuses (no forward mode).
 
 bool records_graph(std::initializer_list<const at::Tensor*> inputs) {
     for (const at::Tensor* t : inputs) {
@@ -252,14 +333,14 @@ c10::TypedOperatorHandle<Signature> op(const char* name) {
 }
 
 template <typename R, typename... Args>
-R with_autograd(const char* function, const Args&... args) {
+R with_autograd(const char* module, const char* function, const Args&... args) {
     py::gil_scoped_acquire gil;
-    return py::module_::import("era_torch._ops").attr(function).attr("apply")(args...).template cast<R>();
+    return py::module_::import(module).attr(function).attr("apply")(args...).template cast<R>();
 }
 
 at::Tensor gaussian_forward_autograd(const at::Tensor& z, const at::Tensor& delta, double h0, double lo, double hi) {
     if (records_graph({&z, &delta})) {
-        return with_autograd<at::Tensor>("_GaussianLogStd", z, delta, h0, lo, hi);
+        return with_autograd<at::Tensor>(kOps, "_GaussianLogStd", z, delta, h0, lo, hi);
     }
     static const auto forward = op<decltype(gaussian_forward)>("era::gaussian_log_std");
     at::AutoDispatchBelowADInplaceOrView below;
@@ -269,7 +350,7 @@ at::Tensor gaussian_forward_autograd(const at::Tensor& z, const at::Tensor& delt
 std::tuple<at::Tensor, at::Tensor> gaussian_backward_autograd(
     const at::Tensor& z, const at::Tensor& delta, const at::Tensor& grad, double h0, double lo, double hi) {
     if (records_graph({&z, &delta, &grad})) {
-        return with_autograd<std::tuple<at::Tensor, at::Tensor>>("_GaussianBackward", z, delta, grad, h0, lo, hi);
+        return with_autograd<std::tuple<at::Tensor, at::Tensor>>(kOps, "_GaussianBackward", z, delta, grad, h0, lo, hi);
     }
     static const auto backward = op<decltype(gaussian_backward)>("era::gaussian_log_std_backward");
     at::AutoDispatchBelowADInplaceOrView below;
@@ -278,7 +359,7 @@ std::tuple<at::Tensor, at::Tensor> gaussian_backward_autograd(
 
 at::Tensor softmax_forward_autograd(const at::Tensor& z, double h0, double tau) {
     if (records_graph({&z})) {
-        return with_autograd<at::Tensor>("_SoftmaxLogits", z, h0, tau);
+        return with_autograd<at::Tensor>(kOps, "_SoftmaxLogits", z, h0, tau);
     }
     static const auto forward = op<decltype(softmax_forward)>("era::softmax_logits");
     at::AutoDispatchBelowADInplaceOrView below;
@@ -287,11 +368,48 @@ at::Tensor softmax_forward_autograd(const at::Tensor& z, double h0, double tau) 
 
 at::Tensor softmax_backward_autograd(const at::Tensor& z, const at::Tensor& grad, double h0, double tau) {
     if (records_graph({&z, &grad})) {
-        return with_autograd<at::Tensor>("_SoftmaxBackward", z, grad, h0, tau);
+        return with_autograd<at::Tensor>(kOps, "_SoftmaxBackward", z, grad, h0, tau);
     }
     static const auto backward = op<decltype(softmax_backward)>("era::softmax_logits_backward");
     at::AutoDispatchBelowADInplaceOrView below;
     return backward.call(z, grad, h0, tau);
+}
+
+Pair gaussian_saved_forward_autograd(const at::Tensor& z, const at::Tensor& delta, double h0, double lo, double hi) {
+    if (records_graph({&z, &delta})) {
+        return with_autograd<Pair>(kHeads, "_GaussianLogStdSavedOp", z, delta, h0, lo, hi);
+    }
+    static const auto forward = op<decltype(gaussian_saved_forward)>("era::gaussian_log_std_saved");
+    at::AutoDispatchBelowADInplaceOrView below;
+    return forward.call(z, delta, h0, lo, hi);
+}
+
+Pair gaussian_saved_backward_autograd(
+    const at::Tensor& saved, const at::Tensor& delta, const at::Tensor& grad, double h0, double lo, double hi) {
+    if (records_graph({&saved, &delta, &grad})) {
+        return with_autograd<Pair>(kHeads, "_GaussianSavedBackward", saved, delta, grad, h0, lo, hi);
+    }
+    static const auto backward = op<decltype(gaussian_saved_backward)>("era::gaussian_log_std_saved_backward");
+    at::AutoDispatchBelowADInplaceOrView below;
+    return backward.call(saved, delta, grad, h0, lo, hi);
+}
+
+Pair softmax_saved_forward_autograd(const at::Tensor& z, double h0, double tau) {
+    if (records_graph({&z})) {
+        return with_autograd<Pair>(kHeads, "_SoftmaxLogitsSavedOp", z, h0, tau);
+    }
+    static const auto forward = op<decltype(softmax_saved_forward)>("era::softmax_logits_saved");
+    at::AutoDispatchBelowADInplaceOrView below;
+    return forward.call(z, h0, tau);
+}
+
+at::Tensor softmax_saved_backward_autograd(const at::Tensor& saved, const at::Tensor& grad, double h0, double tau) {
+    if (records_graph({&saved, &grad})) {
+        return with_autograd<at::Tensor>(kHeads, "_SoftmaxSavedBackward", saved, grad, h0, tau);
+    }
+    static const auto backward = op<decltype(softmax_saved_backward)>("era::softmax_logits_saved_backward");
+    at::AutoDispatchBelowADInplaceOrView below;
+    return backward.call(saved, grad, h0, tau);
 }
 
 }  // namespace
@@ -303,6 +421,10 @@ TORCH_LIBRARY_IMPL(era, CPU, m) {
     m.impl("gaussian_log_std_backward", &gaussian_backward);
     m.impl("softmax_logits", &softmax_forward);
     m.impl("softmax_logits_backward", &softmax_backward);
+    m.impl("gaussian_log_std_saved", &gaussian_saved_forward);
+    m.impl("gaussian_log_std_saved_backward", &gaussian_saved_backward);
+    m.impl("softmax_logits_saved", &softmax_saved_forward);
+    m.impl("softmax_logits_saved_backward", &softmax_saved_backward);
 }
 
 TORCH_LIBRARY_IMPL(era, AutogradCPU, m) {
@@ -310,4 +432,8 @@ TORCH_LIBRARY_IMPL(era, AutogradCPU, m) {
     m.impl("gaussian_log_std_backward", &gaussian_backward_autograd);
     m.impl("softmax_logits", &softmax_forward_autograd);
     m.impl("softmax_logits_backward", &softmax_backward_autograd);
+    m.impl("gaussian_log_std_saved", &gaussian_saved_forward_autograd);
+    m.impl("gaussian_log_std_saved_backward", &gaussian_saved_backward_autograd);
+    m.impl("softmax_logits_saved", &softmax_saved_forward_autograd);
+    m.impl("softmax_logits_saved_backward", &softmax_saved_backward_autograd);
 }

@@ -2,7 +2,8 @@
 in the shape of the verl recipe: materialised ``[tokens, vocab]`` log-softmax, a loop over
 responses for the top-rho entropy mean, masked scaling of the logits, log-probs at the
 scaled logits (optionally over the top-K logits). It is the baseline of the tests and of
-bench.py, and depends on nothing but torch."""
+bench.py, and depends on nothing but torch. Also the Gaussian and softmax heads' forwards
+(docs/math.md#gaussian-forward, #softmax-forward), differentiated by torch's autograd."""
 
 import math
 
@@ -41,3 +42,29 @@ def era_logprobs_reference(logits, labels, response_ids, advantages, *, k=2.0, o
     logp = torch.where(mask, logp, torch.zeros_like(logp))
     adv_out = adv / scale if advantage_scaling else adv
     return logp, entropy, scale, adv_out, hresp
+
+
+LN_2PI_E = math.log(2 * math.pi * math.e)
+
+
+def gaussian_log_std_reference(z, h0, lo, hi, delta):
+    """``clip(hi + k*softmax(z), lo, hi)`` with ``k = h0 + delta - D/2 ln(2 pi e) - D*hi``;
+    ``delta`` a number, a 0-d tensor or one value per row."""
+    d = z.shape[-1]
+    if isinstance(delta, torch.Tensor) and delta.dim() > 0:
+        delta = delta.unsqueeze(-1)
+    k = h0 + delta - 0.5 * d * LN_2PI_E - d * hi
+    return torch.clamp(hi + k * torch.softmax(z, dim=-1), lo, hi)
+
+
+def softmax_logits_reference(z, h0, tau):
+    """The softmax head's logits ``w - min(w)`` (the min-shift a constant, as in its VJP)."""
+    n = z.shape[-1]
+    c = math.exp(h0 - 1)
+    ub = math.log(tau) / tau
+    slope = (ub - c / n) / (1 - 1 / n)
+    b = (c - slope) / n
+    h = slope * torch.softmax(z, dim=-1) + b
+    u = -1 - torch.log(h)
+    w = -1 - torch.sqrt(2 * u) - 0.75 * u
+    return w - w.min(dim=-1, keepdim=True).values.detach()

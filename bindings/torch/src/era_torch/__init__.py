@@ -11,13 +11,8 @@ torch at hand (:func:`cpu_kernels`), in Python otherwise, with the same results.
 
 from . import _defaults as defaults
 from ._native import EraError, abi_version, cpu_kernels, cpu_kernels_status, library_path, version
-from ._ops import (
-    gaussian_entropy,
-    gaussian_log_std,
-    softmax_entropy,
-    softmax_logits,
-    truncated_normal_entropy,
-)
+from ._ops import gaussian_entropy, softmax_entropy, truncated_normal_entropy
+from ._heads import gaussian_log_std, softmax_logits
 from ._gaussian_mask import gaussian_log_std_masked
 from ._token import token_logprobs, token_outputs
 from ._token_split import TokenColumns, TokenDecision, token_decide, token_logprob_columns

@@ -11,8 +11,11 @@ forward op, backward: the backward op) rather than the ops' registered autograd:
 the function that ``register_autograd`` generates, they define ``setup_context`` as a
 staticmethod, which the ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``,
 ``vmap`` of those) require. They resolve the library's defaults and the dtypes, then
-call the ops; they hold no math (docs/math.md is the contract). The token head's ops,
-which also write its gradient in place, live in ``_token.py`` on the helpers defined here.
+call the ops; they hold no math (docs/math.md is the contract). The Gaussian and softmax
+heads' public functions live in ``_heads.py``: on CPU their autograd saves ``softmax(z)``
+(the ops there), elsewhere it saves ``z`` and uses the ops and ``autograd.Function``s defined
+here. The token head's ops, which also write its gradient in place, live in ``_token.py`` on
+the helpers defined here.
 """
 
 from __future__ import annotations
@@ -24,14 +27,12 @@ import torch
 from torch import Tensor
 
 from . import _native as native
-from ._defaults import GAUSSIAN, SOFTMAX, TOKEN, pick
+from ._defaults import TOKEN, pick
 from ._native import EraError
 
 __all__ = [
     "gaussian_entropy",
-    "gaussian_log_std",
     "softmax_entropy",
-    "softmax_logits",
     "truncated_normal_entropy",
 ]
 
@@ -146,32 +147,45 @@ def _gaussian_delta_rows(delta: Tensor, dbdim, rows: tuple, n: int) -> Tensor:
     return delta  # a delta of another shape: the library's shape error
 
 
-def _gaussian_fwd_vmap(info, in_dims, z, delta, target_entropy, log_std_min, log_std_max):
-    zb, db = in_dims[0], in_dims[1]
-    z = _front(z, zb, info.batch_size)
-    if db is not None or delta.dim() > 1 or (delta.dim() == 1 and delta.shape[0] != 1):
-        delta = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), info.batch_size)
-    # else: one delta for every row of every example, as it is
-    return _gaussian_fwd(z, delta, target_entropy, log_std_min, log_std_max), 0
+def _gaussian_fwd_rule(op):
+    """The batching rule of a Gaussian forward op ``op(z, delta, *cfg)`` (one output or several,
+    each batched along its first axis)."""
+
+    def rule(info, in_dims, z, delta, target_entropy, log_std_min, log_std_max):
+        zb, db = in_dims[0], in_dims[1]
+        z = _front(z, zb, info.batch_size)
+        if db is not None or delta.dim() > 1 or (delta.dim() == 1 and delta.shape[0] != 1):
+            delta = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), info.batch_size)
+        # else: one delta for every row of every example, as it is
+        out = op(z, delta, target_entropy, log_std_min, log_std_max)
+        return out, ((0,) * len(out) if isinstance(out, tuple) else 0)
+
+    return rule
 
 
-def _gaussian_bwd_vmap(info, in_dims, z, delta, grad, target_entropy, log_std_min, log_std_max):
-    zb, db, gb = in_dims[0], in_dims[1], in_dims[2]
-    n = info.batch_size
-    z, grad = _front(z, zb, n), _front(grad, gb, n)
-    shape = tuple(delta.shape[1:]) if db is not None else tuple(delta.shape)  # delta of one example
-    # each example needs its own d/d delta: one delta per row, then the sum over an example's rows
-    rows = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), n)
-    gz, gd = _gaussian_bwd(z, rows, grad, target_entropy, log_std_min, log_std_max)
-    if shape in ((), (1,)) and gd.dim() > 1:
-        # a scalar delta's gradient: the sum over the example's rows in row order, in float64 (as the library)
-        gd = gd.reshape(n, -1).double().cumsum(1)[:, -1].to(gd.dtype)
-    return (gz, gd.reshape((n,) + shape)), (0, 0)
+def _gaussian_bwd_rule(op):
+    """The batching rule of a Gaussian backward op ``op(x, delta, grad, *cfg) -> (gz, gd)``
+    (``x``: ``z``, or the saved softmax)."""
+
+    def rule(info, in_dims, z, delta, grad, target_entropy, log_std_min, log_std_max):
+        zb, db, gb = in_dims[0], in_dims[1], in_dims[2]
+        n = info.batch_size
+        z, grad = _front(z, zb, n), _front(grad, gb, n)
+        shape = tuple(delta.shape[1:]) if db is not None else tuple(delta.shape)  # delta of one example
+        # each example needs its own d/d delta: one delta per row, then the sum over an example's rows
+        rows = _gaussian_delta_rows(delta, db, tuple(z.shape[:-1]), n)
+        gz, gd = op(z, rows, grad, target_entropy, log_std_min, log_std_max)
+        if shape in ((), (1,)) and gd.dim() > 1:
+            # a scalar delta's gradient: the sum over the example's rows in row order, in float64 (as the library)
+            gd = gd.reshape(n, -1).double().cumsum(1)[:, -1].to(gd.dtype)
+        return (gz, gd.reshape((n,) + shape)), (0, 0)
+
+    return rule
 
 
 _gaussian_fwd.register_autograd(_gaussian_grad, setup_context=_gaussian_setup)
-torch.library.register_vmap(_gaussian_fwd, _gaussian_fwd_vmap)
-torch.library.register_vmap(_gaussian_bwd, _gaussian_bwd_vmap)
+torch.library.register_vmap(_gaussian_fwd, _gaussian_fwd_rule(_gaussian_fwd))
+torch.library.register_vmap(_gaussian_bwd, _gaussian_bwd_rule(_gaussian_bwd))
 
 
 class _GaussianBackward(_FirstOrder):
@@ -181,7 +195,8 @@ class _GaussianBackward(_FirstOrder):
 
 
 class _GaussianLogStd(torch.autograd.Function):
-    """The Gaussian head for the public function (and ``torch.func``)."""
+    """The Gaussian head saving ``z``: the public function's autograd off the CPU (and under
+    ``torch.func``), and that of the op itself (whose one output leaves no room for ``softmax(z)``)."""
 
     generate_vmap_rule = True  # the ops' batching rules
 
@@ -191,38 +206,6 @@ class _GaussianLogStd(torch.autograd.Function):
 
     setup_context = staticmethod(_gaussian_setup)
     backward = staticmethod(_gaussian_grad)
-
-
-def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_std_max=None, delta=None) -> Tensor:
-    """ERA Gaussian head (docs/math.md#gaussian-head): log-stds ``[..., D]`` whose Gaussian
-    entropy is at least ``target_entropy + delta`` in every row.
-
-    Args:
-      z: raw log-std pre-activations ``[..., D]``, float32 or float64 (float16/bfloat16,
-        e.g. under autocast, are computed and returned in float32); any layout.
-      target_entropy: ``H0``, nats, of the whole D-dimensional Gaussian.
-      log_std_min, log_std_max: the log-std bounds (None: the library's defaults).
-      delta: the compensation: a float, a 0-d tensor, or a tensor with one value per row
-        (``z.shape[:-1]``); differentiable (d/d delta from the library's backward).
-        None: the library's default.
-
-    Returns:
-      ``clip(log_std_max + k*softmax(z), log_std_min, log_std_max)``, shape of ``z``.
-
-    Raises:
-      EraError: the library's status and message for an invalid configuration, an
-        infeasible ``target_entropy + delta``, a NaN delta, a bad shape or dtype.
-    """
-    if z.dtype in _HALF:
-        z = z.float()
-    lo = float(pick(log_std_min, GAUSSIAN.log_std_min))
-    hi = float(pick(log_std_max, GAUSSIAN.log_std_max))
-    delta = pick(delta, GAUSSIAN.delta)
-    if isinstance(delta, Tensor):
-        delta = delta.to(dtype=z.dtype, device=z.device)
-    else:
-        delta = torch.full((), float(delta), dtype=z.dtype, device=z.device)
-    return _GaussianLogStd.apply(z, delta, float(target_entropy), lo, hi)
 
 
 # ------------------------------------------------------------------ softmax head
@@ -275,18 +258,29 @@ def _softmax_grad(ctx, grad):
     return _SoftmaxBackward.apply(z, grad.to(z.dtype), *ctx.cfg), None, None
 
 
-def _softmax_fwd_vmap(info, in_dims, z, target_entropy, tau):
-    return _softmax_fwd(_front(z, in_dims[0], info.batch_size), target_entropy, tau), 0
+def _softmax_fwd_rule(op):
+    """The batching rule of a softmax forward op ``op(z, *cfg)`` (one output or several)."""
+
+    def rule(info, in_dims, z, target_entropy, tau):
+        out = op(_front(z, in_dims[0], info.batch_size), target_entropy, tau)
+        return out, ((0,) * len(out) if isinstance(out, tuple) else 0)
+
+    return rule
 
 
-def _softmax_bwd_vmap(info, in_dims, z, grad, target_entropy, tau):
-    n = info.batch_size
-    return _softmax_bwd(_front(z, in_dims[0], n), _front(grad, in_dims[1], n), target_entropy, tau), 0
+def _softmax_bwd_rule(op):
+    """The batching rule of a softmax backward op ``op(x, grad, *cfg)`` (``x``: ``z``, or the saved softmax)."""
+
+    def rule(info, in_dims, z, grad, target_entropy, tau):
+        n = info.batch_size
+        return op(_front(z, in_dims[0], n), _front(grad, in_dims[1], n), target_entropy, tau), 0
+
+    return rule
 
 
 _softmax_fwd.register_autograd(_softmax_grad, setup_context=_softmax_setup)
-torch.library.register_vmap(_softmax_fwd, _softmax_fwd_vmap)
-torch.library.register_vmap(_softmax_bwd, _softmax_bwd_vmap)
+torch.library.register_vmap(_softmax_fwd, _softmax_fwd_rule(_softmax_fwd))
+torch.library.register_vmap(_softmax_bwd, _softmax_bwd_rule(_softmax_bwd))
 
 
 class _SoftmaxBackward(_FirstOrder):
@@ -296,7 +290,8 @@ class _SoftmaxBackward(_FirstOrder):
 
 
 class _SoftmaxLogits(torch.autograd.Function):
-    """The softmax head for the public function (and ``torch.func``)."""
+    """The softmax head saving ``z``: the public function's autograd off the CPU (and under
+    ``torch.func``), and that of the op itself."""
 
     generate_vmap_rule = True
 
@@ -306,24 +301,6 @@ class _SoftmaxLogits(torch.autograd.Function):
 
     setup_context = staticmethod(_softmax_setup)
     backward = staticmethod(_softmax_grad)
-
-
-def softmax_logits(z: Tensor, *, target_entropy: float, tau=None) -> Tensor:
-    """ERA softmax head (docs/math.md#softmax-head): logits ``[..., n]`` whose softmax has
-    entropy at least ``target_entropy`` in every row.
-
-    Args:
-      z: raw logits ``[..., n]``, float32 or float64 (float16/bfloat16 computed and returned
-        in float32); any layout.
-      target_entropy: ``H0`` in nats.
-      tau: sharpness ``>= e`` (None: the library's default).
-
-    Returns:
-      the output logits, shape of ``z``; differentiable (the library's VJP).
-    """
-    if z.dtype in _HALF:
-        z = z.float()
-    return _SoftmaxLogits.apply(z, float(target_entropy), float(pick(tau, SOFTMAX.tau)))
 
 
 # ------------------------------------------------------- entropies (no gradient)

@@ -20,7 +20,7 @@ from . import _native as native
 from ._defaults import GAUSSIAN, OPTIMIZERS, pick
 from ._gaussian_mask import gaussian_log_std_masked
 from ._native import EraError
-from ._ops import gaussian_log_std, softmax_logits
+from ._heads import gaussian_log_std, softmax_logits
 
 __all__ = ["DeltaLearner", "EraGaussian", "EraSoftmax"]
 
