@@ -297,7 +297,8 @@ fn the_saved_softmax_calls_answer_unsupported_device_on_cuda_buffers() {
     let gr = cuda(0x4000, F32, &[2, 3]);
     let d = cuda(0x5000, F32, &[]);
     let gd = cuda(0x6000, F32, &[]);
-    let (zp, op, sp, gp) = (&z.dl as *const DLTensor, &o.dl as *const DLTensor as *mut DLTensor, &sv.dl as *const DLTensor, &gr.dl as *const DLTensor);
+    let (zp, op, sp, gp) =
+        (&z.dl as *const DLTensor, &o.dl as *const DLTensor as *mut DLTensor, &sv.dl as *const DLTensor, &gr.dl as *const DLTensor);
     let (dp, gdp) = (&d.dl as *const DLTensor, &gd.dl as *const DLTensor as *mut DLTensor);
     unsafe {
         assert_eq!(era_gaussian_forward_saved(g, zp, dp, op, sp as *mut DLTensor, NULL), EraStatus::UnsupportedDevice);
