@@ -348,24 +348,25 @@ fn grad_row(x: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &
         dz.fill(0.0);
         return;
     }
-    let inv = if from_z {
-        (1.0 / exp_row(x, dz)) as f32
-    } else {
-        dz.copy_from_slice(x);
-        1.0
-    };
+    // from z: the exponentials in dz, scaled by inv below; from the saved
+    // softmax: read where it lies, scaled by an exact 1
+    let (inv, saved) = if from_z { ((1.0 / exp_row(x, dz)) as f32, None) } else { (1.0, Some(x)) };
     scratch.clear();
     scratch.resize(dz.len(), 0.0);
     let mut dot = 0.0f64;
-    for ((db, gb), ab) in dz.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).zip(scratch.chunks_mut(BLOCK)) {
+    for (blk, ((db, gb), ab)) in dz.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).zip(scratch.chunks_mut(BLOCK)).enumerate() {
+        let src = saved.map(|s| &s[blk * BLOCK..blk * BLOCK + db.len()]);
         let mut acc = [0.0f32; LANES];
         let mut ds = db.chunks_exact_mut(LANES);
         let mut gs = gb.chunks_exact(LANES);
         let mut as_ = ab.chunks_exact_mut(LANES);
-        for ((dc, gc), ac) in (&mut ds).zip(&mut gs).zip(&mut as_) {
-            let ev: &V = (&*dc).try_into().unwrap_or(&[0.0; LANES]);
+        for (k, ((dc, gc), ac)) in (&mut ds).zip(&mut gs).zip(&mut as_).enumerate() {
+            let ev: V = match src {
+                Some(s) => s[k * LANES..(k + 1) * LANES].try_into().unwrap_or([0.0; LANES]),
+                None => (&*dc).try_into().unwrap_or([0.0; LANES]),
+            };
             let gv: &V = gc.try_into().unwrap_or(&[0.0; LANES]);
-            let sv = vmap(*ev, |e| e * inv);
+            let sv = vmap(ev, |e| e * inv);
             let av = vzip(*gv, sv, |gi, si| softmax_head_a(slope, b, gi, si));
             dc.copy_from_slice(&sv);
             ac.copy_from_slice(&av);
@@ -373,6 +374,9 @@ fn grad_row(x: &[f32], g: &[f32], slope: f32, b: f32, dz: &mut [f32], scratch: &
         }
         // a long tail as one more vector, padded with g = 0 (a = 0 there)
         let (dr, gr, ar) = (ds.into_remainder(), gs.remainder(), as_.into_remainder());
+        if let Some(s) = src {
+            dr.copy_from_slice(&s[s.len() - dr.len()..]);
+        }
         if dr.len() < VECTOR_TAIL {
             for ((d, &gi), a) in dr.iter_mut().zip(gr).zip(ar.iter_mut()) {
                 let si = *d * inv;
