@@ -87,7 +87,9 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 
 /// Gaussian-head forward over f32 rows of length `d` (read where they lie,
 /// [`Rows`]) into contiguous rows `out`:
-/// `out = clip(hi + k_r * softmax(z_r), lo, hi)` with `k_r = ks[r]`, or
+/// `out = clip(hi + k_r * softmax(z_r), lo, hi)`, with `softmax(z_r)` and the
+/// value before the clip rounded exactly as [`gaussian_rows_grad_f32`] rounds
+/// them (so the clip and the backward's mask agree to the last bit), with `k_r = ks[r]`, or
 /// `ks[0]` for every row when `ks` holds one value (a scalar `delta`).
 /// Rows are processed [`LANES`] at a time with one row per lane, so that
 /// short rows (a few action dimensions) still fill the vector registers.
@@ -97,39 +99,38 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
     let (rows, d) = (z.rows(), z.n());
     let full = rows / LANES * LANES;
+    let clip = |y: f32| {
+        if y < lo {
+            lo
+        } else if y > hi {
+            hi
+        } else {
+            y
+        }
+    };
     // the group transposed: t[j] holds element j of LANES consecutive rows
     let mut t = vec![[0.0f32; LANES]; if full > 0 { d } else { 0 }];
-    let mut u = if saved.is_some() { t.clone() } else { Vec::new() };
     let order = BlockOrder::new(if full > 0 { d } else { 0 });
     for g in (0..full).step_by(LANES) {
         load_lanes(&z, g, &mut t);
-        let s = exp_lanes(&mut t);
-        if let Some(sv) = saved.as_deref_mut() {
-            // softmax(z) as the backward computes it: e * (1/sum)
-            let inv = vmap(s, |v| 1.0 / v);
-            for (uj, tj) in u.iter_mut().zip(&t) {
-                *uj = vzip(*tj, inv, |e, iv| e * iv);
-            }
-            store_lanes(&u, d, g, sv, &order);
-        }
-        let f: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32 / s[i]);
+        // s = softmax(z) as the backward computes it (e * (1/sum)), then
+        // y = k*s + hi as the backward computes it for its clip mask
+        let inv = vmap(exp_lanes(&mut t), |v| 1.0 / v);
         for tj in t.iter_mut() {
-            *tj = vzip(f, *tj, |fi, e| {
-                let y = fi.mul_add(e, hi);
-                if y < lo {
-                    lo
-                } else if y > hi {
-                    hi
-                } else {
-                    y
-                }
-            });
+            *tj = vzip(*tj, inv, |e, iv| e * iv);
+        }
+        if let Some(sv) = saved.as_deref_mut() {
+            store_lanes(&t, d, g, sv, &order);
+        }
+        let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32);
+        for tj in t.iter_mut() {
+            *tj = vzip(k, *tj, |kk, sv| clip(kk.mul_add(sv, hi)));
         }
         store_lanes(&t, d, g, out, &order);
     }
     for (j, or) in out[full * d..].chunks_exact_mut(d.max(1)).enumerate().take(rows - full) {
         let zr = z.row(full + j);
-        let k = row_k(ks, full + j);
+        let k = row_k(ks, full + j) as f32;
         let m = zr.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a || b.is_nan() { b } else { a });
         let mut s = 0.0f32;
         for (o, &v) in or.iter_mut().zip(zr) {
@@ -137,22 +138,15 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
             *o = e;
             s += e;
         }
-        if let Some(sv) = saved.as_deref_mut() {
-            let inv = 1.0 / s;
-            for (sr, &e) in sv[(full + j) * d..(full + j + 1) * d].iter_mut().zip(or.iter()) {
-                *sr = e * inv;
-            }
-        }
-        let f = k as f32 / s;
+        let inv = 1.0 / s;
         for o in or.iter_mut() {
-            let y = f.mul_add(*o, hi);
-            *o = if y < lo {
-                lo
-            } else if y > hi {
-                hi
-            } else {
-                y
-            };
+            *o *= inv;
+        }
+        if let Some(sv) = saved.as_deref_mut() {
+            sv[(full + j) * d..(full + j + 1) * d].copy_from_slice(or);
+        }
+        for o in or.iter_mut() {
+            *o = clip(k.mul_add(*o, hi));
         }
     }
 }
