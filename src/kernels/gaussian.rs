@@ -124,7 +124,17 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
         }
         let k: [f32; LANES] = std::array::from_fn(|i| row_k(ks, g + i) as f32);
         for tj in t.iter_mut() {
-            *tj = vzip(k, *tj, |kk, sv| clip(kk.mul_add(sv, hi)));
+            // the clip written out here: through the closure the loop stays scalar
+            *tj = vzip(k, *tj, |kk, sv| {
+                let y = kk.mul_add(sv, hi);
+                if y < lo {
+                    lo
+                } else if y > hi {
+                    hi
+                } else {
+                    y
+                }
+            });
         }
         store_lanes(&t, d, g, out, &order);
     }
