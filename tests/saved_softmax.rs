@@ -353,7 +353,10 @@ fn gaussian_saved_calls_report_every_error() {
         assert_eq!(fwd(h, tz.p(), tnan.p(), to.p(), ts.p()), InvalidArgument);
         assert_eq!(fwd(h, tz.p(), tbig.p(), to.p(), ts.p()), InfeasibleTarget);
         assert_eq!(fwd(h, twide.p(), null(), to.p(), ts.p()), InvalidShape);
-        let mut cuda = T::f64(&mut out, &[2, 3]);
+        // a buffer of its own: in a CUDA build the descriptor is taken as a device
+        // tensor, and one over `out` would overlap `out` (INVALID_LAYOUT comes first)
+        let mut elsewhere = [0f64; 6];
+        let mut cuda = T::f64(&mut elsewhere, &[2, 3]);
         cuda.t.device = DLDevice { device_type: 2, device_id: 0 };
         assert_eq!(fwd(h, tz.p(), null(), to.p(), cuda.p()), UnsupportedDevice);
         assert_eq!(fwd(h, tz.p(), null(), to.p(), ts.p()), Ok, "{}", last_error());
