@@ -13,7 +13,7 @@ use crate::capi::dlpack::{DLTensor, DType, Desc};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, out_ref, EraStatus};
 use crate::error::Result;
-use crate::heads::gaussian::DeltaArg;
+use crate::heads::gaussian::{DeltaArg, GaussianHead};
 
 /// Whether a delta tensor is a scalar for all rows (0-d, or one element of rank <= 1).
 pub(crate) fn is_scalar(d: &Desc<'_>) -> bool {
@@ -37,6 +37,33 @@ pub(crate) unsafe fn delta_arg<'a, T: crate::kernels::Element>(d: &'a Desc<'a>, 
     } else {
         DeltaArgOwned::PerRow(d.input::<T>(outputs)?)
     })
+}
+
+/// The `delta` of a call: its tensor (which must have `dtype`), or the head's
+/// stored value where the caller passed NULL.
+pub(crate) unsafe fn delta_or_stored<'a, T: crate::kernels::Element>(
+    g: &GaussianHead,
+    d: Option<&'a Desc<'a>>,
+    dtype: DType,
+    outputs: &[&Desc<'_>],
+) -> Result<DeltaArgOwned<'a, T>> {
+    match d {
+        Some(x) => {
+            x.expect_dtype(dtype)?;
+            delta_arg::<T>(x, outputs)
+        }
+        None => Ok(DeltaArgOwned::Scalar(g.delta())),
+    }
+}
+
+/// One `delta` for every row as a number, for the f32 rows paths: the head's stored
+/// value (NULL tensor) or a one-element f32 tensor's; `None` otherwise.
+pub(crate) unsafe fn one_f32_delta(g: &GaussianHead, d: Option<&Desc<'_>>) -> Option<f64> {
+    match d {
+        None => Some(g.delta()),
+        Some(x) if is_scalar(x) => x.f32_value(),
+        Some(_) => None,
+    }
 }
 
 pub(crate) enum DeltaArgOwned<'a, T> {
@@ -311,13 +338,7 @@ pub unsafe extern "C" fn era_gaussian_forward_masked(
             od.expect_dtype(zd.dtype)?;
             let zi = zd.input::<T>(&[&od])?;
             let mi = md.input::<T>(&[&od])?;
-            let da = match &dd {
-                Some(x) => {
-                    x.expect_dtype(zd.dtype)?;
-                    delta_arg::<T>(x, &[&od])?
-                }
-                None => DeltaArgOwned::Scalar(g.delta()),
-            };
+            let da = delta_or_stored::<T>(g, dd.as_ref(), zd.dtype, &[&od])?;
             g.forward_masked(zi.view(), mi.view(), da.arg(), inactive, od.view_mut::<T>())
         })
     }
@@ -390,13 +411,7 @@ pub unsafe extern "C" fn era_gaussian_backward_masked(
             let zi = zd.input::<T>(&outs)?;
             let mi = md.input::<T>(&outs)?;
             let gi = gd.input::<T>(&outs)?;
-            let da = match &dd {
-                Some(x) => {
-                    x.expect_dtype(zd.dtype)?;
-                    delta_arg::<T>(x, &outs)?
-                }
-                None => DeltaArgOwned::Scalar(g.delta()),
-            };
+            let da = delta_or_stored::<T>(g, dd.as_ref(), zd.dtype, &outs)?;
             let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
             g.backward_masked(zi.view(), mi.view(), da.arg(), inactive, gi.view(), od.view_mut::<T>(), gdv)
         })

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 
 use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float};
 use crate::capi::dlpack::{call_device, DLTensor, DType, Desc, Device};
-use crate::capi::gaussian::{check_delta_shape, delta_arg, is_scalar, DeltaArgOwned};
+use crate::capi::gaussian::{check_delta_shape, delta_or_stored, is_scalar, one_f32_delta};
 use crate::capi::head::{head_ref, EraHead};
 use crate::capi::{ffi_boundary, EraStatus};
 use crate::error::{bail, Result};
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn era_gaussian_forward_saved(
         host_only(&all, "era_gaussian_forward_saved", "era_gaussian_forward_delta")?;
         // f32 rows read where they lie, one delta for every row, contiguous
         // outputs that no input overlaps: the head's rows path, no array views
-        let one = dd.as_ref().map_or(Some(g.delta()), |x| if is_scalar(x) { x.f32_value() } else { None });
+        let one = one_f32_delta(g, dd.as_ref());
         let overlap = [&od, &sd].iter().any(|o| o.overlaps(&zd) || dd.as_ref().is_some_and(|x| o.overlaps(x)));
         if !overlap {
             if let (Some(zr), Some(delta), Some(os), Some(ss)) = (zd.f32_rows(), one, od.f32_contiguous_mut(), sd.f32_contiguous_mut()) {
@@ -76,13 +76,7 @@ pub unsafe extern "C" fn era_gaussian_forward_saved(
             sd.expect_dtype(zd.dtype)?;
             let outs = [&od, &sd];
             let zi = zd.input::<T>(&outs)?;
-            let da = match &dd {
-                Some(x) => {
-                    x.expect_dtype(zd.dtype)?;
-                    delta_arg::<T>(x, &outs)?
-                }
-                None => DeltaArgOwned::Scalar(g.delta()),
-            };
+            let da = delta_or_stored::<T>(g, dd.as_ref(), zd.dtype, &outs)?;
             g.forward_saving(zi.view(), da.arg(), od.view_mut::<T>(), sd.view_mut::<T>())
         })
     }
@@ -140,7 +134,7 @@ pub unsafe extern "C" fn era_gaussian_backward_saved(
         host_only(&all, "era_gaussian_backward_saved", "era_gaussian_backward_delta")?;
         // as in the forward: f32 rows, one delta, contiguous outputs that no
         // input overlaps, a one-element grad_delta (or none)
-        let one = dd.as_ref().map_or(Some(g.delta()), |x| if is_scalar(x) { x.f32_value() } else { None });
+        let one = one_f32_delta(g, dd.as_ref());
         let mut ins = vec![&sd, &gd];
         ins.extend(dd.as_ref());
         let overlap = outs.iter().any(|o| ins.iter().any(|i| o.overlaps(i)));
@@ -165,13 +159,7 @@ pub unsafe extern "C" fn era_gaussian_backward_saved(
             }
             let si = sd.input::<T>(&outs)?;
             let gi = gd.input::<T>(&outs)?;
-            let da = match &dd {
-                Some(x) => {
-                    x.expect_dtype(sd.dtype)?;
-                    delta_arg::<T>(x, &outs)?
-                }
-                None => DeltaArgOwned::Scalar(g.delta()),
-            };
+            let da = delta_or_stored::<T>(g, dd.as_ref(), sd.dtype, &outs)?;
             let gdv = gdd.as_ref().map(|x| x.view_mut::<T>());
             g.backward_saved(si.view(), da.arg(), gi.view(), od.view_mut::<T>(), gdv)
         })
