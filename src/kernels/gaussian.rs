@@ -6,6 +6,8 @@
 use multiversion::multiversion;
 
 pub mod mask;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod narrow;
 
 use crate::config::{GaussianConfig, L2PE};
 use crate::kernels::vmath::{exp_f32, exp_lanes, load_lanes, softmax_into, store_lanes, vmap, vzip, vzip3, BlockOrder, Rows, LANES};
@@ -95,8 +97,35 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 /// short rows (a few action dimensions) still fill the vector registers.
 /// `saved` (contiguous rows, as `out`) receives `softmax(z_r)` exactly as
 /// [`gaussian_rows_grad_f32`] computes it, for [`gaussian_rows_grad_saved_f32`].
+///
+/// Rows of up to eight values go eight at a time through registers where the
+/// CPU has AVX2 and FMA (`narrow.rs`, the same bits); the rest as above.
+pub fn gaussian_rows_f32(z: Rows<'_>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let done = narrow::forward(&z, ks, lo, hi, out, saved.as_deref_mut());
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let done = 0;
+    let (rows, d) = (z.rows(), z.n());
+    if done == 0 {
+        gaussian_lanes_f32(z, ks, lo, hi, out, saved);
+    } else if done < rows {
+        gaussian_lanes_f32(z.range(done..rows), ks_from(ks, done), lo, hi, &mut out[done * d..], saved.map(|s| &mut s[done * d..]));
+    }
+}
+
+/// `ks` for the rows from `r` on: one value serves every row.
+#[inline(always)]
+fn ks_from(ks: &[f64], r: usize) -> &[f64] {
+    if ks.len() == 1 {
+        ks
+    } else {
+        &ks[r..]
+    }
+}
+
+/// [`gaussian_rows_f32`] with [`LANES`] rows at a time.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
+fn gaussian_lanes_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
     let (rows, d) = (z.rows(), z.n());
     let full = rows / LANES * LANES;
     let clip = |y: f32| {
@@ -164,17 +193,45 @@ pub fn gaussian_rows_f32<'a>(z: Rows<'a>, ks: &[f64], lo: f32, hi: f32, out: &mu
 /// Gaussian-head backward over f32 rows `z` and `g` (of the same shape, read
 /// where they lie): writes contiguous rows `dz` and the per-row `d/d delta`
 /// into `dd` (one per row); `ks` as in [`gaussian_rows_f32`].
+pub fn gaussian_rows_grad_f32(z: Rows<'_>, g: Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    grad_dispatch(z, g, ks, lo, hi, dz, dd, true)
+}
+
+/// [`gaussian_rows_grad_f32`] with [`LANES`] rows at a time.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn gaussian_rows_grad_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+fn grad_lanes_f32<'a, 'b>(z: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
     grad_rows(z, g, ks, lo, hi, dz, dd, true)
 }
 
 /// [`gaussian_rows_grad_f32`] from the saved `s = softmax(z)` (rows written by
 /// [`gaussian_rows_f32`]'s `saved`) instead of `z`: no exponential, the same
 /// results bit for bit.
+pub fn gaussian_rows_grad_saved_f32(s: Rows<'_>, g: Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+    grad_dispatch(s, g, ks, lo, hi, dz, dd, false)
+}
+
+/// [`gaussian_rows_grad_saved_f32`] with [`LANES`] rows at a time.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub fn gaussian_rows_grad_saved_f32<'a, 'b>(s: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
+fn grad_saved_lanes_f32<'a, 'b>(s: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64]) {
     grad_rows(s, g, ks, lo, hi, dz, dd, false)
+}
+
+/// The backward's rows of up to eight values eight at a time through
+/// registers (`narrow.rs`, the same bits) where the CPU allows, the rest
+/// [`LANES`] at a time.
+#[allow(clippy::too_many_arguments)]
+fn grad_dispatch(x: Rows<'_>, g: Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64], from_z: bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let done = narrow::grad(&x, &g, ks, lo, hi, dz, dd, from_z);
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let done = 0;
+    let (rows, d) = (x.rows(), x.n());
+    let lanes = if from_z { grad_lanes_f32 } else { grad_saved_lanes_f32 };
+    if done == 0 {
+        lanes(x, g, ks, lo, hi, dz, dd);
+    } else if done < rows {
+        lanes(x.range(done..rows), g.range(done..rows), ks_from(ks, done), lo, hi, &mut dz[done * d..], &mut dd[done..]);
+    }
 }
 
 /// The backward of [`gaussian_rows_grad_f32`] (`from_z`: rows of `z`) and

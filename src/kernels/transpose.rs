@@ -62,7 +62,7 @@ pub(crate) unsafe fn store_group(t: &[V], n: usize, dst: *mut f32) {
 }
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{LANES, V};
@@ -104,6 +104,77 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     fn first(w: usize) -> __m256i {
         _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// Eight rows of `D <= 8` values, row `i` at `base + i*stride`, as `D`
+    /// columns of eight lanes (`out[j][i]` is element `j` of row `i`): one load
+    /// per row and one 8 x 8 transpose, all in registers. Rows `i < whole` are
+    /// read with whole eight-value loads (their values past `D` are dropped),
+    /// the others with masked loads that read only their `D` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; for every `i < 8` the `D` values from `base + i*stride`
+    /// are readable, and for `i < whole` so are eight.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn load8<const D: usize>(base: *const f32, stride: isize, whole: usize) -> [__m256; D] {
+        const { assert!(D >= 1 && D <= 8) };
+        let mask = first(D);
+        // SAFETY: the caller's contract: eight values where i < whole, else the
+        // D values the mask selects
+        let r: [__m256; 8] = std::array::from_fn(|i| unsafe {
+            let p = base.wrapping_offset(i as isize * stride);
+            if D == 8 || i < whole {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, mask)
+            }
+        });
+        let c = transpose8(r);
+        std::array::from_fn(|j| c[j])
+    }
+
+    /// Writes `D <= 8` columns of eight lanes as eight contiguous rows of `D`
+    /// values from `dst` (the inverse of [`load8`] with `stride = D`), rows in
+    /// order. Rows `i < whole` are written with whole eight-value stores, whose
+    /// values past `D` land on the next rows' first values and are overwritten
+    /// by those rows' own stores right after; the others with masked stores
+    /// that write only their `D` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; the `8 * D` values from `dst` are writable, and for
+    /// `i < whole` so are the eight values from `dst + i*D`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn store8<const D: usize>(cols: &[__m256; D], dst: *mut f32, whole: usize) {
+        const { assert!(D >= 1 && D <= 8) };
+        let c: [__m256; 8] = std::array::from_fn(|j| if j < D { cols[j] } else { _mm256_setzero_ps() });
+        let rows = transpose8(c);
+        let mask = first(D);
+        for (i, row) in rows.iter().enumerate() {
+            // SAFETY: the caller's contract: eight values where i < whole, else
+            // the D values the mask selects
+            unsafe {
+                let p = dst.add(i * D);
+                if D == 8 || i < whole {
+                    _mm256_storeu_ps(p, *row)
+                } else {
+                    _mm256_maskstore_ps(p, mask, *row)
+                }
+            }
+        }
+    }
+
+    /// How many of eight rows of `d` values, contiguous from a pointer with
+    /// `avail` readable (or writable) values after it, may be read or written
+    /// with whole eight-value loads or stores: those with `i*d + 8 <= avail`.
+    #[inline(always)]
+    pub(crate) fn whole_rows(avail: usize, d: usize) -> usize {
+        if avail < 8 || d == 0 {
+            0
+        } else {
+            ((avail - 8) / d + 1).min(8)
+        }
     }
 
     /// See [`super::load_group`]. A row's last columns (fewer than eight) are read
