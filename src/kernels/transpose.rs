@@ -66,6 +66,7 @@ pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{LANES, V};
+    use crate::kernels::vmath::Rows;
 
     /// Rows become columns: `out[j]` holds element `j` of `r[0..8]`.
     #[inline]
@@ -163,6 +164,111 @@ pub(crate) mod avx2 {
                 }
             }
         }
+    }
+
+    /// Columns `col0..col0 + w` (`1 <= w <= 8`) of eight rows, row `i` at
+    /// `base + i*stride`, as eight columns of eight lanes (`out[j][i]` is
+    /// element `col0 + j` of row `i`; lanes past `w` hold other values or 0).
+    /// Rows `i < whole` are read with whole eight-value loads, the others with
+    /// masked loads of their `w` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; for every `i < 8` the values `col0..col0 + w` of row
+    /// `i` are readable, and for `i < whole` so are `col0..col0 + 8`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn load8w(base: *const f32, stride: isize, col0: usize, w: usize, whole: usize) -> [__m256; 8] {
+        let mask = first(w);
+        // SAFETY: the caller's contract
+        let r: [__m256; 8] = std::array::from_fn(|i| unsafe {
+            let p = base.wrapping_offset(i as isize * stride).add(col0);
+            if w == 8 || i < whole {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, mask)
+            }
+        });
+        transpose8(r)
+    }
+
+    /// Writes the first `w` of eight columns as values `col0..col0 + w` of
+    /// eight contiguous rows of `d` values from `dst`, rows in order. Rows
+    /// `i < whole` are written with whole eight-value stores: past the row's
+    /// end (`w < 8`) they land on the next row's first values, which the
+    /// caller writes afterwards (a row's last columns are stored before its
+    /// first ones, the rows in order); the others with masked stores.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; values `col0..col0 + w` of the eight rows from `dst`
+    /// are writable, and for `i < whole` so are the eight from `dst + i*d + col0`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn store8w(cols: &[__m256; 8], dst: *mut f32, d: usize, col0: usize, w: usize, whole: usize) {
+        let rows = transpose8(*cols);
+        let mask = first(w);
+        for (i, row) in rows.iter().enumerate() {
+            // SAFETY: the caller's contract
+            unsafe {
+                let p = dst.add(i * d + col0);
+                if w == 8 || i < whole {
+                    _mm256_storeu_ps(p, *row)
+                } else {
+                    _mm256_maskstore_ps(p, mask, *row)
+                }
+            }
+        }
+    }
+
+    /// How many of eight rows of `d` values, contiguous from a pointer with
+    /// `avail` readable (or writable) values after it, may have their values
+    /// `col0..col0 + 8` read or written whole: those with `i*d + col0 + 8 <= avail`.
+    #[inline(always)]
+    pub(crate) fn whole_rows_from(avail: usize, d: usize, col0: usize) -> usize {
+        if avail < col0 + 8 || d == 0 {
+            0
+        } else {
+            ((avail - col0 - 8) / d + 1).min(8)
+        }
+    }
+
+    /// Rows `r0..r0 + 8` of `x` into `t[..d]` (`d = x.n()`, rounded up to a
+    /// multiple of eight: the lanes past `d` hold other values or 0) as
+    /// columns of eight lanes, eight columns at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and rows `r0..r0 + 8` exist.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn load_rows8(x: &Rows<'_>, r0: usize, t: &mut [__m256]) {
+        let d = x.n();
+        let base = x.ptr().wrapping_offset(r0 as isize * x.stride());
+        let contiguous = x.stride() == d as isize;
+        let avail = (x.rows() - r0) * d;
+        for c0 in (0..d).step_by(8) {
+            let w = (d - c0).min(8);
+            // whole loads past a row's end run into the next row: contiguous rows only
+            let whole = if contiguous { whole_rows_from(avail, d, c0) } else { 0 };
+            // SAFETY: each row's d values are readable (`Rows`); whole loads only
+            // where eight values lie within the contiguous rows r0..
+            let c = unsafe { load8w(base, x.stride(), c0, w, whole) };
+            t[c0..c0 + 8].copy_from_slice(&c);
+        }
+    }
+
+    /// Writes columns `c0..c0 + 8` (those below `d`) of rows `r0..r0 + 8` of
+    /// the contiguous rows `dst` (of `d` values); callers go from the last
+    /// block of columns to the first (see [`store8w`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn store_rows8(dst: &mut [f32], d: usize, r0: usize, c0: usize, cols: &[__m256; 8]) {
+        let rest = &mut dst[r0 * d..];
+        assert!(rest.len() >= 8 * d && c0 < d);
+        let w = (d - c0).min(8);
+        // SAFETY: the eight rows lie in `rest`; whole stores only where eight values do
+        unsafe { store8w(cols, rest.as_mut_ptr(), d, c0, w, whole_rows_from(rest.len(), d, c0)) }
     }
 
     /// How many of eight rows of `d` values, contiguous from a pointer with

@@ -55,27 +55,38 @@ pub fn exp_f32(x: f32) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    exp8n([x])[0]
+}
+
+/// [`exp8`] of `N` registers at once, each step done for all `N` before the
+/// next: `N` independent chains side by side, which the CPU overlaps (one
+/// exponential is a chain of about twenty dependent operations).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn exp8n<const N: usize>(x: [std::arch::x86_64::__m256; N]) -> [std::arch::x86_64::__m256; N] {
     use std::arch::x86_64::*;
+    use std::array::from_fn as each;
     // min/max give the clamps' values for every non-NaN lane; NaN lanes are
     // replaced by their input at the end
-    let xa = _mm256_min_ps(x, _mm256_set1_ps(88.37));
-    let lo = _mm256_set1_ps(-87.33);
-    let under = _mm256_cmp_ps::<_CMP_LT_OQ>(xa, lo);
-    let xc = _mm256_max_ps(xa, lo);
+    let (hi, lo) = (_mm256_set1_ps(88.37), _mm256_set1_ps(-87.33));
+    let xa: [__m256; N] = each(|i| _mm256_min_ps(x[i], hi));
+    let xc: [__m256; N] = each(|i| _mm256_max_ps(xa[i], lo));
     let round = _mm256_set1_ps(ROUND);
-    let t = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), round);
-    let n = _mm256_sub_ps(t, round);
-    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), xc));
-    let mut p = _mm256_set1_ps(1.987_569_1e-4);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_199_9e-3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-    let y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127))));
-    let v = _mm256_andnot_ps(under, _mm256_mul_ps(y, scale));
-    _mm256_blendv_ps(v, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+    let t: [__m256; N] = each(|i| _mm256_fmadd_ps(xc[i], _mm256_set1_ps(LOG2E), round));
+    let n: [__m256; N] = each(|i| _mm256_sub_ps(t[i], round));
+    let r: [__m256; N] = each(|i| _mm256_fmadd_ps(n[i], _mm256_set1_ps(-LN2_HI), xc[i]));
+    let r: [__m256; N] = each(|i| _mm256_fmadd_ps(n[i], _mm256_set1_ps(-LN2_LO), r[i]));
+    let mut p = [_mm256_set1_ps(1.987_569_1e-4); N];
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = each(|i| _mm256_fmadd_ps(p[i], r[i], _mm256_set1_ps(c)));
+    }
+    let y: [__m256; N] = each(|i| _mm256_fmadd_ps(_mm256_mul_ps(p[i], r[i]), r[i], _mm256_add_ps(r[i], _mm256_set1_ps(1.0))));
+    each(|i| {
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_castps_si256(t[i]), _mm256_set1_epi32(127))));
+        let v = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(xa[i], lo), _mm256_mul_ps(y[i], scale));
+        _mm256_blendv_ps(v, x[i], _mm256_cmp_ps::<_CMP_UNORD_Q>(x[i], x[i]))
+    })
 }
 
 /// `exp(x)` for `x <= 88.37` or NaN (the token kernels' arguments are
@@ -339,8 +350,11 @@ pub(crate) struct BlockOrder {
 
 impl BlockOrder {
     /// The order for rows of `n` values.
+    /// Empty where the CPU has AVX2: [`store_lanes`] then moves whole groups
+    /// with the transposes and never reads it.
     pub(crate) fn new(n: usize) -> Self {
-        let from = (0..LANES * n).map(|k| ((k % n) * LANES + k / n) as u32).collect();
+        let from =
+            if super::transpose::available() { Vec::new() } else { (0..LANES * n).map(|k| ((k % n) * LANES + k / n) as u32).collect() };
         BlockOrder { n, from }
     }
 }
@@ -556,7 +570,7 @@ mod tests {
         }
         let mut xs: Vec<f32> = (0..=400_000).map(|i| -100.0 + 200.0 * i as f32 / 400_000.0).collect();
         xs.extend([88.37, -87.33, 88.370_01, -87.330_01, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, 1e-30, -1e-30]);
-        while xs.len() % 8 != 0 {
+        while !xs.len().is_multiple_of(8) {
             xs.push(0.5);
         }
         for c in xs.chunks_exact(8) {

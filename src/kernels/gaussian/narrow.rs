@@ -13,13 +13,16 @@
 use std::arch::x86_64::*;
 
 use super::row_k;
-use crate::kernels::transpose::avx2::{load8, store8, whole_rows};
-use crate::kernels::vmath::{exp8, Rows};
+use crate::kernels::transpose::avx2::{load8, load_rows8, store8, store_rows8, whole_rows};
+use crate::kernels::vmath::{exp8, exp8n, Rows};
 
 /// Rows per group: the lanes of a 256-bit register of f32.
 pub(crate) const ROWS: usize = 8;
-/// The widest row these kernels take.
+/// The widest row whose columns all stay in registers.
 pub(crate) const MAX_D: usize = 8;
+/// The widest row these kernels take (wider than [`MAX_D`]: the columns wait
+/// in an array on the stack between passes).
+pub(crate) const MAX_WIDE: usize = 64;
 
 /// Whether this CPU can run the kernels here (AVX2 and FMA, checked at run time).
 #[inline(always)]
@@ -83,12 +86,37 @@ fn exp_cols<const D: usize>(t: &mut [__m256; D]) -> __m256 {
     for tj in t.iter() {
         m = _mm256_max_ps(*tj, m);
     }
+    *t = exp8n(std::array::from_fn(|j| _mm256_sub_ps(t[j], m)));
     let mut s = _mm256_setzero_ps();
-    for tj in t.iter_mut() {
-        *tj = exp8(_mm256_sub_ps(*tj, m));
+    for tj in t.iter() {
         s = _mm256_add_ps(s, *tj);
     }
     s
+}
+
+/// [`exp_cols`] of the first `d` columns of `t`, four at a time side by side.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp_cols_wide(t: &mut [__m256; MAX_WIDE + ROWS], d: usize) -> __m256 {
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    for tj in &t[..d] {
+        m = _mm256_max_ps(*tj, m);
+    }
+    let mut sum = _mm256_setzero_ps();
+    let mut j = 0;
+    while j + 4 <= d {
+        let e = exp8n::<4>(std::array::from_fn(|i| _mm256_sub_ps(t[j + i], m)));
+        for (i, ei) in e.iter().enumerate() {
+            t[j + i] = *ei;
+            sum = _mm256_add_ps(sum, *ei);
+        }
+        j += 4;
+    }
+    for tj in &mut t[j..d] {
+        *tj = exp8(_mm256_sub_ps(*tj, m));
+        sum = _mm256_add_ps(sum, *tj);
+    }
+    sum
 }
 
 /// `k` of the group's rows, in f32.
@@ -190,24 +218,107 @@ unsafe fn grad_d<const D: usize>(
     full
 }
 
-/// [`forward_d`] for `z.n()` in `1..=8` where AVX2 and FMA are there, else 0 rows.
+/// [`forward_d`] for rows of `MAX_D < d <= MAX_WIDE` values.
+///
+/// # Safety
+/// AVX2 and FMA are there; `z.n() <= MAX_WIDE`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_wide(z: &Rows<'_>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) -> usize {
+    let (d, full) = (z.n(), z.rows() / ROWS * ROWS);
+    let (vlo, vhi, one) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi), _mm256_set1_ps(1.0));
+    let mut t = [_mm256_setzero_ps(); MAX_WIDE + ROWS];
+    for r0 in (0..full).step_by(ROWS) {
+        // SAFETY: AVX2; rows r0..r0 + 8 exist
+        unsafe { load_rows8(z, r0, &mut t) };
+        let inv = _mm256_div_ps(one, exp_cols_wide(&mut t, d));
+        let k = group_k(ks, r0);
+        // the last columns first: their whole stores run into the next row
+        for c0 in (0..d).step_by(ROWS).rev() {
+            let mut c: [__m256; ROWS] = std::array::from_fn(|j| _mm256_mul_ps(t[c0 + j], inv));
+            if let Some(sv) = saved.as_deref_mut() {
+                // SAFETY: AVX2
+                unsafe { store_rows8(sv, d, r0, c0, &c) };
+            }
+            for cj in c.iter_mut() {
+                let y = _mm256_fmadd_ps(k, *cj, vhi);
+                let y = _mm256_blendv_ps(y, vlo, _mm256_cmp_ps::<_CMP_LT_OQ>(y, vlo));
+                *cj = _mm256_blendv_ps(y, vhi, _mm256_cmp_ps::<_CMP_GT_OQ>(y, vhi));
+            }
+            // SAFETY: AVX2
+            unsafe { store_rows8(out, d, r0, c0, &c) };
+        }
+    }
+    full
+}
+
+/// [`grad_d`] for rows of `MAX_D < d <= MAX_WIDE` values.
+///
+/// # Safety
+/// AVX2 and FMA are there; `x.n() == g.n() <= MAX_WIDE` and `g.rows() == x.rows()`;
+/// `dd` holds one value per row.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn grad_wide(x: &Rows<'_>, g: &Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64], from_z: bool) -> usize {
+    let (d, full) = (x.n(), x.rows() / ROWS * ROWS);
+    let (vlo, vhi, one) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi), _mm256_set1_ps(1.0));
+    let mut tz = [_mm256_setzero_ps(); MAX_WIDE + ROWS];
+    let mut tg = [_mm256_setzero_ps(); MAX_WIDE + ROWS];
+    for r0 in (0..full).step_by(ROWS) {
+        // SAFETY: AVX2; rows r0..r0 + 8 exist in `x` and `g`
+        unsafe { (load_rows8(x, r0, &mut tz), load_rows8(g, r0, &mut tg)) };
+        let inv = if from_z { _mm256_div_ps(one, exp_cols_wide(&mut tz, d)) } else { one };
+        let k = group_k(ks, r0);
+        let mut dot = _mm256_setzero_ps();
+        for (tj, gj) in tz[..d].iter_mut().zip(tg[..d].iter_mut()) {
+            let si = _mm256_mul_ps(*tj, inv);
+            let y = _mm256_fmadd_ps(k, si, vhi);
+            let inside = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(vlo, y), _mm256_cmp_ps::<_CMP_LT_OQ>(y, vhi));
+            let gm = _mm256_and_ps(*gj, inside);
+            *tj = si;
+            *gj = gm;
+            dot = _mm256_fmadd_ps(gm, si, dot);
+        }
+        for c0 in (0..d).step_by(ROWS).rev() {
+            let c: [__m256; ROWS] = std::array::from_fn(|j| _mm256_mul_ps(_mm256_mul_ps(k, tz[c0 + j]), _mm256_sub_ps(tg[c0 + j], dot)));
+            // SAFETY: AVX2
+            unsafe { store_rows8(dz, d, r0, c0, &c) };
+        }
+        let mut dots = [0.0f32; ROWS];
+        // SAFETY: eight f32 values
+        unsafe { _mm256_storeu_ps(dots.as_mut_ptr(), dot) };
+        for (o, &v) in dd[r0..r0 + ROWS].iter_mut().zip(&dots) {
+            *o = v as f64;
+        }
+    }
+    full
+}
+
+/// [`forward_d`] for `z.n()` in `1..=8`, [`forward_wide`] up to [`MAX_WIDE`], where AVX2 and FMA are there; else 0 rows.
 pub(crate) fn forward(z: &Rows<'_>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], saved: Option<&mut [f32]>) -> usize {
     let d = z.n();
-    if !(1..=MAX_D).contains(&d) || !available() {
+    if !(1..=MAX_WIDE).contains(&d) || !available() {
         return 0;
+    }
+    if d > MAX_D {
+        // SAFETY: AVX2 and FMA are there and d <= MAX_WIDE (the stores check their slices)
+        return unsafe { forward_wide(z, ks, lo, hi, out, saved) };
     }
     // SAFETY: AVX2 and FMA are there and z.n() == d (the stores check their slices)
     unsafe { by_width!(d, forward_d(z, ks, lo, hi, out, saved)) }
 }
 
-/// [`grad_d`] for `x.n()` in `1..=8` where AVX2 and FMA are there, else 0 rows.
+/// [`grad_d`] for `x.n()` in `1..=8`, [`grad_wide`] up to [`MAX_WIDE`], where AVX2 and FMA are there; else 0 rows.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn grad(x: &Rows<'_>, g: &Rows<'_>, ks: &[f64], lo: f32, hi: f32, dz: &mut [f32], dd: &mut [f64], from_z: bool) -> usize {
     let d = x.n();
-    if !(1..=MAX_D).contains(&d) || !available() {
+    if !(1..=MAX_WIDE).contains(&d) || !available() {
         return 0;
     }
     assert!(g.n() == d && g.rows() == x.rows() && dd.len() >= x.rows());
+    if d > MAX_D {
+        // SAFETY: AVX2 and FMA are there and the shapes agree (the stores check `dz`)
+        return unsafe { grad_wide(x, g, ks, lo, hi, dz, dd, from_z) };
+    }
     // SAFETY: AVX2 and FMA are there and the shapes agree (the stores check `dz`)
     unsafe { by_width!(d, grad_d(x, g, ks, lo, hi, dz, dd, from_z)) }
 }
@@ -239,8 +350,11 @@ mod tests {
         v
     }
 
+    /// The values' bits, every NaN as one pattern (the compiler may order the
+    /// operands of a product or sum either way, and a NaN's sign and payload
+    /// follow that order: they are not part of the result).
     fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
+        v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect()
     }
 
     /// The rows of `data` as `Rows`: contiguous (`gap == 0`) or `gap` values apart.
@@ -260,7 +374,7 @@ mod tests {
             return;
         }
         let (lo, hi) = (-3.0f32, 0.5f32);
-        for d in 1..=MAX_D {
+        for d in (1..=20).chain([23, 24, 31, 33, 61, 64]) {
             for rows in [8usize, 13, 16, 40, 41] {
                 for gap in [0usize, 3] {
                     let zd = values(rows, d + gap, d as u64);
@@ -313,6 +427,9 @@ mod tests {
         let mut out = vec![0.0f32; 13 * 9];
         assert_eq!(forward(&rows_of(&zd, 13, 6, 0), &[-1.0], -3.0, 0.5, &mut out, None), 8);
         assert_eq!(forward(&rows_of(&zd, 7, 6, 0), &[-1.0], -3.0, 0.5, &mut out, None), 0);
-        assert_eq!(forward(&rows_of(&zd, 13, 9, 0), &[-1.0], -3.0, 0.5, &mut out, None), 0);
+        assert_eq!(forward(&rows_of(&zd, 13, 9, 0), &[-1.0], -3.0, 0.5, &mut out, None), 8);
+        let wide = values(8, MAX_WIDE + 1, 2);
+        let mut out = vec![0.0f32; wide.len()];
+        assert_eq!(forward(&rows_of(&wide, 8, MAX_WIDE + 1, 0), &[-1.0], -3.0, 0.5, &mut out, None), 0);
     }
 }
