@@ -318,6 +318,41 @@ fn gaussian_f32_kernel_matches_the_f64_path() {
     }
 }
 
+/// With a scalar `delta`, d/d delta is the per-row values summed in row order,
+/// bit for bit, also over more rows than the head sums at a time (from `z`
+/// and from the saved softmax, one thread).
+#[test]
+fn gaussian_scalar_delta_gradient_is_the_row_sum() {
+    use era::{DeltaArg, GaussianConfig, GaussianHead};
+    let mut rng = Rng(31);
+    for d in [6usize, 61] {
+        let mut c = GaussianConfig::new(d, -(d as f64));
+        c.log_std_min = -5.0;
+        c.log_std_max = 2.0;
+        let head = GaussianHead::new(c).unwrap().with_num_threads(1);
+        let rows = 1300;
+        let z = rng.array(&[rows, d], 3.0).mapv(|v| v as f32);
+        let g = rng.array(&[rows, d], 1.0).mapv(|v| v as f32);
+        let mut saved = ArrayD::<f32>::zeros(z.raw_dim());
+        let mut out = ArrayD::<f32>::zeros(z.raw_dim());
+        head.forward_saving(z.view(), DeltaArg::Scalar(0.3), out.view_mut(), saved.view_mut()).unwrap();
+        let same = ArrayD::from_elem(IxDyn(&[rows]), 0.3f32);
+        let mut per_row = ArrayD::<f32>::zeros(IxDyn(&[rows]));
+        let mut dz = ArrayD::<f32>::zeros(z.raw_dim());
+        head.backward_with_delta(z.view(), DeltaArg::PerRow(same.view()), g.view(), dz.view_mut(), Some(per_row.view_mut())).unwrap();
+        let want = per_row.iter().fold(-0.0f64, |a, &v| a + v as f64) as f32;
+        for from_saved in [false, true] {
+            let mut total = ArrayD::<f32>::zeros(IxDyn(&[]));
+            if from_saved {
+                head.backward_saved(saved.view(), DeltaArg::Scalar(0.3), g.view(), dz.view_mut(), Some(total.view_mut())).unwrap();
+            } else {
+                head.backward_with_delta(z.view(), DeltaArg::Scalar(0.3), g.view(), dz.view_mut(), Some(total.view_mut())).unwrap();
+            }
+            assert_eq!(total[[]].to_bits(), want.to_bits(), "D={d} from_saved={from_saved}: {} vs {want}", total[[]]);
+        }
+    }
+}
+
 /// Found by fuzzing (target `token`): with a temperature below f32's range
 /// of `1/T` the fused kernel computed `x * inf`; such heads use the f64 kernels.
 #[test]

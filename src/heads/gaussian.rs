@@ -21,6 +21,10 @@ use crate::kernels::gaussian::{
 use crate::kernels::vmath::{softmax_into, Rows};
 use crate::kernels::{parallel, Element};
 
+/// Rows per stack buffer of a chunk's per-row d/d delta when only their sum is
+/// wanted (a scalar `delta`): a multiple of every kernel's group of rows.
+const SCALAR_ROWS: usize = 512;
+
 /// Row-wise Gaussian entropy of log-stds, needing no head: `log_std`
 /// `[..., D]` -> `entropy` `[...]`, each `sum(log_std) + 0.5*D*ln(2*pi*e)`.
 pub fn gaussian_entropy<T: Element>(log_std: ArrayViewD<'_, T>, mut entropy: ArrayViewMutD<'_, T>) -> Result<()> {
@@ -434,9 +438,18 @@ impl GaussianHead {
                 let kc = k_chunk(ks, c.rows.start, c.rows.len());
                 let (zc, gc) = (zs.range(c.rows.clone()), gs.range(c.rows.clone()));
                 if scalar {
-                    let mut local = vec![0.0f64; c.rows.len()];
-                    kernel(zc, gc, kc, lo, hi, c.a, &mut local);
-                    local.iter().sum()
+                    // the rows' values a stack buffer at a time (a multiple of the kernels'
+                    // groups), summed in row order as one buffer would be
+                    let mut local = [0.0f64; SCALAR_ROWS];
+                    let mut sum = -0.0f64; // where `Sum` for f64 starts
+                    let n = c.rows.len();
+                    for r in (0..n).step_by(SCALAR_ROWS) {
+                        let e = (r + SCALAR_ROWS).min(n);
+                        let kr = if kc.len() == 1 { kc } else { &kc[r..e] };
+                        kernel(zc.range(r..e), gc.range(r..e), kr, lo, hi, &mut c.a[r * d..e * d], &mut local[..e - r]);
+                        sum = local[..e - r].iter().fold(sum, |a, &v| a + v);
+                    }
+                    sum
                 } else {
                     kernel(zc, gc, kc, lo, hi, c.a, c.b);
                     0.0
