@@ -1,14 +1,16 @@
-//! The Gaussian head's f32 rows for `D <= 8` on x86-64 with AVX2 and FMA
-//! (docs/math.md#vectorised-f32-kernels): eight rows at a time, one row per
-//! lane of a 256-bit register, moved in and out of the lanes with one 8 x 8
-//! transpose per eight rows ([`transpose::avx2::load8`], [`store8`](transpose::avx2::store8)),
-//! so that a group's values stay in registers from load to store. The
-//! arithmetic of each lane is that of [`super::gaussian_rows_f32`] and
-//! [`super::gaussian_rows_grad_f32`], operation for operation (the same
-//! [`exp_f32`], the same order of sums, the same fused multiply-adds), so both
-//! give the same bits; a row's result does not depend on which lane or group
-//! holds it. These kernels take the whole groups of eight rows and return how
-//! many rows they did; the callers do the rest.
+//! The Gaussian head's f32 rows of up to [`MAX_WIDE`] values on x86-64 with
+//! AVX2 and FMA (docs/math.md#vectorised-f32-kernels): eight rows at a time,
+//! one row per lane of a 256-bit register, moved in and out of the lanes with
+//! one 8 x 8 transpose per eight rows and eight columns
+//! ([`transpose::avx2`](crate::kernels::transpose::avx2)). Up to [`MAX_D`]
+//! values a group's columns stay in registers from load to store (one instance
+//! per width); wider rows keep their columns in an array on the stack between
+//! passes. The arithmetic of each lane is that of [`super::gaussian_rows_f32`]
+//! and [`super::gaussian_rows_grad_f32`]'s 16-lane kernels, operation for
+//! operation (`exp_f32` as [`exp8`]/[`exp8n`], the same order of sums, the same
+//! fused multiply-adds), so both give the same bits; a row's result does not
+//! depend on which lane or group holds it. These kernels take the whole groups
+//! of eight rows and return how many rows they did; the callers do the rest.
 
 use std::arch::x86_64::*;
 
