@@ -98,8 +98,9 @@ pub fn row_k(ks: &[f64], r: usize) -> f64 {
 /// `saved` (contiguous rows, as `out`) receives `softmax(z_r)` exactly as
 /// [`gaussian_rows_grad_f32`] computes it, for [`gaussian_rows_grad_saved_f32`].
 ///
-/// Rows of up to eight values go eight at a time through registers where the
-/// CPU has AVX2 and FMA (`narrow.rs`, the same bits); the rest as above.
+/// Rows of up to 64 values go eight at a time through AVX2 registers where the
+/// CPU has AVX2 and FMA (`narrow.rs`, the same bits); the rows after the last
+/// whole group of eight, wider rows and other CPUs as above.
 pub fn gaussian_rows_f32(z: Rows<'_>, ks: &[f64], lo: f32, hi: f32, out: &mut [f32], mut saved: Option<&mut [f32]>) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     let done = narrow::forward(&z, ks, lo, hi, out, saved.as_deref_mut());
@@ -216,7 +217,7 @@ fn grad_saved_lanes_f32<'a, 'b>(s: Rows<'a>, g: Rows<'b>, ks: &[f64], lo: f32, h
     grad_rows(s, g, ks, lo, hi, dz, dd, false)
 }
 
-/// The backward's rows of up to eight values eight at a time through
+/// The backward's rows of up to 64 values eight at a time through AVX2
 /// registers (`narrow.rs`, the same bits) where the CPU allows, the rest
 /// [`LANES`] at a time.
 #[allow(clippy::too_many_arguments)]
