@@ -120,18 +120,8 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn load8<const D: usize>(base: *const f32, stride: isize, whole: usize) -> [__m256; D] {
         const { assert!(D >= 1 && D <= 8) };
-        let mask = first(D);
-        // SAFETY: the caller's contract: eight values where i < whole, else the
-        // D values the mask selects
-        let r: [__m256; 8] = std::array::from_fn(|i| unsafe {
-            let p = base.wrapping_offset(i as isize * stride);
-            if D == 8 || i < whole {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, mask)
-            }
-        });
-        let c = transpose8(r);
+        // SAFETY: the caller's contract, columns 0..D
+        let c = unsafe { load8w(base, stride, 0, D, whole) };
         std::array::from_fn(|j| c[j])
     }
 
@@ -150,20 +140,8 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn store8<const D: usize>(cols: &[__m256; D], dst: *mut f32, whole: usize) {
         const { assert!(D >= 1 && D <= 8) };
         let c: [__m256; 8] = std::array::from_fn(|j| if j < D { cols[j] } else { _mm256_setzero_ps() });
-        let rows = transpose8(c);
-        let mask = first(D);
-        for (i, row) in rows.iter().enumerate() {
-            // SAFETY: the caller's contract: eight values where i < whole, else
-            // the D values the mask selects
-            unsafe {
-                let p = dst.add(i * D);
-                if D == 8 || i < whole {
-                    _mm256_storeu_ps(p, *row)
-                } else {
-                    _mm256_maskstore_ps(p, mask, *row)
-                }
-            }
-        }
+        // SAFETY: the caller's contract: rows of D values, columns 0..D
+        unsafe { store8w(&c, dst, D, 0, D, whole) }
     }
 
     /// Columns `col0..col0 + w` (`1 <= w <= 8`) of eight rows, row `i` at
@@ -276,11 +254,7 @@ pub(crate) mod avx2 {
     /// with whole eight-value loads or stores: those with `i*d + 8 <= avail`.
     #[inline(always)]
     pub(crate) fn whole_rows(avail: usize, d: usize) -> usize {
-        if avail < 8 || d == 0 {
-            0
-        } else {
-            ((avail - 8) / d + 1).min(8)
-        }
+        whole_rows_from(avail, d, 0)
     }
 
     /// See [`super::load_group`]. A row's last columns (fewer than eight) are read
