@@ -445,7 +445,7 @@ impl GaussianHead {
                     let n = c.rows.len();
                     for r in (0..n).step_by(SCALAR_ROWS) {
                         let e = (r + SCALAR_ROWS).min(n);
-                        let kr = if kc.len() == 1 { kc } else { &kc[r..e] };
+                        let kr = k_chunk(kc, r, e - r);
                         kernel(zc.range(r..e), gc.range(r..e), kr, lo, hi, &mut c.a[r * d..e * d], &mut local[..e - r]);
                         sum = local[..e - r].iter().fold(sum, |a, &v| a + v);
                     }
