@@ -92,6 +92,13 @@ fn saved_softmax(c: &mut Criterion) {
                 head.backward_saved(saved.view(), gr.view(), dz.view_mut()).unwrap_or_else(|e| panic!("{e}"));
             })
         });
+        let mut dwdh = ArrayD::<f32>::zeros(z.raw_dim());
+        g.bench_with_input(BenchmarkId::new("softmax saved dw", format!("256x{n}")), &(), |bch, _| {
+            bch.iter(|| {
+                head.forward_saving_dw(z.view(), out.view_mut(), saved.view_mut(), dwdh.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+                head.backward_saved_dw(saved.view(), dwdh.view(), gr.view(), dz.view_mut()).unwrap_or_else(|e| panic!("{e}"));
+            })
+        });
     }
     g.finish();
 }

@@ -6,8 +6,9 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::config::SoftmaxConfig;
 use crate::error::{bail, check_same_shape, Result};
 use crate::kernels::softmax::{
-    backward_row, backward_row_saved, forward_row, softmax_head_row_f32, softmax_head_row_grad_f32, softmax_head_row_grad_saved_f32,
-    softmax_head_rows_f32, softmax_head_rows_grad_f32, softmax_head_rows_grad_saved_f32, ROWS_ACROSS_LANES_MAX_N,
+    backward_row, backward_row_saved, dwdh_row, forward_row, softmax_head_row_dw_f32, softmax_head_row_f32, softmax_head_row_grad_dw_f32,
+    softmax_head_row_grad_f32, softmax_head_row_grad_saved_f32, softmax_head_rows_dw_f32, softmax_head_rows_f32,
+    softmax_head_rows_grad_dw_f32, softmax_head_rows_grad_f32, softmax_head_rows_grad_saved_f32, ROWS_ACROSS_LANES_MAX_N,
 };
 use crate::kernels::vmath::{softmax_entropy_iter, softmax_into, Rows};
 
@@ -149,6 +150,108 @@ impl SoftmaxHead {
             })?;
         }
         Ok(())
+    }
+
+    /// [`SoftmaxHead::forward_saving`] that also writes a second residual,
+    /// `dwdh = dw/dh = (1/sqrt(2u) + 0.75)/h` per element (the shape and type
+    /// of `z`; [`dwdh_row`]), from which [`SoftmaxHead::backward_saved_dw`]
+    /// computes the backward with no logarithm, square root or division on
+    /// the vectorised f32 kernels (docs/math.md#saved-softmax). `out` and
+    /// `saved` are the same bits as [`SoftmaxHead::forward_saving`]'s.
+    pub fn forward_saving_dw<T: Element>(
+        &self,
+        z: ArrayViewD<'_, T>,
+        mut out: ArrayViewMutD<'_, T>,
+        mut saved: ArrayViewMutD<'_, T>,
+        mut dwdh: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.check_last("z", z.shape())?;
+        check_same_shape("out", out.shape(), "z", z.shape())?;
+        check_same_shape("saved", saved.shape(), "z", z.shape())?;
+        check_same_shape("dwdh", dwdh.shape(), "z", z.shape())?;
+        let k = self.k;
+        let threads = parallel::resolve_threads(self.threads);
+        let n = self.cfg.num_classes;
+        if self.f32_kernels() {
+            if let Some(zr) = parallel::rows_f32(&z)? {
+                let zs = zr.rows();
+                let (slope, b) = (k.slope as f32, k.b as f32);
+                let run = |os: &mut [f32], ss: &mut [f32], qs: &mut [f32]| {
+                    parallel::for_chunks3(parallel::PAR_MIN_ELEMENTS, threads, zs.rows(), n, (os, ss, qs), |rows, o, s, q| {
+                        let zc = zs.range(rows);
+                        if n <= ROWS_ACROSS_LANES_MAX_N {
+                            softmax_head_rows_dw_f32(zc, slope, b, o, s, q);
+                            return;
+                        }
+                        let rows = o.chunks_exact_mut(n).zip(s.chunks_exact_mut(n)).zip(q.chunks_exact_mut(n));
+                        for (i, ((or, sr), qr)) in rows.enumerate() {
+                            softmax_head_row_dw_f32(zc.row(i), slope, b, or, sr, qr);
+                        }
+                    });
+                };
+                let done = parallel::with_dense_f32(&mut out, |os| {
+                    parallel::with_dense_f32(&mut saved, |ss| parallel::with_dense_f32(&mut dwdh, |qs| run(os, ss, qs)))
+                })?;
+                // every level is Some: T is f32 (rows_f32 gave rows)
+                if let Some(inner) = done {
+                    if let Some(inner) = inner? {
+                        if inner?.is_some() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        self.forward_impl(z, out.view_mut(), Some(saved.view_mut()))?;
+        parallel::map_rows(threads, &[&saved.view()], &mut dwdh, |_, ins, o| {
+            dwdh_row(ins[0], k, o);
+            0.0
+        })?;
+        Ok(())
+    }
+
+    /// [`SoftmaxHead::backward_saved`] from both residuals that
+    /// [`SoftmaxHead::forward_saving_dw`] wrote: on the vectorised f32 kernels
+    /// one multiply-add per element and a sum, the same bits as the backward
+    /// from `z`; elsewhere the backward from `saved` (`dwdh` unread), where
+    /// near `tau = e` the largest entry's `dw/dh` alone would not be accurate.
+    pub fn backward_saved_dw<T: Element>(
+        &self,
+        saved: ArrayViewD<'_, T>,
+        dwdh: ArrayViewD<'_, T>,
+        grad_out: ArrayViewD<'_, T>,
+        mut grad_z: ArrayViewMutD<'_, T>,
+    ) -> Result<()> {
+        self.check_last("saved", saved.shape())?;
+        check_same_shape("dwdh", dwdh.shape(), "saved", saved.shape())?;
+        check_same_shape("grad_out", grad_out.shape(), "saved", saved.shape())?;
+        check_same_shape("grad_z", grad_z.shape(), "saved", saved.shape())?;
+        let threads = parallel::resolve_threads(self.threads);
+        let n = self.cfg.num_classes;
+        if self.f32_kernels() {
+            if let (Some(sr), Some(qr), Some(gr)) =
+                (parallel::rows_f32(&saved)?, parallel::rows_f32(&dwdh)?, parallel::rows_f32(&grad_out)?)
+            {
+                let (ss, qs, gs) = (sr.rows(), qr.rows(), gr.rows());
+                let slope = self.k.slope as f32;
+                let done = parallel::with_dense_f32(&mut grad_z, |ds| {
+                    parallel::for_chunks(parallel::PAR_MIN_ELEMENTS, threads, ss.rows() * n, ss.rows(), ds, n, |c| {
+                        let (sc, qc, gc) = (ss.range(c.rows.clone()), qs.range(c.rows.clone()), gs.range(c.rows));
+                        if n <= ROWS_ACROSS_LANES_MAX_N {
+                            softmax_head_rows_grad_dw_f32(sc, qc, gc, slope, c.a);
+                            return;
+                        }
+                        for (i, dr) in c.a.chunks_exact_mut(n).enumerate() {
+                            softmax_head_row_grad_dw_f32(sc.row(i), qc.row(i), gc.row(i), slope, dr);
+                        }
+                    });
+                })?;
+                if done.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        self.backward_impl(saved, grad_out, grad_z, true)
     }
 
     /// Backward (VJP): `grad_z = (d out / d z)^T grad_out`.

@@ -143,6 +143,39 @@ pub fn for_chunks2<A: Send, B: Send, R: Send>(
     })
 }
 
+/// [`for_chunks2`] with three outputs of `n` elements per row each: `body`
+/// gets a chunk's rows and its parts of `a`, `b` and `c`.
+pub fn for_chunks3<R: Send>(
+    min: usize,
+    threads: usize,
+    rows: usize,
+    n: usize,
+    (a, b, c): (&mut [f32], &mut [f32], &mut [f32]),
+    body: impl Fn(Range<usize>, &mut [f32], &mut [f32], &mut [f32]) -> R + Sync + Send,
+) -> Vec<R> {
+    let parts = move |per: usize| {
+        // `a` and `b` split as for_chunks2 splits them, `c` alongside
+        let mut c = c;
+        split(rows, per, a, n, b, n)
+            .into_iter()
+            .map(|ch| {
+                let len = (ch.rows.len() * n).min(c.len());
+                let (hc, tc) = std::mem::take(&mut c).split_at_mut(len);
+                c = tc;
+                (ch, hc)
+            })
+            .collect::<Vec<_>>()
+    };
+    let run_one = |(ch, hc): (Chunk<'_, f32, f32>, &mut [f32])| body(ch.rows, ch.a, ch.b, hc);
+    run_above(min, threads, rows * n, |chunks| {
+        if chunks > 1 {
+            parts(rows.div_ceil(chunks * 4).max(1)).into_par_iter().map(run_one).collect()
+        } else {
+            parts(rows.max(1)).into_iter().map(run_one).collect()
+        }
+    })
+}
+
 /// [`for_chunks2`] with one output (`a`, `a_row` elements per row).
 pub fn for_chunks<A: Send, R: Send>(
     min: usize,

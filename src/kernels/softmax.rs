@@ -3,6 +3,10 @@
 
 use multiversion::multiversion;
 
+mod dw;
+
+pub use dw::{softmax_head_row_dw_f32, softmax_head_row_grad_dw_f32, softmax_head_rows_dw_f32, softmax_head_rows_grad_dw_f32};
+
 use crate::config::SoftmaxConfig;
 use crate::kernels::vmath::{
     block_max, exp_f32, exp_lanes, ln_f32, load_lanes, min_nan, store_lanes, vmap, vzip, vzip3, BlockOrder, Rows, BLOCK, LANES, V,
@@ -172,6 +176,31 @@ pub fn backward_row_saved(g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
     backward_core(g, k, dz, j, cj);
 }
 
+/// `dw/dh = (1/sqrt(2u) + 0.75) / h` of one row's probabilities `s` into `q`
+/// (docs/math.md#softmax-backward), with `u` formed as the backward forms it
+/// (the largest entry's from `1 - s_j` summed over the others) and floored at
+/// the smallest normal double; 0 where `s_i` is 0. The second residual of
+/// [`crate::heads::SoftmaxHead::forward_saving_dw`] on the rows that do not
+/// take the vectorised f32 kernels; it grows like `1/sqrt(1 - s_j)` as
+/// `s_j -> 1` at `tau = e`, which is why the backward of those rows works from
+/// `s` instead.
+pub fn dwdh_row(s: &[f64], k: SoftmaxConstants, q: &mut [f64]) {
+    let mut j = 0;
+    for (i, &v) in s.iter().enumerate() {
+        if v > s[j] || v.is_nan() {
+            j = i;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    let cj: f64 = s.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum();
+    for (i, (qi, &si)) in q.iter_mut().zip(s).enumerate() {
+        let (h, u) = h_u(k, si, complement(i, si, j, cj));
+        *qi = if si == 0.0 { 0.0 } else { (1.0 / (2.0 * u).max(f64::MIN_POSITIVE).sqrt() + 0.75) / h };
+    }
+}
+
 /// The backward of one row from `s` (in `dz`), its largest entry `j` and `cj = 1 - s_j`.
 #[inline]
 fn backward_core(g: &[f64], k: SoftmaxConstants, dz: &mut [f64], j: usize, cj: f64) {
@@ -223,20 +252,50 @@ fn softmax_head_w(slope: f32, b: f32, s: f32) -> f32 {
     -1.0 - (2.0 * u).sqrt() - 0.75 * u
 }
 
-/// `a_i = g_i * (1/sqrt(2u) + 0.75) / h` of the softmax head's backward (0 where
-/// `g_i` or `s_i` is 0, as in the f64 kernel).
+/// `dw/dh = (1/sqrt(2u) + 0.75) / h` of the softmax head's backward for one
+/// probability `s`, formed as `(1 + 0.75 r) / (r h)` with `r = sqrt(2u)` (one
+/// division), `u` floored at the smallest normal f32.
 #[inline(always)]
-fn softmax_head_a(slope: f32, b: f32, g: f32, s: f32) -> f32 {
+fn softmax_head_dwdh(slope: f32, b: f32, s: f32) -> f32 {
     let h = slope.mul_add(s, b);
     let h = if h < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { h };
     let u = -1.0 - ln_f32(h);
     let u = if u < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { u };
-    let a = g * (1.0 / (2.0 * u).sqrt() + 0.75) / h;
+    let r = (2.0 * u).sqrt();
+    0.75f32.mul_add(r, 1.0) / (r * h)
+}
+
+/// `(w, dw/dh)` of one probability `s`: [`softmax_head_w`] and
+/// [`softmax_head_dwdh`] from one logarithm and one square root, the same bits
+/// as each. (`w` takes the root at `u` floored at the smallest normal f32
+/// instead of at 0; below that floor `-1 - sqrt(2u)` rounds to -1 either way.)
+#[inline(always)]
+fn softmax_head_wq(slope: f32, b: f32, s: f32) -> (f32, f32) {
+    let h = slope.mul_add(s, b);
+    let h = if h < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { h };
+    let u = -1.0 - ln_f32(h);
+    let u0 = if u < 0.0 { 0.0 } else { u };
+    let u1 = if u < f32::MIN_POSITIVE { f32::MIN_POSITIVE } else { u };
+    let r = (2.0 * u1).sqrt();
+    (-1.0 - r - 0.75 * u0, 0.75f32.mul_add(r, 1.0) / (r * h))
+}
+
+/// `a_i = g_i * dw/dh` of the softmax head's backward from `q = dw/dh`
+/// ([`softmax_head_dwdh`]): 0 where `g_i` or `s_i` is 0, as in the f64 kernel.
+#[inline(always)]
+fn softmax_head_a_from(g: f32, s: f32, q: f32) -> f32 {
     if g == 0.0 || s == 0.0 {
         0.0
     } else {
-        a
+        g * q
     }
+}
+
+/// `a_i = g_i * (1/sqrt(2u) + 0.75) / h` of the softmax head's backward (0 where
+/// `g_i` or `s_i` is 0, as in the f64 kernel).
+#[inline(always)]
+fn softmax_head_a(slope: f32, b: f32, g: f32, s: f32) -> f32 {
+    softmax_head_a_from(g, s, softmax_head_dwdh(slope, b, s))
 }
 
 /// `out = exp(z - max(z))` and their sum (f32 lanes, f64 across blocks). A
