@@ -842,6 +842,53 @@ EraStatus era_softmax_backward_saved(const struct EraHead *head,
                                      void *stream);
 
 /**
+ * `era_softmax_forward_saved` that also writes a second residual, `dwdh =
+ * dw/dh = (1/sqrt(2u) + 0.75)/h` per element (docs/math.md#saved-softmax):
+ * with both, `era_softmax_backward_saved_dw` computes the backward with one
+ * multiply-add per element on the vectorised float32 kernels. `out` and
+ * `saved` are the same bits as `era_softmax_forward_saved` writes. `z`,
+ * `out`, `saved`, `dwdh`: the same shape `[..., n]` and dtype (float32 or
+ * float64); the three outputs must not overlap each other (any may alias
+ * `z`). Host memory only.
+ *
+ * Errors: as `era_softmax_forward_saved`; `INVALID_LAYOUT` when two outputs
+ * overlap.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_forward_saved_dw(const struct EraHead *head,
+                                       const DLTensor *z,
+                                       DLTensor *out,
+                                       DLTensor *saved,
+                                       DLTensor *dwdh,
+                                       void *stream);
+
+/**
+ * Softmax-head backward (VJP) from the two residuals that
+ * `era_softmax_forward_saved_dw` wrote: on the vectorised float32 kernels
+ * one multiply-add per element and a sum per row (no exponential,
+ * logarithm, square root or division), the same bits as
+ * `era_head_backward`; elsewhere (float64, and heads whose float32 rows run
+ * in float64) it computes what `era_softmax_backward_saved` computes from
+ * `saved` and does not read `dwdh`. `saved`, `dwdh`, `grad_out`, `grad_z`:
+ * the same shape and dtype; `grad_z` may alias any input. Residuals that
+ * are not what the forward wrote give a result without meaning (they are
+ * not checked). Host memory only.
+ *
+ * Errors: as `era_softmax_backward_saved`.
+ *
+ * # Safety
+ * Every pointer is NULL or valid; the tensors describe live memory.
+ */
+EraStatus era_softmax_backward_saved_dw(const struct EraHead *head,
+                                        const DLTensor *saved,
+                                        const DLTensor *dwdh,
+                                        const DLTensor *grad_out,
+                                        DLTensor *grad_z,
+                                        void *stream);
+
+/**
  * Token-head forward (docs/math.md#token-head) over `N` tokens laid out as
  * any batch shape `[...]`:
  *

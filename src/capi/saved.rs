@@ -2,7 +2,8 @@
 //! `saved = softmax(z)`, and the backward from that residual instead of `z`
 //! (docs/math.md#saved-softmax): what a framework's autodiff keeps between
 //! its forward and backward passes, so that the pair computes each
-//! exponential once.
+//! exponential once; for the softmax head, also the second residual
+//! `dwdh = dw/dh`, with which its backward computes no transcendental at all.
 
 use std::ffi::c_void;
 
@@ -243,6 +244,97 @@ pub unsafe extern "C" fn era_softmax_backward_saved(
             let si = sd.input::<T>(&[&od])?;
             let gi = gd.input::<T>(&[&od])?;
             h.backward_saved(si.view(), gi.view(), od.view_mut::<T>())
+        })
+    }
+}
+
+/// `era_softmax_forward_saved` that also writes a second residual, `dwdh =
+/// dw/dh = (1/sqrt(2u) + 0.75)/h` per element (docs/math.md#saved-softmax):
+/// with both, `era_softmax_backward_saved_dw` computes the backward with one
+/// multiply-add per element on the vectorised float32 kernels. `out` and
+/// `saved` are the same bits as `era_softmax_forward_saved` writes. `z`,
+/// `out`, `saved`, `dwdh`: the same shape `[..., n]` and dtype (float32 or
+/// float64); the three outputs must not overlap each other (any may alias
+/// `z`). Host memory only.
+///
+/// Errors: as `era_softmax_forward_saved`; `INVALID_LAYOUT` when two outputs
+/// overlap.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_forward_saved_dw(
+    head: *const EraHead,
+    z: *const DLTensor,
+    out: *mut DLTensor,
+    saved: *mut DLTensor,
+    dwdh: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let h = head_ref(head)?.as_softmax("era_softmax_forward_saved_dw")?;
+        let zd = Desc::new(z, "z")?;
+        let od = Desc::new(out, "out")?;
+        let sd = Desc::new(saved, "saved")?;
+        let qd = Desc::new(dwdh, "dwdh")?;
+        check_outputs(&[&od, &sd, &qd])?;
+        expect_batch_shape(&zd, 1, &[])?;
+        expect_same_shape(&zd, &[&od, &sd, &qd])?;
+        host_only(&[&zd, &od, &sd, &qd], "era_softmax_forward_saved_dw", "era_head_forward")?;
+        with_float!(zd.dtype, "z", T => {
+            od.expect_dtype(zd.dtype)?;
+            sd.expect_dtype(zd.dtype)?;
+            qd.expect_dtype(zd.dtype)?;
+            let zi = zd.input::<T>(&[&od, &sd, &qd])?;
+            h.forward_saving_dw(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>(), qd.view_mut::<T>())
+        })
+    }
+}
+
+/// Softmax-head backward (VJP) from the two residuals that
+/// `era_softmax_forward_saved_dw` wrote: on the vectorised float32 kernels
+/// one multiply-add per element and a sum per row (no exponential,
+/// logarithm, square root or division), the same bits as
+/// `era_head_backward`; elsewhere (float64, and heads whose float32 rows run
+/// in float64) it computes what `era_softmax_backward_saved` computes from
+/// `saved` and does not read `dwdh`. `saved`, `dwdh`, `grad_out`, `grad_z`:
+/// the same shape and dtype; `grad_z` may alias any input. Residuals that
+/// are not what the forward wrote give a result without meaning (they are
+/// not checked). Host memory only.
+///
+/// Errors: as `era_softmax_backward_saved`.
+///
+/// # Safety
+/// Every pointer is NULL or valid; the tensors describe live memory.
+#[no_mangle]
+pub unsafe extern "C" fn era_softmax_backward_saved_dw(
+    head: *const EraHead,
+    saved: *const DLTensor,
+    dwdh: *const DLTensor,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+    stream: *mut c_void,
+) -> EraStatus {
+    ffi_boundary! {
+        let _ = stream; // host memory only
+        let h = head_ref(head)?.as_softmax("era_softmax_backward_saved_dw")?;
+        let sd = Desc::new(saved, "saved")?;
+        let qd = Desc::new(dwdh, "dwdh")?;
+        let gd = Desc::new(grad_out, "grad_out")?;
+        let od = Desc::new(grad_z, "grad_z")?;
+        check_outputs(&[&od])?;
+        expect_batch_shape(&sd, 1, &[])?;
+        expect_same_shape(&sd, &[&qd, &gd, &od])?;
+        host_only(&[&sd, &qd, &gd, &od], "era_softmax_backward_saved_dw", "era_head_backward")?;
+        with_float!(sd.dtype, "saved", T => {
+            qd.expect_dtype(sd.dtype)?;
+            gd.expect_dtype(sd.dtype)?;
+            od.expect_dtype(sd.dtype)?;
+            let si = sd.input::<T>(&[&od])?;
+            let qi = qd.input::<T>(&[&od])?;
+            let gi = gd.input::<T>(&[&od])?;
+            h.backward_saved_dw(si.view(), qi.view(), gi.view(), od.view_mut::<T>())
         })
     }
 }

@@ -5,7 +5,9 @@
  * delta tensor, a per-row delta tensor, the head's stored delta), saved against a
  * softmax computed here, strided and in-place layouts, and every error status of
  * era_gaussian_forward_saved, era_gaussian_backward_saved,
- * era_softmax_forward_saved and era_softmax_backward_saved. */
+ * era_softmax_forward_saved and era_softmax_backward_saved, and of their forms
+ * with the second residual dw/dh (era_softmax_forward_saved_dw,
+ * era_softmax_backward_saved_dw). */
 #include <stdio.h>
 #include <string.h>
 
@@ -309,6 +311,47 @@ static void test_softmax(const Dt* d) {
     }
     get(d, dz, v1, nz);
     CHECK_ARRAY_CLOSE(v1, rdz, nz, d->size == 8 ? 1e-12 : 1e-4, d->size == 8 ? 1e-10 : 1e-4);
+  }
+
+  snprintf(sec, sizeof sec, "softmax %s: with the second residual dw/dh", d->name);
+  SECTION(sec);
+  {
+    static unsigned char q[B * N * 8], s2[B * N * 8], dz2[B * N * 8], qw[B * N * 8];
+    DLTensor tq = tensor(q, d->dt, 2, shape, NULL), ts2 = tensor(s2, d->dt, 2, shape, NULL);
+    DLTensor tdz2 = tensor(dz2, d->dt, 2, shape, NULL), tqw = tensor(qw, d->dt, 2, shape, NULL);
+    memset(out, 0xAB, bytes);
+    memset(s2, 0xAB, bytes);
+    memset(q, 0xAB, bytes);
+    CHECK_OK(era_softmax_forward_saved_dw(h, &tz, &to, &ts2, &tq, NULL));
+    CHECK_SAME_BITS(out, out_ref, bytes);
+    CHECK_SAME_BITS(s2, saved, bytes);
+    /* dw/dh = (1/sqrt(2u) + 0.75)/h at the saved probabilities, computed here */
+    const double C = exp(H0 - 1.0), ub = log(TAU) / TAU, slope = (ub - C / N) / (1.0 - 1.0 / N), b0 = (C - slope) / N;
+    double qv[B * N], qref[B * N];
+    get(d, s2, sv, nz);
+    get(d, q, qv, nz);
+    for (size_t i = 0; i < nz; i++) {
+      double hh = slope * sv[i] + b0, u = -1.0 - log(hh);
+      qref[i] = (1.0 / sqrt(2.0 * u) + 0.75) / hh;
+    }
+    CHECK_ARRAY_CLOSE(qv, qref, nz, 0.0, d->size == 8 ? 1e-12 : 2e-5);
+    /* the backward: the same bits as from saved alone (and, in float32, as from z) */
+    memset(dz2, 0xAB, bytes);
+    CHECK_OK(era_softmax_backward_saved_dw(h, &ts2, &tq, &tg, &tdz2, NULL));
+    CHECK_SAME_BITS(dz2, dz, bytes);
+    if (d->size == 4) CHECK_SAME_BITS(dz2, dz_ref, bytes);
+    /* grad_z over dwdh */
+    memcpy(qw, q, bytes);
+    CHECK_OK(era_softmax_backward_saved_dw(h, &ts2, &tqw, &tg, &tqw, NULL));
+    CHECK_SAME_BITS(qw, dz, bytes);
+    /* rank 3 */
+    DLTensor tz3 = tensor(z, d->dt, 3, (int64_t[3]){B, 1, N}, NULL), ts3 = tensor(s2, d->dt, 3, (int64_t[3]){B, 1, N}, NULL);
+    DLTensor tq3 = tensor(q, d->dt, 3, (int64_t[3]){B, 1, N}, NULL), to3 = tensor(out, d->dt, 3, (int64_t[3]){B, 1, N}, NULL);
+    DLTensor tg3 = tensor(g, d->dt, 3, (int64_t[3]){B, 1, N}, NULL), tw3 = tensor(work2, d->dt, 3, (int64_t[3]){B, 1, N}, NULL);
+    CHECK_OK(era_softmax_forward_saved_dw(h, &tz3, &to3, &ts3, &tq3, NULL));
+    CHECK_SAME_BITS(out, out_ref, bytes);
+    CHECK_OK(era_softmax_backward_saved_dw(h, &ts3, &tq3, &tg3, &tw3, NULL));
+    CHECK_SAME_BITS(work2, dz, bytes);
   }
 
   snprintf(sec, sizeof sec, "softmax %s: rank 3", d->name);
@@ -697,6 +740,69 @@ static void test_softmax_errors(void) {
   era_head_free(tk);
 }
 
+static void test_softmax_dw_errors(void) {
+  SECTION("softmax saved with dw/dh: errors");
+  EraHead* h = new_softmax(N, 1.1, 5.0);
+  EraHead* ga = new_gaussian(N, -3.0, -5.0, 0.0);
+  CHECK(h != NULL && ga != NULL);
+  if (!h || !ga) {
+    era_head_free(h);
+    era_head_free(ga);
+    return;
+  }
+  enum { R = 3 };
+  double z[R * N], g[R * N], out[R * N], saved[R * N], q[R * N], dz[R * N], both[2 * R * N];
+  for (int i = 0; i < R * N; i++) {
+    z[i] = 0.25 * i - 2.0;
+    g[i] = 0.1 * (i % 5) - 0.2;
+  }
+  int64_t shape[2] = {R, N}, wrong_b[2] = {R - 1, N};
+  DLTensor tz = tensor_f64(z, 2, shape), tg = tensor_f64(g, 2, shape), to = tensor_f64(out, 2, shape);
+  DLTensor ts = tensor_f64(saved, 2, shape), tq = tensor_f64(q, 2, shape), tdz = tensor_f64(dz, 2, shape);
+  CHECK_OK(era_softmax_forward_saved_dw(h, &tz, &to, &ts, &tq, NULL));
+  CHECK_OK(era_softmax_backward_saved_dw(h, &ts, &tq, &tg, &tdz, NULL));
+
+  CHECK_STATUS(era_softmax_forward_saved_dw(NULL, &tz, &to, &ts, &tq, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, NULL, &to, &ts, &tq, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, NULL, &ts, &tq, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, NULL, &tq, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &ts, NULL, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_backward_saved_dw(NULL, &ts, &tq, &tg, &tdz, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, NULL, &tq, &tg, &tdz, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, NULL, &tg, &tdz, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, &tq, NULL, &tdz, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, &tq, &tg, NULL, NULL), ERA_STATUS_NULL_POINTER);
+  CHECK_STATUS(era_softmax_forward_saved_dw(ga, &tz, &to, &ts, &tq, NULL), ERA_STATUS_WRONG_HEAD_KIND);
+  CHECK_STATUS(era_softmax_backward_saved_dw(ga, &ts, &tq, &tg, &tdz, NULL), ERA_STATUS_WRONG_HEAD_KIND);
+
+  DLTensor t = tq;
+  t.shape = wrong_b;
+  poison(out, R * N);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &ts, &t, NULL), ERA_STATUS_INVALID_SHAPE);
+  CHECK(untouched(out, R * N));
+  poison(dz, R * N);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, &t, &tg, &tdz, NULL), ERA_STATUS_INVALID_SHAPE);
+  CHECK(untouched(dz, R * N));
+
+  float f[R * N];
+  for (int i = 0; i < R * N; i++) f[i] = (float)z[i];
+  DLTensor tf = tensor_f32(f, 2, shape);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &ts, &tf, NULL), ERA_STATUS_UNSUPPORTED_DTYPE);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, &tf, &tg, &tdz, NULL), ERA_STATUS_UNSUPPORTED_DTYPE);
+
+  DLTensor tb1 = tensor_f64(both, 2, shape), tb2 = tensor_f64(both + 1, 2, shape);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &ts, &ts, NULL), ERA_STATUS_INVALID_LAYOUT);
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &tb1, &tb2, NULL), ERA_STATUS_INVALID_LAYOUT);
+  CHECK_ERR_MENTIONS("overlap");
+
+  DLTensor c = tq;
+  c.device.device_type = kDLCUDA;
+  CHECK_STATUS(era_softmax_forward_saved_dw(h, &tz, &to, &ts, &c, NULL), ERA_STATUS_UNSUPPORTED_DEVICE);
+  CHECK_STATUS(era_softmax_backward_saved_dw(h, &ts, &c, &tg, &tdz, NULL), ERA_STATUS_UNSUPPORTED_DEVICE);
+  era_head_free(h);
+  era_head_free(ga);
+}
+
 int main(void) {
   for (int i = 0; i < 2; i++) {
     test_gaussian(&DTS[i]);
@@ -704,5 +810,6 @@ int main(void) {
   }
   test_gaussian_errors();
   test_softmax_errors();
+  test_softmax_dw_errors();
   return check_finish();
 }

@@ -462,6 +462,10 @@ FUNCTIONS = {
     'era_softmax_forward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_softmax_backward_saved(const EraHead * head, const DLTensor * saved, const DLTensor * grad_out, DLTensor * grad_z, void * stream)
     'era_softmax_backward_saved': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_softmax_forward_saved_dw(const EraHead * head, const DLTensor * z, DLTensor * out, DLTensor * saved, DLTensor * dwdh, void * stream)
+    'era_softmax_forward_saved_dw': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
+    # EraStatus era_softmax_backward_saved_dw(const EraHead * head, const DLTensor * saved, const DLTensor * dwdh, const DLTensor * grad_out, DLTensor * grad_z, void * stream)
+    'era_softmax_backward_saved_dw': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_forward(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
     'era_token_forward': (EraStatus, [ctypes.c_void_p, ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.POINTER(DLTensor), ctypes.c_void_p]),
     # EraStatus era_token_forward_temperature(const EraHead * head, const DLTensor * logits, const DLTensor * labels, const DLTensor * response_ids, const DLTensor * advantages, const DLTensor * temperature, DLTensor * logprobs_out, DLTensor * entropy_out, DLTensor * scale_out, DLTensor * advantages_out, DLTensor * response_entropy_out, void * stream)
@@ -522,6 +526,8 @@ ARGNAMES = {
     'era_gaussian_backward_saved': ['head', 'saved', 'delta', 'grad_out', 'grad_z', 'grad_delta', 'stream'],
     'era_softmax_forward_saved': ['head', 'z', 'out', 'saved', 'stream'],
     'era_softmax_backward_saved': ['head', 'saved', 'grad_out', 'grad_z', 'stream'],
+    'era_softmax_forward_saved_dw': ['head', 'z', 'out', 'saved', 'dwdh', 'stream'],
+    'era_softmax_backward_saved_dw': ['head', 'saved', 'dwdh', 'grad_out', 'grad_z', 'stream'],
     'era_token_forward': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_forward_temperature': ['head', 'logits', 'labels', 'response_ids', 'advantages', 'temperature', 'logprobs_out', 'entropy_out', 'scale_out', 'advantages_out', 'response_entropy_out', 'stream'],
     'era_token_backward': ['head', 'logits', 'labels', 'response_ids', 'scale', 'grad_logprobs', 'grad_logits_out', 'stream'],

@@ -451,6 +451,55 @@ function era_softmax_backward_saved(head, saved, grad_out, grad_z, stream)
     @ccall liberapath().era_softmax_backward_saved(head::Ptr{EraHead}, saved::Ptr{DLTensor}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
 end
 
+"""
+    era_softmax_forward_saved_dw(head, z, out, saved, dwdh, stream) -> EraStatus
+
+`EraStatus era_softmax_forward_saved_dw(const EraHead * head, const DLTensor * z, DLTensor * out, DLTensor * saved, DLTensor * dwdh, void * stream)`
+
+`era_softmax_forward_saved` that also writes a second residual, `dwdh =
+dw/dh = (1/sqrt(2u) + 0.75)/h` per element (docs/math.md#saved-softmax):
+with both, `era_softmax_backward_saved_dw` computes the backward with one
+multiply-add per element on the vectorised float32 kernels. `out` and
+`saved` are the same bits as `era_softmax_forward_saved` writes. `z`,
+`out`, `saved`, `dwdh`: the same shape `[..., n]` and dtype (float32 or
+float64); the three outputs must not overlap each other (any may alias
+`z`). Host memory only.
+
+Errors: as `era_softmax_forward_saved`; `INVALID_LAYOUT` when two outputs
+overlap.
+
+# Safety
+Every pointer is NULL or valid; the tensors describe live memory.
+"""
+function era_softmax_forward_saved_dw(head, z, out, saved, dwdh, stream)
+    @ccall liberapath().era_softmax_forward_saved_dw(head::Ptr{EraHead}, z::Ptr{DLTensor}, out::Ptr{DLTensor}, saved::Ptr{DLTensor}, dwdh::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
+"""
+    era_softmax_backward_saved_dw(head, saved, dwdh, grad_out, grad_z, stream) -> EraStatus
+
+`EraStatus era_softmax_backward_saved_dw(const EraHead * head, const DLTensor * saved, const DLTensor * dwdh, const DLTensor * grad_out, DLTensor * grad_z, void * stream)`
+
+Softmax-head backward (VJP) from the two residuals that
+`era_softmax_forward_saved_dw` wrote: on the vectorised float32 kernels
+one multiply-add per element and a sum per row (no exponential,
+logarithm, square root or division), the same bits as
+`era_head_backward`; elsewhere (float64, and heads whose float32 rows run
+in float64) it computes what `era_softmax_backward_saved` computes from
+`saved` and does not read `dwdh`. `saved`, `dwdh`, `grad_out`, `grad_z`:
+the same shape and dtype; `grad_z` may alias any input. Residuals that
+are not what the forward wrote give a result without meaning (they are
+not checked). Host memory only.
+
+Errors: as `era_softmax_backward_saved`.
+
+# Safety
+Every pointer is NULL or valid; the tensors describe live memory.
+"""
+function era_softmax_backward_saved_dw(head, saved, dwdh, grad_out, grad_z, stream)
+    @ccall liberapath().era_softmax_backward_saved_dw(head::Ptr{EraHead}, saved::Ptr{DLTensor}, dwdh::Ptr{DLTensor}, grad_out::Ptr{DLTensor}, grad_z::Ptr{DLTensor}, stream::Ptr{Cvoid})::EraStatus
+end
+
 # name -> argument names, in header order (the wrappers of every era_functions*.jl).
 const FUNCTIONS = (
     era_abi_version = (),
@@ -485,6 +534,8 @@ const FUNCTIONS = (
     era_gaussian_backward_saved = (:head, :saved, :delta, :grad_out, :grad_z, :grad_delta, :stream),
     era_softmax_forward_saved = (:head, :z, :out, :saved, :stream),
     era_softmax_backward_saved = (:head, :saved, :grad_out, :grad_z, :stream),
+    era_softmax_forward_saved_dw = (:head, :z, :out, :saved, :dwdh, :stream),
+    era_softmax_backward_saved_dw = (:head, :saved, :dwdh, :grad_out, :grad_z, :stream),
     era_token_forward = (:head, :logits, :labels, :response_ids, :advantages, :logprobs_out, :entropy_out, :scale_out, :advantages_out, :response_entropy_out, :stream),
     era_token_forward_temperature = (:head, :logits, :labels, :response_ids, :advantages, :temperature, :logprobs_out, :entropy_out, :scale_out, :advantages_out, :response_entropy_out, :stream),
     era_token_backward = (:head, :logits, :labels, :response_ids, :scale, :grad_logprobs, :grad_logits_out, :stream),
