@@ -1,6 +1,6 @@
 // era::GaussianHead::forward_saved / backward_saved and era::SoftmaxHead::forward_saved /
-// backward_saved (docs/math.md#saved-softmax), float and double: the same bits as
-// forward_delta / backward_delta and forward / backward through every overload (views,
+// backward_saved and forward_saved_dw / backward_saved_dw (docs/math.md#saved-softmax),
+// float and double: the same bits as forward_delta / backward_delta and forward / backward through every overload (views,
 // DLTensors, contiguous ranges, the stored delta, one delta, one delta per row), saved
 // against a softmax computed here, a strided view, and the errors as era::Error.
 #include "check.hpp"
@@ -209,6 +209,36 @@ template <typename T> void softmax() {
     std::vector<T> wide(static_cast<std::size_t>(B * (N + 1)));
     CHECK_THROWS(head.forward_saved(wide, wide, saved, era::Shape{B, N + 1}), ERA_STATUS_INVALID_SHAPE);
     CHECK_THROWS(head.backward_saved(saved, g, dz, era::Shape{B, N + 1}), ERA_STATUS_INVALID_SHAPE);
+
+    SECTION(sizeof(T) == 8 ? "softmax double: with dw/dh" : "softmax float: with dw/dh");
+    std::vector<T> saved2(n), dwdh(n), dz2(n);
+    head.forward_saved_dw(z, out, saved2, dwdh, shape);
+    CHECK(same_bits(out, out_ref) && same_bits(saved2, saved));
+    head.backward_saved_dw(saved2, dwdh, g, dz2, shape);
+    CHECK(same_bits(dz2, dz));  // backward_saved's bits (and, in float, backward's)
+    // views, grad_z over dwdh
+    head.backward_saved_dw(era::view(saved2, shape), era::view(dwdh, shape), era::view(g, shape),
+                           era::view(dwdh, shape));
+    CHECK(same_bits(dwdh, dz));
+    {
+        auto vz = era::view(z, shape);
+        auto vo = era::view(out, shape);
+        auto vs = era::view(saved2, shape);
+        auto vq = era::view(dwdh, shape);
+        auto vg = era::view(g, shape);
+        auto vdz = era::view(dz2, shape);
+        const DLTensor tz = vz.dlpack(), tg = vg.dlpack();
+        DLTensor to = vo.dlpack(), ts = vs.dlpack(), tq = vq.dlpack(), tdz = vdz.dlpack();
+        head.forward_saved_dw(tz, to, ts, tq);
+        std::fill(dz2.begin(), dz2.end(), T(7));
+        head.backward_saved_dw(ts, tq, tg, tdz);
+        CHECK(same_bits(dz2, dz));
+        CHECK_THROWS_TEXT(head.forward_saved_dw(tz, to, ts, ts), ERA_STATUS_INVALID_LAYOUT, "overlap");
+        DLTensor cq = tq;
+        cq.device.device_type = kDLCUDA;
+        CHECK_THROWS(head.backward_saved_dw(ts, cq, tg, tdz), ERA_STATUS_UNSUPPORTED_DEVICE);
+    }
+    CHECK_THROWS(head.forward_saved_dw(wide, wide, saved, dwdh, era::Shape{B, N + 1}), ERA_STATUS_INVALID_SHAPE);
 }
 
 void wrong_kind() {

@@ -442,6 +442,62 @@ public:
         return grad_z;
     }
 
+    /// forward_saved that also writes the second residual `dwdh` = dw/dh per element
+    /// (docs/math.md#saved-softmax), of z's shape and type: with both, backward_saved_dw
+    /// computes no exponential, logarithm, square root or division on the vectorised float
+    /// kernels. `out` and `saved` are forward_saved's bits; the three outputs must not
+    /// overlap (any may alias z). Host memory only.
+    template <typename T>
+    void forward_saved_dw(ConstView<T> z, View<T> out, View<T> saved, View<T> dwdh, void* stream = nullptr) const {
+        const DLTensor tz = z.dlpack();
+        DLTensor tout = out.dlpack(), ts = saved.dlpack(), tq = dwdh.dlpack();
+        check(era_softmax_forward_saved_dw(handle_, &tz, &tout, &ts, &tq, stream));
+    }
+    /// forward_saved_dw on DLTensors.
+    void forward_saved_dw(const DLTensor& z, DLTensor& out, DLTensor& saved, DLTensor& dwdh,
+                          void* stream = nullptr) const {
+        check(era_softmax_forward_saved_dw(handle_, &z, &out, &saved, &dwdh, stream));
+    }
+    /// forward_saved_dw on contiguous ranges holding `shape` (checked).
+    template <typename Z, typename Out, typename S, typename Q, detail::enable_if_input_t<Z> = 0,
+              detail::enable_if_output_t<Out> = 0, detail::enable_if_output_t<S> = 0,
+              detail::enable_if_output_t<Q> = 0>
+    void forward_saved_dw(const Z& z, Out& out, S& saved, Q& dwdh, const Shape& shape) const {
+        using T = detail::element_t<Z>;
+        static_assert(std::is_same<T, detail::element_t<Out>>::value && std::is_same<T, detail::element_t<S>>::value &&
+                          std::is_same<T, detail::element_t<Q>>::value,
+                      "era: z, out, saved and dwdh differ in element type");
+        forward_saved_dw(detail::arg(z, shape, "z"), detail::arg(out, shape, "out"), detail::arg(saved, shape, "saved"),
+                         detail::arg(dwdh, shape, "dwdh"));
+    }
+
+    /// VJP from both residuals that forward_saved_dw wrote: the same bits as backward on the
+    /// vectorised float kernels; elsewhere backward_saved's result (dwdh unread). grad_z may
+    /// alias any input. Host memory only.
+    template <typename T>
+    void backward_saved_dw(ConstView<T> saved, ConstView<T> dwdh, ConstView<T> grad_out, View<T> grad_z,
+                           void* stream = nullptr) const {
+        const DLTensor ts = saved.dlpack(), tq = dwdh.dlpack(), tg = grad_out.dlpack();
+        DLTensor tgz = grad_z.dlpack();
+        check(era_softmax_backward_saved_dw(handle_, &ts, &tq, &tg, &tgz, stream));
+    }
+    /// backward_saved_dw on DLTensors.
+    void backward_saved_dw(const DLTensor& saved, const DLTensor& dwdh, const DLTensor& grad_out, DLTensor& grad_z,
+                           void* stream = nullptr) const {
+        check(era_softmax_backward_saved_dw(handle_, &saved, &dwdh, &grad_out, &grad_z, stream));
+    }
+    /// backward_saved_dw on contiguous ranges holding `shape` (checked).
+    template <typename S, typename Q, typename G, typename GZ, detail::enable_if_input_t<S> = 0,
+              detail::enable_if_input_t<Q> = 0, detail::enable_if_input_t<G> = 0, detail::enable_if_output_t<GZ> = 0>
+    void backward_saved_dw(const S& saved, const Q& dwdh, const G& grad_out, GZ& grad_z, const Shape& shape) const {
+        using T = detail::element_t<S>;
+        static_assert(std::is_same<T, detail::element_t<Q>>::value && std::is_same<T, detail::element_t<G>>::value &&
+                          std::is_same<T, detail::element_t<GZ>>::value,
+                      "era: saved, dwdh, grad_out and grad_z differ in element type");
+        backward_saved_dw(detail::arg(saved, shape, "saved"), detail::arg(dwdh, shape, "dwdh"),
+                          detail::arg(grad_out, shape, "grad_out"), detail::arg(grad_z, shape, "grad_z"));
+    }
+
 private:
     SoftmaxHead(EraHead* handle, bool free_on_error) : RowHead(handle, free_on_error) {}
 };

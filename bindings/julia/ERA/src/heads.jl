@@ -367,6 +367,40 @@ function backward_saved(h::GaussianHead, saved::AbstractArray, delta, grad_out::
     return grad_z, (delta isa Number ? scalar_value(grad_d) : grad_d)
 end
 
+"""
+    forward_saved_dw!(out, saved, dwdh, head::SoftmaxHead, z) -> (out, saved, dwdh)
+
+[`forward_saved!`](@ref) that also writes the second residual `dwdh = dw/dh` per element
+(docs/math.md#saved-softmax): with both, [`backward_saved_dw!`](@ref) computes the backward
+with one multiply-add per element on the vectorised Float32 kernels. `out` and `saved` are
+`forward_saved!`'s bits; the three outputs have the size and element type of `z` and must not
+overlap (any may be `z`). Host arrays only (`era_softmax_forward_saved_dw`).
+"""
+function forward_saved_dw!(out::AbstractArray, saved::AbstractArray, dwdh::AbstractArray, h::SoftmaxHead, z::AbstractArray)
+    zt, ot, st, qt = dlarg(z), dlarg(out), dlarg(saved), dlarg(dwdh)
+    GC.@preserve h zt ot st qt begin
+        check(era_softmax_forward_saved_dw(h, zt, ot, st, qt, dlstream(z)), "era_softmax_forward_saved_dw")
+    end
+    return out, saved, dwdh
+end
+
+"""
+    backward_saved_dw!(grad_z, head::SoftmaxHead, saved, dwdh, grad_out) -> grad_z
+
+The VJP from both residuals that [`forward_saved_dw!`](@ref) wrote: the same bits as
+[`backward!`](@ref) on the vectorised Float32 kernels, [`backward_saved!`](@ref)'s result
+elsewhere (`dwdh` unread). `grad_z` may be any of the inputs. Host arrays only
+(`era_softmax_backward_saved_dw`).
+"""
+function backward_saved_dw!(grad_z::AbstractArray, h::SoftmaxHead, saved::AbstractArray, dwdh::AbstractArray,
+                            grad_out::AbstractArray)
+    st, qt, gt, dzt = dlarg(saved), dlarg(dwdh), dlarg(grad_out), dlarg(grad_z)
+    GC.@preserve h st qt gt dzt begin
+        check(era_softmax_backward_saved_dw(h, st, qt, gt, dzt, dlstream(saved)), "era_softmax_backward_saved_dw")
+    end
+    return grad_z
+end
+
 # ------------------------------------------------------------------- masked Gaussian
 
 _fill_ref(fill::Nothing) = C_NULL

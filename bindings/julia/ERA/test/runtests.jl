@@ -143,6 +143,11 @@ end
             else
                 @test dz ≈ backward(s, zs, gs) rtol = 1e-12
             end
+            # with the second residual dw/dh: backward_saved's bits
+            o3, s3, q3 = ERA.forward_saved_dw!(similar(zs), similar(zs), similar(zs), s, zs)
+            @test o3 == out && s3 == saved
+            @test ERA.backward_saved_dw!(similar(zs), s, s3, q3, gs) == dz
+            @test_throws ERAError ERA.forward_saved_dw!(o3, s3, s3, s, zs)
 
             # errors: out and saved overlap, a wrong size, host memory only
             @test_throws ERAError ERA.forward_saved!(o2, o2, h, z)
