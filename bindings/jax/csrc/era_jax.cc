@@ -528,7 +528,7 @@ XLA_FFI_Error* call_v01(Handler* h, XLA_FFI_CallFrame* cf) {
   X(gaussian_fwd_saved, gaussian_fwd_saved_binding, GaussianFwdSaved)   \
   X(gaussian_bwd_saved, gaussian_bwd_binding, GaussianBwdSaved)         \
   X(softmax_fwd_saved, softmax_fwd_saved_binding, SoftmaxFwdSaved)      \
-  X(softmax_bwd_saved, softmax_bwd_binding, SoftmaxBwdSaved)
+  X(softmax_bwd_saved, softmax_bwd_saved_binding, SoftmaxBwdSaved)
 
 // `ERA_JAX_EXPORT_CPU(op, binding, impl)` defines the C handler `era_jax_<op>_cpu`.
 #define ERA_JAX_EXPORT_CPU(name, binding, impl)                              \

@@ -2,14 +2,16 @@
 ``custom_vjp`` (the library's backward; the Gaussian head's d/d delta included) and batching
 rules (``custom_vmap``), built on the helpers of ``_ops.py``. No math here.
 
-The backward's residual (docs/math.md#saved-softmax): on the CPU the forward is
-``era_gaussian_fwd_saved`` / ``era_softmax_fwd_saved``, which also returns ``softmax(z)``,
-and the backward (``era_gaussian_bwd_saved`` / ``era_softmax_bwd_saved``) starts from it, so
-forward and backward compute each exponential once. The era functions behind those targets
-take host memory only: on other platforms (CUDA) the residual is ``z`` itself and the
-backward is ``era_gaussian_bwd`` / ``era_softmax_bwd``, which computes ``softmax(z)`` again.
-``jax.lax.platform_dependent`` picks the branch when the computation is lowered; the residual
-has the shape and dtype of ``z`` on both.
+The backward's residuals (docs/math.md#saved-softmax): on the CPU the forward is
+``era_gaussian_fwd_saved`` / ``era_softmax_fwd_saved``, which also returns ``softmax(z)``
+(the softmax head's also ``dw/dh``), and the backward (``era_gaussian_bwd_saved`` /
+``era_softmax_bwd_saved``) starts from them, so forward and backward compute each
+exponential once (and the softmax head each logarithm and square root once). The era
+functions behind those targets take host memory only: on other platforms (CUDA) the residual
+is ``z`` itself and the backward is ``era_gaussian_bwd`` / ``era_softmax_bwd``, which
+computes ``softmax(z)`` again. ``jax.lax.platform_dependent`` picks the branch when the
+computation is lowered; the residuals have the shape and dtype of ``z`` on both (the softmax
+head's are a pair on both: ``z`` twice on other platforms).
 """
 
 from __future__ import annotations
@@ -207,8 +209,8 @@ def gaussian_log_std(z, *, target_entropy, log_std_min=None, log_std_max=None, d
 
 
 def _softmax_bwd_call(target: str, attrs: dict):
-    """The backward through ``target`` (``era_softmax_bwd``, whose first operand is ``z``,
-    or ``era_softmax_bwd_saved``, whose first operand is ``softmax(z)``), with its batching rule."""
+    """The backward through ``era_softmax_bwd`` (whose first operand is ``z``), with its
+    batching rule."""
 
     @_compat.custom_vmap
     def bwd_call(r, g):
@@ -222,10 +224,27 @@ def _softmax_bwd_call(target: str, attrs: dict):
     return bwd_call
 
 
+def _softmax_bwd_saved_call(attrs: dict):
+    """The backward through ``era_softmax_bwd_saved`` (whose operands are the residuals
+    ``softmax(z)`` and ``dw/dh``, then the cotangent), with its batching rule."""
+
+    @_compat.custom_vmap
+    def bwd_call(s, q, g):
+        return _compat.ffi_call(_SOFTMAX_BWD_SAVED, _out(s.shape, s.dtype, s), s, q, g, **attrs)
+
+    @bwd_call.def_vmap
+    def _bwd_rule(axis_size, in_batched, s, q, g):
+        sb, qb, gb = in_batched
+        return bwd_call(_bcast(s, sb, axis_size), _bcast(q, qb, axis_size), _bcast(g, gb, axis_size)), True
+
+    return bwd_call
+
+
 @functools.lru_cache(maxsize=None)
 def _softmax_fn(h0: float, tau: float, save_softmax: bool = True):
-    """The head's ``custom_vjp`` for one configuration. ``save_softmax``: the residual is
-    ``softmax(z)`` on the CPU (the *_saved targets); False: ``z`` on every platform."""
+    """The head's ``custom_vjp`` for one configuration. ``save_softmax``: the residuals are
+    ``softmax(z)`` and ``dw/dh`` on the CPU (the *_saved targets); False: ``z`` on every
+    platform."""
     attrs = dict(target_entropy=np.float64(h0), tau=np.float64(tau))
 
     @_compat.custom_vmap
@@ -239,25 +258,25 @@ def _softmax_fn(h0: float, tau: float, save_softmax: bool = True):
     @_compat.custom_vmap
     def fwd_saved_call(z):
         o = _out(z.shape, z.dtype, z)
-        out, saved = _compat.ffi_call(_SOFTMAX_FWD_SAVED, (o, o), z, **attrs)
-        return out, saved
+        out, saved, dwdh = _compat.ffi_call(_SOFTMAX_FWD_SAVED, (o, o, o), z, **attrs)
+        return out, saved, dwdh
 
     @fwd_saved_call.def_vmap
     def _fwd_saved_rule(axis_size, in_batched, z):
-        return fwd_saved_call(z), (True, True)
+        return fwd_saved_call(z), (True, True, True)
 
     bwd_call = _softmax_bwd_call(_SOFTMAX_BWD, attrs)
-    bwd_saved_call = _softmax_bwd_call(_SOFTMAX_BWD_SAVED, attrs)
+    bwd_saved_call = _softmax_bwd_saved_call(attrs)
 
     def primal(z):
         return _like(fwd_call(z), z)
 
-    def saved_fwd(z):  # CPU: (out, softmax(z))
-        out, saved = fwd_saved_call(z)
-        return _like(out, z), _like(saved, z)
+    def saved_fwd(z):  # CPU: (out, (softmax(z), dw/dh))
+        out, saved, dwdh = fwd_saved_call(z)
+        return _like(out, z), (_like(saved, z), _like(dwdh, z))
 
-    def plain_fwd(z):  # elsewhere: (out, z)
-        return primal(z), z
+    def plain_fwd(z):  # elsewhere: (out, (z, z)), the CPU's structure
+        return primal(z), (z, z)
 
     @jax.custom_vjp
     def op(z):
@@ -268,10 +287,11 @@ def _softmax_fn(h0: float, tau: float, save_softmax: bool = True):
             return jax.lax.platform_dependent(z, cpu=saved_fwd, default=plain_fwd)
         return plain_fwd(z)
 
-    def op_bwd(r, g):
+    def op_bwd(res, g):
+        r, q = res
         g = g.astype(r.dtype)
         if save_softmax:
-            gz = jax.lax.platform_dependent(r, g, cpu=bwd_saved_call, default=bwd_call)
+            gz = jax.lax.platform_dependent(r, q, g, cpu=bwd_saved_call, default=lambda z, _, g: bwd_call(z, g))
         else:
             gz = bwd_call(r, g)
         return (_like(gz, r),)
@@ -292,9 +312,9 @@ def softmax_logits(z, *, target_entropy, tau=None):
 
     Returns:
       the new logits, shape and dtype of ``z`` (their row minimum is 0). For the
-      gradient, the forward saves ``softmax(z)`` on the CPU (the backward then computes
-      no exponential, docs/math.md#saved-softmax) and ``z`` on other platforms (the
-      backward computes ``softmax(z)`` again).
+      gradient, the forward saves ``softmax(z)`` and ``dw/dh`` on the CPU (the backward
+      then computes no exponential, logarithm or square root, docs/math.md#saved-softmax)
+      and ``z`` on other platforms (the backward computes them again).
     """
     native.register_targets()
     z = _float_array(z, "z")
