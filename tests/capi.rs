@@ -166,3 +166,36 @@ fn num_threads_is_configured_reported_and_saved() {
         era_head_free(h2);
     }
 }
+
+/// Ranks above the eight a descriptor keeps in place (up to the largest, 32)
+/// give the results of rank 2, with strides given or implied, into outputs of
+/// any of those ranks; rank 33 is refused.
+#[test]
+fn every_rank_up_to_the_largest_gives_the_rank_two_results() {
+    let h = gaussian(3, -1.5);
+    let mut z = [0.5f64, -1.0, 2.0, 0.25, 1.5, -0.5];
+    let mut want = [0.0f64; 6];
+    let zp = z.as_mut_ptr();
+    assert_eq!(forward(h, &mut T::new(zp as _, F64, &[2, 3], None), &mut T::f64(&mut want, &[2, 3])), EraStatus::Ok);
+    for rank in [3usize, 8, 9, 17, 32] {
+        // [2, 1, ..., 1, 3]
+        let mut shape = vec![1i64; rank];
+        shape[0] = 2;
+        shape[rank - 1] = 3;
+        let mut strides = vec![3i64; rank];
+        strides[rank - 1] = 1;
+        for given in [None, Some(&strides[..])] {
+            let mut o = [0.0f64; 6];
+            let op = o.as_mut_ptr();
+            let status = forward(h, &mut T::new(zp as _, F64, &shape, given), &mut T::new(op as _, F64, &shape, given));
+            assert_eq!(status, EraStatus::Ok, "rank {rank}: {}", last_error());
+            assert_eq!(o, want, "rank {rank}");
+        }
+    }
+    let shape = vec![1i64; 33];
+    let mut o = [0.0f64; 1];
+    let op = o.as_mut_ptr();
+    assert_eq!(forward(h, &mut T::new(zp as _, F64, &shape, None), &mut T::new(op as _, F64, &shape, None)), EraStatus::InvalidShape);
+    assert!(last_error().contains("rank 33"), "{}", last_error());
+    unsafe { era_head_free(h) };
+}

@@ -67,32 +67,47 @@ pub(crate) const KDL_CUDA_MANAGED: i32 = 13;
 /// Largest rank accepted (DLPack has no limit; this guards allocations).
 pub(crate) const MAX_NDIM: i32 = 32;
 
-/// Up to [`MAX_NDIM`] values held in place (a descriptor's extents or
-/// strides), so that describing a tensor allocates nothing.
-#[derive(Clone, Copy)]
-pub(crate) struct Dims<T> {
-    len: usize,
-    v: [T; MAX_NDIM as usize],
+/// Ranks up to this many keep a descriptor's extents and strides in place.
+const INLINE_NDIM: usize = 8;
+
+/// Up to [`MAX_NDIM`] values (a descriptor's extents or strides): held in place
+/// up to [`INLINE_NDIM`], so that describing a tensor of a usual rank
+/// allocates nothing and a descriptor stays small (every call builds several
+/// and moves them around), else on the heap.
+#[derive(Clone)]
+pub(crate) enum Dims<T> {
+    Inline(usize, [T; INLINE_NDIM]),
+    Heap(Vec<T>),
 }
 
 impl<T: Copy + Default> Dims<T> {
     /// `len` default values (`len <= MAX_NDIM`, which [`Desc::new`] checks first).
     fn new(len: usize) -> Self {
         debug_assert!(len <= MAX_NDIM as usize);
-        Dims { len: len.min(MAX_NDIM as usize), v: [T::default(); MAX_NDIM as usize] }
+        if len <= INLINE_NDIM {
+            Dims::Inline(len, [T::default(); INLINE_NDIM])
+        } else {
+            Dims::Heap(vec![T::default(); len.min(MAX_NDIM as usize)])
+        }
     }
 }
 
 impl<T> std::ops::Deref for Dims<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.v[..self.len]
+        match self {
+            Dims::Inline(len, v) => &v[..*len],
+            Dims::Heap(v) => v,
+        }
     }
 }
 
 impl<T> std::ops::DerefMut for Dims<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.v[..self.len]
+        match self {
+            Dims::Inline(len, v) => &mut v[..*len],
+            Dims::Heap(v) => v,
+        }
     }
 }
 
@@ -383,7 +398,7 @@ impl<'a> Desc<'a> {
 
     /// Fails unless no two indices of this (output) tensor address the same element.
     pub fn check_writable(&self) -> Result<()> {
-        let mut all = [(0usize, 0usize); MAX_NDIM as usize];
+        let mut all = Dims::<(usize, usize)>::new(self.shape.len());
         let mut k = 0;
         for (&n, &s) in self.shape.iter().zip(self.strides.iter()).filter(|(&n, _)| n > 1) {
             all[k] = (s.unsigned_abs(), n);
@@ -425,7 +440,7 @@ impl<'a> Desc<'a> {
             }
             abs[i] = s.unsigned_abs();
         }
-        Some((p, self.shape, abs))
+        Some((p, self.shape.clone(), abs))
     }
 
     fn negative_axes(&self) -> impl Iterator<Item = usize> + '_ {

@@ -16,7 +16,7 @@ use crate::heads::token::{ColumnOutputs, DecideOutputs, IndexViewMut};
 
 /// Fails unless `columns` has the shape of `logits` with a last axis of 3.
 fn expect_columns_shape(columns: &Desc<'_>, logits: &Desc<'_>) -> Result<()> {
-    let mut want = logits.shape;
+    let mut want = logits.shape.clone();
     if let Some(last) = want.last_mut() {
         *last = 3;
     }
