@@ -103,6 +103,58 @@ fn saved_softmax(c: &mut Criterion) {
     g.finish();
 }
 
+/// A DLPack descriptor of a contiguous f32 array (`shape` must outlive it).
+fn dl(a: &mut ArrayD<f32>, shape: &mut [i64]) -> era::capi::DLTensor {
+    use era::capi::{DLDataType, DLDevice, DLTensor};
+    DLTensor {
+        data: a.as_mut_ptr().cast(),
+        device: DLDevice { device_type: 1, device_id: 0 },
+        ndim: shape.len() as i32,
+        dtype: DLDataType { code: 2, bits: 32, lanes: 1 },
+        shape: shape.as_mut_ptr(),
+        strides: std::ptr::null_mut(),
+        byte_offset: 0,
+    }
+}
+
+/// The fixed cost of a call: the Gaussian forward that saves softmax(z) on 8 x 6 and
+/// 256 x 6 f32 rows, through the Rust API and through the C ABI (descriptors checked,
+/// the boundary, the head handle), one thread.
+fn call_cost(c: &mut Criterion) {
+    use era::capi::*;
+    let mut g = c.benchmark_group("call_cost");
+    for b in [8usize, 256] {
+        let d = 6usize;
+        let head = gaussian(d, 1);
+        let mut z = array(&[b, d], 2.0, 9);
+        let (mut out, mut saved, mut delta) =
+            (ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::zeros(z.raw_dim()), ArrayD::<f32>::from_elem(IxDyn(&[]), 0.1));
+        g.bench_with_input(BenchmarkId::new("rust", format!("{b}x{d}")), &(), |bch, _| {
+            bch.iter(|| {
+                head.forward_saving(z.view(), DeltaArg::Scalar(0.1), out.view_mut(), saved.view_mut()).unwrap_or_else(|e| panic!("{e}"))
+            })
+        });
+        let mut cfg = unsafe { std::mem::zeroed::<EraConfig>() };
+        assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_GAUSSIAN, &mut cfg) }, EraStatus::Ok);
+        cfg.dim = d as u64;
+        cfg.target_entropy = -0.5 * d as f64;
+        cfg.num_threads = 1;
+        let mut h = std::ptr::null_mut();
+        assert_eq!(unsafe { era_head_new(&cfg, &mut h) }, EraStatus::Ok);
+        let (mut sz, mut so, mut ss, mut s0) = ([b as i64, d as i64], [b as i64, d as i64], [b as i64, d as i64], []);
+        let (tz, td) = (dl(&mut z, &mut sz), dl(&mut delta, &mut s0));
+        let (mut to, mut ts) = (dl(&mut out, &mut so), dl(&mut saved, &mut ss));
+        g.bench_with_input(BenchmarkId::new("c_abi", format!("{b}x{d}")), &(), |bch, _| {
+            bch.iter(|| {
+                let st = unsafe { era_gaussian_forward_saved(h, &tz, &td, &mut to, &mut ts, std::ptr::null_mut()) };
+                assert_eq!(st, EraStatus::Ok);
+            })
+        });
+        unsafe { era_head_free(h) };
+    }
+    g.finish();
+}
+
 fn token_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("token");
     g.sample_size(10);
@@ -146,5 +198,5 @@ fn token_head(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gaussian_heads, softmax_heads, saved_softmax, token_head);
+criterion_group!(benches, gaussian_heads, softmax_heads, saved_softmax, call_cost, token_head);
 criterion_main!(benches);
