@@ -180,7 +180,7 @@ pub fn backward_row_saved(g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
 /// (docs/math.md#softmax-backward), with `u` formed as the backward forms it
 /// (the largest entry's from `1 - s_j` summed over the others) and floored at
 /// the smallest normal double; 0 where `s_i` is 0. The second residual of
-/// [`crate::heads::SoftmaxHead::forward_saving_dw`] on the rows that do not
+/// [`crate::SoftmaxHead::forward_saving_dw`] on the rows that do not
 /// take the vectorised f32 kernels; it grows like `1/sqrt(1 - s_j)` as
 /// `s_j -> 1` at `tau = e`, which is why the backward of those rows works from
 /// `s` instead.
