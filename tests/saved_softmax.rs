@@ -5,7 +5,6 @@
 //! values against a softmax written here, f64 finite differences, and every
 //! status of the four C functions.
 
-use std::ffi::c_void;
 use std::ptr::{null, null_mut};
 
 use era::capi::*;
@@ -243,20 +242,6 @@ fn min_w(head: &SoftmaxHead, z: &ArrayD<f64>, r: usize) -> f64 {
 }
 
 // ------------------------------------------------------------------ the C ABI
-
-fn f32t(data: &mut [f32], shape: &[i64]) -> Box<T> {
-    T::new(data.as_mut_ptr() as *mut c_void, F32, shape, None)
-}
-
-fn softmax_capi(n: u64, h0: f64) -> *mut EraHead {
-    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
-    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_SOFTMAX, &mut c) }, EraStatus::Ok);
-    c.num_classes = n;
-    c.target_entropy = h0;
-    let mut h = null_mut();
-    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
-    h
-}
 
 #[test]
 fn gaussian_saved_calls_match_the_delta_calls_through_the_abi() {

@@ -6,7 +6,6 @@
 //! written here in f64, the f64 path against finite differences, and every
 //! status of the two C functions.
 
-use std::ffi::c_void;
 use std::ptr::{null, null_mut};
 
 use era::capi::*;
@@ -223,20 +222,6 @@ fn the_degenerate_head_has_gradient_zero() {
 }
 
 // ------------------------------------------------------------------ the C ABI
-
-fn f32t(data: &mut [f32], shape: &[i64]) -> Box<T> {
-    T::new(data.as_mut_ptr() as *mut c_void, F32, shape, None)
-}
-
-fn softmax_capi(n: u64, h0: f64) -> *mut EraHead {
-    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
-    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_SOFTMAX, &mut c) }, EraStatus::Ok);
-    c.num_classes = n;
-    c.target_entropy = h0;
-    let mut h = null_mut();
-    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
-    h
-}
 
 #[test]
 fn the_dw_calls_match_the_head_calls_and_report_every_error() {

@@ -191,21 +191,43 @@ pub unsafe extern "C" fn era_softmax_forward_saved(
 ) -> EraStatus {
     ffi_boundary! {
         let _ = stream; // host memory only
-        let h = head_ref(head)?.as_softmax("era_softmax_forward_saved")?;
-        let zd = Desc::new(z, "z")?;
-        let od = Desc::new(out, "out")?;
-        let sd = Desc::new(saved, "saved")?;
-        check_outputs(&[&od, &sd])?;
-        expect_batch_shape(&zd, 1, &[])?;
-        expect_same_shape(&zd, &[&od, &sd])?;
-        host_only(&[&zd, &od, &sd], "era_softmax_forward_saved", "era_head_forward")?;
-        with_float!(zd.dtype, "z", T => {
-            od.expect_dtype(zd.dtype)?;
-            sd.expect_dtype(zd.dtype)?;
-            let zi = zd.input::<T>(&[&od, &sd])?;
-            h.forward_saving(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>())
-        })
+        softmax_forward_saved("era_softmax_forward_saved", head, z, out, saved, None)
     }
+}
+
+/// The body of `era_softmax_forward_saved` (`dwdh` `None`) and of
+/// `era_softmax_forward_saved_dw`.
+unsafe fn softmax_forward_saved(
+    op: &str,
+    head: *const EraHead,
+    z: *const DLTensor,
+    out: *mut DLTensor,
+    saved: *mut DLTensor,
+    dwdh: Option<*mut DLTensor>,
+) -> Result<()> {
+    let h = head_ref(head)?.as_softmax(op)?;
+    let zd = Desc::new(z, "z")?;
+    let od = Desc::new(out, "out")?;
+    let sd = Desc::new(saved, "saved")?;
+    let qd = dwdh.map(|q| Desc::new(q, "dwdh")).transpose()?;
+    let mut outs = vec![&od, &sd];
+    outs.extend(qd.as_ref());
+    check_outputs(&outs)?;
+    expect_batch_shape(&zd, 1, &[])?;
+    expect_same_shape(&zd, &outs)?;
+    let mut all = vec![&zd];
+    all.extend(&outs);
+    host_only(&all, op, "era_head_forward")?;
+    with_float!(zd.dtype, "z", T => {
+        for d in &outs {
+            d.expect_dtype(zd.dtype)?;
+        }
+        let zi = zd.input::<T>(&outs)?;
+        match &qd {
+            None => h.forward_saving(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>()),
+            Some(q) => h.forward_saving_dw(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>(), q.view_mut::<T>()),
+        }
+    })
 }
 
 /// Softmax-head backward (VJP) from the residual `saved` that
@@ -230,22 +252,47 @@ pub unsafe extern "C" fn era_softmax_backward_saved(
 ) -> EraStatus {
     ffi_boundary! {
         let _ = stream; // host memory only
-        let h = head_ref(head)?.as_softmax("era_softmax_backward_saved")?;
-        let sd = Desc::new(saved, "saved")?;
-        let gd = Desc::new(grad_out, "grad_out")?;
-        let od = Desc::new(grad_z, "grad_z")?;
-        check_outputs(&[&od])?;
-        expect_batch_shape(&sd, 1, &[])?;
-        expect_same_shape(&sd, &[&gd, &od])?;
-        host_only(&[&sd, &gd, &od], "era_softmax_backward_saved", "era_head_backward")?;
-        with_float!(sd.dtype, "saved", T => {
-            gd.expect_dtype(sd.dtype)?;
-            od.expect_dtype(sd.dtype)?;
-            let si = sd.input::<T>(&[&od])?;
-            let gi = gd.input::<T>(&[&od])?;
-            h.backward_saved(si.view(), gi.view(), od.view_mut::<T>())
-        })
+        softmax_backward_saved("era_softmax_backward_saved", head, saved, None, grad_out, grad_z)
     }
+}
+
+/// The body of `era_softmax_backward_saved` (`dwdh` `None`) and of
+/// `era_softmax_backward_saved_dw`.
+unsafe fn softmax_backward_saved(
+    op: &str,
+    head: *const EraHead,
+    saved: *const DLTensor,
+    dwdh: Option<*const DLTensor>,
+    grad_out: *const DLTensor,
+    grad_z: *mut DLTensor,
+) -> Result<()> {
+    let h = head_ref(head)?.as_softmax(op)?;
+    let sd = Desc::new(saved, "saved")?;
+    let qd = dwdh.map(|q| Desc::new(q, "dwdh")).transpose()?;
+    let gd = Desc::new(grad_out, "grad_out")?;
+    let od = Desc::new(grad_z, "grad_z")?;
+    check_outputs(&[&od])?;
+    expect_batch_shape(&sd, 1, &[])?;
+    let mut others: Vec<&Desc<'_>> = qd.iter().collect();
+    others.extend([&gd, &od]);
+    expect_same_shape(&sd, &others)?;
+    let mut all = vec![&sd];
+    all.extend(&others);
+    host_only(&all, op, "era_head_backward")?;
+    with_float!(sd.dtype, "saved", T => {
+        for d in &others {
+            d.expect_dtype(sd.dtype)?;
+        }
+        let si = sd.input::<T>(&[&od])?;
+        let gi = gd.input::<T>(&[&od])?;
+        match &qd {
+            None => h.backward_saved(si.view(), gi.view(), od.view_mut::<T>()),
+            Some(q) => {
+                let qi = q.input::<T>(&[&od])?;
+                h.backward_saved_dw(si.view(), qi.view(), gi.view(), od.view_mut::<T>())
+            }
+        }
+    })
 }
 
 /// `era_softmax_forward_saved` that also writes a second residual, `dwdh =
@@ -273,22 +320,7 @@ pub unsafe extern "C" fn era_softmax_forward_saved_dw(
 ) -> EraStatus {
     ffi_boundary! {
         let _ = stream; // host memory only
-        let h = head_ref(head)?.as_softmax("era_softmax_forward_saved_dw")?;
-        let zd = Desc::new(z, "z")?;
-        let od = Desc::new(out, "out")?;
-        let sd = Desc::new(saved, "saved")?;
-        let qd = Desc::new(dwdh, "dwdh")?;
-        check_outputs(&[&od, &sd, &qd])?;
-        expect_batch_shape(&zd, 1, &[])?;
-        expect_same_shape(&zd, &[&od, &sd, &qd])?;
-        host_only(&[&zd, &od, &sd, &qd], "era_softmax_forward_saved_dw", "era_head_forward")?;
-        with_float!(zd.dtype, "z", T => {
-            od.expect_dtype(zd.dtype)?;
-            sd.expect_dtype(zd.dtype)?;
-            qd.expect_dtype(zd.dtype)?;
-            let zi = zd.input::<T>(&[&od, &sd, &qd])?;
-            h.forward_saving_dw(zi.view(), od.view_mut::<T>(), sd.view_mut::<T>(), qd.view_mut::<T>())
-        })
+        softmax_forward_saved("era_softmax_forward_saved_dw", head, z, out, saved, Some(dwdh))
     }
 }
 
@@ -318,23 +350,6 @@ pub unsafe extern "C" fn era_softmax_backward_saved_dw(
 ) -> EraStatus {
     ffi_boundary! {
         let _ = stream; // host memory only
-        let h = head_ref(head)?.as_softmax("era_softmax_backward_saved_dw")?;
-        let sd = Desc::new(saved, "saved")?;
-        let qd = Desc::new(dwdh, "dwdh")?;
-        let gd = Desc::new(grad_out, "grad_out")?;
-        let od = Desc::new(grad_z, "grad_z")?;
-        check_outputs(&[&od])?;
-        expect_batch_shape(&sd, 1, &[])?;
-        expect_same_shape(&sd, &[&qd, &gd, &od])?;
-        host_only(&[&sd, &qd, &gd, &od], "era_softmax_backward_saved_dw", "era_head_backward")?;
-        with_float!(sd.dtype, "saved", T => {
-            qd.expect_dtype(sd.dtype)?;
-            gd.expect_dtype(sd.dtype)?;
-            od.expect_dtype(sd.dtype)?;
-            let si = sd.input::<T>(&[&od])?;
-            let qi = qd.input::<T>(&[&od])?;
-            let gi = gd.input::<T>(&[&od])?;
-            h.backward_saved_dw(si.view(), qi.view(), gi.view(), od.view_mut::<T>())
-        })
+        softmax_backward_saved("era_softmax_backward_saved_dw", head, saved, Some(dwdh), grad_out, grad_z)
     }
 }

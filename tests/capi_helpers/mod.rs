@@ -1,6 +1,6 @@
-//! What the C ABI tests (capi.rs, capi_heads.rs, capi_fuzz_regressions.rs) share: DLPack
-//! dtype and device constants, an owned tensor descriptor, the last error message, and a
-//! Gaussian head and its forward called as a C caller would.
+//! What the C ABI tests (capi.rs, capi_heads.rs, capi_fuzz_regressions.rs, saved_softmax*.rs)
+//! share: DLPack dtype and device constants, an owned tensor descriptor, the last error
+//! message, Gaussian and softmax heads, and the Gaussian forward called as a C caller would.
 #![allow(dead_code)]
 
 use std::ffi::{c_void, CStr};
@@ -54,6 +54,22 @@ pub fn gaussian(dim: u64, h0: f64) -> *mut EraHead {
     let mut h = null_mut();
     assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
     h
+}
+
+/// A softmax head of `n` classes and target entropy `h0` (the other settings at their defaults).
+pub fn softmax_capi(n: u64, h0: f64) -> *mut EraHead {
+    let mut c = unsafe { std::mem::zeroed::<EraConfig>() };
+    assert_eq!(unsafe { era_config_default(ERA_HEAD_KIND_SOFTMAX, &mut c) }, EraStatus::Ok);
+    c.num_classes = n;
+    c.target_entropy = h0;
+    let mut h = null_mut();
+    assert_eq!(unsafe { era_head_new(&c, &mut h) }, EraStatus::Ok);
+    h
+}
+
+/// A contiguous float32 descriptor of `data` with `shape`.
+pub fn f32t(data: &mut [f32], shape: &[i64]) -> Box<T> {
+    T::new(data.as_mut_ptr() as *mut c_void, F32, shape, None)
 }
 
 pub fn forward(h: *const EraHead, z: &mut T, o: &mut T) -> EraStatus {
