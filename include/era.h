@@ -844,8 +844,8 @@ EraStatus era_softmax_backward_saved(const struct EraHead *head,
 /**
  * `era_softmax_forward_saved` that also writes a second residual, `dwdh =
  * dw/dh = (1/sqrt(2u) + 0.75)/h` per element (docs/math.md#saved-softmax):
- * with both, `era_softmax_backward_saved_dw` computes the backward with one
- * multiply-add per element on the vectorised float32 kernels. `out` and
+ * with both, `era_softmax_backward_saved_dw` computes the backward with a
+ * few multiplications per element on the vectorised float32 kernels. `out` and
  * `saved` are the same bits as `era_softmax_forward_saved` writes. `z`,
  * `out`, `saved`, `dwdh`: the same shape `[..., n]` and dtype (float32 or
  * float64); the three outputs must not overlap each other (any may alias
@@ -867,7 +867,7 @@ EraStatus era_softmax_forward_saved_dw(const struct EraHead *head,
 /**
  * Softmax-head backward (VJP) from the two residuals that
  * `era_softmax_forward_saved_dw` wrote: on the vectorised float32 kernels
- * one multiply-add per element and a sum per row (no exponential,
+ * a few multiplications per element and a sum per row (no exponential,
  * logarithm, square root or division), the same bits as
  * `era_head_backward`; elsewhere (float64, and heads whose float32 rows run
  * in float64) it computes what `era_softmax_backward_saved` computes from

@@ -212,7 +212,7 @@ impl SoftmaxHead {
 
     /// [`SoftmaxHead::backward_saved`] from both residuals that
     /// [`SoftmaxHead::forward_saving_dw`] wrote: on the vectorised f32 kernels
-    /// one multiply-add per element and a sum, the same bits as the backward
+    /// a few multiplications per element and a sum per row, the same bits as the backward
     /// from `z`; elsewhere the backward from `saved` (`dwdh` unread), where
     /// near `tau = e` the largest entry's `dw/dh` alone would not be accurate.
     pub fn backward_saved_dw<T: Element>(

@@ -66,8 +66,8 @@ pub fn softmax_head_row_dw_f32(z: &[f32], slope: f32, b: f32, out: &mut [f32], s
 }
 
 /// [`super::softmax_head_row_grad_saved_f32`] from both residuals that
-/// [`softmax_head_row_dw_f32`] wrote: one multiply-add per element and its
-/// sum, no scratch; the same bits as the backward from `z`.
+/// [`softmax_head_row_dw_f32`] wrote: a few multiplications per element and
+/// one sum, no scratch; the same bits as the backward from `z`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub fn softmax_head_row_grad_dw_f32(s: &[f32], dwdh: &[f32], g: &[f32], slope: f32, dz: &mut [f32]) {
     if slope == 0.0 {

@@ -372,7 +372,7 @@ end
 
 [`forward_saved!`](@ref) that also writes the second residual `dwdh = dw/dh` per element
 (docs/math.md#saved-softmax): with both, [`backward_saved_dw!`](@ref) computes the backward
-with one multiply-add per element on the vectorised Float32 kernels. `out` and `saved` are
+with a few multiplications per element on the vectorised Float32 kernels. `out` and `saved` are
 `forward_saved!`'s bits; the three outputs have the size and element type of `z` and must not
 overlap (any may be `z`). Host arrays only (`era_softmax_forward_saved_dw`).
 """
