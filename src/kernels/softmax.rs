@@ -154,6 +154,22 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
     backward_core(g, k, dz, j, cj);
 }
 
+/// The index `j` of the (first) largest probability of a row `s` (the first
+/// NaN, if any) and `1 - s_j` summed over the other probabilities.
+#[inline]
+fn largest_and_complement(s: &[f64]) -> (usize, f64) {
+    let mut j = 0;
+    for (i, &v) in s.iter().enumerate() {
+        if v > s[j] || v.is_nan() {
+            j = i;
+            if v.is_nan() {
+                break;
+            }
+        }
+    }
+    (j, s.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum())
+}
+
 /// [`backward_row`] from `s = softmax(z)`, which `dz` holds on entry: the
 /// largest entry `j` and `1 - s_j` (as the sum of the other probabilities)
 /// are read from `s`, so the result equals [`backward_row`]'s to rounding.
@@ -163,16 +179,7 @@ pub fn backward_row_saved(g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
         dz.fill(0.0);
         return;
     }
-    let mut j = 0;
-    for (i, &v) in dz.iter().enumerate() {
-        if v > dz[j] || v.is_nan() {
-            j = i;
-            if v.is_nan() {
-                break;
-            }
-        }
-    }
-    let cj: f64 = dz.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum();
+    let (j, cj) = largest_and_complement(dz);
     backward_core(g, k, dz, j, cj);
 }
 
@@ -185,16 +192,7 @@ pub fn backward_row_saved(g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
 /// `s_j -> 1` at `tau = e`, which is why the backward of those rows works from
 /// `s` instead.
 pub fn dwdh_row(s: &[f64], k: SoftmaxConstants, q: &mut [f64]) {
-    let mut j = 0;
-    for (i, &v) in s.iter().enumerate() {
-        if v > s[j] || v.is_nan() {
-            j = i;
-            if v.is_nan() {
-                break;
-            }
-        }
-    }
-    let cj: f64 = s.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum();
+    let (j, cj) = largest_and_complement(s);
     for (i, (qi, &si)) in q.iter_mut().zip(s).enumerate() {
         let (h, u) = h_u(k, si, complement(i, si, j, cj));
         *qi = if si == 0.0 { 0.0 } else { (1.0 / (2.0 * u).max(f64::MIN_POSITIVE).sqrt() + 0.75) / h };
