@@ -17,8 +17,10 @@
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
    Python body, the op through the dispatcher, a compiled forward + backward of the head).
+4. With --softmax: the softmax head's forward + backward at 256 x 10 and 256 x 1000, eager and
+   compiled, against the PyTorch transcription of the same math run the same two ways.
 
-    python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac] [--op-cost]
+    python bindings/torch/bench.py [--reps 5] [--skip-token] [--skip-sac] [--op-cost] [--softmax]
 
 --reps: runs of each token variant, repeats of each op-cost timing; the SAC comparison
 takes 400 x reps steps of each.
@@ -266,6 +268,43 @@ def bench_op_cost(reps: int) -> dict:
     return res
 
 
+def bench_softmax(reps: int) -> dict:
+    """The softmax head's forward + backward (float32, one gradient w.r.t. z), eager and
+    compiled (Inductor's defaults), against the PyTorch transcription of the same math
+    (tests/torch_ref.py) run the same two ways: microseconds per step, the median of `reps`
+    repeats of the best-sized loop."""
+    import era_torch
+
+    sys.path.insert(0, os.path.join(HERE, "tests"))
+    import torch_ref
+
+    h0, tau = 0.3, 4.0
+    res = {}
+    for rows, n in ((256, 10), (256, 1000)):
+        g = torch.Generator().manual_seed(0)
+        z = (torch.randn(rows, n, generator=g) * 3).requires_grad_()
+        w = torch.randn(rows, n, generator=g)
+        era = lambda z: era_torch.softmax_logits(z, target_entropy=h0, tau=tau)  # noqa: E731
+        ref = lambda z: torch_ref.softmax_logits_reference(z, h0, tau)  # noqa: E731
+        arms = {"era_torch": era, "transcription": ref,
+                "era_torch, compiled": torch.compile(era, fullgraph=True),
+                "transcription, compiled": torch.compile(ref, fullgraph=True)}
+        k = 2000 if n <= 10 else 100
+        for name, f in arms.items():
+            def step(f=f):
+                return torch.autograd.grad((f(z) * w).sum(), z)
+            for _ in range(20):
+                step()
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    step()
+                ts.append((time.perf_counter() - t0) / k * 1e6)
+            res[(f"{rows} x {n}", name)] = statistics.median(ts)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5)
@@ -273,6 +312,7 @@ def main() -> None:
     ap.add_argument("--skip-token", action="store_true")
     ap.add_argument("--skip-sac", action="store_true")
     ap.add_argument("--op-cost", action="store_true", help="also: where a Gaussian op's time goes (256 x 6)")
+    ap.add_argument("--softmax", action="store_true", help="also: the softmax head against its PyTorch transcription")
     args = ap.parse_args()
     if args.child == "sac":
         print(json.dumps(bench_sac(args.reps)))
@@ -321,6 +361,15 @@ def main() -> None:
         print("| --- | --- |")
         for k, v in bench_op_cost(args.reps).items():
             print(f"| {k} | {v:.1f} |")
+    if args.softmax:
+        res = bench_softmax(args.reps)
+        print(f"\nsoftmax head forward + backward, float32, median of {args.reps} repeats, us per step")
+        print("| shape | era_torch | transcription | ratio | era_torch compiled | transcription compiled | ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for shape in dict.fromkeys(k[0] for k in res):
+            e, t = res[(shape, "era_torch")], res[(shape, "transcription")]
+            ec, tc = res[(shape, "era_torch, compiled")], res[(shape, "transcription, compiled")]
+            print(f"| {shape} | {e:.1f} | {t:.1f} | {t / e:.2f}x | {ec:.1f} | {tc:.1f} | {tc / ec:.2f}x |")
 
 
 if __name__ == "__main__":

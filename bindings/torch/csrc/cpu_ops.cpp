@@ -38,8 +38,8 @@ using HeadForward = decltype(&era_head_forward);
 using HeadBackward = decltype(&era_head_backward);
 using GaussianForwardSaved = decltype(&era_gaussian_forward_saved);
 using GaussianBackwardSaved = decltype(&era_gaussian_backward_saved);
-using SoftmaxForwardSaved = decltype(&era_softmax_forward_saved);
-using SoftmaxBackwardSaved = decltype(&era_softmax_backward_saved);
+using SoftmaxForwardSavedDw = decltype(&era_softmax_forward_saved_dw);
+using SoftmaxBackwardSavedDw = decltype(&era_softmax_backward_saved_dw);
 
 struct Functions {
     GaussianForward gaussian_forward;
@@ -48,8 +48,8 @@ struct Functions {
     HeadBackward head_backward;
     GaussianForwardSaved gaussian_forward_saved;
     GaussianBackwardSaved gaussian_backward_saved;
-    SoftmaxForwardSaved softmax_forward_saved;
-    SoftmaxBackwardSaved softmax_backward_saved;
+    SoftmaxForwardSavedDw softmax_forward_saved_dw;
+    SoftmaxBackwardSavedDw softmax_backward_saved_dw;
 };
 
 template <typename F>
@@ -69,8 +69,8 @@ const Functions& functions() {
             address_of<HeadBackward>(address, "era_head_backward"),
             address_of<GaussianForwardSaved>(address, "era_gaussian_forward_saved"),
             address_of<GaussianBackwardSaved>(address, "era_gaussian_backward_saved"),
-            address_of<SoftmaxForwardSaved>(address, "era_softmax_forward_saved"),
-            address_of<SoftmaxBackwardSaved>(address, "era_softmax_backward_saved"),
+            address_of<SoftmaxForwardSavedDw>(address, "era_softmax_forward_saved_dw"),
+            address_of<SoftmaxBackwardSavedDw>(address, "era_softmax_backward_saved_dw"),
         };
     }();
     return f;
@@ -236,9 +236,11 @@ at::Tensor softmax_backward(const at::Tensor& z, const at::Tensor& grad, double 
     return in_python<at::Tensor>(kOps, "_softmax_bwd_impl", z, grad, h0, tau);
 }
 
-// The forwards that also return softmax(z), and the backwards from it (docs/math.md#saved-softmax).
+// The forwards that also return softmax(z) (and, for the softmax head, dw/dh), and the
+// backwards from them (docs/math.md#saved-softmax).
 
 using Pair = std::tuple<at::Tensor, at::Tensor>;
+using Triple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
 Pair gaussian_saved_forward(const at::Tensor& z, const at::Tensor& delta, double h0, double lo, double hi) {
     Descriptor dz, dd, dout, ds;
@@ -272,33 +274,36 @@ Pair gaussian_saved_backward(
     return in_python<Pair>(kHeads, "_gaussian_saved_bwd_impl", saved, delta, grad, h0, lo, hi);
 }
 
-Pair softmax_saved_forward(const at::Tensor& z, double h0, double tau) {
-    Descriptor dz, dout, ds;
+Triple softmax_saved_forward(const at::Tensor& z, double h0, double tau) {
+    Descriptor dz, dout, ds, ddw;
     if (z.dim() > 0 && finite(h0, tau, 0.0) && describe(z, dz)) {
         const EraHead* head = head_for(HeadKey{kSoftmax, z.size(-1), h0, tau, 0.0}, "_softmax_head", z.size(-1), h0, tau);
         at::Tensor out = at::empty(z.sizes(), z.options());
         at::Tensor saved = at::empty(z.sizes(), z.options());
+        at::Tensor dwdh = at::empty(z.sizes(), z.options());
         describe(out, dout);
         describe(saved, ds);
-        if (functions().softmax_forward_saved(head, &dz.t, &dout.t, &ds.t, nullptr) == ERA_STATUS_OK) {
-            return {out, saved};
+        describe(dwdh, ddw);
+        if (functions().softmax_forward_saved_dw(head, &dz.t, &dout.t, &ds.t, &ddw.t, nullptr) == ERA_STATUS_OK) {
+            return {out, saved, dwdh};
         }
     }
-    return in_python<Pair>(kHeads, "_softmax_saved_fwd_impl", z, h0, tau);
+    return in_python<Triple>(kHeads, "_softmax_saved_fwd_impl", z, h0, tau);
 }
 
-at::Tensor softmax_saved_backward(const at::Tensor& saved, const at::Tensor& grad, double h0, double tau) {
-    Descriptor ds, dg, dgz;
-    if (saved.dim() > 0 && finite(h0, tau, 0.0) && describe(saved, ds) && describe(grad, dg)) {
+at::Tensor softmax_saved_backward(
+    const at::Tensor& saved, const at::Tensor& dwdh, const at::Tensor& grad, double h0, double tau) {
+    Descriptor ds, ddw, dg, dgz;
+    if (saved.dim() > 0 && finite(h0, tau, 0.0) && describe(saved, ds) && describe(dwdh, ddw) && describe(grad, dg)) {
         const EraHead* head =
             head_for(HeadKey{kSoftmax, saved.size(-1), h0, tau, 0.0}, "_softmax_head", saved.size(-1), h0, tau);
         at::Tensor gz = at::empty(saved.sizes(), saved.options());
         describe(gz, dgz);
-        if (functions().softmax_backward_saved(head, &ds.t, &dg.t, &dgz.t, nullptr) == ERA_STATUS_OK) {
+        if (functions().softmax_backward_saved_dw(head, &ds.t, &ddw.t, &dg.t, &dgz.t, nullptr) == ERA_STATUS_OK) {
             return gz;
         }
     }
-    return in_python<at::Tensor>(kHeads, "_softmax_saved_bwd_impl", saved, grad, h0, tau);
+    return in_python<at::Tensor>(kHeads, "_softmax_saved_bwd_impl", saved, dwdh, grad, h0, tau);
 }
 
 // -------------------------------------------------------------------- autograd (CPU)
@@ -394,22 +399,23 @@ Pair gaussian_saved_backward_autograd(
     return backward.call(saved, delta, grad, h0, lo, hi);
 }
 
-Pair softmax_saved_forward_autograd(const at::Tensor& z, double h0, double tau) {
+Triple softmax_saved_forward_autograd(const at::Tensor& z, double h0, double tau) {
     if (records_graph({&z})) {
-        return with_autograd<Pair>(kHeads, "_SoftmaxLogitsSavedOp", z, h0, tau);
+        return with_autograd<Triple>(kHeads, "_SoftmaxLogitsSavedOp", z, h0, tau);
     }
     static const auto forward = op<decltype(softmax_saved_forward)>("era::softmax_logits_saved");
     at::AutoDispatchBelowADInplaceOrView below;
     return forward.call(z, h0, tau);
 }
 
-at::Tensor softmax_saved_backward_autograd(const at::Tensor& saved, const at::Tensor& grad, double h0, double tau) {
-    if (records_graph({&saved, &grad})) {
-        return with_autograd<at::Tensor>(kHeads, "_SoftmaxSavedBackward", saved, grad, h0, tau);
+at::Tensor softmax_saved_backward_autograd(
+    const at::Tensor& saved, const at::Tensor& dwdh, const at::Tensor& grad, double h0, double tau) {
+    if (records_graph({&saved, &dwdh, &grad})) {
+        return with_autograd<at::Tensor>(kHeads, "_SoftmaxSavedBackward", saved, dwdh, grad, h0, tau);
     }
     static const auto backward = op<decltype(softmax_saved_backward)>("era::softmax_logits_saved_backward");
     at::AutoDispatchBelowADInplaceOrView below;
-    return backward.call(saved, grad, h0, tau);
+    return backward.call(saved, dwdh, grad, h0, tau);
 }
 
 }  // namespace

@@ -100,9 +100,14 @@ def test_softmax_matches_the_z_path_and_the_reference(gen, dtype, n, rows):
     ref, rz = _grads(lambda z: torch_ref.softmax_logits_reference(z, h0, TAU), z.double(), None, w.double())
     close(out, ref, dtype, "out")
     close(gz, rz, dtype, "d/dz")
-    o, s = torch.ops.era.softmax_logits_saved(z, h0, TAU)
+    o, s, q = torch.ops.era.softmax_logits_saved(z, h0, TAU)
     same(o, torch.ops.era.softmax_logits(z, h0, TAU), "op out")
     close(s, torch.softmax(z.double(), -1), dtype, "saved")
+    close(q, torch_ref.softmax_dwdh_reference(z.double(), h0, TAU), dtype, "dw/dh")
+    gq = torch.ops.era.softmax_logits_saved_backward(s, q, w, h0, TAU)
+    if dtype == torch.float32:
+        same(gq, torch.ops.era.softmax_logits_backward(z, w, h0, TAU), "op backward")
+    close(gq, rz, dtype, "op backward")
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "strided", "permuted"])
@@ -153,13 +158,15 @@ def test_the_graph_keeps_softmax_not_z(gen, dtype):
     out.sum().backward()
     assert z.grad is not None and delta.grad is not None
 
+    # the softmax head keeps softmax(z) and dw/dh
     s = torch.randn(9, 10, generator=gen, dtype=dtype, requires_grad=True)
     _, packed = _packed(lambda s: era_torch.softmax_logits(s, target_entropy=0.3, tau=TAU), s)
-    assert len(packed) == 1 and packed[0].data_ptr() != s.data_ptr()
+    assert len(packed) == 2 and all(t.data_ptr() != s.data_ptr() for t in packed)
     close(packed[0], torch.softmax(s.detach().double(), -1), dtype, "saved")
-    # half precision is computed in float32: the graph keeps the float32 softmax
+    close(packed[1], torch_ref.softmax_dwdh_reference(s.detach().double(), 0.3, TAU), dtype, "dw/dh")
+    # half precision is computed in float32: the graph keeps float32 residuals
     _, packed = _packed(lambda s: era_torch.softmax_logits(s, target_entropy=0.3, tau=TAU), s.detach().bfloat16().requires_grad_())
-    assert [t.dtype for t in packed] == [torch.float32]
+    assert [t.dtype for t in packed] == [torch.float32, torch.float32]
 
 
 def test_other_devices_keep_z():
@@ -290,7 +297,8 @@ def test_opcheck_and_the_residual_is_not_differentiable(gen):
         _, saved = torch.ops.era.gaussian_log_std_saved(zz, d, -6.0, LO, HI)
         torch.library.opcheck(torch.ops.era.gaussian_log_std_saved_backward.default, (saved, d, g, -6.0, LO, HI))
         torch.library.opcheck(torch.ops.era.softmax_logits_saved.default, (zz, 0.3, TAU))
-        torch.library.opcheck(torch.ops.era.softmax_logits_saved_backward.default, (saved, g, 0.3, TAU))
+        _, ss, q = torch.ops.era.softmax_logits_saved(zz, 0.3, TAU)
+        torch.library.opcheck(torch.ops.era.softmax_logits_saved_backward.default, (ss, q, g, 0.3, TAU))
     # through the op's own autograd: the first output is differentiable, the residual is not
     zg, dg = z.clone().requires_grad_(), d.clone().requires_grad_()
     out, saved = torch.ops.era.gaussian_log_std_saved(zg, dg, -6.0, LO, HI)
@@ -298,9 +306,12 @@ def test_opcheck_and_the_residual_is_not_differentiable(gen):
     gz, gd = torch.autograd.grad((out * g).sum(), (zg, dg))
     same(gz, rz)
     same(gd, rd)
-    out, saved = torch.ops.era.softmax_logits_saved(zg, 0.3, TAU)
-    with pytest.raises(NotImplementedError, match="not differentiable"):
-        torch.autograd.grad(saved.sum(), zg)
+    out, saved, q = torch.ops.era.softmax_logits_saved(zg, 0.3, TAU)
+    (gz,) = torch.autograd.grad((out * g).sum(), zg)
+    torch.testing.assert_close(gz, _grads(lambda z: _ops._SoftmaxLogits.apply(z, 0.3, TAU), z, None, g)[1], rtol=1e-12, atol=1e-14)
+    for residual in (saved, q):
+        with pytest.raises(NotImplementedError, match="not differentiable"):
+            torch.autograd.grad(residual.sum(), zg, retain_graph=True)
 
 
 def test_vmap_of_the_saved_ops(gen):
@@ -311,8 +322,10 @@ def test_vmap_of_the_saved_ops(gen):
         warnings.simplefilter("error")
         out, saved = torch.func.vmap(lambda z, d: torch.ops.era.gaussian_log_std_saved(z, d, -6.0, LO, HI))(z, d)
         gz, gd = torch.func.vmap(lambda s, d, g: torch.ops.era.gaussian_log_std_saved_backward(s, d, g, -6.0, LO, HI))(saved, d, g)
-        so, ss = torch.func.vmap(lambda z: torch.ops.era.softmax_logits_saved(z, 0.3, TAU))(z)
-        sg = torch.func.vmap(lambda s, g: torch.ops.era.softmax_logits_saved_backward(s, g, 0.3, TAU))(ss, g)
+        so, ss, sq = torch.func.vmap(lambda z: torch.ops.era.softmax_logits_saved(z, 0.3, TAU))(z)
+        sg = torch.func.vmap(lambda s, q, g: torch.ops.era.softmax_logits_saved_backward(s, q, g, 0.3, TAU))(ss, sq, g)
+        # residuals of one example (unbatched), cotangents batched
+        one = torch.func.vmap(lambda g: torch.ops.era.softmax_logits_saved_backward(ss[0], sq[0], g, 0.3, TAU))(g)
     for i in range(3):
         o, s = torch.ops.era.gaussian_log_std_saved(z[i], d[i], -6.0, LO, HI)
         same(out[i], o)
@@ -320,10 +333,12 @@ def test_vmap_of_the_saved_ops(gen):
         a, b = torch.ops.era.gaussian_log_std_saved_backward(s, d[i], g[i], -6.0, LO, HI)
         same(gz[i], a)
         same(gd[i], b)
-        o, s = torch.ops.era.softmax_logits_saved(z[i], 0.3, TAU)
+        o, s, q = torch.ops.era.softmax_logits_saved(z[i], 0.3, TAU)
         same(so[i], o)
         same(ss[i], s)
-        same(sg[i], torch.ops.era.softmax_logits_saved_backward(s, g[i], 0.3, TAU))
+        same(sq[i], q)
+        same(sg[i], torch.ops.era.softmax_logits_saved_backward(s, q, g[i], 0.3, TAU))
+        same(one[i], torch.ops.era.softmax_logits_saved_backward(ss[0], sq[0], g[i], 0.3, TAU))
 
 
 needs_kernels = pytest.mark.skipif(not era_torch.cpu_kernels(), reason="C++ CPU kernels not in use: " + era_torch.cpu_kernels_status())
@@ -354,8 +369,8 @@ def test_kernels_same_bits_as_python(gen, dtype):
         got = torch.ops.era.softmax_logits_saved(z, 0.3, TAU)
         for a, b in zip(got, _heads._softmax_saved_fwd_impl(z, 0.3, TAU)):
             same(a, b, name)
-        same(torch.ops.era.softmax_logits_saved_backward(got[1], gg, 0.3, TAU),
-             _heads._softmax_saved_bwd_impl(got[1], gg, 0.3, TAU), name)
+        same(torch.ops.era.softmax_logits_saved_backward(got[1], got[2], gg, 0.3, TAU),
+             _heads._softmax_saved_bwd_impl(got[1], got[2], gg, 0.3, TAU), name)
 
 
 @needs_kernels
@@ -385,3 +400,11 @@ def test_errors_are_the_librarys(gen):
     with pytest.raises(era_torch.EraError) as e:
         era_torch.softmax_logits(torch.randn(4, 1, generator=gen), target_entropy=0.3)
     assert e.value.status.startswith("ERA_STATUS_")
+    # the backward from the two residuals: each must match the others (shape, dtype), as the library checks
+    _, s, q = torch.ops.era.softmax_logits_saved(z, 0.3, TAU)
+    g = torch.randn(4, 6, generator=gen)
+    for args, status in (((s, q[:, :5], g), "ERA_STATUS_INVALID_SHAPE"), ((s, q.double(), g), "ERA_STATUS_UNSUPPORTED_DTYPE"),
+                         ((s, q, g[:3]), "ERA_STATUS_INVALID_SHAPE")):
+        with pytest.raises(era_torch.EraError) as e:
+            torch.ops.era.softmax_logits_saved_backward(*args, 0.3, TAU)
+        assert e.value.status == status, (status, e.value)

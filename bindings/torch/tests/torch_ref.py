@@ -68,3 +68,15 @@ def softmax_logits_reference(z, h0, tau):
     u = -1 - torch.log(h)
     w = -1 - torch.sqrt(2 * u) - 0.75 * u
     return w - w.min(dim=-1, keepdim=True).values.detach()
+
+
+def softmax_dwdh_reference(z, h0, tau):
+    """``dw/dh = (1/sqrt(2u) + 0.75)/h`` per element, the residual the softmax head's saved
+    forward keeps beside ``softmax(z)`` (docs/math.md#saved-softmax)."""
+    n = z.shape[-1]
+    c = math.exp(h0 - 1)
+    ub = math.log(tau) / tau
+    slope = (ub - c / n) / (1 - 1 / n)
+    h = slope * torch.softmax(z, dim=-1) + (c - slope) / n
+    u = -1 - torch.log(h)
+    return (1 / torch.sqrt(2 * u) + 0.75) / h

@@ -3,22 +3,25 @@
 Both heads see ``z`` only through ``s = softmax(z)`` (docs/math.md#saved-softmax). On CPU
 (float32 and float64, which the public functions pass on) the forward is
 ``era::gaussian_log_std_saved`` / ``era::softmax_logits_saved``, which return the output and
-``s`` (the library's ``*_forward_saved``); the autograd graph keeps ``s`` instead of ``z``,
-and the backward ops ``era::*_saved_backward`` compute the gradient from it (the library's
-``*_backward_saved``: no exponential). Forward and backward then compute each exponential
-once, with the same bits as the path from ``z`` (the softmax head's float64 gradient: equal
-to rounding). Elsewhere (CUDA tensors, which the library's saved functions do not take) the
-autograd of ``_ops.py`` keeps ``z``.
+``s`` (the library's ``era_gaussian_forward_saved``) and, for the softmax head, ``dw/dh`` as
+well (``era_softmax_forward_saved_dw``); the autograd graph keeps those instead of ``z``, and
+the backward ops ``era::*_saved_backward`` compute the gradient from them (the library's
+``era_gaussian_backward_saved`` / ``era_softmax_backward_saved_dw``: no exponential, and for
+the softmax head no logarithm or square root either). Forward and backward then compute each
+transcendental once, with the same bits as the path from ``z`` (the softmax head's float64
+gradient: equal to rounding). The softmax head's residuals take twice the memory of ``z``.
+Elsewhere (CUDA tensors, which the library's saved functions do not take) the autograd of
+``_ops.py`` keeps ``z``.
 
-The path is chosen by the tensor's device and dtype, which are static under
-``torch.compile`` (no graph break) and under ``torch.func``. The ``autograd.Function``s keep
-``s`` as a second output of their forward (``setup_context`` saves it; the public functions
-return the first output only). ``s`` stays differentiable in the graph so that a double
+The path is chosen by the tensor's device and dtype, which are static under ``torch.compile``
+(no graph break) and under ``torch.func``. The ``autograd.Function``s keep ``s`` (and
+``dw/dh``) as further outputs of their forward (``setup_context`` saves them; the public
+functions return the first output only). They stay differentiable in the graph so that a double
 backward reaches the backward op's ``_FirstOrder`` error, as it does from ``z``; the public
-functions' backward ignores a gradient of ``s`` (they never return it; ``torch.compile``
+functions' backward ignores a gradient of a residual (they never return one; ``torch.compile``
 traces the backward with one), the ``*_saved`` ops' own autograd raises for one. The ops'
-Python implementations are the checking fallback of the C++ CPU kernels (csrc/cpu_ops.cpp),
-as in ``_ops.py``; nothing here computes.
+Python implementations are the checking fallback of the C++ CPU kernels (csrc/cpu_ops.cpp), as
+in ``_ops.py``; nothing here computes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from . import _native as native
 from ._defaults import GAUSSIAN, SOFTMAX, pick
 from ._ops import (
     _HALF,
+    _front,
     _FirstOrder,
     _gaussian_bwd_rule,
     _gaussian_fwd_rule,
@@ -39,7 +43,6 @@ from ._ops import (
     _GaussianLogStd,
     _last,
     _new,
-    _softmax_bwd_rule,
     _softmax_fwd_rule,
     _softmax_head,
     _SoftmaxLogits,
@@ -200,11 +203,11 @@ def gaussian_log_std(z: Tensor, *, target_entropy: float, log_std_min=None, log_
 # ------------------------------------------------------------------ softmax head
 
 
-def _softmax_saved_fwd_impl(z: Tensor, target_entropy: float, tau: float) -> Tuple[Tensor, Tensor]:
+def _softmax_saved_fwd_impl(z: Tensor, target_entropy: float, tau: float) -> Tuple[Tensor, Tensor, Tensor]:
     head = _softmax_head(_last(z, 2), target_entropy, tau)
-    out, saved = _new(z.shape, z.dtype, z), _new(z.shape, z.dtype, z)
-    native.call("softmax_forward_saved", head, z, out, saved)
-    return out, saved
+    out, saved, dwdh = _new(z.shape, z.dtype, z), _new(z.shape, z.dtype, z), _new(z.shape, z.dtype, z)
+    native.call("softmax_forward_saved_dw", head, z, out, saved, dwdh)
+    return out, saved, dwdh
 
 
 _softmax_saved_fwd = torch.library.custom_op("era::softmax_logits_saved", mutates_args=())(_softmax_saved_fwd_impl)
@@ -212,13 +215,13 @@ _softmax_saved_fwd = torch.library.custom_op("era::softmax_logits_saved", mutate
 
 @_softmax_saved_fwd.register_fake
 def _(z, target_entropy, tau):
-    return z.new_empty(z.shape), z.new_empty(z.shape)
+    return z.new_empty(z.shape), z.new_empty(z.shape), z.new_empty(z.shape)
 
 
-def _softmax_saved_bwd_impl(saved: Tensor, grad: Tensor, target_entropy: float, tau: float) -> Tensor:
+def _softmax_saved_bwd_impl(saved: Tensor, dwdh: Tensor, grad: Tensor, target_entropy: float, tau: float) -> Tensor:
     head = _softmax_head(_last(saved, 2), target_entropy, tau)
     gz = _new(saved.shape, saved.dtype, saved)
-    native.call("softmax_backward_saved", head, saved, grad, gz)
+    native.call("softmax_backward_saved_dw", head, saved, dwdh, grad, gz)
     return gz
 
 
@@ -226,43 +229,50 @@ _softmax_saved_bwd = torch.library.custom_op("era::softmax_logits_saved_backward
 
 
 @_softmax_saved_bwd.register_fake
-def _(saved, grad, target_entropy, tau):
+def _(saved, dwdh, grad, target_entropy, tau):
     return saved.new_empty(saved.shape)
 
 
 def _softmax_saved_setup(ctx, inputs, output):
     _, h0, tau = inputs
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(output[1])
+    ctx.save_for_backward(output[1], output[2])
     ctx.cfg = (h0, tau)
 
 
-def _softmax_saved_grad(ctx, grad, grad_saved):
+def _softmax_saved_grad(ctx, grad, grad_saved, grad_dwdh):
     if grad is None:
         return None, None, None
-    (saved,) = ctx.saved_tensors
-    return _SoftmaxSavedBackward.apply(saved, grad.to(saved.dtype), *ctx.cfg), None, None
+    saved, dwdh = ctx.saved_tensors
+    return _SoftmaxSavedBackward.apply(saved, dwdh, grad.to(saved.dtype), *ctx.cfg), None, None
 
 
-def _softmax_saved_op_grad(ctx, grad, grad_saved):
-    if grad_saved is not None:
+def _softmax_saved_op_grad(ctx, grad, grad_saved, grad_dwdh):
+    if grad_saved is not None or grad_dwdh is not None:
         raise _no_grad_to_saved()
-    return _softmax_saved_grad(ctx, grad, None)
+    return _softmax_saved_grad(ctx, grad, None, None)
+
+
+def _softmax_saved_bwd_rule(info, in_dims, saved, dwdh, grad, target_entropy, tau):
+    """The batching rule of the backward from ``(softmax(z), dw/dh)``."""
+    n = info.batch_size
+    args = (_front(t, b, n) for t, b in zip((saved, dwdh, grad), in_dims[:3]))
+    return _softmax_saved_bwd(*args, target_entropy, tau), 0
 
 
 _softmax_saved_fwd.register_autograd(_softmax_saved_op_grad, setup_context=_softmax_saved_setup)
 torch.library.register_vmap(_softmax_saved_fwd, _softmax_fwd_rule(_softmax_saved_fwd))
-torch.library.register_vmap(_softmax_saved_bwd, _softmax_bwd_rule(_softmax_saved_bwd))
+torch.library.register_vmap(_softmax_saved_bwd, _softmax_saved_bwd_rule)
 
 
 class _SoftmaxSavedBackward(_FirstOrder):
     @staticmethod
-    def forward(saved, grad, target_entropy, tau):
-        return _softmax_saved_bwd(saved, grad, target_entropy, tau)
+    def forward(saved, dwdh, grad, target_entropy, tau):
+        return _softmax_saved_bwd(saved, dwdh, grad, target_entropy, tau)
 
 
 class _SoftmaxLogitsSaved(torch.autograd.Function):
-    """The softmax head saving ``softmax(z)`` (CPU): ``(out, softmax(z))``."""
+    """The softmax head saving ``softmax(z)`` and ``dw/dh`` (CPU): ``(out, softmax(z), dw/dh)``."""
 
     generate_vmap_rule = True
 
