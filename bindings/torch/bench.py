@@ -221,8 +221,9 @@ def added_time(t: dict) -> tuple[float, float, float]:
 def bench_op_cost(reps: int) -> dict:
     """Where a Gaussian op's time goes at 256 x 6 (microseconds per call, best of `reps`
     repeats): the library's two calls on descriptors built once, era_torch's Python body
-    (descriptors + the foreign call), the op through the dispatcher (no grad), and a compiled
-    forward + backward of the head alone against the same with a clamp."""
+    (descriptors + the foreign call), the op through the dispatcher (no grad), a compiled
+    forward + backward of the head alone against the same with a clamp; then the saved ops
+    and aten's clamp called once after each compiled step (the median), as a step calls them."""
     import era_torch
     from era_torch import _native, _ops
 
@@ -265,6 +266,29 @@ def bench_op_cost(reps: int) -> dict:
         return lambda: c(x).backward()
     for name, use_era in (("compiled head alone fwd+bwd, clamp", False), ("compiled head alone fwd+bwd, ERA", True)):
         res[name] = best(head_only(use_era), 300)
+
+    # In a training step no call runs warm: between two calls of an op lies the rest of the
+    # step. One call after each compiled clamp step (its median), an aten op's beside ours.
+    clamp_step = head_only(False)
+    fwd = torch.ops.era.gaussian_log_std_saved.default
+    bwd = torch.ops.era.gaussian_log_std_saved_backward.default
+    zs = x.detach()[:, 6:]
+    with torch.no_grad():
+        _, s = fwd(zs, d, -6.0, -8.0, 0.0)
+    cold = {
+        "era::gaussian_log_std_saved, no grad, one call after a compiled step": lambda: fwd(zs, d, -6.0, -8.0, 0.0),
+        "era::gaussian_log_std_saved_backward, no grad, one call after a compiled step": lambda: bwd(s, d, g, -6.0, -8.0, 0.0),
+        "aten::clamp, no grad, one call after a compiled step (for comparison)": lambda: torch.ops.aten.clamp.default(zs, -8.0, 0.0),
+    }
+    for name, call in cold.items():
+        ts = []
+        for _ in range(300 * reps):
+            clamp_step()
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                call()
+                ts.append((time.perf_counter() - t0) * 1e6)
+        res[name] = statistics.median(ts)
     return res
 
 
@@ -356,7 +380,7 @@ def main() -> None:
             print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['other']) * 1e6:.0f} | "
                   f"{m:+.1f}% [{lo:+.1f}%, {hi:+.1f}%] |")
     if args.op_cost:
-        print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats")
+        print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats (the last three: medians)")
         print("| measurement | us per call |")
         print("| --- | --- |")
         for k, v in bench_op_cost(args.reps).items():
