@@ -17,7 +17,9 @@ Cases (forward and the VJP of a weighted sum of the outputs):
 Each case is timed per Python call of the jitted function ("call": includes
 dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
 jitted function ("loop": no dispatch; each iteration feeds its gradient back
-into its input so that nothing is hoisted). Times are medians of repeated
+into its input so that nothing is hoisted). For B = 256 (and under --tiny) the Gaussian
+rows are followed by the same loop with an identity head: the loop's own work, which XLA
+cannot fuse into an opaque custom call. Times are medians of repeated
 measurements; "jax/native" > 1 means the native call is faster. This prints
 numbers only: nothing here asserts a timing. With ``--check`` every case first
 compares the native and the pure-JAX value and gradient (relative to the largest
@@ -166,6 +168,20 @@ def run_gaussian(rng, quick, rows):
             return jnp.sum(ref.gaussian_log_std(z, target_entropy=h0, delta=delta) * w)
 
         measure(f"gaussian B={b} D={d}", "float32", make, native, reference, b * d, 200, rows)
+        if b == 256 or TINY["on"]:
+            harness_alone(make, w, 2 if TINY["on"] else 200)
+
+
+def harness_alone(make, w, iters):
+    """The loop mode's own work, timed with an identity head (``sum(z * w)`` and the step on
+    ``z``): XLA cannot fuse it into an opaque custom call, so it is part of every native loop
+    row, while the jnp version fuses it with the head's arithmetic. Printed, not a table row."""
+
+    def identity(z, delta, w=w):
+        return jnp.sum(z * w)
+
+    t = timeit(looped(identity, iters), *make()) / iters
+    print(f"{'  the loop with an identity head':<34} {'float32':<9} {'loop':<5} {t * 1e6:>12.1f}", flush=True)
 
 
 def run_softmax(rng, quick, rows):
