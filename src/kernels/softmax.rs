@@ -75,19 +75,27 @@ fn h_u(k: SoftmaxConstants, s: f64, one_minus_s: f64) -> (f64, f64) {
     }
 }
 
-/// `softmax(z)` into `out`; returns the index of the (first) largest entry
-/// and `1 - s` there, computed as the sum of the other probabilities.
+/// The index of the (first) largest value of `x`, or of its first NaN if it
+/// has one (0 for an empty row).
 #[inline]
-fn softmax_and_complement(z: &[f64], out: &mut [f64]) -> (usize, f64) {
+fn first_largest(x: &[f64]) -> usize {
     let mut j = 0;
-    for (i, &v) in z.iter().enumerate() {
-        if v > z[j] || v.is_nan() {
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[j] || v.is_nan() {
             j = i;
             if v.is_nan() {
                 break;
             }
         }
     }
+    j
+}
+
+/// `softmax(z)` into `out`; returns the index of the (first) largest entry
+/// and `1 - s` there, computed as the sum of the other probabilities.
+#[inline]
+fn softmax_and_complement(z: &[f64], out: &mut [f64]) -> (usize, f64) {
+    let j = first_largest(z);
     let m = z.get(j).copied().unwrap_or(0.0);
     let (mut total, mut rest) = (0.0, 0.0);
     for (i, (o, &v)) in out.iter_mut().zip(z).enumerate() {
@@ -158,15 +166,7 @@ pub fn backward_row(z: &[f64], g: &[f64], k: SoftmaxConstants, dz: &mut [f64]) {
 /// NaN, if any) and `1 - s_j` summed over the other probabilities.
 #[inline]
 fn largest_and_complement(s: &[f64]) -> (usize, f64) {
-    let mut j = 0;
-    for (i, &v) in s.iter().enumerate() {
-        if v > s[j] || v.is_nan() {
-            j = i;
-            if v.is_nan() {
-                break;
-            }
-        }
-    }
+    let j = first_largest(s);
     (j, s.iter().enumerate().filter(|&(i, _)| i != j).map(|(_, &v)| v).sum())
 }
 
