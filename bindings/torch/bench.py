@@ -218,6 +218,20 @@ def added_time(t: dict) -> tuple[float, float, float]:
     return statistics.median(d) / base, d[lo] / base, d[hi] / base
 
 
+def _per_call_us(fn, k: int, reps: int, warm: int) -> list:
+    """Microseconds per call of `fn`, one figure per loop of `k` calls, `reps` loops after
+    `warm` untimed calls."""
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(k):
+            fn()
+        ts.append((time.perf_counter() - t0) / k * 1e6)
+    return ts
+
+
 def bench_op_cost(reps: int) -> dict:
     """Where a Gaussian op's time goes at 256 x 6 (microseconds per call, best of `reps`
     repeats): the library's two calls on descriptors built once, era_torch's Python body
@@ -235,14 +249,7 @@ def bench_op_cost(reps: int) -> dict:
     p = [ctypes.byref(x) for x in keep]
 
     def best(fn, k):
-        fn()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            for _ in range(k):
-                fn()
-            ts.append((time.perf_counter() - t0) / k * 1e6)
-        return min(ts)
+        return min(_per_call_us(fn, k, reps, warm=1))
 
     res = {
         "library forward (ctypes, descriptors built once)": best(lambda: lib.era_gaussian_forward_delta(head.ptr, p[0], p[1], p[2], None), 5000),
@@ -296,7 +303,7 @@ def bench_softmax(reps: int) -> dict:
     """The softmax head's forward + backward (float32, one gradient w.r.t. z), eager and
     compiled (Inductor's defaults), against the PyTorch transcription of the same math
     (tests/torch_ref.py) run the same two ways: microseconds per step, the median of `reps`
-    repeats of the best-sized loop."""
+    loops of 2000 steps (n = 10) or 100 steps (n = 1000)."""
     import era_torch
 
     sys.path.insert(0, os.path.join(HERE, "tests"))
@@ -317,15 +324,7 @@ def bench_softmax(reps: int) -> dict:
         for name, f in arms.items():
             def step(f=f):
                 return torch.autograd.grad((f(z) * w).sum(), z)
-            for _ in range(20):
-                step()
-            ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    step()
-                ts.append((time.perf_counter() - t0) / k * 1e6)
-            res[(f"{rows} x {n}", name)] = statistics.median(ts)
+            res[(f"{rows} x {n}", name)] = statistics.median(_per_call_us(step, k, reps, warm=20))
     return res
 
 
