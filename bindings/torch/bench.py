@@ -11,9 +11,12 @@
    process, so that both see the same machine load, both updating the same actor; the added
    time is the median of the paired per-step differences (with its 95% distribution-free
    interval) over the clamp's median step. A control row: the clamp against the clamp
-   compiled a second time, measured the same way (the harness's own difference). With the
-   C++ CPU kernels (when built), then again in a child process with the ops' Python
-   implementations (ERA_TORCH_CPU_KERNELS=0), each against its own clamp.
+   compiled a second time, measured the same way (the harness's own difference). The floor
+   of an op Inductor cannot fuse, in a child process whose Inductor calls aten's softmax and
+   its backward as opaque ops (as it calls a custom op): that softmax into [lo, hi] against
+   the clamp, and ERA against it (what the library's ops cost beyond any two opaque calls).
+   With the C++ CPU kernels (when built), then again in a child process with the ops' Python
+   implementations (ERA_TORCH_CPU_KERNELS=0), against its own clamp.
 
 3. With --op-cost: where one Gaussian op's time goes at 256 x 6 (the library's calls, the
    Python body, the op through the dispatcher, a compiled forward + backward of the head).
@@ -151,10 +154,27 @@ def bench_token(reps: int) -> dict:
     return res
 
 
-def bench_sac(pairs: int, control: bool = False) -> dict:
-    """Seconds per step of the compiled SAC actor update with a clamp and with ERA log-stds
-    (`control`: with the clamp compiled a second time instead of ERA, the harness's own
-    difference), `pairs` steps of each, one of each in turn in random order. Both update
+def _aten_softmax_unfused() -> None:
+    """Makes Inductor call aten's softmax and its backward as opaque ops, as it calls a custom
+    op, instead of fusing them: a lowering changed for the whole process, so only in a child."""
+    from torch._inductor import decomposition, lowering
+
+    aten = torch.ops.aten
+    for op in (aten._softmax, aten._softmax_backward_data):
+        decomposition.decompositions.pop(op, None)
+        decomposition.decompositions.pop(op.default, None)
+        lowering.lowerings.pop(op.default, None)
+        lowering.make_fallback(op)
+        if op.default not in lowering.fallbacks:
+            raise RuntimeError(f"this torch's Inductor did not take {op} as a fallback")
+
+
+def bench_sac(pairs: int, other: str = "era", base: str = "clamp") -> dict:
+    """Seconds per step of the compiled SAC actor update with `base` and with `other` log-stds
+    (as "clamp" and "other"), `pairs` steps of each, one of each in turn in random order. The
+    log-stds: "era" (the ERA head), "clamp" (a clamp; against the clamp, the harness's own
+    difference) or "aten" (aten's softmax into [lo, hi], which after `_aten_softmax_unfused` is
+    two opaque aten calls where the ERA head makes two opaque era calls). Both update
     the same actor with the same optimizer: separate copies differ by themselves (about 1%
     in this setting, from where their tensors lie). Two variants only: with a third one
     interleaved, the code that two of them share would run more often, and warmer."""
@@ -175,10 +195,15 @@ def bench_sac(pairs: int, control: bool = False) -> dict:
     head = era_torch.EraGaussian(act_dim, -float(act_dim))
     lo, hi = head.log_std_min, head.log_std_max
 
-    def make(era: bool):
+    def make(kind: str):
         def loss_fn(obs, eps):
             mu, z = actor(obs).chunk(2, dim=-1)
-            log_std = head(z) if era else z.clamp(lo, hi)
+            if kind == "era":
+                log_std = head(z)
+            elif kind == "aten":
+                log_std = hi + (lo - hi) * torch.softmax(z, dim=-1)
+            else:
+                log_std = z.clamp(lo, hi)
             a = torch.tanh(mu + log_std.exp() * eps)
             return -critic(torch.cat([obs, a], -1)).mean()
 
@@ -192,7 +217,7 @@ def bench_sac(pairs: int, control: bool = False) -> dict:
             return time.perf_counter() - t0
         return step
 
-    steps = {"clamp": make(False), "other": make(not control)}
+    steps = {"clamp": make(base), "other": make(other)}
     obs, eps = torch.randn(batch, obs_dim), torch.randn(batch, act_dim)
     for s in steps.values():
         for _ in range(50):
@@ -208,9 +233,9 @@ def bench_sac(pairs: int, control: bool = False) -> dict:
 
 
 def added_time(t: dict) -> tuple[float, float, float]:
-    """The median of the paired per-step differences (ERA or the control) - clamp and its
-    95% distribution-free interval (order statistics n/2 -+ 0.98 sqrt(n)), as fractions of
-    the clamp's median step."""
+    """The median of the paired per-step differences (the other arm - the base arm, "clamp" in
+    `t` whatever it holds) and its 95% distribution-free interval (order statistics
+    n/2 -+ 0.98 sqrt(n)), as fractions of the base arm's median step."""
     d = sorted(e - c for e, c in zip(t["other"], t["clamp"]))
     n, base = len(d), statistics.median(t["clamp"])
     half = 0.98 * n ** 0.5
@@ -340,6 +365,11 @@ def main() -> None:
     if args.child == "sac":
         print(json.dumps(bench_sac(args.reps)))
         return
+    if args.child in ("sac-aten", "sac-era-aten"):
+        _aten_softmax_unfused()
+        print(json.dumps(bench_sac(args.reps, other="aten") if args.child == "sac-aten" else
+                         bench_sac(args.reps, other="era", base="aten")))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.reps)))
         return
@@ -362,22 +392,39 @@ def main() -> None:
         import era_torch
 
         pairs = 400 * args.reps
-        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {pairs} steps of each, "
-              "ERA and a clamp in turn; added time = median of the paired differences [95% interval] / clamp median")
-        print("| ERA ops | clamp median us/step | ERA (or control) median us/step | adds |")
-        print("| --- | --- | --- | --- |")
+        print(f"\nSAC actor update (torch.compile, batch 256, obs 17, act 6, MLP 256x2), {pairs} steps of each arm, "
+              "the two arms of a row in turn; added time = median of the paired differences [95% interval] / "
+              "the base arm's median")
+        print("| log-stds | base arm | base median us/step | median us/step | adds |")
+        print("| --- | --- | --- | --- | --- |")
         cpp = era_torch.cpu_kernels()
-        runs = [("C++ CPU kernels" if cpp else "Python (" + era_torch.cpu_kernels_status() + ")", bench_sac(pairs)),
-                ("control: the clamp compiled again", bench_sac(pairs, control=True))]
+        era = "ERA, C++ CPU kernels" if cpp else "ERA, Python (" + era_torch.cpu_kernels_status() + ")"
+        runs = [(era, "clamp", bench_sac(pairs)),
+                ("control: the clamp compiled again", "clamp", bench_sac(pairs, other="clamp"))]
+
+        def child(kind, env):
+            out = subprocess.run([sys.executable, __file__, "--child", kind, "--reps", str(pairs)], env=env,
+                                 capture_output=True, text=True)
+            if out.returncode:
+                # the aten arms change Inductor's private tables, which another torch may lay out
+                # differently: say so and go on with the other rows
+                print(f"(child {kind} failed: {out.stderr.strip().splitlines()[-1:]})")
+                return None
+            return json.loads(out.stdout.splitlines()[-1])
+        opaque = "aten's softmax, unfused"
+        runs.append((opaque + ": two opaque aten calls, as Inductor calls a custom op (own process)", "clamp",
+                     child("sac-aten", os.environ)))
+        runs.append((era + " (own process)", opaque, child("sac-era-aten", os.environ)))
         if cpp:
-            env = dict(os.environ, ERA_TORCH_CPU_KERNELS="0")
-            out = subprocess.run([sys.executable, __file__, "--child", "sac", "--reps", str(pairs)], env=env,
-                                 capture_output=True, text=True, check=True).stdout
-            runs.append(("Python implementations (ERA_TORCH_CPU_KERNELS=0, own process)", json.loads(out.splitlines()[-1])))
-        for name, t in runs:
+            runs.append(("ERA, Python implementations (ERA_TORCH_CPU_KERNELS=0, own process)", "clamp",
+                         child("sac", dict(os.environ, ERA_TORCH_CPU_KERNELS="0"))))
+        for name, base, t in runs:
+            if t is None:
+                print(f"| {name} | {base} | | | not measured (above) |")
+                continue
             m, lo, hi = (100 * x for x in added_time(t))
-            print(f"| {name} | {statistics.median(t['clamp']) * 1e6:.0f} | {statistics.median(t['other']) * 1e6:.0f} | "
-                  f"{m:+.1f}% [{lo:+.1f}%, {hi:+.1f}%] |")
+            print(f"| {name} | {base} | {statistics.median(t['clamp']) * 1e6:.0f} | "
+                  f"{statistics.median(t['other']) * 1e6:.0f} | {m:+.1f}% [{lo:+.1f}%, {hi:+.1f}%] |")
     if args.op_cost:
         print(f"\nwhere a Gaussian op's time goes, 256 x 6, best of {args.reps} repeats (the last three: medians)")
         print("| measurement | us per call |")
