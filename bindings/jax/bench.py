@@ -13,13 +13,16 @@ Cases (forward and the VJP of a weighted sum of the outputs):
   binding    the token head at N = 4096 x V = 32000 f32 through era_jax (as it is, and in place
              on donated logits) against the same two C ABI calls made directly (buffers
              reused; a new gradient buffer per call; the gradient over the logits)
+  lone       (only when named) XLA:CPU's own cost of an elementwise product alone in its
+             kernel against the same product fused with an addition, 256 x D, D from 1 to 64
 
 Each case is timed per Python call of the jitted function ("call": includes
 dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
 jitted function ("loop": no dispatch; each iteration feeds its gradient back
 into its input so that nothing is hoisted). For B = 256 (and under --tiny) the Gaussian
-rows are followed by the same loop with an identity head: the loop's own work, which XLA
-cannot fuse into an opaque custom call. Times are medians of repeated
+rows are followed by the same loop with the loss ``sum(out * w + 1)`` (both versions; on
+XLA:CPU the lone product ``out * w`` after a custom call is slow for rows of 6 values, see
+``--heads lone``) and by the loop with an identity head. Times are medians of repeated
 measurements; "jax/native" > 1 means the native call is faster. This prints
 numbers only: nothing here asserts a timing. With ``--check`` every case first
 compares the native and the pure-JAX value and gradient (relative to the largest
@@ -169,19 +172,57 @@ def run_gaussian(rng, quick, rows):
 
         measure(f"gaussian B={b} D={d}", "float32", make, native, reference, b * d, 200, rows)
         if b == 256 or TINY["on"]:
-            harness_alone(make, w, 2 if TINY["on"] else 200)
+            iters = 2 if TINY["on"] else 200
+
+            def native_fused(z, delta, w=w, h0=h0):
+                return jnp.sum(era_jax.gaussian_log_std(z, target_entropy=h0, delta=delta) * w + 1.0)
+
+            def reference_fused(z, delta, w=w, h0=h0):
+                return jnp.sum(ref.gaussian_log_std(z, target_entropy=h0, delta=delta) * w + 1.0)
+
+            args = make()
+            tn, tr = (timeit(looped(f, iters), *args) / iters for f in (native_fused, reference_fused))
+            print_row(("  the same, loss sum(out * w + 1)", "float32", "loop", tn, tr))
+            harness_alone(make, w, iters)
 
 
 def harness_alone(make, w, iters):
-    """The loop mode's own work, timed with an identity head (``sum(z * w)`` and the step on
-    ``z``): XLA cannot fuse it into an opaque custom call, so it is part of every native loop
-    row, while the jnp version fuses it with the head's arithmetic. Printed, not a table row."""
+    """The loop with an identity head (``sum(z * w)``, and the step on ``z`` by the constant
+    gradient ``w``). Printed, not a table row. It is not the loop's cost in the other rows.
+    On XLA:CPU (jax 0.10.2) an elementwise operation alone in its kernel, over rows of 6
+    values, costs more than ten times the same operation fused with another (``--heads lone``).
+    Here the step is such an operation at every width, and at D = 6 the product as well (at
+    21 and 61 XLA hands the product and the sum to one library kernel). With the native head,
+    the step is fused (``x - 1e-6 * g``) and, at D = 6, the product ``out * w`` is alone: the
+    custom call's output feeds nothing else. jnp fuses both into the head's arithmetic. The
+    ``loss sum(out * w + 1)`` row above gives the product a partner in both versions (the
+    gradient is the same)."""
 
     def identity(z, delta, w=w):
         return jnp.sum(z * w)
 
     t = timeit(looped(identity, iters), *make()) / iters
     print(f"{'  the loop with an identity head':<34} {'float32':<9} {'loop':<5} {t * 1e6:>12.1f}", flush=True)
+
+
+def run_lone_ops():
+    """XLA:CPU's cost of one elementwise product that is alone in its kernel (``x * w``)
+    against the same product fused with an addition (``x * w + 1``), per iteration of a
+    jitted fori_loop over a 256 x D array: the cost the native loop rows pay for their
+    loss's ``out * w``. Printed, not a table row."""
+    widths = (6, 8) if TINY["on"] else (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 21, 32, 61, 64)
+    iters = 2 if TINY["on"] else 200
+    print(f"\nlone elementwise product on XLA:CPU, 256 x D float32, us per iteration of a {iters}-step fori_loop")
+    print("| D | x * w alone | x * w + 1 | ratio |")
+    print("| --- | --- | --- | --- |")
+    key = jax.random.PRNGKey(0)
+    for d in widths:
+        x = jax.random.normal(key, (256, d), jnp.float32)
+        w = 1.0 + 1e-3 * jax.random.normal(jax.random.fold_in(key, d), (256, d), jnp.float32)
+        alone, fused = (
+            timeit(jax.jit(lambda x, w, f=f: jax.lax.fori_loop(0, iters, lambda i, x: f(x, w), x)), x, w) / iters
+            for f in (lambda x, w: x * w, lambda x, w: x * w + 1.0))
+        print(f"| {d} | {alone * 1e6:.2f} | {fused * 1e6:.2f} | {alone / fused:.1f}x |", flush=True)
 
 
 def run_softmax(rng, quick, rows):
@@ -364,7 +405,8 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="one small case per head, short timings (a rehearsal)")
     p.add_argument("--check", action="store_true", help="compare native and pure-JAX values first; exit 1 if they differ")
     p.add_argument("--heads", default="gaussian,softmax,token,binding", help="comma-separated subset to run "
-                   "(binding: the token head through era_jax against the C ABI called directly)")
+                   "(binding: the token head through era_jax against the C ABI called directly; lone, not "
+                   "run by default: XLA's cost of a lone elementwise product, 256 x D)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     CHECK["on"], TINY["on"] = a.check, a.tiny
@@ -385,6 +427,8 @@ def main(argv=None):
         run_token(rng, a.quick, rows)
     if "binding" in heads:
         run_binding_cost(rng, a.quick)
+    if "lone" in heads:
+        run_lone_ops()
     if rows:
         ratios = [tr / tn for _, _, _, tn, tr in rows]
         print(f"\n{len(rows)} measurements; geometric mean jax/native = "
