@@ -96,6 +96,11 @@ def looped(loss, iters):
     return run
 
 
+def per_iteration(loss, iters, *args):
+    """Median seconds per iteration of ``looped(loss, iters)`` on ``args``."""
+    return timeit(looped(loss, iters), *args) / iters
+
+
 def compare(name, dtype, native_loss, ref_loss, args):
     """--check: the native and the pure-JAX value and gradient on ``args``; a difference
     beyond the dtype's tolerance (relative to the largest magnitude) is recorded."""
@@ -128,7 +133,7 @@ def measure(name, dtype, make, native_loss, ref_loss, elements, quick_loop_iters
             if mode == "call":
                 t = timeit(fwd_bwd(loss), *args)
             else:
-                t = timeit(looped(loss, iters), *args) / iters
+                t = per_iteration(loss, iters, *args)
             times.append(t)
         rows.append((name, dtype, mode, times[0], times[1]))
         print_row(rows[-1])
@@ -181,7 +186,7 @@ def run_gaussian(rng, quick, rows):
                 return jnp.sum(ref.gaussian_log_std(z, target_entropy=h0, delta=delta) * w + 1.0)
 
             args = make()
-            tn, tr = (timeit(looped(f, iters), *args) / iters for f in (native_fused, reference_fused))
+            tn, tr = (per_iteration(f, iters, *args) for f in (native_fused, reference_fused))
             print_row(("  the same, loss sum(out * w + 1)", "float32", "loop", tn, tr))
             harness_alone(make, w, iters)
 
@@ -201,7 +206,7 @@ def harness_alone(make, w, iters):
     def identity(z, delta, w=w):
         return jnp.sum(z * w)
 
-    t = timeit(looped(identity, iters), *make()) / iters
+    t = per_iteration(identity, iters, *make())
     print(f"{'  the loop with an identity head':<34} {'float32':<9} {'loop':<5} {t * 1e6:>12.1f}", flush=True)
 
 
