@@ -5,6 +5,38 @@
 use crate::capi::dlpack::Desc;
 use crate::error::{bail, Result};
 
+/// Most descriptors one [`Descs`] holds.
+const MAX_DESCS: usize = 8;
+
+/// A few descriptors of one call that a check takes together (its outputs,
+/// all its tensors), held on the stack: the checks of a call on small tensors
+/// allocate nothing, since their cost is paid on every call.
+pub(crate) struct Descs<'r, 'a> {
+    len: usize,
+    items: [&'r Desc<'a>; MAX_DESCS],
+}
+
+impl<'r, 'a> Descs<'r, 'a> {
+    /// `first`, then the tensors of `rest` that are present, in order.
+    pub(crate) fn new<const N: usize>(first: &'r Desc<'a>, rest: [Option<&'r Desc<'a>>; N]) -> Self {
+        const { assert!(N < MAX_DESCS) };
+        let mut items = [first; MAX_DESCS];
+        let mut len = 1;
+        for d in rest.into_iter().flatten() {
+            items[len] = d; // len <= N < MAX_DESCS (asserted at compile time)
+            len += 1;
+        }
+        Descs { len, items }
+    }
+}
+
+impl<'r, 'a> std::ops::Deref for Descs<'r, 'a> {
+    type Target = [&'r Desc<'a>];
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
+    }
+}
+
 /// [`Desc::input`] of a tensor that may be absent (a NULL pointer).
 ///
 /// # Safety

@@ -68,7 +68,12 @@ pub(crate) const KDL_CUDA_MANAGED: i32 = 13;
 pub(crate) const MAX_NDIM: i32 = 32;
 
 /// Ranks up to this many keep a descriptor's extents and strides in place.
-const INLINE_NDIM: usize = 8;
+/// Four covers the heads' usual tensors (a batch of rows, with a time or group
+/// axis or two) and keeps a descriptor small enough (152 bytes) that the
+/// compiler moves it inline: with eight in place (216 bytes), every move of one
+/// was a call to `memmove`, a large part of a small call's fixed cost
+/// (BENCHMARKS.md, "The C ABI's fixed cost").
+const INLINE_NDIM: usize = 4;
 
 /// Up to [`MAX_NDIM`] values (a descriptor's extents or strides): held in place
 /// up to [`INLINE_NDIM`], so that describing a tensor of a usual rank
@@ -398,6 +403,9 @@ impl<'a> Desc<'a> {
 
     /// Fails unless no two indices of this (output) tensor address the same element.
     pub fn check_writable(&self) -> Result<()> {
+        if self.is_row_major() {
+            return Ok(()); // distinct offsets by construction: no sort needed
+        }
         let mut all = Dims::<(usize, usize)>::new(self.shape.len());
         let mut k = 0;
         for (&n, &s) in self.shape.iter().zip(self.strides.iter()).filter(|(&n, _)| n > 1) {
@@ -472,14 +480,23 @@ impl<'a> Desc<'a> {
         if self.dtype != DType::F32 || self.device != Device::Cpu || self.numel() == 0 {
             return None;
         }
+        if !self.is_row_major() {
+            return None;
+        }
+        Some(std::slice::from_raw_parts_mut(self.first as *mut f32, self.numel()))
+    }
+
+    /// Whether the elements lie contiguously in row-major order: every axis
+    /// of extent > 1 has the stride of a C-ordered array of this shape.
+    pub fn is_row_major(&self) -> bool {
         let mut step = 1usize;
         for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
             if n > 1 && s != step as isize {
-                return None;
+                return false;
             }
-            step *= n;
+            step = step.saturating_mul(n);
         }
-        Some(std::slice::from_raw_parts_mut(self.first as *mut f32, self.numel()))
+        true
     }
 
     /// The value of a one-element f32 tensor in host memory; else `None`.

@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float};
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, Descs};
 #[cfg(feature = "cuda")]
 use crate::capi::cuda;
 #[cfg(feature = "cuda")]
@@ -158,10 +158,7 @@ pub unsafe extern "C" fn era_gaussian_backward_delta(
         let gd = Desc::new(grad_out, "grad_out")?;
         let od = Desc::new(grad_z, "grad_z")?;
         let gdd = Desc::optional(grad_delta, "grad_delta")?;
-        let mut outs = vec![&od];
-        if let Some(x) = &gdd {
-            outs.push(x);
-        }
+        let outs = Descs::new(&od, [gdd.as_ref()]);
         check_outputs(&outs)?;
         expect_batch_shape(&zd, 1, &[])?;
         expect_same_shape(&zd, &[&gd, &od])?;

@@ -7,7 +7,7 @@
 
 use std::ffi::c_void;
 
-use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float};
+use crate::capi::calls::{check_outputs, expect_batch_shape, expect_same_shape, with_float, Descs};
 use crate::capi::dlpack::{call_device, DLTensor, DType, Desc, Device};
 use crate::capi::gaussian::{check_delta_shape, delta_or_stored, is_scalar, one_f32_delta};
 use crate::capi::head::{head_ref, EraHead};
@@ -60,8 +60,7 @@ pub unsafe extern "C" fn era_gaussian_forward_saved(
         if let Some(x) = &dd {
             check_delta_shape(&zd, x)?;
         }
-        let mut all = vec![&zd, &od, &sd];
-        all.extend(dd.as_ref());
+        let all = Descs::new(&zd, [Some(&od), Some(&sd), dd.as_ref()]);
         host_only(&all, "era_gaussian_forward_saved", "era_gaussian_forward_delta")?;
         // f32 rows read where they lie, one delta for every row, contiguous
         // outputs that no input overlaps: the head's rows path, no array views
@@ -116,8 +115,7 @@ pub unsafe extern "C" fn era_gaussian_backward_saved(
         let gd = Desc::new(grad_out, "grad_out")?;
         let od = Desc::new(grad_z, "grad_z")?;
         let gdd = Desc::optional(grad_delta, "grad_delta")?;
-        let mut outs = vec![&od];
-        outs.extend(gdd.as_ref());
+        let outs = Descs::new(&od, [gdd.as_ref()]);
         check_outputs(&outs)?;
         expect_batch_shape(&sd, 1, &[])?;
         expect_same_shape(&sd, &[&gd, &od])?;
@@ -129,15 +127,12 @@ pub unsafe extern "C" fn era_gaussian_backward_saved(
             (Some(x), Some(y)) if !is_scalar(x) => expect_same_shape(x, &[y])?,
             _ => {}
         }
-        let mut all = vec![&sd, &gd, &od];
-        all.extend(dd.as_ref());
-        all.extend(gdd.as_ref());
+        let all = Descs::new(&sd, [Some(&gd), Some(&od), dd.as_ref(), gdd.as_ref()]);
         host_only(&all, "era_gaussian_backward_saved", "era_gaussian_backward_delta")?;
         // as in the forward: f32 rows, one delta, contiguous outputs that no
         // input overlaps, a one-element grad_delta (or none)
         let one = one_f32_delta(g, dd.as_ref());
-        let mut ins = vec![&sd, &gd];
-        ins.extend(dd.as_ref());
+        let ins = Descs::new(&sd, [Some(&gd), dd.as_ref()]);
         let overlap = outs.iter().any(|o| ins.iter().any(|i| o.overlaps(i)));
         if !overlap && gdd.as_ref().is_none_or(|x| x.numel() == 1) {
             let gdv = match &gdd {
@@ -210,16 +205,14 @@ unsafe fn softmax_forward_saved(
     let od = Desc::new(out, "out")?;
     let sd = Desc::new(saved, "saved")?;
     let qd = dwdh.map(|q| Desc::new(q, "dwdh")).transpose()?;
-    let mut outs = vec![&od, &sd];
-    outs.extend(qd.as_ref());
+    let outs = Descs::new(&od, [Some(&sd), qd.as_ref()]);
     check_outputs(&outs)?;
     expect_batch_shape(&zd, 1, &[])?;
     expect_same_shape(&zd, &outs)?;
-    let mut all = vec![&zd];
-    all.extend(&outs);
+    let all = Descs::new(&zd, [Some(&od), Some(&sd), qd.as_ref()]);
     host_only(&all, op, "era_head_forward")?;
     with_float!(zd.dtype, "z", T => {
-        for d in &outs {
+        for d in outs.iter() {
             d.expect_dtype(zd.dtype)?;
         }
         let zi = zd.input::<T>(&outs)?;
@@ -273,14 +266,15 @@ unsafe fn softmax_backward_saved(
     let od = Desc::new(grad_z, "grad_z")?;
     check_outputs(&[&od])?;
     expect_batch_shape(&sd, 1, &[])?;
-    let mut others: Vec<&Desc<'_>> = qd.iter().collect();
-    others.extend([&gd, &od]);
+    let others = match &qd {
+        Some(q) => Descs::new(q, [Some(&gd), Some(&od)]),
+        None => Descs::new(&gd, [Some(&od), None]),
+    };
     expect_same_shape(&sd, &others)?;
-    let mut all = vec![&sd];
-    all.extend(&others);
+    let all = Descs::new(&sd, [qd.as_ref(), Some(&gd), Some(&od)]);
     host_only(&all, op, "era_head_backward")?;
     with_float!(sd.dtype, "saved", T => {
-        for d in &others {
+        for d in others.iter() {
             d.expect_dtype(sd.dtype)?;
         }
         let si = sd.input::<T>(&[&od])?;
