@@ -21,8 +21,9 @@ dispatch) and, for small sizes, per iteration of a lax.fori_loop inside one
 jitted function ("loop": no dispatch; each iteration feeds its gradient back
 into its input so that nothing is hoisted). For B = 256 (and under --tiny) the Gaussian
 rows are followed by the same loop with the loss ``sum(out * w + 1)`` (both versions; on
-XLA:CPU the lone product ``out * w`` after a custom call is slow for rows of 6 values, see
-``--heads lone``) and by the loop with an identity head. Times are medians of repeated
+XLA:CPU a product alone in its kernel is slow over rows of 6 values, see ``--heads lone``;
+era_jax's CPU forward declares its result flat, so that XLA runs the loss's product over
+one row) and by the loop with an identity head. Times are medians of repeated
 measurements; "jax/native" > 1 means the native call is faster. This prints
 numbers only: nothing here asserts a timing. With ``--check`` every case first
 compares the native and the pure-JAX value and gradient (relative to the largest
@@ -198,10 +199,11 @@ def harness_alone(make, w, iters):
     values, costs more than ten times the same operation fused with another (``--heads lone``).
     Here the step is such an operation at every width, and at D = 6 the product as well (at
     21 and 61 XLA hands the product and the sum to one library kernel). With the native head,
-    the step is fused (``x - 1e-6 * g``) and, at D = 6, the product ``out * w`` is alone: the
-    custom call's output feeds nothing else. jnp fuses both into the head's arithmetic. The
-    ``loss sum(out * w + 1)`` row above gives the product a partner in both versions (the
-    gradient is the same)."""
+    the step is fused (``x - 1e-6 * g``) and the product ``out * w`` is alone (the custom
+    call's output feeds nothing else), but over the custom call's flat result: XLA computes
+    it on 256 * D values in one row and reshapes after. jnp fuses both into the head's
+    arithmetic. The ``loss sum(out * w + 1)`` row above gives the product a partner in both
+    versions (the gradient is the same)."""
 
     def identity(z, delta, w=w):
         return jnp.sum(z * w)

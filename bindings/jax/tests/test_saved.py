@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import era_jax
-from era_jax import _small_heads
+from era_jax import _compat, _small_heads
 
 import reference as ref
 from conftest import cpu_only, tol
@@ -137,23 +137,27 @@ def test_gaussian_per_row_delta_under_vmap(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gaussian_grad_of_vmapped_call_under_jit(rng, dtype):
     # one scalar delta per instance, a delta shared by all, nested vmap: value_and_grad under jit
+    # the head's outputs (from the differentiated forward) and gradients, bit for bit; not the
+    # loss, which is XLA's sum over the output, in an order that differs between the two paths
+    # (the saved forward's result is declared flat)
     v, u, b, d = 2, 3, 5, 21
     z, w = inputs(rng, (v, u, b, d), dtype)
     delta = jnp.asarray(rng.uniform(-0.5, 0.5, size=(v,)), dtype)
-    results = []
+    outs, grads = [], []
     for saved in (True, False):
         inner = jax.vmap(gaussian(d, saved), in_axes=(0, None))
         outer = jax.vmap(inner, in_axes=(0, 0))
         loss = lambda z, dl, op=outer: jnp.sum(w * op(z, dl))  # noqa: E731
-        results.append(jax.jit(jax.value_and_grad(loss, (0, 1)))(z, delta))
-    (l1, g1), (l2, g2) = results
-    same(l1, l2)
+        grads.append(jax.jit(jax.grad(loss, (0, 1)))(z, delta))
+        outs.append(value_and_grads(outer, (z, delta), w)[0])
+    same(*outs)
+    (g1, g2) = grads
     for x, y in zip(g1, g2):
         same(x, y)
     assert g1[1].shape == (v,)
-    want = lambda z, dl: jnp.sum(  # noqa: E731
-        w * jax.vmap(lambda zi, di: ref.gaussian_log_std(zi, target_entropy=gaussian_h0(d), delta=di))(z, dl)
-    )
+    head = jax.vmap(lambda zi, di: ref.gaussian_log_std(zi, target_entropy=gaussian_h0(d), delta=di))
+    np.testing.assert_allclose(outs[0], head(z, delta), **tol(dtype))
+    want = lambda z, dl: jnp.sum(w * head(z, dl))  # noqa: E731
     for x, y in zip(g1, jax.jit(jax.grad(want, (0, 1)))(z, delta)):
         np.testing.assert_allclose(x, y, **tol(dtype))
 
@@ -166,6 +170,33 @@ def test_gaussian_traced_infeasible_delta_raises():
         jax.block_until_ready(jax.jit(jax.grad(lambda z, d: jnp.sum(f(z, d)), (0, 1)))(jnp.ones((2, 3)), 100.0))
     with pytest.raises(Exception, match="exceeds the widest Gaussian"):
         jax.block_until_ready(jax.jit(jax.vmap(f))(jnp.ones((2, 2, 3)), jnp.array([0.0, 100.0])))
+
+
+@cpu_only
+def test_saved_results_declared_flat_or_with_rows(rng):
+    # the *_saved handlers describe a result declared flat (z's element count) with z's shape,
+    # and take a result declared with z's shape as it is: the same bits either way; a flat
+    # result of another size reaches era's shape check
+    d = 6
+    z, g = inputs(rng, (4, d), np.float32)
+    delta = jnp.asarray(0.1, np.float32)
+    attrs = dict(target_entropy=np.float64(gaussian_h0(d)), log_std_min=np.float64(LO), log_std_max=np.float64(HI))
+    rows = jax.ShapeDtypeStruct(z.shape, z.dtype)
+    flat = jax.ShapeDtypeStruct((z.size,), z.dtype)
+    fwd = lambda first: _compat.ffi_call(_small_heads._GAUSSIAN_FWD_SAVED, (first, rows), z, delta, **attrs)  # noqa: E731
+    (out_flat, saved_flat), (out_rows, saved_rows) = fwd(flat), fwd(rows)
+    same(out_flat.reshape(z.shape), out_rows)
+    same(saved_flat, saved_rows)
+    one = jax.ShapeDtypeStruct((), z.dtype)
+    bwd = lambda first: _compat.ffi_call(_small_heads._GAUSSIAN_BWD_SAVED, (first, one), saved_rows, delta, g, **attrs)  # noqa: E731
+    (gz_flat, gd_flat), (gz_rows, gd_rows) = bwd(flat), bwd(rows)
+    same(gz_flat.reshape(z.shape), gz_rows)
+    same(gd_flat, gd_rows)
+    short = jax.ShapeDtypeStruct((z.size - 1,), z.dtype)
+    with pytest.raises(Exception, match="INVALID_SHAPE"):
+        jax.block_until_ready(fwd(short))
+    with pytest.raises(Exception, match="INVALID_SHAPE"):
+        jax.block_until_ready(bwd(short))
 
 
 # ---------------------------------------------------------------- softmax head
@@ -200,15 +231,18 @@ def test_softmax_public_function_is_the_saved_op(rng, dtype):
 def test_softmax_grad_of_vmapped_call_under_jit(rng, dtype):
     v, u, b, n = 2, 3, 5, 17
     z, w = inputs(rng, (v, u, b, n), dtype)
-    results = []
+    # the outputs and gradients, not the loss (as for the Gaussian head)
+    outs, grads = [], []
     for saved in (True, False):
         op = jax.vmap(jax.vmap(softmax(n, saved)))
-        results.append(jax.jit(jax.value_and_grad(lambda z, op=op: jnp.sum(w * op(z))))(z))
-    (l1, g1), (l2, g2) = results
-    same(l1, l2)
-    softmax_same(g1, g2)
-    want = lambda z: jnp.sum(w * ref.softmax_logits(z, target_entropy=softmax_h0(n), tau=TAU))  # noqa: E731
-    np.testing.assert_allclose(g1, jax.jit(jax.grad(want))(z), **tol(dtype))
+        grads.append(jax.jit(jax.grad(lambda z, op=op: jnp.sum(w * op(z))))(z))
+        outs.append(value_and_grads(op, (z,), w)[0])
+    same(*outs)
+    softmax_same(*grads)
+    head = lambda z: ref.softmax_logits(z, target_entropy=softmax_h0(n), tau=TAU)  # noqa: E731
+    np.testing.assert_allclose(outs[0], head(z), **tol(dtype))
+    want = lambda z: jnp.sum(w * head(z))  # noqa: E731
+    np.testing.assert_allclose(grads[0], jax.jit(jax.grad(want))(z), **tol(dtype))
 
 
 # ---------------------------------------------------------------- the lowered program

@@ -42,6 +42,15 @@ _SOFTMAX_FWD_SAVED = native.target("era_softmax_fwd_saved")
 _SOFTMAX_BWD_SAVED = native.target("era_softmax_bwd_saved")
 
 
+def _flat_out(x):
+    """The result type of a *_SAVED target's output with the elements of ``x``, declared flat
+    (one axis); its handler describes it to the library with ``x``'s shape, and the caller
+    reshapes it to that shape (a bitcast, no copy). On XLA:CPU an elementwise operation left
+    alone on a custom call's result with rows of a few values copies each row through a stack
+    buffer; on a flat result, reshaped, it does not (BENCHMARKS.md, "The lone product")."""
+    return _out((x.size,), x.dtype, x)
+
+
 # --------------------------------------------------------------- Gaussian head
 
 
@@ -59,16 +68,16 @@ def _fold_delta_fwd(axis_size, in_batched, z, delta):
     return z, delta
 
 
-def _gaussian_bwd_call(target: str, attrs: dict):
+def _gaussian_bwd_call(target: str, attrs: dict, flat: bool = False):
     """The backward through ``target`` (``era_gaussian_bwd``, whose first operand is ``z``,
-    or ``era_gaussian_bwd_saved``, whose first operand is ``softmax(z)``), with its batching rule."""
+    or ``era_gaussian_bwd_saved``, whose first operand is ``softmax(z)``), with its batching rule.
+    ``flat``: the gradient is declared flat (``_flat_out``; the *_SAVED target)."""
 
     @_compat.custom_vmap
     def bwd_call(r, delta, g):
-        gz, gd = _compat.ffi_call(
-            target, (_out(r.shape, r.dtype, r), _out(delta.shape, delta.dtype, r)), r, delta, g, **attrs
-        )
-        return gz, gd
+        gz_type = _flat_out(r) if flat else _out(r.shape, r.dtype, r)
+        gz, gd = _compat.ffi_call(target, (gz_type, _out(delta.shape, delta.dtype, r)), r, delta, g, **attrs)
+        return gz.reshape(r.shape), gd
 
     @bwd_call.def_vmap
     def _bwd_rule(axis_size, in_batched, r, delta, g):
@@ -105,15 +114,15 @@ def _gaussian_fn(h0: float, lo: float, hi: float, save_softmax: bool = True):
     @_compat.custom_vmap
     def fwd_saved_call(z, delta):
         o = _out(z.shape, z.dtype, z)
-        out, saved = _compat.ffi_call(_GAUSSIAN_FWD_SAVED, (o, o), z, delta, **attrs)
-        return out, saved
+        out, saved = _compat.ffi_call(_GAUSSIAN_FWD_SAVED, (_flat_out(z), o), z, delta, **attrs)
+        return out.reshape(z.shape), saved
 
     @fwd_saved_call.def_vmap
     def _fwd_saved_rule(axis_size, in_batched, z, delta):
         return fwd_saved_call(*_fold_delta_fwd(axis_size, in_batched, z, delta)), (True, True)
 
     bwd_call = _gaussian_bwd_call(_GAUSSIAN_BWD, attrs)
-    bwd_saved_call = _gaussian_bwd_call(_GAUSSIAN_BWD_SAVED, attrs)
+    bwd_saved_call = _gaussian_bwd_call(_GAUSSIAN_BWD_SAVED, attrs, flat=True)
 
     def primal(z, delta):
         return _like(fwd_call(z, delta), z)
@@ -230,7 +239,7 @@ def _softmax_bwd_saved_call(attrs: dict):
 
     @_compat.custom_vmap
     def bwd_call(s, q, g):
-        return _compat.ffi_call(_SOFTMAX_BWD_SAVED, _out(s.shape, s.dtype, s), s, q, g, **attrs)
+        return _compat.ffi_call(_SOFTMAX_BWD_SAVED, _flat_out(s), s, q, g, **attrs).reshape(s.shape)
 
     @bwd_call.def_vmap
     def _bwd_rule(axis_size, in_batched, s, q, g):
@@ -258,8 +267,8 @@ def _softmax_fn(h0: float, tau: float, save_softmax: bool = True):
     @_compat.custom_vmap
     def fwd_saved_call(z):
         o = _out(z.shape, z.dtype, z)
-        out, saved, dwdh = _compat.ffi_call(_SOFTMAX_FWD_SAVED, (o, o, o), z, **attrs)
-        return out, saved, dwdh
+        out, saved, dwdh = _compat.ffi_call(_SOFTMAX_FWD_SAVED, (_flat_out(z), o, o), z, **attrs)
+        return out.reshape(z.shape), saved, dwdh
 
     @fwd_saved_call.def_vmap
     def _fwd_saved_rule(axis_size, in_batched, z):
