@@ -205,11 +205,55 @@ ffi::Error default_config(EraHeadKind kind, EraConfig* cfg) {
   return ffi::Error::Success();
 }
 
+// The few values a small head's handler takes (its width and its attributes), as raw bits, and
+// the head they gave on this thread last time: a handler called again with the same values
+// (every step of a training loop) finds its head here without building a config, calling
+// era_config_default or hashing the 21 fields (BENCHMARKS.md, "The handler's head
+// lookup"). Bits, not values: -0.0 and 0.0, or two NaNs, are different keys, and a value era
+// refuses never reaches this cache (era_head_new fails first).
+struct AttrKey {
+  std::array<uint64_t, 4> w{};
+  AttrKey(int64_t n, double a, double b, double c) {
+    std::memcpy(&w[0], &n, sizeof n);
+    std::memcpy(&w[1], &a, sizeof a);
+    std::memcpy(&w[2], &b, sizeof b);
+    std::memcpy(&w[3], &c, sizeof c);
+  }
+  bool operator==(const AttrKey& o) const { return w == o.w; }
+};
+
+// One such cache per kind of head and per thread: a Gaussian and a softmax head in the same
+// program do not evict each other.
+template <int Kind>
+struct LastHead {
+  static thread_local AttrKey key;
+  static thread_local const EraHead* head;
+};
+template <int Kind>
+thread_local AttrKey LastHead<Kind>::key{0, 0.0, 0.0, 0.0};
+template <int Kind>
+thread_local const EraHead* LastHead<Kind>::head = nullptr;
+
+// The head for `key` from `make` (which builds the config and goes through cached_head),
+// through this thread's last head of kind `Kind`.
+template <int Kind, typename Make>
+ffi::Error last_head(const AttrKey& key, Make make, const EraHead** out) {
+  using L = LastHead<Kind>;
+  if (L::head != nullptr && L::key == key) {
+    *out = L::head;
+    return ffi::Error::Success();
+  }
+  if (auto e = make(out); e.failure()) return e;
+  L::key = key;
+  L::head = *out;
+  return ffi::Error::Success();
+}
+
 // The Gaussian head used with a per-call delta. Its stored delta is never
 // used (era_gaussian_*_delta take delta as a buffer); it is 0 when the target
 // is feasible on its own, and otherwise a value far inside the feasible range
 // so that feasibility is decided per call, from the delta buffer.
-ffi::Error gaussian_head(int64_t dim, double h0, double lo, double hi, const EraHead** out) {
+ffi::Error gaussian_head_uncached(int64_t dim, double h0, double lo, double hi, const EraHead** out) {
   EraConfig cfg;
   if (auto e = default_config(ERA_HEAD_KIND_GAUSSIAN, &cfg); e.failure()) return e;
   cfg.dim = dim < 0 ? 0 : static_cast<uint64_t>(dim);
@@ -222,13 +266,21 @@ ffi::Error gaussian_head(int64_t dim, double h0, double lo, double hi, const Era
   return cached_head(cfg, out);
 }
 
+ffi::Error gaussian_head(int64_t dim, double h0, double lo, double hi, const EraHead** out) {
+  return last_head<ERA_HEAD_KIND_GAUSSIAN>(
+      AttrKey(dim, h0, lo, hi), [&](const EraHead** h) { return gaussian_head_uncached(dim, h0, lo, hi, h); }, out);
+}
+
 ffi::Error softmax_head(int64_t n, double h0, double tau, const EraHead** out) {
-  EraConfig cfg;
-  if (auto e = default_config(ERA_HEAD_KIND_SOFTMAX, &cfg); e.failure()) return e;
-  cfg.num_classes = n < 0 ? 0 : static_cast<uint64_t>(n);
-  cfg.target_entropy = h0;
-  cfg.tau = tau;
-  return cached_head(cfg, out);
+  auto make = [&](const EraHead** h) {
+    EraConfig cfg;
+    if (auto e = default_config(ERA_HEAD_KIND_SOFTMAX, &cfg); e.failure()) return e;
+    cfg.num_classes = n < 0 ? 0 : static_cast<uint64_t>(n);
+    cfg.target_entropy = h0;
+    cfg.tau = tau;
+    return cached_head(cfg, h);
+  };
+  return last_head<ERA_HEAD_KIND_SOFTMAX>(AttrKey(n, h0, tau, 0.0), make, out);
 }
 
 struct TokenAttrs {

@@ -245,6 +245,69 @@ def test_softmax_grad_of_vmapped_call_under_jit(rng, dtype):
     np.testing.assert_allclose(grads[0], jax.jit(jax.grad(want))(z), **tol(dtype))
 
 
+# ------------------------------------------------- heads of several configurations in turn
+
+
+@cpu_only
+def test_heads_of_several_configurations_in_turn(rng):
+    # the handlers keep the head of their last attributes per thread: heads of one width with
+    # other targets, bounds or tau, called in turn in one program and from program to program,
+    # each give their own configuration's values and gradients; 0.0 and -0.0 as a bound are
+    # two keys with the same math
+    d, n = 6, 6
+    z, w = inputs(rng, (9, d), np.float32)
+    delta = jnp.asarray(0.1, np.float32)
+    gauss = [(-1.0 * d, LO, HI), (-2.0 * d, LO, HI), (-1.0 * d, -5.0, 1.0), (-1.0 * d, LO, -0.0)]
+    taus = [4.0, 3.0]
+
+    def native(z, delta):
+        outs = [era_jax.gaussian_log_std(z, target_entropy=h, log_std_min=lo, log_std_max=hi, delta=delta)
+                for h, lo, hi in gauss + gauss[::-1]]
+        outs += [era_jax.softmax_logits(z, target_entropy=softmax_h0(n), tau=t) for t in taus + taus[::-1]]
+        return jnp.stack(outs)
+
+    def reference(z, delta):
+        outs = [ref.gaussian_log_std(z, target_entropy=h, log_std_min=lo, log_std_max=hi, delta=delta)
+                for h, lo, hi in gauss + gauss[::-1]]
+        outs += [ref.softmax_logits(z, target_entropy=softmax_h0(n), tau=t) for t in taus + taus[::-1]]
+        return jnp.stack(outs)
+
+    ws = jnp.stack([w] * (2 * len(gauss) + 2 * len(taus)))
+    want, want_grads = value_and_grads(reference, (z, delta), ws)
+    got, grads = value_and_grads(native, (z, delta), ws)
+    np.testing.assert_allclose(got, want, **tol(np.float32))
+    for x, y in zip(grads, want_grads):
+        np.testing.assert_allclose(x, y, **tol(np.float32))
+    # one configuration per program, in turn: each program's first call finds another head last
+    for (h, lo, hi) in gauss + gauss[::-1]:
+        head = lambda z, dl, h=h, lo=lo, hi=hi: era_jax.gaussian_log_std(  # noqa: E731
+            z, target_entropy=h, log_std_min=lo, log_std_max=hi, delta=dl
+        )
+        np.testing.assert_allclose(
+            jax.jit(head)(z, delta), ref.gaussian_log_std(z, target_entropy=h, log_std_min=lo, log_std_max=hi, delta=delta),
+            **tol(np.float32),
+        )
+    np.testing.assert_array_equal(got[0], got[3 + 4])  # the same configuration twice in one program
+
+
+@cpu_only
+def test_a_refused_configuration_is_not_kept(rng):
+    # a configuration era refuses raises every time it is called, between calls of a valid one
+    # of the same width, which keeps giving its own values
+    z, _ = inputs(rng, (4, 6), np.float32)
+    good = lambda z: era_jax.gaussian_log_std(z, target_entropy=-6.0, log_std_min=LO, log_std_max=HI)  # noqa: E731
+    bad = lambda z: _compat.ffi_call(  # noqa: E731  (lo >= hi: refused by era, not by Python)
+        _small_heads._GAUSSIAN_FWD_SAVED, (jax.ShapeDtypeStruct(z.shape, z.dtype),) * 2, z, jnp.float32(0.0),
+        target_entropy=np.float64(-6.0), log_std_min=np.float64(1.0), log_std_max=np.float64(0.0),
+    )
+    want = ref.gaussian_log_std(z, target_entropy=-6.0, log_std_min=LO, log_std_max=HI)
+    for _ in range(2):
+        np.testing.assert_allclose(jax.jit(good)(z), want, **tol(np.float32))
+        with pytest.raises(Exception, match="INVALID_ARGUMENT"):
+            jax.block_until_ready(bad(z))
+    np.testing.assert_allclose(jax.jit(good)(z), want, **tol(np.float32))
+
+
 # ---------------------------------------------------------------- the lowered program
 
 
